@@ -1,0 +1,26 @@
+"""Errors a user can act on. The CLI prints them as one line; everything else is a bug."""
+
+
+class IpexResnetError(Exception):
+    """Base class: the message says what is wrong and what to do."""
+
+
+class ConfigError(IpexResnetError, ValueError):
+    """A bad option: unknown backend, precision, model name, env override..."""
+
+
+class BackendUnavailable(IpexResnetError):
+    """An explicitly requested backend cannot run here (the message carries the install hint)."""
+
+
+class WeightsError(IpexResnetError):
+    """Weights could not be found, downloaded or loaded."""
+
+
+class ImageError(IpexResnetError, ValueError):
+    """One input could not be read as an image. ``source`` names the input."""
+
+    def __init__(self, source: str, problem: str):
+        self.source = source
+        self.problem = problem
+        super().__init__(f"{source}: {problem}")

@@ -1,0 +1,213 @@
+"""The plan: which backend, precision, memory format and thread count, and why each was chosen.
+
+:func:`make_plan` is a pure function of the CPU probe, the requested options, the environment and
+which backends are available, so every branch is testable on injected CPUs. Resolution order for
+each setting: explicit argument -> environment override (for fleets) -> automatic choice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from .cpu import CPUInfo
+from .errors import BackendUnavailable, ConfigError
+
+BACKENDS = ("ipex", "inductor", "eager")
+PRECISIONS = ("fp32", "bf16")
+AUTO = "auto"
+
+ENV_BACKEND = "IPEX_RESNET_BACKEND"
+ENV_PRECISION = "IPEX_RESNET_PRECISION"
+ENV_THREADS = "IPEX_RESNET_THREADS"
+
+# Order in which `auto` tries backends.
+AUTO_ORDER = ("ipex", "inductor", "eager")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the loader will do, with a one-line reason for each choice."""
+
+    backend: str
+    precision: str
+    memory_format: str
+    threads: int
+    native_bf16: bool
+    isa_level: str
+    reasons: Mapping[str, str]
+    options: Mapping[str, object] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+    model: str = "?"
+    weights: str = "?"
+
+    @property
+    def emulated_bf16(self) -> bool:
+        return self.precision == "bf16" and not self.native_bf16
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["reasons"] = dict(self.reasons)
+        d["options"] = dict(self.options)
+        d["warnings"] = list(self.warnings)
+        d["notes"] = list(self.notes)
+        d["emulated_bf16"] = self.emulated_bf16
+        return d
+
+    def describe(self) -> str:
+        rows = [("model", self.model, None), ("weights", self.weights, None)]
+        rows += [(k, getattr(self, k), self.reasons.get(k))
+                 for k in ("backend", "precision", "memory_format", "threads")]
+        lines = []
+        for key, value, why in rows:
+            lines.append(f"{key + ':':<15}{value}" + (f"  -- {why}" if why else ""))
+        if self.options:
+            lines.append(f"{'options:':<15}" + ", ".join(f"{k}={v}" for k, v in self.options.items()))
+        lines += [f"warning:       {w}" for w in self.warnings]
+        lines += [f"note:          {n}" for n in self.notes]
+        return "\n".join(lines)
+
+
+def _pick(name: str, explicit: object, env: Mapping[str, str], env_key: str,
+          allowed: tuple[str, ...]) -> tuple[str, str]:
+    """Return (value, source) where source is 'argument', 'env' or 'auto'."""
+    if explicit is not None and str(explicit).lower() != AUTO:
+        value = str(explicit).lower()
+        if value not in allowed:
+            raise ConfigError(f"unknown {name} {explicit!r}: choose one of {', '.join((AUTO,) + allowed)}")
+        return value, "argument"
+    raw = env.get(env_key, "").strip().lower()
+    if raw and raw != AUTO:
+        if raw not in allowed:
+            raise ConfigError(f"{env_key}={env.get(env_key)!r} is not a {name}: choose one of "
+                              f"{', '.join((AUTO,) + allowed)}")
+        return raw, "env"
+    return AUTO, "auto"
+
+
+def default_threads(cpu: CPUInfo, affinity: int | None = None) -> tuple[int, str]:
+    cores = cpu.physical_cores or cpu.logical_cpus or 1
+    why = "one thread per physical core (SMT siblings add nothing to GEMM-bound inference)"
+    if cpu.sockets > 1:
+        cores = max(1, cores // cpu.sockets)
+        why = "the physical cores of one socket (crossing sockets adds remote-memory latency)"
+    if affinity is not None and affinity < cores:
+        return max(1, affinity), f"limited by the CPU affinity mask ({affinity} CPUs allowed)"
+    return cores, why
+
+
+def make_plan(
+    cpu: CPUInfo,
+    backend: str | None = AUTO,
+    precision: str | None = AUTO,
+    threads: int | None = None,
+    *,
+    availability: Mapping[str, tuple[bool, str]],
+    env: Mapping[str, str] | None = None,
+    affinity: int | None = None,
+) -> Plan:
+    """Decide the plan.
+
+    ``availability`` maps each backend name to ``(available, reason_or_install_hint)``.
+    """
+    env = os.environ if env is None else env
+    reasons: dict[str, str] = {}
+    warnings: list[str] = []
+    notes: list[str] = []
+    options: dict[str, object] = {}
+
+    # --- backend ---------------------------------------------------------------------------
+    want_backend, bsrc = _pick("backend", backend, env, ENV_BACKEND, BACKENDS)
+    if want_backend == AUTO:
+        chosen = None
+        for name in AUTO_ORDER:
+            ok, why = availability.get(name, (False, "unknown backend"))
+            if ok:
+                chosen = name
+                reasons["backend"] = f"auto: {why}"
+                break
+            notes.append(f"{name} not used: {why}")
+        assert chosen is not None, "eager is always available"
+        backend_name = chosen
+    else:
+        ok, why = availability.get(want_backend, (False, "unknown backend"))
+        if not ok:
+            via = f" (from {ENV_BACKEND})" if bsrc == "env" else ""
+            raise BackendUnavailable(f"backend {want_backend!r} was requested{via} but cannot run: {why}")
+        backend_name = want_backend
+        reasons["backend"] = f"requested ({'env ' + ENV_BACKEND if bsrc == 'env' else 'argument'})"
+
+    # --- precision -------------------------------------------------------------------------
+    want_prec, psrc = _pick("precision", precision, env, ENV_PRECISION, PRECISIONS)
+    native = cpu.has_native_bf16
+    if cpu.has_amx_bf16:
+        hw = "AMX-BF16 tiles"
+    elif cpu.has_avx512_bf16:
+        hw = "AVX512_BF16 dot-product instructions"
+    else:
+        hw = None
+    if want_prec == AUTO:
+        if backend_name == "eager":
+            prec, reasons["precision"] = "fp32", "eager is the FP32 reference path"
+        elif native:
+            prec, reasons["precision"] = "bf16", f"this CPU has native BF16 ({hw})"
+        else:
+            prec, reasons["precision"] = "fp32", (
+                "no native BF16 (neither AVX512_BF16 nor AMX-BF16): BF16 would be emulated, slower than FP32")
+    else:
+        prec = want_prec
+        via = "env " + ENV_PRECISION if psrc == "env" else "argument"
+        if prec == "bf16" and not native:
+            reasons["precision"] = f"requested ({via}); emulated: this CPU has no AVX512_BF16 or AMX-BF16"
+            warnings.append("BF16 was requested but this CPU has no native BF16 (AVX512_BF16 or AMX-BF16): "
+                            "it is emulated and will be much slower than FP32; use precision='fp32' here")
+        elif prec == "bf16":
+            reasons["precision"] = f"requested ({via}); native via {hw}"
+        else:
+            reasons["precision"] = f"requested ({via})"
+
+    # --- memory format and backend options --------------------------------------------------
+    if backend_name == "eager":
+        mem = "contiguous"
+        reasons["memory_format"] = "eager is the unmodified reference"
+    else:
+        mem = "channels_last"
+        reasons["memory_format"] = "oneDNN convolutions run NHWC without reorders"
+    if backend_name == "ipex":
+        options["jit"] = "trace+freeze"
+        prepack = not (prec == "bf16" and not native)
+        options["weights_prepack"] = prepack
+        if not prepack:
+            warnings.append("IPEX BF16 weight prepacking needs native BF16 (AVX-512 kernels); "
+                            "weights_prepack was changed to False so the emulated path can run")
+    elif backend_name == "inductor":
+        options["freezing"] = True
+
+    # --- threads ------------------------------------------------------------------------------
+    if threads is not None:
+        n, reasons["threads"] = int(threads), "requested (argument)"
+    elif env.get(ENV_THREADS, "").strip():
+        raw = env[ENV_THREADS].strip()
+        if not raw.isdigit() or int(raw) < 1:
+            raise ConfigError(f"{ENV_THREADS}={raw!r} is not a positive whole number")
+        n, reasons["threads"] = int(raw), f"requested (env {ENV_THREADS})"
+    else:
+        n, reasons["threads"] = default_threads(cpu, affinity)
+    if n < 1:
+        raise ConfigError(f"threads must be at least 1, got {n}")
+
+    return Plan(
+        backend=backend_name,
+        precision=prec,
+        memory_format=mem,
+        threads=n,
+        native_bf16=native,
+        isa_level=cpu.isa_level,
+        reasons=reasons,
+        options=options,
+        warnings=tuple(warnings),
+        notes=tuple(notes),
+    )
