@@ -1,0 +1,96 @@
+"""Shared fixtures: real photos, a BatchNorm-calibrated ResNet-18, its checkpoint, and the FP32 eager
+reference logits that every optimized path is compared against."""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLES = REPO.parent / "shared" / "data" / "imagenet-samples"
+FIXTURES = Path(__file__).parent / "fixtures"
+CALIBRATION_IMAGES = 48
+AGREEMENT_IMAGES = 16
+
+# CI sets this to the backends that must really run on its stack, so "skipped" cannot pass for "ran".
+REQUIRED_BACKENDS = {b for b in os.environ.get("IPEX_RESNET_REQUIRE_BACKENDS", "").split(",") if b}
+
+
+def require_backend(name: str) -> None:
+    from ipex_resnet import backends
+
+    ok, why = backends.module(name).status()
+    if not ok:
+        if name in REQUIRED_BACKENDS:
+            pytest.fail(f"backend {name} must run on this stack but cannot: {why}")
+        pytest.skip(f"{name} unavailable: {why}")
+
+
+def sample_photos() -> list[Path]:
+    if not (SAMPLES / "labels.csv").is_file():
+        pytest.skip(f"real photos not found at {SAMPLES}")
+    with open(SAMPLES / "labels.csv") as f:
+        return [SAMPLES / row["file"] for row in csv.DictReader(f)]
+
+
+@pytest.fixture(scope="session")
+def photos() -> list[Path]:
+    return sample_photos()
+
+
+@pytest.fixture(scope="session")
+def calibrated_state_dict(photos) -> dict[str, torch.Tensor]:
+    """ResNet-18 with seeded random weights whose BatchNorm statistics are calibrated on real photos.
+
+    Random-init BN (mean 0, var 1) makes activations blow up or vanish, so logits come out
+    near-uniform and any two backends would "agree". Calibrating the running statistics on real
+    images gives well-scaled, image-dependent logits, so the agreement tests can fail for real.
+    """
+    from torchvision.models import ResNet18_Weights, resnet18
+
+    from ipex_resnet.preprocess import Preprocessor
+
+    torch.manual_seed(0)
+    model = resnet18(weights=None)
+    pre = Preprocessor(ResNet18_Weights.DEFAULT.transforms())
+    batch = torch.stack([pre(p) for p in photos[::max(1, len(photos) // CALIBRATION_IMAGES)][:CALIBRATION_IMAGES]])
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over the calibration batch
+    model.train()
+    with torch.no_grad():
+        model(batch)
+    model.eval()
+    return model.state_dict()
+
+
+@pytest.fixture(scope="session")
+def checkpoint(calibrated_state_dict, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("weights") / "resnet18-calibrated.pth"
+    torch.save(calibrated_state_dict, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def agreement_batch(photos) -> torch.Tensor:
+    from torchvision.models import ResNet18_Weights
+
+    from ipex_resnet.preprocess import Preprocessor
+
+    pre = Preprocessor(ResNet18_Weights.DEFAULT.transforms())
+    step = max(1, len(photos) // AGREEMENT_IMAGES)
+    return torch.stack([pre(p) for p in photos[1::step][:AGREEMENT_IMAGES]])
+
+
+@pytest.fixture(scope="session")
+def reference_logits(checkpoint, agreement_batch) -> torch.Tensor:
+    """FP32 eager logits: the reference every optimized path must match."""
+    import ipex_resnet
+
+    clf = ipex_resnet.load("resnet18", weights=str(checkpoint), backend="eager", precision="fp32")
+    return clf(agreement_batch)
