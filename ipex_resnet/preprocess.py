@@ -85,8 +85,8 @@ def open_image(src: object, *, max_pixels: int = DEFAULT_MAX_PIXELS, name: str |
                 img = Image.open(io.BytesIO(data))
         except UnidentifiedImageError:
             raise ImageError(name, "not an image (unrecognized format)") from None
-        except Image.DecompressionBombError:
-            raise ImageError(name, "declared image size is too large (decompression bomb?)") from None
+        except Image.DecompressionBombError as exc:
+            raise ImageError(name, f"declared size exceeds the limit (decompression bomb?): {exc}") from None
         except Exception as exc:  # noqa: BLE001 - malformed headers raise assorted errors
             raise ImageError(name, f"cannot decode: {exc}") from None
     w, h = img.size

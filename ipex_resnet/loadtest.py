@@ -1,0 +1,206 @@
+"""Bounded load test for ``ipex-resnet serve``: p50/p99 latency and throughput per client count.
+
+    python -m ipex_resnet.loadtest --images ../shared/data/imagenet-samples --backend ipex
+
+By default it starts its own servers on a free loopback port (one with batching on, one with
+``--max-batch 1``), runs each concurrency level, stops them, and prints a Markdown table. With
+``--url`` it measures an already running server instead. Every level is bounded by a request count
+and a time limit, so the script always stops by itself. Loopback only: it refuses non-local URLs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.parse
+from pathlib import Path
+
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    i = min(len(values) - 1, max(0, round(q / 100 * (len(values) - 1))))
+    return values[i]
+
+
+def load_images(folder: str, limit: int) -> list[bytes]:
+    files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in (".jpeg", ".jpg", ".png"))[:limit]
+    if not files:
+        raise SystemExit(f"error: no .jpg/.jpeg/.png images in {folder}")
+    return [p.read_bytes() for p in files]
+
+
+async def run_level(url: str, images: list[bytes], clients: int, requests: int, max_seconds: float,
+                    timeout_s: float = 60.0) -> dict:
+    import httpx
+
+    latencies: list[float] = []
+    statuses: dict[str, int] = {}
+    counter = iter(range(requests))
+    deadline = time.monotonic() + max_seconds
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+
+    async def client(c: httpx.AsyncClient) -> None:
+        for i in counter:
+            if time.monotonic() > deadline:
+                return
+            body = images[i % len(images)]
+            t0 = time.perf_counter()
+            try:
+                r = await c.post(url + "/v1/classify?topk=5", content=body, headers={"content-type": "image/jpeg"})
+                key = str(r.status_code)
+            except httpx.HTTPError as exc:
+                key = type(exc).__name__
+            dt = time.perf_counter() - t0
+            statuses[key] = statuses.get(key, 0) + 1
+            if key == "200":
+                latencies.append(dt)
+
+    async with httpx.AsyncClient(timeout=timeout_s, limits=limits) as c:
+        start = time.perf_counter()
+        await asyncio.gather(*(client(c) for _ in range(clients)))
+        elapsed = time.perf_counter() - start
+    ok = statuses.get("200", 0)
+    return {"clients": clients, "requests": sum(statuses.values()), "ok": ok, "statuses": statuses,
+            "elapsed_s": elapsed, "throughput": ok / elapsed if elapsed else 0.0,
+            "p50_ms": 1000 * _percentile(latencies, 50), "p99_ms": 1000 * _percentile(latencies, 99),
+            "mean_ms": 1000 * statistics.fmean(latencies) if latencies else float("nan")}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_ready(url: str, proc: subprocess.Popen, timeout_s: float) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"error: the server exited with {proc.returncode} before it was ready")
+        try:
+            if httpx.get(url + "/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"error: the server was not ready within {timeout_s:g} s")
+
+
+def start_server(args: argparse.Namespace, max_batch: int) -> tuple[subprocess.Popen, str]:
+    port = _free_port()
+    cmd = [sys.executable, "-m", "ipex_resnet.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
+           "--model", args.model, "--weights", args.weights, "--backend", args.backend,
+           "--precision", args.precision, "--max-batch", str(max_batch), "--max-wait-ms", str(args.max_wait_ms),
+           "--max-queue", str(max(args.clients) * 2), "--log-level", "warning"]
+    if args.threads:
+        cmd += ["--threads", str(args.threads)]
+    proc = subprocess.Popen(cmd)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(url, proc, args.ready_timeout)
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    return proc, url
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def measure(url: str, images: list[bytes], args: argparse.Namespace, label: str) -> list[dict]:
+    rows = []
+    # warm-up: a few requests at the top concurrency level (allocator, thread pools, connections)
+    asyncio.run(run_level(url, images, min(8, max(args.clients)), 16, 30))
+    for clients in args.clients:
+        n = max(args.requests, clients * 4)
+        row = asyncio.run(run_level(url, images, clients, n, args.max_seconds))
+        row["config"] = label
+        rows.append(row)
+        print(f"  {label:<14} {clients:>3} clients: {row['throughput']:6.1f} img/s  p50 {row['p50_ms']:7.1f} ms  "
+              f"p99 {row['p99_ms']:7.1f} ms  statuses {row['statuses']}", file=sys.stderr, flush=True)
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    out = ["| batching | clients | requests | ok | throughput (img/s) | p50 (ms) | p99 (ms) | other statuses |",
+           "|---|---:|---:|---:|---:|---:|---:|---|"]
+    for r in rows:
+        other = ", ".join(f"{k}: {v}" for k, v in sorted(r["statuses"].items()) if k != "200") or "-"
+        out.append(f"| {r['config']} | {r['clients']} | {r['requests']} | {r['ok']} | {r['throughput']:.1f} | "
+                   f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {other} |")
+    return "\n".join(out)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m ipex_resnet.loadtest", description=__doc__.splitlines()[0])
+    p.add_argument("--images", required=True, help="folder of .jpg/.png images to send")
+    p.add_argument("--num-images", type=int, default=64, help="how many of them to cycle through (default: 64)")
+    p.add_argument("--url", default=None, help="measure this running server (loopback) instead of starting ones")
+    p.add_argument("--clients", type=lambda s: [int(x) for x in s.split(",")], default=[1, 4, 16, 64],
+                   help="comma-separated concurrency levels (default: 1,4,16,64)")
+    p.add_argument("--requests", type=int, default=160, help="requests per level, at least 4 per client (default: 160)")
+    p.add_argument("--max-seconds", type=float, default=60.0, help="time cap per level (default: 60)")
+    p.add_argument("--batch", default="16,1",
+                   help="max batch sizes of the servers to start, e.g. '16,1' = batching on, then off (default)")
+    p.add_argument("--max-wait-ms", type=float, default=5.0)
+    p.add_argument("--model", default="resnet18")
+    p.add_argument("--weights", default="none", help="weights for the started servers (default: none)")
+    p.add_argument("--backend", default="ipex")
+    p.add_argument("--precision", default="fp32")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--ready-timeout", type=float, default=300.0)
+    p.add_argument("--json", default=None, help="also write the rows to this JSON file")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    images = load_images(args.images, args.num_images)
+    rows: list[dict] = []
+    if args.url:
+        host = urllib.parse.urlsplit(args.url).hostname
+        if host not in LOCAL_HOSTS:
+            print(f"error: {args.url} is not a loopback address; this tool only loads local servers", file=sys.stderr)
+            return 2
+        rows = measure(args.url.rstrip("/"), images, args, "server")
+    else:
+        for max_batch in (int(b) for b in args.batch.split(",")):
+            label = f"on (max {max_batch})" if max_batch > 1 else "off (max 1)"
+            print(f"starting a server: backend={args.backend}, precision={args.precision}, max_batch={max_batch}",
+                  file=sys.stderr, flush=True)
+            proc, url = start_server(args, max_batch)
+            try:
+                rows += measure(url, images, args, label)
+            finally:
+                stop_server(proc)
+    print(f"\nmodel {args.model}, backend {args.backend}, precision {args.precision}, "
+          f"{os.cpu_count()} CPUs, {len(images)} distinct JPEGs, 1 image per request\n")
+    print(table(rows))
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

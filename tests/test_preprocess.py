@@ -1,0 +1,158 @@
+"""Preprocessing equals torchvision's preset on real photos, for every accepted input type, and bad
+inputs give one clear error each."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torchvision.models import ResNet18_Weights
+
+from ipex_resnet.errors import ImageError
+from ipex_resnet.preprocess import Preprocessor, open_image
+
+PRESET = ResNet18_Weights.DEFAULT.transforms()
+
+
+@pytest.fixture(scope="module")
+def pre():
+    return Preprocessor(PRESET)
+
+
+def torchvision_reference(path) -> torch.Tensor:
+    with Image.open(path) as img:
+        return PRESET(img.convert("RGB"))
+
+
+def test_equals_torchvision_preset_on_real_photos(pre, photos):
+    for path in photos[::10]:
+        ref = torchvision_reference(path)
+        assert torch.equal(pre(path), ref), path.name
+        assert torch.equal(pre(str(path)), ref)
+        data = path.read_bytes()
+        assert torch.equal(pre(data), ref)
+        assert torch.equal(pre(io.BytesIO(data)), ref)
+        with Image.open(path) as img:
+            assert torch.equal(pre(img), ref)
+            assert torch.equal(pre(np.asarray(img.convert("RGB"))), ref)
+
+
+def test_output_shape_for_mixed_sizes(pre, photos):
+    sizes = set()
+    for path in photos[:20]:
+        with Image.open(path) as img:
+            sizes.add(img.size)
+        assert pre(path).shape == (3, 224, 224)
+    assert len(sizes) > 3
+
+
+def test_describe_names_the_preset(pre):
+    text = pre.describe()
+    assert "resize_size=[256]" in text and "crop_size=[224]" in text and "EXIF" in text
+
+
+def test_exif_orientation_applied(pre, photos):
+    with Image.open(photos[0]) as img:
+        rgb = img.convert("RGB")
+    rotated_pixels = rgb.transpose(Image.Transpose.ROTATE_90)  # what a camera stored, sideways
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    buf = io.BytesIO()
+    rotated_pixels.save(buf, "JPEG", exif=exif, quality=95)
+    shown = open_image(buf.getvalue())
+    assert shown.size == rgb.size  # upright again
+    plain = io.BytesIO()
+    rotated_pixels.save(plain, "JPEG", quality=95)
+    assert not torch.equal(pre(buf.getvalue()), pre(plain.getvalue()))
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "P", "RGBA", "CMYK", "I;16", "1"])
+def test_modes_convert_to_rgb(mode, photos):
+    with Image.open(photos[5]) as img:
+        rgb = img.convert("RGB").resize((64, 48))
+    if mode == "I;16":
+        arr = (np.asarray(rgb.convert("L"), dtype=np.uint16) * 257)
+        img = Image.fromarray(arr)
+        assert img.mode == "I;16"
+        out = open_image(img)
+        assert out.mode == "RGB"
+        # 16-bit values are scaled to 8 bits, not clipped to white
+        np.testing.assert_allclose(np.asarray(out)[..., 0], np.asarray(rgb.convert("L")), atol=1)
+        return
+    img = rgb.convert(mode)
+    buf = io.BytesIO()
+    img.save(buf, "TIFF" if mode == "CMYK" else "PNG")
+    out = open_image(buf.getvalue())
+    assert out.mode == "RGB" and out.size == (64, 48)
+    if mode in ("L", "LA", "1"):
+        a = np.asarray(out)
+        assert (a[..., 0] == a[..., 1]).all() and (a[..., 1] == a[..., 2]).all()
+
+
+def test_transparent_pixels_become_white():
+    img = Image.new("RGBA", (8, 8), (255, 0, 0, 0))  # fully transparent red
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    assert np.asarray(open_image(buf.getvalue()))[0, 0].tolist() == [255, 255, 255]
+
+
+def test_tensor_inputs(pre, photos):
+    with Image.open(photos[3]) as img:
+        arr = np.array(img.convert("RGB"))
+    u8 = torch.from_numpy(arr).permute(2, 0, 1).contiguous()
+    assert pre(u8).shape == (3, 224, 224)
+    assert torch.allclose(pre(u8), pre(u8.float() / 255), atol=0.05)  # uint8 resize rounds
+    assert pre(u8[0]).shape == (3, 224, 224)  # grayscale HxW
+    with pytest.raises(ImageError, match="not one image"):
+        pre(u8.unsqueeze(0))
+
+
+def jpeg_bytes(path) -> bytes:
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("case,problem", [
+    ("missing", "no such file"),
+    ("empty", "empty (zero bytes)"),
+    ("text", "not an image"),
+    ("truncated", "truncated"),
+    ("bomb", "exceeds"),
+    ("directory", "is a directory"),
+])
+def test_bad_inputs_one_clear_error(case, problem, tmp_path, photos, pre):
+    target = tmp_path / f"{case}.jpg"
+    if case == "empty":
+        target.write_bytes(b"")
+    elif case == "text":
+        target.write_text("this is not a picture\n")
+    elif case == "truncated":
+        data = photos[0].read_bytes()
+        target.write_bytes(data[: len(data) // 3])
+    elif case == "bomb":
+        # a real PNG header declaring 100000 x 100000 pixels: refused before any pixel is decoded
+        buf = io.BytesIO()
+        Image.new("L", (1, 1)).save(buf, "PNG")
+        data = bytearray(buf.getvalue())
+        data[16:24] = (100000).to_bytes(4, "big") * 2
+        import zlib
+        data[29:33] = zlib.crc32(bytes(data[12:29])).to_bytes(4, "big")
+        target.write_bytes(bytes(data))
+    elif case == "directory":
+        target.mkdir()
+    with pytest.raises(ImageError) as info:
+        pre(target)
+    assert problem in str(info.value)
+    assert str(target) in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_unsupported_type_and_bad_arrays(pre):
+    with pytest.raises(ImageError, match="unsupported input type int"):
+        pre(42)
+    with pytest.raises(ImageError, match="numpy array of shape"):
+        pre(np.zeros((4, 4, 7), dtype=np.uint8))
+    with pytest.raises(ImageError, match="binary mode"):
+        pre(io.StringIO("abc"))
