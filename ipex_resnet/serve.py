@@ -20,6 +20,7 @@ import contextlib
 import dataclasses
 import functools
 import logging
+import signal
 import socket
 import sys
 import threading
@@ -351,6 +352,11 @@ def _make_server(app, host: str, port: int, *, log_level: str = "info", access_l
         def handle_exit(self, sig, frame):  # SIGTERM/SIGINT: readyz flips to 503, new classify -> 503
             app.state.serve.draining = True
             super().handle_exit(sig, frame)
+            # uvicorn re-raises the captured signal after its graceful shutdown, so the process would die
+            # of SIGTERM; a drained SIGTERM is a clean stop here: exit status 0 (SIGINT still -> 130).
+            captured = getattr(self, "_captured_signals", None)
+            if sig == signal.SIGTERM and captured and captured[-1] == signal.SIGTERM:
+                captured.pop()
 
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=access_log,
                             lifespan="on", timeout_graceful_shutdown=graceful_timeout_s, log_config=None)

@@ -1,0 +1,83 @@
+"""Graceful shutdown of `ipex-resnet serve` in a subprocess: SIGTERM stops accepting, finishes the requests
+it already accepted, then exits 0."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("starlette")
+pytest.importorskip("uvicorn")
+httpx = pytest.importorskip("httpx")
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT.parent / "shared" / "data" / "imagenet-samples"
+PHOTOS = sorted(SAMPLES.glob("*.JPEG"))[:16]
+if not PHOTOS:
+    pytest.skip(f"no sample photos in {SAMPLES}", allow_module_level=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(url: str, proc: subprocess.Popen, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"server exited early with {proc.returncode}: {proc.stderr.read()[-2000:]}"
+        try:
+            if httpx.get(url + "/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError("server never became ready")
+
+
+def test_sigterm_finishes_accepted_requests_then_exits():
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    # batching off: the 16 requests below are served one by one, so most are still in flight at SIGTERM
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ipex_resnet.cli", "serve", "--port", str(port), "--weights", "none",
+         "--backend", "eager", "--precision", "fp32", "--max-batch", "1", "--log-level", "warning"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        wait_ready(url, proc)
+        first_done = concurrent.futures.Future()
+        finished_at: dict[int, float] = {}
+
+        def one(i: int):
+            r = httpx.post(url + "/v1/classify", content=PHOTOS[i].read_bytes(),
+                           headers={"content-type": "image/jpeg"}, timeout=120)
+            finished_at[i] = time.monotonic()
+            if not first_done.done():
+                first_done.set_result(i)
+            return r
+
+        with concurrent.futures.ThreadPoolExecutor(len(PHOTOS)) as pool:
+            futures = [pool.submit(one, i) for i in range(len(PHOTOS))]
+            first_done.result(timeout=120)
+            sigterm_at = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            answers = [f.result(timeout=120) for f in futures]
+        assert [r.status_code for r in answers] == [200] * len(PHOTOS), [r.text for r in answers if r.status_code != 200]
+        assert any(t > sigterm_at for t in finished_at.values()), "no request was in flight at SIGTERM"
+        assert proc.wait(timeout=60) == 0
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(url + "/healthz", timeout=2)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
