@@ -253,10 +253,7 @@ def create_app(loader: Callable[[], object], config: ServeConfig | None = None, 
             if isinstance(out, BaseException):
                 raise out
             tensors.append(out)
-        if state.draining:
-            raise HTTPError(503, "shutting_down", "the service is shutting down",
-                            {"Retry-After": str(cfg.retry_after_s)})
-        try:
+        try:  # admitted before a SIGTERM: still served (the batcher stops only after the last answer)
             futures = state.batcher.submit(tensors, topk)
         except (QueueFull, Stopped) as exc:
             raise HTTPError(503, "overloaded" if isinstance(exc, QueueFull) else "shutting_down", str(exc),

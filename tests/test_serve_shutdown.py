@@ -69,6 +69,16 @@ def test_sigterm_finishes_accepted_requests_then_exits():
         with concurrent.futures.ThreadPoolExecutor(len(PHOTOS)) as pool:
             futures = [pool.submit(one, i) for i in range(len(PHOTOS))]
             first_done.result(timeout=120)
+            # SIGTERM only once every request has been admitted (the rest are in flight inside the server);
+            # a request that first arrives during the drain is answered 503 + Retry-After instead
+            deadline = time.monotonic() + 60
+            while True:
+                text = httpx.get(url + "/metrics", timeout=10).text
+                in_flight = next(float(line.split()[-1]) for line in text.splitlines()
+                                 if line.startswith("ipex_resnet_requests_in_flight "))
+                if in_flight + len(finished_at) >= len(PHOTOS) or time.monotonic() > deadline:
+                    break
+                time.sleep(0.01)
             sigterm_at = time.monotonic()
             proc.send_signal(signal.SIGTERM)
             answers = [f.result(timeout=120) for f in futures]
