@@ -100,7 +100,7 @@ def load(model: str | torch.nn.Module = "resnet18", weights: str | os.PathLike |
     ``IPEX_RESNET_PRECISION``, ``IPEX_RESNET_THREADS``) -> automatic choice. Sets torch's
     intra-op thread count for the process to ``plan.threads``.
     """
-    cpu = cpu or probe()
+    cpu = cpu or probe(check_ipex=False)  # IPEX's own ISA view is for `probe`; importing it costs seconds
     try:
         affinity = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):

@@ -69,7 +69,7 @@ def test_checkpoint_is_loaded_weights_only(tmp_path):
 
     path = tmp_path / "evil.pth"
     with open(path, "wb") as f:
-        pickle.dump(Evil(), f)
+        pickle.dump(Evil(), f, protocol=2)
     with pytest.raises(WeightsError, match="not a loadable weights-only state dict"):
         load_checkpoint(path)
 
