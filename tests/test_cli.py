@@ -130,3 +130,32 @@ def test_classify_bad_options_one_line(args, words, photos):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [l for l in proc.stderr.strip().splitlines() if l.startswith("error:")]
     assert words in proc.stderr
+
+
+def test_mismatched_ipex_is_reported_not_imported(tmp_path):
+    """An IPEX built for another torch exits the process when imported. Put one first on the path
+    (an IPEX 2.7.0 whose import exits like the real one does) and check that probe and classify only
+    read its metadata, say why it is not used, and carry on."""
+    pkg = tmp_path / "intel_extension_for_pytorch"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("import sys\nprint('ERROR! needs PyTorch 2.7.*', file=sys.stderr)\nsys.exit(127)\n")
+    dist = tmp_path / "intel_extension_for_pytorch-2.7.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: intel_extension_for_pytorch\nVersion: 2.7.0\n")
+    import os
+
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    proc = subprocess.run([sys.executable, "-m", "ipex_resnet", "probe", "--json"], capture_output=True,
+                          text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    ipex = doc["backends"]["ipex"]
+    assert ipex["available"] is False
+    assert "IPEX 2.7.0 needs torch 2.7.*" in ipex["reason"] and "pip install" in ipex["reason"]
+    assert doc["plan"]["backend"] in ("inductor", "eager")
+    assert any("ipex not used" in n for n in doc["plan"]["notes"])
+    bad = subprocess.run([sys.executable, "-m", "ipex_resnet", "probe", "--backend", "ipex"],
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines() == [l for l in bad.stderr.strip().splitlines() if l.startswith("error:")]
+    assert "IPEX 2.7.0 needs torch 2.7.*" in bad.stderr
