@@ -331,11 +331,13 @@ def summarize(samples: Sequence[float]) -> dict[str, float]:
 
 
 def time_interleaved(runners: Mapping[str, Runner], x, *, rounds: int, calls_per_round: int = 1,
-                     progress: Callable[[int, int], None] | None = None) -> dict[str, list[float]]:
+                     switch_warmup: int = 0, progress: Callable[[int, int], None] | None = None) -> dict[str, list[float]]:
     """Seconds per call for every runner, measured round-robin (order rotated every round).
 
     Interleaving means a burst of noise from a neighbour lands on all paths alike, so ratios between
-    paths stay stable even when absolute times drift.
+    paths stay stable even when absolute times drift. ``switch_warmup`` untimed calls precede each
+    path's block: OpenMP, TBB and ORT thread pools spin for a while after a call, and on a small
+    machine the first call after a switch pays for the previous runtime's spinning threads.
     """
     names = list(runners)
     out: dict[str, list[float]] = {n: [] for n in names}
@@ -344,6 +346,8 @@ def time_interleaved(runners: Mapping[str, Runner], x, *, rounds: int, calls_per
         k = r % len(names)
         for name in names[k:] + names[:k]:
             fn = runners[name]
+            for _ in range(switch_warmup):
+                fn(x)  # untimed: absorbs the switch from another runtime's thread pool
             for _ in range(calls_per_round):
                 t0 = clock()
                 fn(x)
@@ -351,6 +355,26 @@ def time_interleaved(runners: Mapping[str, Runner], x, *, rounds: int, calls_per
         if progress:
             progress(r + 1, rounds)
     return out
+
+
+RATIO_ESTIMATORS = ("p50", "paired", "p25", "min")
+# The estimator the gate uses (chosen from bench/gate_experiment.py; see docs/benchmarks.md).
+GATE_ESTIMATOR = "paired"
+
+
+def ratio_estimates(cand: Sequence[float], ref: Sequence[float]) -> dict[str, float]:
+    """Candidate / reference time, several ways, from interleaved samples (cand[i] ran next to ref[i]).
+
+    ``p50``: ratio of medians; ``paired``: median of per-round ratios (cancels noise that lasts a
+    round); ``p25`` / ``min``: ratio of lower quantiles (noise only ever adds time).
+    """
+    n = min(len(cand), len(ref))
+    return {
+        "p50": quantile(cand, 0.5) / quantile(ref, 0.5),
+        "paired": quantile([cand[i] / ref[i] for i in range(n)], 0.5),
+        "p25": quantile(cand, 0.25) / quantile(ref, 0.25),
+        "min": min(cand) / min(ref),
+    }
 
 
 def interleaved_ratio(candidate: Runner, reference: Runner, x, rounds: int = 30) -> tuple[float, list[float], list[float]]:
@@ -454,7 +478,7 @@ class GateResult:
 
 
 TIME_KEYS = ("ratio_to_ref",)
-MEMORY_KEYS = ("load_delta_rss_mb", "infer_delta_rss_mb")
+MEMORY_KEYS = ("load_delta_rss_mb", "infer_delta_rss_mb", "cold_peak_rss_mb")
 
 
 def gate(current: Iterable[Mapping], baseline: Iterable[Mapping], *, time_tolerance: float = TIME_TOLERANCE,
@@ -475,6 +499,8 @@ def gate(current: Iterable[Mapping], baseline: Iterable[Mapping], *, time_tolera
             continue
         old = base[name]
         for key in TIME_KEYS:
+            if info.get("path") == REFERENCE:
+                continue  # the reference against itself: ~1 by construction, no information
             if key in info and key in old and old[key]:
                 f = Finding(name, key, float(old[key]), float(info[key]), float(old[key]) * (1 + time_tolerance))
                 result.checked.append(f)
@@ -634,9 +660,9 @@ def run_report(*, model: str = "resnet18", threads: int | None = None, batch_siz
             t0 = time.perf_counter()
             fn(x)
             per_round += time.perf_counter() - t0
-        calls = 2 if bs == 1 else 1
-        rounds = _rounds_for(per_round * calls, budget_s, 5 if bs == 1 else 3, 300)
-        times = time_interleaved(runners, x, rounds=rounds, calls_per_round=calls,
+        calls = 4 if bs == 1 else 1
+        rounds = _rounds_for(per_round * (calls + 1), budget_s, 5 if bs == 1 else 3, 300)
+        times = time_interleaved(runners, x, rounds=rounds, calls_per_round=calls, switch_warmup=1,
                                  progress=lambda d, t, bs=bs: progress.tick(f"timing batch {bs}:", d, t))
         for name, samples in times.items():
             stats = summarize(samples)

@@ -1,0 +1,20 @@
+"""Batched throughput, model only: images/s at each --bench-batch-sizes (default 8 and 32)."""
+
+import pytest
+import torch
+
+from conftest import measure
+
+pytestmark = pytest.mark.throughput
+
+
+def test_throughput(benchmark, ctx, path, batch):
+    benchmark.group = f"throughput-b{batch}"
+    built = ctx.built(path)
+    x = torch.randn(batch, 3, 224, 224, generator=torch.Generator().manual_seed(batch))
+    rounds = max(3, (ctx.rounds * 4) // batch)
+    info = measure(benchmark, ctx, built, built.runner, lambda i: (x,), ctx.reference.runner,
+                   rounds=rounds, warmup_rounds=1, items=batch)
+    info["batch"] = batch
+    info["images_per_s"] = info["items_per_s"]
+    assert info["images_per_s"] > 0
