@@ -3,7 +3,8 @@
 The batcher lives on the event loop. :meth:`Batcher.submit` puts preprocessed images on the queue
 and returns one future per image. The collector takes the first waiting image, then keeps taking
 until the batch is full (``max_batch``) or the first image has waited ``max_wait_s``, and runs the
-batch in a single dedicated inference thread, so the event loop never blocks on the model. The
+batch in a single dedicated inference thread, so the event loop never blocks on the model. If the
+caller says no other request is on its way (``more_coming``), a batch does not wait at all. The
 queue is bounded (``max_queue`` images); past it :meth:`submit` raises :class:`QueueFull` at once.
 """
 
@@ -52,12 +53,14 @@ class Batcher:
     """
 
     def __init__(self, infer: Callable[[torch.Tensor], torch.Tensor], topk: Callable, *, max_batch: int = 16,
-                 max_wait_s: float = 0.005, max_queue: int = 256, pad: bool = False, metrics=None):
+                 max_wait_s: float = 0.005, max_queue: int = 256, pad: bool = False, metrics=None,
+                 more_coming: Callable[[], bool] | None = None):
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
         self.infer, self.topk = infer, topk
         self.max_batch, self.max_wait_s, self.max_queue, self.pad = max_batch, max_wait_s, max_queue, pad
         self.metrics = metrics
+        self.more_coming = more_coming  # False when no other request is on its way: do not wait for one
         self._queue: asyncio.Queue[Job] | None = None
         self._task: asyncio.Task | None = None
         self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ipex-resnet-infer")
@@ -114,7 +117,7 @@ class Batcher:
                     batch.append(q.get_nowait())
                     continue
                 remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                if remaining <= 0 or (self.more_coming is not None and not self.more_coming()):
                     break
                 try:
                     batch.append(await asyncio.wait_for(q.get(), remaining))

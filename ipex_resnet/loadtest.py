@@ -167,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="resnet18")
     p.add_argument("--weights", default="none", help="weights for the started servers (default: none)")
     p.add_argument("--backend", default="ipex")
-    p.add_argument("--precision", default="fp32")
+    p.add_argument("--precision", default="auto")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--ready-timeout", type=float, default=300.0)
     p.add_argument("--json", default=None, help="also write the rows to this JSON file")

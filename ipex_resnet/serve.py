@@ -101,7 +101,7 @@ def create_app(loader: Callable[[], object], config: ServeConfig | None = None, 
 
     cfg = config or ServeConfig()
     state = argparse.Namespace(clf=None, batcher=None, ready=False, draining=False, load_error=None,
-                               in_flight=0, load_task=None, info={})
+                               in_flight=0, upstream=0, load_task=None, info={})
     metrics = ServiceMetrics(queue_depth_fn=lambda: state.batcher.depth if state.batcher else 0)
     pre_pool = concurrent.futures.ThreadPoolExecutor(cfg.preprocess_workers, thread_name_prefix="ipex-resnet-pre")
 
@@ -135,7 +135,8 @@ def create_app(loader: Callable[[], object], config: ServeConfig | None = None, 
         state.info = {"model": clf.plan.model, "backend": clf.plan.backend, "precision": clf.plan.precision,
                       "weights": clf.plan.weights}
         state.batcher = Batcher(clf, clf.topk, max_batch=cfg.max_batch, max_wait_s=cfg.max_wait_ms / 1000,
-                                max_queue=cfg.max_queue * cfg.max_files, pad=pad, metrics=metrics)
+                                max_queue=cfg.max_queue * cfg.max_files, pad=pad, metrics=metrics,
+                                more_coming=lambda: state.upstream > 0)
         state.batcher.start()
         metrics.info.set(1, model=clf.plan.model, backend=clf.plan.backend, precision=clf.plan.precision)
         metrics.ready.set(1)
@@ -241,7 +242,7 @@ def create_app(loader: Callable[[], object], config: ServeConfig | None = None, 
     def preprocess(name: str, data: bytes) -> torch.Tensor:
         return state.clf.preprocess(data, name=name)
 
-    async def handle(request: Request, topk: int, kind: str) -> dict:
+    async def handle(request: Request, topk: int, kind: str, progress: dict) -> dict:
         images = await images_from(request, kind)
         loop = asyncio.get_running_loop()
         tensors = []
@@ -254,6 +255,8 @@ def create_app(loader: Callable[[], object], config: ServeConfig | None = None, 
                 raise out
             tensors.append(out)
         try:  # admitted before a SIGTERM: still served (the batcher stops only after the last answer)
+            progress["upstream"] = False
+            state.upstream -= 1
             futures = state.batcher.submit(tensors, topk)
         except (QueueFull, Stopped) as exc:
             raise HTTPError(503, "overloaded" if isinstance(exc, QueueFull) else "shutting_down", str(exc),
@@ -281,13 +284,17 @@ def create_app(loader: Callable[[], object], config: ServeConfig | None = None, 
                 metrics.rejected.inc(reason="overloaded")
                 return unavailable("overloaded", f"too many requests in flight ({cfg.max_queue}); retry shortly")
             state.in_flight += 1
+            state.upstream += 1  # admitted, not yet queued for a batch (reading, decoding)
             metrics.in_flight.set(state.in_flight)
+            progress = {"upstream": True}
             try:
-                doc = await asyncio.wait_for(handle(request, topk, kind), cfg.request_timeout_s)
+                doc = await asyncio.wait_for(handle(request, topk, kind, progress), cfg.request_timeout_s)
             except asyncio.TimeoutError:
                 metrics.rejected.inc(reason="timeout")
                 return error(504, "timeout", f"the request was not answered within {cfg.request_timeout_s:g} s")
             finally:
+                if progress["upstream"]:
+                    state.upstream -= 1
                 state.in_flight -= 1
                 metrics.in_flight.set(state.in_flight)
             return JSONResponse(doc)
