@@ -6,7 +6,7 @@
     clf.predict(["cat.jpg"], topk=5)
 """
 
-from .classifier import Classifier, PlanWarning, load
+from .classifier import Classifier, PlanWarning, load, optimize, plan_for
 from .cpu import CPUInfo, probe
 from .errors import BackendUnavailable, ConfigError, ImageError, IpexResnetError, WeightsError
 from .policy import Plan, make_plan
@@ -15,5 +15,5 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BackendUnavailable", "CPUInfo", "Classifier", "ConfigError", "ImageError", "IpexResnetError",
-    "Plan", "PlanWarning", "WeightsError", "load", "make_plan", "probe", "__version__",
+    "Plan", "PlanWarning", "WeightsError", "load", "make_plan", "optimize", "plan_for", "probe", "__version__",
 ]

@@ -88,6 +88,30 @@ class Classifier:
         return out
 
 
+def plan_for(cpu: CPUInfo | None = None, backend: str | None = "auto", precision: str | None = "auto",
+             threads: int | None = None) -> Plan:
+    """The plan for this machine (or an injected CPU), given what backends can run here."""
+    cpu = cpu or probe(check_ipex=False)  # IPEX's own ISA view is for `probe`; importing it costs seconds
+    try:
+        affinity = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        affinity = None
+    return make_plan(cpu, backend, precision, threads, availability=backends.availability(), affinity=affinity)
+
+
+def optimize(module: torch.nn.Module, backend: str | None = "auto", precision: str | None = "auto",
+             threads: int | None = None, *, cpu: CPUInfo | None = None, example: torch.Tensor | None = None,
+             plan: Plan | None = None) -> tuple[backends.Runner, Plan]:
+    """Optimize any image classifier for this CPU: returns ``(runner, plan)``, where ``runner`` maps a
+    float NCHW batch to float32 logits, already warmed up on ``example`` (default 1x3x224x224)."""
+    plan = plan or plan_for(cpu, backend, precision, threads)
+    for w in plan.warnings:
+        warnings.warn(w, PlanWarning, stacklevel=3)
+    torch.set_num_threads(plan.threads)
+    example = torch.randn(1, 3, 224, 224) if example is None else example
+    return backends.prepare(module, plan, example), plan
+
+
 def load(model: str | torch.nn.Module = "resnet18", weights: str | os.PathLike | None = "DEFAULT",
          backend: str | None = "auto", precision: str | None = "auto", threads: int | None = None, *,
          categories: list[str] | None = None, transforms: torch.nn.Module | None = None,
@@ -100,21 +124,14 @@ def load(model: str | torch.nn.Module = "resnet18", weights: str | os.PathLike |
     ``IPEX_RESNET_PRECISION``, ``IPEX_RESNET_THREADS``) -> automatic choice. Sets torch's
     intra-op thread count for the process to ``plan.threads``.
     """
-    cpu = cpu or probe(check_ipex=False)  # IPEX's own ISA view is for `probe`; importing it costs seconds
-    try:
-        affinity = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        affinity = None
-    plan = make_plan(cpu, backend, precision, threads, availability=backends.availability(), affinity=affinity)
+    cpu = cpu or probe(check_ipex=False)
+    plan = plan_for(cpu, backend, precision, threads)  # bad options fail before any weights are fetched
     loaded = resolve(model, weights, categories=categories, transforms=transforms)
     plan = dataclasses.replace(plan, model=loaded.name, weights=loaded.weights)
-    for w in plan.warnings:
-        warnings.warn(w, PlanWarning, stacklevel=2)
-    torch.set_num_threads(plan.threads)
     pre = Preprocessor(loaded.transforms, max_pixels=max_pixels)
     example = torch.randn(warmup_batch, 3, pre.crop_size, pre.crop_size)
-    runner = backends.prepare(loaded.module, plan, example)
+    runner, plan = optimize(loaded.module, plan=plan, example=example)
     return Classifier(runner, plan, loaded, pre, cpu)
 
 
-__all__ = ["Classifier", "ImageError", "PlanWarning", "load"]
+__all__ = ["Classifier", "ImageError", "PlanWarning", "load", "optimize", "plan_for"]

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import os
 import sys
 import warnings
 
@@ -38,13 +37,12 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
 
 def _probe(args: argparse.Namespace) -> int:
     from . import backends
+    from .classifier import plan_for
     from .cpu import probe
-    from .policy import make_plan
 
     cpu = probe()
     avail = backends.availability()
-    plan = make_plan(cpu, args.backend, args.precision, args.threads, availability=avail,
-                     affinity=len(os.sched_getaffinity(0)))
+    plan = plan_for(cpu, args.backend, args.precision, args.threads)
     if args.json:
         print(json.dumps({"cpu": cpu.to_dict(), "backends": {k: {"available": v[0], "reason": v[1]}
                                                             for k, v in avail.items()},

@@ -11,6 +11,8 @@ from PIL import Image
 
 import ipex_resnet
 
+from conftest import require_backend
+
 
 @pytest.fixture(scope="module")
 def clf(checkpoint):
@@ -63,3 +65,15 @@ def test_plan_is_exposed(clf):
     assert clf.plan.backend == "eager" and clf.plan.model == "resnet18"
     assert set(clf.plan.reasons) == {"backend", "precision", "memory_format", "threads"}
     assert torch.get_num_threads() == clf.plan.threads
+
+
+def test_optimize_free_function_on_a_user_module(checkpoint, agreement_batch, reference_logits):
+    import torchvision
+
+    require_backend("inductor")
+    model = torchvision.models.resnet18()
+    model.load_state_dict(torch.load(checkpoint, weights_only=True))
+    runner, plan = ipex_resnet.optimize(model, backend="inductor", precision="fp32")
+    assert plan.backend == "inductor" and plan.options["freezing"] is True
+    out = runner(agreement_batch)
+    assert float((out - reference_logits).norm() / reference_logits.norm()) < 1e-4
