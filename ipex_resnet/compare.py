@@ -56,11 +56,13 @@ def labels(docs: Sequence[dict]) -> list[str]:
         stack = f"torch {i['torch']}" + (f" + IPEX {i['ipex']}" if i["ipex"] != "-" else "")
         out.append(f"{i['cpu']} ({i['isa']}) | {stack} | {i['threads']} thr")
     seen: dict[str, int] = {}
-    for k, lab in enumerate(out):
+    numbered = []
+    for lab in out:
         if out.count(lab) > 1:
             seen[lab] = seen.get(lab, 0) + 1
-            out[k] = f"{lab} #{seen[lab]}"
-    return out
+            lab = f"{lab} #{seen[lab]}"
+        numbered.append(lab)
+    return numbered
 
 
 def differences(docs: Sequence[dict]) -> dict[str, list[str]]:

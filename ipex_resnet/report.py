@@ -378,9 +378,9 @@ def ratio_estimates(cand: Sequence[float], ref: Sequence[float]) -> dict[str, fl
 
 
 def interleaved_ratio(candidate: Runner, reference: Runner, x, rounds: int = 30) -> tuple[float, list[float], list[float]]:
-    """median(candidate) / median(reference), measured alternately call by call."""
+    """Candidate / reference time (the gate's estimator), measured alternately call by call."""
     t = time_interleaved({"cand": candidate, "ref": reference}, x, rounds=rounds)
-    return quantile(t["cand"], 0.5) / quantile(t["ref"], 0.5), t["cand"], t["ref"]
+    return ratio_estimates(t["cand"], t["ref"])[GATE_ESTIMATOR], t["cand"], t["ref"]
 
 
 # ----------------------------------------------------------------------------------------------

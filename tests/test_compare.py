@@ -1,0 +1,80 @@
+"""``ipex-resnet compare``: reports from a real (small) bench run, side by side, labelled per machine,
+with a PNG chart; bad inputs are one-line errors."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+
+from ipex_resnet import compare as C
+from ipex_resnet import report as R
+from ipex_resnet.cli import main as cli_main
+
+
+@pytest.fixture(scope="module")
+def report_doc() -> dict:
+    """A real report: eager FP32 only, batch 1 and 2, a tiny timing budget."""
+    return R.run_report(backends=["eager"], precisions=["fp32"], peers=[], batch_sizes=[1, 2], quick=True, budget_s=0.3)
+
+
+@pytest.fixture
+def two_reports(report_doc, tmp_path):
+    here = tmp_path / "here.json"
+    here.write_text(json.dumps(report_doc))
+    other = copy.deepcopy(report_doc)  # the same run, relabelled as another SKU, stack and thread count
+    other["cpu"]["model_name"] = "Intel(R) Xeon(R) Platinum 8480+"
+    other["cpu"]["isa_level"] = "avx512_core_amx"
+    other["versions"]["torch"] = "2.14.1"
+    other["versions"]["intel_extension_for_pytorch"] = None
+    other["threads"]["used"] = 56
+    other["paths"]["eager/fp32"]["throughput"]["2"] *= 4
+    there = tmp_path / "there.json"
+    there.write_text(json.dumps(other))
+    return here, there
+
+
+def test_report_table_and_targets_are_consistent(report_doc):
+    text = R.format_table(report_doc)
+    assert "eager/fp32" in text and report_doc["cpu"]["model_name"] in text
+    assert "no peer ran" in report_doc["targets"]["note"]
+
+
+def test_labels_keep_machines_apart(two_reports):
+    docs = [C.load_report(p) for p in two_reports]
+    labs = C.labels(docs)
+    assert labs[0] != labs[1]
+    assert "Platinum 8480+" in labs[1] and "torch 2.14.1" in labs[1] and "56 thr" in labs[1]
+    assert "IPEX" not in labs[1]
+    diff = C.differences(docs)
+    assert set(diff) == {"cpu", "isa", "torch", "threads"} | ({"ipex"} if docs[0]["versions"].get(
+        "intel_extension_for_pytorch") else set())
+    # two identical reports are numbered, never merged
+    same = C.labels([docs[0], docs[0]])
+    assert same[0].endswith("#1") and same[1].endswith("#2")
+
+
+def test_compare_cli_prints_table_and_writes_png(two_reports, tmp_path, capsys):
+    png = tmp_path / "chart.png"
+    assert cli_main(["compare", str(two_reports[0]), str(two_reports[1]), "--output", str(png)]) == 0
+    out = capsys.readouterr().out
+    assert "reports differ in: cpu" in out and "[1]" in out and "[2]" in out
+    row = next(line for line in out.splitlines() if line.startswith("eager/fp32"))
+    cells = row.split()
+    assert float(cells[4]) == pytest.approx(4 * float(cells[3]), rel=0.01)  # img/s b2: [2] is 4x [1]
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "not found"),
+    ("{not json", "is not JSON"),
+    ('{"schema": "something else", "paths": {}}', "is not an ipex-resnet bench report"),
+])
+def test_compare_bad_inputs_are_one_line_errors(tmp_path, capsys, content, message):
+    p = tmp_path / "r.json"
+    if content is not None:
+        p.write_text(content)
+    assert cli_main(["compare", str(p), "--no-chart"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and message in err and "\n" not in err
