@@ -2,8 +2,9 @@
 
     python -m ipex_resnet.loadtest --images ../shared/data/imagenet-samples --backend ipex
 
-By default it starts its own servers on a free loopback port (one with batching on, one with
-``--max-batch 1``), runs each concurrency level, stops them, and prints a Markdown table. With
+By default it starts its own servers on free loopback ports (one with batching on, one with
+``--max-batch 1``), runs each concurrency level against each server back to back (so both see the
+same background load), stops them, and prints a Markdown table. With
 ``--url`` it measures an already running server instead. Every level is bounded by a request count
 and a time limit, so the script always stops by itself. Loopback only: it refuses non-local URLs.
 """
@@ -128,18 +129,22 @@ def stop_server(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-def measure(url: str, images: list[bytes], args: argparse.Namespace, label: str) -> list[dict]:
+def measure(servers: list[tuple[str, str]], images: list[bytes], args: argparse.Namespace) -> list[dict]:
+    """Run every level against every (label, url); levels outermost so that configurations measured
+    back to back share the same background load."""
     rows = []
-    # warm-up: a few requests at the top concurrency level (allocator, thread pools, connections)
-    asyncio.run(run_level(url, images, min(8, max(args.clients)), 16, 30))
+    for _, url in servers:  # warm-up: allocator, thread pools, connections
+        asyncio.run(run_level(url, images, min(8, max(args.clients)), 16, 30))
     for clients in args.clients:
         n = max(args.requests, clients * 4)
-        row = asyncio.run(run_level(url, images, clients, n, args.max_seconds))
-        row["config"] = label
-        rows.append(row)
-        print(f"  {label:<14} {clients:>3} clients: {row['throughput']:6.1f} img/s  p50 {row['p50_ms']:7.1f} ms  "
-              f"p99 {row['p99_ms']:7.1f} ms  statuses {row['statuses']}", file=sys.stderr, flush=True)
-    return rows
+        for label, url in servers:
+            row = asyncio.run(run_level(url, images, clients, n, args.max_seconds))
+            row["config"] = label
+            rows.append(row)
+            print(f"  {label:<14} {clients:>3} clients: {row['throughput']:6.1f} img/s  p50 {row['p50_ms']:7.1f} ms  "
+                  f"p99 {row['p99_ms']:7.1f} ms  statuses {row['statuses']}", file=sys.stderr, flush=True)
+    order = {label: i for i, (label, _) in enumerate(servers)}
+    return sorted(rows, key=lambda r: order[r["config"]])
 
 
 def table(rows: list[dict]) -> str:
@@ -183,16 +188,20 @@ def main(argv: list[str] | None = None) -> int:
         if host not in LOCAL_HOSTS:
             print(f"error: {args.url} is not a loopback address; this tool only loads local servers", file=sys.stderr)
             return 2
-        rows = measure(args.url.rstrip("/"), images, args, "server")
+        rows = measure([("server", args.url.rstrip("/"))], images, args)
     else:
-        for max_batch in (int(b) for b in args.batch.split(",")):
-            label = f"on (max {max_batch})" if max_batch > 1 else "off (max 1)"
-            print(f"starting a server: backend={args.backend}, precision={args.precision}, max_batch={max_batch}",
-                  file=sys.stderr, flush=True)
-            proc, url = start_server(args, max_batch)
-            try:
-                rows += measure(url, images, args, label)
-            finally:
+        procs, servers = [], []
+        try:
+            for max_batch in (int(b) for b in args.batch.split(",")):
+                label = f"on (max {max_batch})" if max_batch > 1 else "off (max 1)"
+                print(f"starting a server: backend={args.backend}, precision={args.precision}, "
+                      f"max_batch={max_batch}", file=sys.stderr, flush=True)
+                proc, url = start_server(args, max_batch)
+                procs.append(proc)
+                servers.append((label, url))
+            rows = measure(servers, images, args)
+        finally:
+            for proc in procs:
                 stop_server(proc)
     print(f"\nmodel {args.model}, backend {args.backend}, precision {args.precision}, "
           f"{os.cpu_count()} CPUs, {len(images)} distinct JPEGs, 1 image per request\n")
