@@ -129,31 +129,52 @@ def stop_server(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-def measure(servers: list[tuple[str, str]], images: list[bytes], args: argparse.Namespace) -> list[dict]:
+def _cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU seconds of the server process (all its threads), when psutil is there."""
+    if pid is None:
+        return None
+    try:
+        import psutil
+
+        t = psutil.Process(pid).cpu_times()
+        return t.user + t.system
+    except Exception:  # noqa: BLE001 - psutil missing or the process gone: no CPU column
+        return None
+
+
+def measure(servers: list[tuple[str, str, int | None]], images: list[bytes], args: argparse.Namespace) -> list[dict]:
     """Run every level against every (label, url); levels outermost so that configurations measured
     back to back share the same background load."""
     rows = []
-    for _, url in servers:  # warm-up: allocator, thread pools, connections
+    for _, url, _ in servers:  # warm-up: allocator, thread pools, connections
         asyncio.run(run_level(url, images, min(8, max(args.clients)), 16, 30))
     for clients in args.clients:
         n = max(args.requests, clients * 4)
-        for label, url in servers:
+        for label, url, pid in servers:
+            cpu0 = _cpu_seconds(pid)
             row = asyncio.run(run_level(url, images, clients, n, args.max_seconds))
+            cpu1 = _cpu_seconds(pid)
             row["config"] = label
+            # server CPU time per image: far less sensitive to other load on a shared machine than img/s
+            row["cpu_ms_per_image"] = (1000 * (cpu1 - cpu0) / row["ok"]
+                                       if cpu0 is not None and cpu1 is not None and row["ok"] else None)
             rows.append(row)
             print(f"  {label:<14} {clients:>3} clients: {row['throughput']:6.1f} img/s  p50 {row['p50_ms']:7.1f} ms  "
-                  f"p99 {row['p99_ms']:7.1f} ms  statuses {row['statuses']}", file=sys.stderr, flush=True)
-    order = {label: i for i, (label, _) in enumerate(servers)}
+                  f"p99 {row['p99_ms']:7.1f} ms  cpu/img {row['cpu_ms_per_image'] or float('nan'):6.1f} ms  "
+                  f"statuses {row['statuses']}", file=sys.stderr, flush=True)
+    order = {label: i for i, (label, _, _) in enumerate(servers)}
     return sorted(rows, key=lambda r: order[r["config"]])
 
 
 def table(rows: list[dict]) -> str:
-    out = ["| batching | clients | requests | ok | throughput (img/s) | p50 (ms) | p99 (ms) | other statuses |",
-           "|---|---:|---:|---:|---:|---:|---:|---|"]
+    out = ["| batching | clients | requests | ok | throughput (img/s) | p50 (ms) | p99 (ms) | server CPU (ms/img) "
+           "| other statuses |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         other = ", ".join(f"{k}: {v}" for k, v in sorted(r["statuses"].items()) if k != "200") or "-"
         out.append(f"| {r['config']} | {r['clients']} | {r['requests']} | {r['ok']} | {r['throughput']:.1f} | "
-                   f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {other} |")
+                   f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
+                   f"{'-' if r.get('cpu_ms_per_image') is None else format(r['cpu_ms_per_image'], '.1f')} | {other} |")
     return "\n".join(out)
 
 
@@ -188,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         if host not in LOCAL_HOSTS:
             print(f"error: {args.url} is not a loopback address; this tool only loads local servers", file=sys.stderr)
             return 2
-        rows = measure([("server", args.url.rstrip("/"))], images, args)
+        rows = measure([("server", args.url.rstrip("/"), None)], images, args)
     else:
         procs, servers = [], []
         try:
@@ -198,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"max_batch={max_batch}", file=sys.stderr, flush=True)
                 proc, url = start_server(args, max_batch)
                 procs.append(proc)
-                servers.append((label, url))
+                servers.append((label, url, proc.pid))
             rows = measure(servers, images, args)
         finally:
             for proc in procs:

@@ -96,7 +96,7 @@ def create_app(loader: Callable[[], object], config: ServeConfig | None = None, 
     """
     from starlette.applications import Starlette
     from starlette.requests import Request
-    from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+    from starlette.responses import FileResponse, JSONResponse, PlainTextResponse
     from starlette.routing import Route
 
     cfg = config or ServeConfig()
