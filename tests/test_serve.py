@@ -374,3 +374,40 @@ def test_loadtest_script_against_running_server(server, capsys):
     out = capsys.readouterr().out
     assert "| server | 1 |" in out and "| server | 4 |" in out
     assert loadtest.main(["--images", str(SAMPLES), "--url", "http://example.com"]) == 2
+
+
+# -- the batcher on its own (no model, no server) -----------------------------------------------------
+def test_batcher_pads_to_warmed_sizes_and_keeps_rows_apart():
+    import asyncio
+
+    from ipex_resnet.batching import Batcher, QueueFull, bucket_sizes
+    from ipex_resnet.serve import warmup_sizes
+
+    assert bucket_sizes(16) == [1, 2, 4, 8, 16] and bucket_sizes(12) == [1, 2, 4, 8, 12]
+    assert warmup_sizes(16, pad=True) == [1, 2, 4, 8, 16] and warmup_sizes(16, pad=False) == [1, 16]
+    shapes = []
+
+    def infer(batch):  # the "logits" of image i are one-hot at the value the image carries
+        shapes.append(batch.shape[0])
+        out = torch.zeros(batch.shape[0], 10)
+        out[torch.arange(batch.shape[0]), batch[:, 0, 0, 0].long()] = 10.0
+        return out
+
+    def topk(logits, k):
+        return [[{"index": int(i)} for i in row.topk(k).indices] for row in logits]
+
+    async def main():
+        b = Batcher(infer, topk, max_batch=16, max_wait_s=0.05, max_queue=40, pad=True)
+        b.start()
+        futures = []
+        for i in range(37):
+            futures += b.submit([torch.full((3, 2, 2), float(i % 10))], topk=1)
+        with pytest.raises(QueueFull):
+            b.submit([torch.zeros(3, 2, 2)] * 4, topk=1)  # 37 + 4 > 40: all or nothing
+        got = await asyncio.gather(*futures)
+        await b.stop()
+        return got
+
+    got = asyncio.run(main())
+    assert [g[0]["index"] for g in got] == [i % 10 for i in range(37)]
+    assert set(shapes) <= {1, 2, 4, 8, 16}, shapes  # 37 = 16 + 16 + 5 -> padded to 8
