@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO))
 TOLERANCES = (0.02, 0.03, 0.04, 0.05, 0.06, 0.08)
 
 
-def worker(trials: int, rounds: int, slowdown: float, backends: list[str] | None) -> None:
+def worker(trials: int, rounds: int, slowdown: float, backends: list[str] | None, threads: int | None) -> None:
     import torch
 
     from ipex_resnet import report as R
@@ -43,7 +43,9 @@ def worker(trials: int, rounds: int, slowdown: float, backends: list[str] | None
     paths, _ = R.matrix(cpu, backends, peers=[])
     prec = "bf16" if cpu.has_native_bf16 else "fp32"
     paths = [p for p in paths if p.name == R.REFERENCE or (p.backend != "eager" and p.precision == prec)]
-    built = {p.name: R.build_path(p) for p in paths}
+    built = {p.name: R.build_path(p, threads=threads) for p in paths}
+    if threads:
+        torch.set_num_threads(threads)
     ref = built[R.REFERENCE].runner
     x = torch.randn(1, 3, 224, 224)
     for b in built.values():
@@ -90,12 +92,13 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=16, help="rounds per trial, as --bench-quick (default 16)")
     ap.add_argument("--slowdown", type=float, default=0.10, help="injected slowdown (default 0.10 = 10%%)")
     ap.add_argument("--backends", default=None, help="comma-separated backends (default: all that run)")
+    ap.add_argument("--threads", type=int, default=None, help="intra-op threads (default: the plan's)")
     ap.add_argument("--output", default=None, help="write raw trials and the rates here (JSON)")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     backends = args.backends.split(",") if args.backends else None
     if args.worker:
-        worker(args.trials, args.rounds, args.slowdown, backends)
+        worker(args.trials, args.rounds, args.slowdown, backends, args.threads)
         return 0
 
     from ipex_resnet import report as R
@@ -104,7 +107,8 @@ def main() -> int:
     results: list[list[dict]] = []
     for w in range(args.workers):
         cmd = [sys.executable, __file__, "--worker", "--trials", str(args.trials), "--rounds", str(args.rounds),
-               "--slowdown", str(args.slowdown)] + (["--backends", args.backends] if args.backends else [])
+               "--slowdown", str(args.slowdown)] + (["--backends", args.backends] if args.backends else []) \
+            + (["--threads", str(args.threads)] if args.threads else [])
         proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=dict(os.environ))
         if proc.returncode != 0:
             print(f"error: worker {w} failed: {proc.stderr.strip()[-500:]}", file=sys.stderr)
@@ -114,7 +118,7 @@ def main() -> int:
         print(f"worker {w + 1}/{args.workers}: {len(trials)} trials ({time.time() - t0:.0f} s)", file=sys.stderr)
 
     table = {}
-    print(f"injected slowdown {args.slowdown:.0%}; {args.workers} processes x {args.trials} trial pairs x "
+    print(f"injected slowdown {args.slowdown:.0%}; threads {args.threads or 'plan'}; {args.workers} processes x {args.trials} trial pairs x "
           f"{args.rounds} rounds; runs judged against other processes' baselines")
     print(f"{'estimator':<10}" + "".join(f"  tol {t:>4.0%}: catch/false" for t in TOLERANCES))
     for est in R.RATIO_ESTIMATORS:
@@ -146,7 +150,7 @@ def main() -> int:
           f"({time.time() - t0:.0f} s)")
     if args.output:
         Path(args.output).write_text(json.dumps({
-            "slowdown": args.slowdown, "workers": args.workers, "trials": args.trials, "rounds": args.rounds,
+            "slowdown": args.slowdown, "workers": args.workers, "threads": args.threads, "trials": args.trials, "rounds": args.rounds,
             "gate_estimator": R.GATE_ESTIMATOR, "gate_tolerance": R.TIME_TOLERANCE, "rates": table,
             "noise": noise, "versions": R.versions(), "seconds": time.time() - t0, "raw": results}, indent=2) + "\n")
     return 0

@@ -26,7 +26,7 @@ def two_reports(report_doc, tmp_path):
     other = copy.deepcopy(report_doc)  # the same run, relabelled as another SKU, stack and thread count
     other["cpu"]["model_name"] = "Intel(R) Xeon(R) Platinum 8480+"
     other["cpu"]["isa_level"] = "avx512_core_amx"
-    other["versions"]["torch"] = "2.14.1"
+    other["versions"]["torch"] = "2.99.0"
     other["versions"]["intel_extension_for_pytorch"] = None
     other["threads"]["used"] = 56
     other["paths"]["eager/fp32"]["throughput"]["2"] *= 4
@@ -45,7 +45,7 @@ def test_labels_keep_machines_apart(two_reports):
     docs = [C.load_report(p) for p in two_reports]
     labs = C.labels(docs)
     assert labs[0] != labs[1]
-    assert "Platinum 8480+" in labs[1] and "torch 2.14.1" in labs[1] and "56 thr" in labs[1]
+    assert "Platinum 8480+" in labs[1] and "torch 2.99.0" in labs[1] and "56 thr" in labs[1]
     assert "IPEX" not in labs[1]
     diff = C.differences(docs)
     assert set(diff) == {"cpu", "isa", "torch", "threads"} | ({"ipex"} if docs[0]["versions"].get(
