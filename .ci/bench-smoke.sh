@@ -15,7 +15,7 @@ py=${1:?usage: .ci/bench-smoke.sh PATH/TO/python}
 
 store=$(mktemp -d)
 trap 'rm -rf "$store"' EXIT
-common=(-q -p no:cacheprovider --bench-quick "--benchmark-storage=file://$store" --benchmark-columns=median,iqr,rounds)
+common=(-q -p no:cacheprovider --bench-quick --bench-threads 1 "--benchmark-storage=file://$store" --benchmark-columns=median,iqr,rounds)
 start=$SECONDS
 
 echo "== bench smoke: suites ($("$py" -c 'import torch; print("torch", torch.__version__)'))" >&2

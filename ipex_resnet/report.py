@@ -25,7 +25,7 @@ REPORT_SCHEMA = "ipex_resnet.bench/1"
 REFERENCE = "eager/fp32"
 SLOWDOWN_ENV = "IPEX_RESNET_BENCH_SLOWDOWN"
 # Gate thresholds, chosen from measured noise (docs/benchmarks.md, bench/gate_experiment.py).
-TIME_TOLERANCE = 0.06
+TIME_TOLERANCE = 0.04
 MEMORY_TOLERANCE = 0.10
 MEMORY_SLACK_MB = 24.0
 DEFAULT_BATCH_SIZES = (1, 8, 32)
@@ -359,7 +359,7 @@ def time_interleaved(runners: Mapping[str, Runner], x, *, rounds: int, calls_per
 
 RATIO_ESTIMATORS = ("p50", "paired", "p25", "min")
 # The estimator the gate uses (chosen from bench/gate_experiment.py; see docs/benchmarks.md).
-GATE_ESTIMATOR = "paired"
+GATE_ESTIMATOR = "min"
 
 
 def ratio_estimates(cand: Sequence[float], ref: Sequence[float]) -> dict[str, float]:
