@@ -139,7 +139,12 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "cold_start: process start -> first result (subprocess)")
     if not hasattr(config.option, "benchmark_storage"):
         return  # pytest-benchmark not installed / disabled: the suites will error on the fixture
-    ctx = config._ipex_bench = Context(config)
+    from ipex_resnet.errors import IpexResnetError
+
+    try:
+        ctx = config._ipex_bench = Context(config)
+    except IpexResnetError as exc:
+        raise pytest.UsageError(f"error: {exc}") from None
     if config.option.benchmark_storage == DEFAULT_STORAGE:
         config.option.benchmark_storage = f"file://{REPO / '.benchmarks' / ctx.key}"
 
