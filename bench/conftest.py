@@ -144,7 +144,7 @@ def pytest_configure(config):
     try:
         ctx = config._ipex_bench = Context(config)
     except IpexResnetError as exc:
-        raise pytest.UsageError(f"error: {exc}") from None
+        raise pytest.UsageError(str(exc)) from None
     if config.option.benchmark_storage == DEFAULT_STORAGE:
         config.option.benchmark_storage = f"file://{REPO / '.benchmarks' / ctx.key}"
 
