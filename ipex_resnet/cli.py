@@ -23,13 +23,15 @@ EXTERNAL_COMMANDS = {
 JSON_SCHEMA_VERSION = 1
 
 
-def _add_plan_options(p: argparse.ArgumentParser) -> None:
+def add_plan_options(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """--backend/--precision/--threads, shared by every subcommand that loads a model."""
     p.add_argument("--backend", default="auto", help="auto|ipex|inductor|eager (default: auto)")
     p.add_argument("--precision", default="auto", help="auto|bf16|fp32 (default: auto)")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: from the plan)")
 
 
-def _add_model_options(p: argparse.ArgumentParser) -> None:
+def add_model_options(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """--model/--weights, shared by every subcommand that loads a model."""
     p.add_argument("--model", default="resnet18", help="torchvision classification model (default: resnet18)")
     p.add_argument("--weights", default="DEFAULT",
                    help="DEFAULT | an enum name like IMAGENET1K_V1 | PATH to a state dict | none")
@@ -112,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("probe", help="show what this CPU has and the plan the loader will use")
-    _add_plan_options(p)
+    add_plan_options(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_probe)
 
@@ -121,8 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--topk", type=int, default=5)
     p.add_argument("--json", action="store_true", help="stable JSON output (see README)")
     p.add_argument("--batch-size", type=int, default=32)
-    _add_model_options(p)
-    _add_plan_options(p)
+    add_model_options(p)
+    add_plan_options(p)
     p.set_defaults(func=_classify)
 
     for name, (modname, help_text) in EXTERNAL_COMMANDS.items():

@@ -423,13 +423,12 @@ class ServerThread:
 
 # -- CLI -------------------------------------------------------------------------------------------
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from .cli import add_model_options, add_plan_options
+
     d = ServeConfig()
     g = p.add_argument_group("model")
-    g.add_argument("--model", default="resnet18", help="torchvision classification model (default: resnet18)")
-    g.add_argument("--weights", default="DEFAULT", help="DEFAULT | an enum name like IMAGENET1K_V1 | PATH | none")
-    g.add_argument("--backend", default="auto", help="auto|ipex|inductor|eager (default: auto)")
-    g.add_argument("--precision", default="auto", help="auto|bf16|fp32 (default: auto)")
-    g.add_argument("--threads", type=int, default=None, help="intra-op threads for inference (default: from the plan)")
+    add_model_options(g)
+    add_plan_options(g)
     g.add_argument("--max-pixels", type=int, default=None,
                    help="refuse images whose declared size exceeds this many pixels (default: 64 MP)")
     g = p.add_argument_group("service")
