@@ -24,7 +24,13 @@ echo "== bench smoke: suites ($("$py" -c 'import torch; print("torch", torch.__v
 # The gate's own check. Latency only, no peers; the plan's backend and the eager reference.
 backend=$("$py" -c 'from ipex_resnet import probe, backends; from ipex_resnet.policy import make_plan
 print(make_plan(probe(), availability=backends.availability()).backend)')
-gate=(bench/test_latency.py "${common[@]}" --bench-peers none --bench-backends "$backend,eager" --bench-gate=smoke)
+# Its baseline comes from the same selection: peak-RSS deltas depend on what the process loaded
+# before (a path loaded after others reuses their memory), so a baseline from the full suites
+# would judge the gate run's memory against a different loading order.
+sel=(bench/test_latency.py "${common[@]}" --bench-peers none --bench-backends "$backend,eager")
+"$py" -m pytest "${sel[@]}" --benchmark-save=gatebase > "$store/base.log" 2>&1 \
+  || { tail -40 "$store/base.log" >&2; echo "error: the gate baseline run failed" >&2; exit 1; }
+gate=("${sel[@]}" --bench-gate=gatebase)
 
 echo "== gate must catch an injected 30% slowdown ($backend)" >&2
 set +e
