@@ -22,8 +22,7 @@ echo "== bench smoke: suites ($("$py" -c 'import torch; print("torch", torch.__v
 "$py" -m pytest bench "${common[@]}" --benchmark-save=smoke -rs
 
 # The gate's own check. Latency only, no peers; the plan's backend and the eager reference.
-backend=$("$py" -c 'from ipex_resnet import probe, backends; from ipex_resnet.policy import make_plan
-print(make_plan(probe(), availability=backends.availability()).backend)')
+backend=$("$py" -c 'from ipex_resnet import plan_for; print(plan_for().backend)')
 # Its baseline comes from the same selection: peak-RSS deltas depend on what the process loaded
 # before (a path loaded after others reuses their memory), so a baseline from the full suites
 # would judge the gate run's memory against a different loading order.

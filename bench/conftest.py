@@ -11,7 +11,6 @@ threads) unless ``--benchmark-storage`` is given, so two SKUs or stacks never ju
 
 from __future__ import annotations
 
-import os
 import sys
 import tempfile
 import time
@@ -60,16 +59,15 @@ class Context:
     def __init__(self, config):
         import torch
 
-        from ipex_resnet import backends, probe
-        from ipex_resnet.policy import BACKENDS, PRECISIONS, make_plan
+        from ipex_resnet import backends, plan_for, probe
+        from ipex_resnet.policy import BACKENDS, PRECISIONS
 
         opt = config.getoption
         self.quick = opt("--bench-quick")
         self.model = opt("--bench-model")
         self.cpu = probe()
         self.availability = backends.availability()
-        self.plan = make_plan(self.cpu, "auto", "auto", opt("--bench-threads"), availability=self.availability,
-                              affinity=len(os.sched_getaffinity(0)))
+        self.plan = plan_for(self.cpu, "auto", "auto", opt("--bench-threads"))
         self.threads = self.plan.threads
         peers_opt = (opt("--bench-peers") or "").strip().lower()
         from ipex_resnet import peers

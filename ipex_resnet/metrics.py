@@ -54,8 +54,8 @@ class _Metric:
         return [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} {self.kind}"]
 
 
-class Counter(_Metric):
-    kind = "counter"
+class _Scalar(_Metric):
+    """One number per label set: the shared part of counters and gauges."""
 
     def __init__(self, *a, **kw):
         super().__init__(*a, **kw)
@@ -78,12 +78,15 @@ class Counter(_Metric):
         return self.header() + [f"{self.name}{_labels(self.labelnames, k)} {_num(v)}" for k, v in items]
 
 
-class Gauge(_Metric):
+class Counter(_Scalar):
+    kind = "counter"
+
+
+class Gauge(_Scalar):
     kind = "gauge"
 
     def __init__(self, *a, fn=None, **kw):
         super().__init__(*a, **kw)
-        self._values: dict[tuple, float] = {}
         self._fn = fn  # a callable read at scrape time (no labels)
 
     def set(self, value: float, **labels) -> None:
@@ -91,28 +94,16 @@ class Gauge(_Metric):
         with self._lock:
             self._values[key] = value
 
-    def inc(self, amount: float = 1, **labels) -> None:
-        key = self._key(labels)
-        with self._lock:
-            self._values[key] = self._values.get(key, 0) + amount
-
     def dec(self, amount: float = 1, **labels) -> None:
         self.inc(-amount, **labels)
 
     def value(self, **labels) -> float:
-        if self._fn is not None:
-            return float(self._fn())
-        with self._lock:
-            return self._values.get(self._key(labels), 0)
+        return float(self._fn()) if self._fn is not None else super().value(**labels)
 
     def render(self) -> list[str]:
         if self._fn is not None:
             return self.header() + [f"{self.name} {_num(float(self._fn()))}"]
-        with self._lock:
-            items = sorted(self._values.items())
-        if not items and not self.labelnames:
-            items = [((), 0)]
-        return self.header() + [f"{self.name}{_labels(self.labelnames, k)} {_num(v)}" for k, v in items]
+        return super().render()
 
 
 class Histogram(_Metric):

@@ -607,20 +607,16 @@ def run_report(*, model: str = "resnet18", threads: int | None = None, batch_siz
 
     from . import backends as be
     from . import peers as pr
+    from .classifier import plan_for
     from .cpu import probe
     from .models import resolve
-    from .policy import make_plan
 
     progress = progress or Progress(enabled=False)
     budget_s = budget_s if budget_s is not None else (4.0 if quick else 15.0)
     cpu = probe()
     avail = be.availability()
     paths, skipped = matrix(cpu, backends, precisions, emulated_bf16=emulated_bf16, peers=peers, availability=avail)
-    try:
-        affinity = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        affinity = None
-    auto_plan = make_plan(cpu, "auto", "auto", threads, availability=avail, affinity=affinity)
+    auto_plan = plan_for(cpu, "auto", "auto", threads)
     threads = threads or auto_plan.threads
     torch.set_num_threads(threads)
     slow = slowdown_fraction()
