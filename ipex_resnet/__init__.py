@@ -6,14 +6,16 @@
     clf.predict(["cat.jpg"], topk=5)
 """
 
-from .classifier import Classifier, PlanWarning, load, optimize, plan_for
+from .cache import CacheWarning
+from .classifier import Classifier, PlanWarning
 from .cpu import CPUInfo, probe
+from .loader import load, optimize, plan_for
 from .errors import BackendUnavailable, ConfigError, ImageError, IpexResnetError, WeightsError
 from .policy import Plan, make_plan
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "BackendUnavailable", "CPUInfo", "Classifier", "ConfigError", "ImageError", "IpexResnetError",
+    "BackendUnavailable", "CPUInfo", "CacheWarning", "Classifier", "ConfigError", "ImageError", "IpexResnetError",
     "Plan", "PlanWarning", "WeightsError", "load", "make_plan", "optimize", "plan_for", "probe", "__version__",
 ]

@@ -1,65 +1,84 @@
-"""The classifier: images -> tensor -> backend -> top-k labels."""
+"""The classifier: image -> preprocessed array -> engine runner -> top-k labels.
+
+Torch-free by itself: with a lean engine (OpenVINO, ONNX Runtime) and a cached artifact the whole
+path is PIL + numpy + the engine. Torch tensors in give torch tensors out.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 import os
-import warnings
 from collections.abc import Sequence
 
-import torch
+import numpy as np
 
-from . import backends
-from .cpu import CPUInfo, probe
-from .errors import ConfigError, ImageError
-from .models import LoadedModel, resolve
-from .policy import Plan, make_plan
-from .preprocess import DEFAULT_MAX_PIXELS, Preprocessor, describe_source
+from .engines.base import Runner, is_torch_tensor
+from .errors import ConfigError
+from .policy import Plan
 
 
 class PlanWarning(UserWarning):
     """An explicit choice had to be changed, or will be slow (e.g. emulated BF16)."""
 
 
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z, dtype=np.float64)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def topk_rows(logits: np.ndarray, k: int, label) -> list[list[dict]]:
+    """Top-k ``{"label", "index", "score"}`` per row, best first; scores are softmax probabilities."""
+    probs = softmax(np.asarray(logits, dtype=np.float32))
+    k = min(k, probs.shape[1])
+    idx = np.argpartition(-probs, k - 1, axis=1)[:, :k]
+    out = []
+    for row, cand in zip(probs, idx):
+        order = cand[np.lexsort((cand, -row[cand]))]  # by score, then index: deterministic on ties
+        out.append([{"label": label(int(i)), "index": int(i), "score": float(row[i])} for i in order])
+    return out
+
+
 class Classifier:
     """An optimized image classifier. Build it with :func:`ipex_resnet.load`."""
 
-    def __init__(self, runner: backends.Runner, plan: Plan, loaded: LoadedModel,
-                 preprocessor: Preprocessor, cpu: CPUInfo):
+    def __init__(self, runner: Runner, plan: Plan, *, model_name: str, categories: Sequence[str],
+                 preprocessor, cpu, random_init: bool = False, artifact: dict | None = None):
         self._runner = runner
         self.plan = plan
         self.cpu = cpu
-        self.model_name = loaded.name
-        self.categories = loaded.categories
-        self.random_init = loaded.random_init
+        self.model_name = model_name
+        self.categories = list(categories)
+        self.random_init = random_init
         self.preprocessor = preprocessor
+        #: where the compiled artifact came from: {"entry", "hit", "info"} (None when not cached)
+        self.artifact = artifact
 
     def __repr__(self) -> str:
         return f"Classifier({self.model_name}, backend={self.plan.backend}, precision={self.plan.precision})"
 
-    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
-        """Float32 logits for a preprocessed NCHW float tensor."""
-        if not isinstance(batch, torch.Tensor) or batch.ndim != 4 or batch.shape[1] != 3:
-            shape = tuple(batch.shape) if isinstance(batch, torch.Tensor) else type(batch).__name__
-            raise ConfigError(f"expected a preprocessed Nx3xHxW float tensor, got {shape}; "
+    def __call__(self, batch):
+        """Float32 logits for a preprocessed NCHW float batch (numpy array or torch tensor, same kind out)."""
+        shape = getattr(batch, "shape", None)
+        if shape is None or len(shape) != 4 or shape[1] != 3:
+            got = tuple(shape) if shape is not None else type(batch).__name__
+            raise ConfigError(f"expected a preprocessed Nx3xHxW float tensor, got {got}; "
                               "use predict() for raw images")
-        if not batch.is_floating_point():
-            raise ConfigError(f"expected a float tensor (normalized), got {batch.dtype}")
-        return self._runner(batch.float())
+        dtype = batch.dtype
+        floating = batch.is_floating_point() if is_torch_tensor(batch) else np.issubdtype(dtype, np.floating)
+        if not floating:
+            raise ConfigError(f"expected a float tensor (normalized), got {dtype}")
+        return self._runner(batch)
 
-    def preprocess(self, image: object, *, name: str | None = None) -> torch.Tensor:
-        """One image (path, bytes, file object, PIL, numpy, tensor) -> normalized 3xHxW tensor."""
+    def preprocess(self, image: object, *, name: str | None = None):
+        """One image (path, bytes, file object, PIL, numpy, tensor) -> normalized 3xHxW float32 array."""
         return self.preprocessor(image, name=name)
 
-    def topk(self, logits: torch.Tensor, k: int = 5) -> list[list[dict]]:
+    def topk(self, logits, k: int = 5) -> list[list[dict]]:
         if k < 1:
             raise ConfigError(f"topk must be at least 1, got {k}")
-        probs = torch.softmax(logits.float(), dim=1)
-        scores, indices = probs.topk(min(k, probs.shape[1]), dim=1)
-        out = []
-        for row_s, row_i in zip(scores.tolist(), indices.tolist()):
-            out.append([{"label": self.label(i), "index": i, "score": s} for s, i in zip(row_s, row_i)])
-        return out
+        if is_torch_tensor(logits):
+            logits = logits.detach().float().numpy()
+        return topk_rows(np.asarray(logits), k, self.label)
 
     def label(self, index: int) -> str:
         return self.categories[index] if 0 <= index < len(self.categories) else f"class_{index}"
@@ -71,67 +90,27 @@ class Classifier:
         fine. A bad image raises :class:`ImageError` naming it; to classify the rest, preprocess each
         with :meth:`preprocess` and call :meth:`predict_tensors`.
         """
+        from .preprocess import describe_source
+
         if isinstance(images, (str, bytes, os.PathLike)) or not isinstance(images, Sequence):
             images = [images]
-        tensors = [self.preprocess(img, name=describe_source(img, i)) for i, img in enumerate(images)]
-        return self.predict_tensors(tensors, topk=topk, batch_size=batch_size)
+        if topk < 1:
+            raise ConfigError(f"topk must be at least 1, got {topk}")
+        arrays = [self.preprocess(img, name=describe_source(img, i)) for i, img in enumerate(images)]
+        return self.predict_tensors(arrays, topk=topk, batch_size=batch_size)
 
-    def predict_tensors(self, tensors: Sequence[torch.Tensor], topk: int = 5, batch_size: int = 32) -> list[list[dict]]:
+    def predict_tensors(self, tensors: Sequence[object], topk: int = 5, batch_size: int = 32) -> list[list[dict]]:
+        """Top-k for preprocessed 3xHxW images (numpy arrays or torch tensors)."""
         if batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
         if topk < 1:
             raise ConfigError(f"topk must be at least 1, got {topk}")
         out: list[list[dict]] = []
         for start in range(0, len(tensors), batch_size):
-            batch = torch.stack(list(tensors[start:start + batch_size]))
-            out.extend(self.topk(self(batch), topk))
+            chunk = [t.detach().float().numpy() if is_torch_tensor(t) else np.asarray(t, dtype=np.float32)
+                     for t in tensors[start:start + batch_size]]
+            out.extend(self.topk(self(np.stack(chunk)), topk))
         return out
 
 
-def plan_for(cpu: CPUInfo | None = None, backend: str | None = "auto", precision: str | None = "auto",
-             threads: int | None = None) -> Plan:
-    """The plan for this machine (or an injected CPU), given what backends can run here."""
-    cpu = cpu or probe(check_ipex=False)  # IPEX's own ISA view is for `probe`; importing it costs seconds
-    try:
-        affinity = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        affinity = None
-    return make_plan(cpu, backend, precision, threads, availability=backends.availability(), affinity=affinity)
-
-
-def optimize(module: torch.nn.Module, backend: str | None = "auto", precision: str | None = "auto",
-             threads: int | None = None, *, cpu: CPUInfo | None = None, example: torch.Tensor | None = None,
-             plan: Plan | None = None) -> tuple[backends.Runner, Plan]:
-    """Optimize any image classifier for this CPU: returns ``(runner, plan)``, where ``runner`` maps a
-    float NCHW batch to float32 logits, already warmed up on ``example`` (default 1x3x224x224)."""
-    plan = plan or plan_for(cpu, backend, precision, threads)
-    for w in plan.warnings:
-        warnings.warn(w, PlanWarning, stacklevel=3)
-    torch.set_num_threads(plan.threads)
-    example = torch.randn(1, 3, 224, 224) if example is None else example
-    return backends.prepare(module, plan, example), plan
-
-
-def load(model: str | torch.nn.Module = "resnet18", weights: str | os.PathLike | None = "DEFAULT",
-         backend: str | None = "auto", precision: str | None = "auto", threads: int | None = None, *,
-         categories: list[str] | None = None, transforms: torch.nn.Module | None = None,
-         cpu: CPUInfo | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
-         warmup_batch: int = 1) -> Classifier:
-    """Probe the CPU, plan, load the model and weights, optimize, warm up.
-
-    ``weights``: ``"DEFAULT"``, an enum name such as ``"IMAGENET1K_V1"``, a checkpoint path, or
-    ``"none"`` (random init). Settings resolve as argument -> env (``IPEX_RESNET_BACKEND``,
-    ``IPEX_RESNET_PRECISION``, ``IPEX_RESNET_THREADS``) -> automatic choice. Sets torch's
-    intra-op thread count for the process to ``plan.threads``.
-    """
-    cpu = cpu or probe(check_ipex=False)
-    plan = plan_for(cpu, backend, precision, threads)  # bad options fail before any weights are fetched
-    loaded = resolve(model, weights, categories=categories, transforms=transforms)
-    plan = dataclasses.replace(plan, model=loaded.name, weights=loaded.weights)
-    pre = Preprocessor(loaded.transforms, max_pixels=max_pixels)
-    example = torch.randn(warmup_batch, 3, pre.crop_size, pre.crop_size)
-    runner, plan = optimize(loaded.module, plan=plan, example=example)
-    return Classifier(runner, plan, loaded, pre, cpu)
-
-
-__all__ = ["Classifier", "ImageError", "PlanWarning", "load", "optimize", "plan_for"]
+__all__ = ["Classifier", "PlanWarning", "softmax", "topk_rows"]

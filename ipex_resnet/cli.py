@@ -25,8 +25,9 @@ JSON_SCHEMA_VERSION = 1
 
 def add_plan_options(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     """--backend/--precision/--threads, shared by every subcommand that loads a model."""
-    p.add_argument("--backend", default="auto", help="auto|ipex|inductor|eager (default: auto)")
-    p.add_argument("--precision", default="auto", help="auto|bf16|fp32 (default: auto)")
+    p.add_argument("--backend", default="auto",
+                   help="auto|ipex|inductor|openvino|onnxruntime|eager (default: auto, by measurement)")
+    p.add_argument("--precision", default="auto", help="auto|bf16|fp32|int8 (default: auto; int8 needs --calibration)")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: from the plan)")
 
 
@@ -38,12 +39,12 @@ def add_model_options(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> N
 
 
 def _probe(args: argparse.Namespace) -> int:
-    from . import backends
-    from .classifier import plan_for
+    from . import engines
     from .cpu import probe
+    from .loader import plan_for
 
     cpu = probe()
-    avail = backends.availability()
+    avail = engines.availability()
     plan = plan_for(cpu, args.backend, args.precision, args.threads)
     if args.json:
         print(json.dumps({"cpu": cpu.to_dict(), "backends": {k: {"available": v[0], "reason": v[1]}
@@ -54,7 +55,7 @@ def _probe(args: argparse.Namespace) -> int:
     print()
     print("backends:")
     for name, (ok, why) in avail.items():
-        print(f"  {name:<9}{'yes' if ok else 'no ':<4} {why}")
+        print(f"  {name:<12}{'yes' if ok else 'no ':<4} {why}")
     print()
     print("plan:")
     print("\n".join("  " + line for line in plan.describe().splitlines()[2:]))
@@ -62,8 +63,8 @@ def _probe(args: argparse.Namespace) -> int:
 
 
 def _classify(args: argparse.Namespace) -> int:
-    from .classifier import load
     from .errors import ImageError
+    from .loader import load
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -290,7 +290,7 @@ def probe(cpuinfo_text: str | None = None, lscpu_text: str | None = None, *,
     if live and not info.logical_cpus:
         info = dataclasses.replace(info, logical_cpus=os.cpu_count() or 0)
     if live and check_torch:
-        from . import backends
+        from .engines.ipex import isa_level
 
-        info = cross_check(info, torch_view(), backends.ipex_isa() if check_ipex else None)
+        info = cross_check(info, torch_view(), isa_level() if check_ipex else None)
     return info

@@ -56,7 +56,7 @@ def _check_name(name: str) -> str:
     return name
 
 
-def _looks_like_path(spec: str) -> bool:
+def looks_like_path(spec: str) -> bool:
     return os.sep in spec or spec.startswith(".") or spec.lower().endswith(CHECKPOINT_SUFFIXES) or Path(spec).exists()
 
 
@@ -141,7 +141,7 @@ def resolve(model: str | torch.nn.Module = "resnet18", weights: str | os.PathLik
             categories: list[str] | None = None, transforms: torch.nn.Module | None = None) -> LoadedModel:
     """Build the model and its weights, categories and preprocessing preset."""
     if isinstance(model, torch.nn.Module):
-        if weights not in (None, "DEFAULT", *NO_WEIGHTS) and _looks_like_path(str(weights)):
+        if weights not in (None, "DEFAULT", *NO_WEIGHTS) and looks_like_path(str(weights)):
             _apply_state_dict(model, load_checkpoint(weights), f"checkpoint {weights}")
             label = f"checkpoint {weights}"
         else:
@@ -156,10 +156,12 @@ def resolve(model: str | torch.nn.Module = "resnet18", weights: str | os.PathLik
     default = get_model_weights(name).DEFAULT
     spec = "none" if weights is None else os.fspath(weights)
     if spec.lower() in NO_WEIGHTS:
-        module = get_model(name, weights=None)
+        with torch.random.fork_rng():  # seeded: a cached artifact and a rebuilt one hold the same weights
+            torch.manual_seed(0)
+            module = get_model(name, weights=None)
         return LoadedModel(module.eval(), name, RANDOM_INIT_LABEL, list(categories or default.meta["categories"]),
                            transforms or default.transforms(), random_init=True)
-    if _looks_like_path(spec):
+    if looks_like_path(spec):
         sd = load_checkpoint(spec)
         fc = [v for k, v in sd.items() if v.ndim == 2]
         n = fc[-1].shape[0] if fc else 1000

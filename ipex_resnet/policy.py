@@ -1,4 +1,4 @@
-"""The plan: which backend, precision, memory format and thread count, and why each was chosen.
+"""The plan: which engine ("backend"), precision, memory format and thread count, and why each was chosen.
 
 :func:`make_plan` is a pure function of the CPU probe, the requested options, the environment and
 which backends are available, so every branch is testable on injected CPUs. Resolution order for
@@ -12,19 +12,22 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from . import engines
 from .cpu import CPUInfo
 from .errors import BackendUnavailable, ConfigError
 
-BACKENDS = ("ipex", "inductor", "eager")
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = engines.PRECISIONS
 AUTO = "auto"
 
 ENV_BACKEND = "IPEX_RESNET_BACKEND"
 ENV_PRECISION = "IPEX_RESNET_PRECISION"
 ENV_THREADS = "IPEX_RESNET_THREADS"
 
-# Order in which `auto` tries backends.
-AUTO_ORDER = ("ipex", "inductor", "eager")
+
+
+def backends() -> tuple[str, ...]:
+    """Every registered engine, in the order the static rule tries them."""
+    return engines.names()
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,7 @@ class Plan:
     isa_level: str
     reasons: Mapping[str, str]
     options: Mapping[str, object] = field(default_factory=dict)
+    measured: Mapping[str, object] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     model: str = "?"
@@ -52,6 +56,7 @@ class Plan:
         d = dataclasses.asdict(self)
         d["reasons"] = dict(self.reasons)
         d["options"] = dict(self.options)
+        d["measured"] = dict(self.measured)
         d["warnings"] = list(self.warnings)
         d["notes"] = list(self.notes)
         d["emulated_bf16"] = self.emulated_bf16
@@ -66,6 +71,8 @@ class Plan:
             lines.append(f"{key + ':':<15}{value}" + (f"  -- {why}" if why else ""))
         if self.options:
             lines.append(f"{'options:':<15}" + ", ".join(f"{k}={v}" for k, v in self.options.items()))
+        for name, row in (self.measured.get("engines") or {}).items():
+            lines.append(f"{'measured:':<15}{name}: {row}")
         lines += [f"warning:       {w}" for w in self.warnings]
         lines += [f"note:          {n}" for n in self.notes]
         return "\n".join(lines)
@@ -86,6 +93,17 @@ def _pick(name: str, explicit: object, env: Mapping[str, str], env_key: str,
                               f"{', '.join((AUTO,) + allowed)}")
         return raw, "env"
     return AUTO, "auto"
+
+
+def cpu_int8_hardware(cpu: CPUInfo) -> str | None:
+    """What runs INT8 dot products natively on this CPU, or None."""
+    if cpu.has("amx_tile", "amx_int8"):
+        return "AMX-INT8 tiles"
+    if cpu.has("avx512_vnni"):
+        return "AVX512_VNNI"
+    if cpu.has("avx_vnni"):
+        return "AVX_VNNI"
+    return None
 
 
 def default_threads(cpu: CPUInfo, affinity: int | None = None) -> tuple[int, str]:
@@ -120,14 +138,15 @@ def make_plan(
     options: dict[str, object] = {}
 
     # --- backend ---------------------------------------------------------------------------
-    want_backend, bsrc = _pick("backend", backend, env, ENV_BACKEND, BACKENDS)
+    names = backends()
+    want_backend, bsrc = _pick("backend", backend, env, ENV_BACKEND, names)
     if want_backend == AUTO:
         chosen = None
-        for name in AUTO_ORDER:
+        for name in names:
             ok, why = availability.get(name, (False, "unknown backend"))
             if ok:
                 chosen = name
-                reasons["backend"] = f"auto: {why}"
+                reasons["backend"] = f"auto (static rule, first that runs here): {why}"
                 break
             notes.append(f"{name} not used: {why}")
         assert chosen is not None, "eager is always available"
@@ -139,6 +158,8 @@ def make_plan(
             raise BackendUnavailable(f"backend {want_backend!r} was requested{via} but cannot run: {why}")
         backend_name = want_backend
         reasons["backend"] = f"requested ({'env ' + ENV_BACKEND if bsrc == 'env' else 'argument'})"
+    engine = engines.get(backend_name)
+    supported = engine.precisions(cpu)
 
     # --- precision -------------------------------------------------------------------------
     want_prec, psrc = _pick("precision", precision, env, ENV_PRECISION, PRECISIONS)
@@ -152,39 +173,42 @@ def make_plan(
     if want_prec == AUTO:
         if backend_name == "eager":
             prec, reasons["precision"] = "fp32", "eager is the FP32 reference path"
-        elif native:
+        elif native and "bf16" in supported:
             prec, reasons["precision"] = "bf16", f"this CPU has native BF16 ({hw})"
+        elif native:
+            prec, reasons["precision"] = "fp32", f"{backend_name} runs no BF16 here; FP32"
         else:
             prec, reasons["precision"] = "fp32", (
                 "no native BF16 (neither AVX512_BF16 nor AMX-BF16): BF16 would be emulated, slower than FP32")
     else:
         prec = want_prec
         via = "env " + ENV_PRECISION if psrc == "env" else "argument"
+        if prec not in supported:
+            raise BackendUnavailable(f"{backend_name} cannot run {prec} on this CPU (it runs "
+                                     f"{', '.join(supported)}); choose another precision or backend")
         if prec == "bf16" and not native:
             reasons["precision"] = f"requested ({via}); emulated: this CPU has no AVX512_BF16 or AMX-BF16"
             warnings.append("BF16 was requested but this CPU has no native BF16 (AVX512_BF16 or AMX-BF16): "
                             "it is emulated and will be much slower than FP32; use precision='fp32' here")
         elif prec == "bf16":
             reasons["precision"] = f"requested ({via}); native via {hw}"
+        elif prec == "int8":
+            int8_hw = cpu_int8_hardware(cpu)
+            if int8_hw:
+                reasons["precision"] = f"requested ({via}); native INT8 dot products via {int8_hw}"
+            else:
+                reasons["precision"] = f"requested ({via}); no VNNI or AMX-INT8: INT8 runs on plain AVX2/AVX-512"
+                warnings.append("INT8 was requested but this CPU has no VNNI (AVX512_VNNI / AVX_VNNI) or AMX-INT8: "
+                                "INT8 dot products are emulated with wider instructions and gain little over FP32")
         else:
             reasons["precision"] = f"requested ({via})"
 
-    # --- memory format and backend options --------------------------------------------------
-    if backend_name == "eager":
-        mem = "contiguous"
-        reasons["memory_format"] = "eager is the unmodified reference"
-    else:
-        mem = "channels_last"
-        reasons["memory_format"] = "oneDNN convolutions run NHWC without reorders"
-    if backend_name == "ipex":
-        options["jit"] = "trace+freeze"
-        prepack = not (prec == "bf16" and not native)
-        options["weights_prepack"] = prepack
-        if not prepack:
-            warnings.append("IPEX BF16 weight prepacking needs native BF16 (AVX-512 kernels); "
-                            "weights_prepack was changed to False so the emulated path can run")
-    elif backend_name == "inductor":
-        options["freezing"] = True
+    # --- memory format and engine options: each engine decides its own ------------------------
+    mem = engine.memory_format
+    reasons["memory_format"] = ("eager is the unmodified reference" if mem == "contiguous"
+                                else "oneDNN convolutions run NHWC without reorders")
+    options, option_warnings = engine.plan_options(prec, native)
+    warnings.extend(option_warnings)
 
     # --- threads ------------------------------------------------------------------------------
     if threads is not None:

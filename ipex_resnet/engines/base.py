@@ -29,35 +29,124 @@ interpolation, mean/std), the categories, and for INT8 the accuracy report.
 
 from __future__ import annotations
 
+import shutil
+import sys
+import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-Runner = Callable[[Any], Any]  # np.ndarray (or torch.Tensor for torch engines) -> same kind of logits
+Runner = Callable[[Any], Any]  # np.ndarray (or torch.Tensor) NCHW float32 -> logits of the same kind
 
 PRECISIONS = ("fp32", "bf16", "int8")
 
 
+def is_torch_tensor(x: object) -> bool:
+    """True for a torch.Tensor, without importing torch."""
+    return type(x).__module__.startswith("torch") and hasattr(x, "detach")
+
+
+def numpy_runner(fn: Callable[[Any], Any]) -> Runner:
+    """Wrap ``fn(np.ndarray) -> np.ndarray``: a torch tensor in gives a torch tensor out."""
+    import numpy as np
+
+    def run(x):
+        if is_torch_tensor(x):
+            import torch
+
+            return torch.from_numpy(fn(np.ascontiguousarray(x.detach().float().numpy())))
+        return fn(np.ascontiguousarray(x, dtype=np.float32))
+
+    return run
+
+
+def torch_runner(fn: Callable[[Any], Any]) -> Runner:
+    """Wrap ``fn(torch.Tensor) -> torch.Tensor``: a numpy array in gives a numpy array out."""
+    import torch
+
+    def run(x):
+        if isinstance(x, torch.Tensor):
+            return fn(x.float())
+        return fn(torch.from_numpy(x).float()).numpy()
+
+    return run
+
+
 class Engine:
+    """One way to run a classifier. Subclasses live one per module and register themselves."""
+
     name: str = "?"
-    #: True when load() and the runner need torch at run time.
+    #: True when load() and the runner need torch at run time (False: the lean path).
     needs_torch: bool = True
-    #: pip extra that installs it, for hints
+    #: the pip extra that installs the engine's library, for hints
     extra: str | None = None
+    #: True when build() writes an artifact worth caching (eager has none)
+    cacheable: bool = True
+    #: the layout the engine feeds its convolutions (recorded in the plan)
+    memory_format: str = "channels_last"
+    #: calls on the example batch before a runner is handed out
+    warmup_iters: int = 2
 
     def status(self) -> tuple[bool, str]:
         raise NotImplementedError
 
     def precisions(self, cpu) -> tuple[str, ...]:
-        """Precisions this engine can run here (may include emulated ones; the policy warns)."""
+        """Precisions this engine can run on ``cpu`` (emulated BF16 included: the policy warns)."""
         return ("fp32", "bf16")
 
+    def plan_options(self, precision: str, native_bf16: bool) -> tuple[dict, list[str]]:
+        """Engine settings the plan records, and warnings when a setting had to change."""
+        return {}, []
+
+    def describe(self) -> str:
+        """What the engine does, one line, for the plan."""
+        return self.name
+
     def build(self, module, plan, example, out_dir: Path,
-              calibration: Sequence[Any] | Iterable[Any] | None = None) -> None:
+              calibration: Sequence[Any] | Iterable[Any] | None = None) -> dict:
+        """Compile ``module`` for ``plan`` and write the artifact files into ``out_dir``."""
         raise NotImplementedError
 
     def load(self, out_dir: Path, plan) -> Runner:
+        """A warmed-up runner from the files :meth:`build` wrote."""
         raise NotImplementedError
+
+    def prepare(self, module, plan, example, calibration=None) -> Runner:
+        """Build and load without the cache (a throwaway directory)."""
+        tmp = Path(tempfile.mkdtemp(prefix=f"ipex_resnet_{self.name}_"))
+        try:
+            self.build(module, plan, example, tmp, calibration=calibration)
+            return self.load(tmp, plan)
+        finally:
+            # Runners keep what they need in memory (ORT/OpenVINO/AOTInductor read the files at load).
+            shutil.rmtree(tmp, ignore_errors=True)
 
     def __repr__(self) -> str:
         return f"<engine {self.name}>"
+
+
+def dist_version(dist: str) -> str | None:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def have(module: str) -> bool:
+    import importlib.util
+
+    if module in sys.modules:
+        return True
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def quantizer(engine: str):
+    """The engine's INT8 flow, ``ipex_resnet.quantization.<engine>.quantize``."""
+    import importlib
+
+    return importlib.import_module(f"ipex_resnet.quantization.{engine}").quantize

@@ -1,0 +1,94 @@
+"""OpenVINO (CPU plugin): the model as OpenVINO IR (``model.xml`` + ``model.bin``), compiled with the
+plan's thread count and precision hint; OpenVINO's own compiled-blob cache lives in ``ov_cache/``
+beside the IR so the next start skips the graph compilation too. Loading imports no torch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import BackendUnavailable
+from . import register
+from .base import Engine, dist_version, have, numpy_runner, quantizer
+
+HINT = "pip install openvino onnx onnxscript (or pip install 'ipex_resnet[openvino]')"
+XML = "model.xml"
+
+
+def compile_config(threads: int, precision: str) -> dict:
+    """The CPU plugin settings for one synchronous request at a time (the classifier's use)."""
+    return {
+        "INFERENCE_NUM_THREADS": int(threads),
+        "PERFORMANCE_HINT": "LATENCY",
+        # int8: quantized ops run int8; the rest in bf16 where native, else f32
+        "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
+    }
+
+
+def compiled_runner(xml: Path, threads: int, precision: str, cache_dir: Path | None = None):
+    import numpy as np
+    import openvino as ov
+
+    core = ov.Core()
+    config = compile_config(threads, precision)
+    if cache_dir is not None:
+        config["CACHE_DIR"] = str(cache_dir)
+    try:
+        compiled = core.compile_model(core.read_model(str(xml)), "CPU", config)
+    except Exception as exc:  # noqa: BLE001 - e.g. a bf16 hint on a CPU without BF16
+        raise BackendUnavailable(f"openvino could not compile the model for CPU ({precision}): "
+                                 f"{str(exc).strip().splitlines()[0][:200]}") from None
+    request = compiled.create_infer_request()
+
+    def run(x: np.ndarray) -> np.ndarray:
+        request.infer({0: x})
+        return request.get_output_tensor(0).data.copy()
+
+    return run
+
+
+@register
+class OpenVINOEngine(Engine):
+    name = "openvino"
+    needs_torch = False
+    extra = "openvino"
+
+    def status(self) -> tuple[bool, str]:
+        if not have("openvino"):
+            return False, f"openvino is not installed; {HINT}"
+        return True, f"OpenVINO {(dist_version('openvino') or '?').split('-')[0]} (CPU plugin)"
+
+    def precisions(self, cpu) -> tuple[str, ...]:
+        # OpenVINO's CPU plugin runs BF16 only where the CPU has it natively
+        return ("fp32", "bf16", "int8") if cpu.has_native_bf16 else ("fp32", "int8")
+
+    def plan_options(self, precision, native_bf16):
+        return {"hint": "LATENCY", "ir": "OpenVINO IR + compiled-blob cache"}, []
+
+    def describe(self) -> str:
+        return "OpenVINO IR on the CPU plugin (latency hint)"
+
+    def build(self, module, plan, example, out_dir, calibration=None) -> dict:
+        out_dir = Path(out_dir)
+        if plan.precision == "int8":
+            info = quantizer(self.name)(module, list(calibration or []), out_dir, threads=plan.threads,
+                                        example=example, bf16=plan.native_bf16)
+        else:
+            if not have("openvino"):
+                raise BackendUnavailable(f"openvino is not installed; {HINT}")
+            import openvino as ov
+
+            from .onnx_export import export_onnx
+
+            onnx = export_onnx(module, out_dir / "model.onnx", int(example.shape[-1]))
+            ov.save_model(ov.convert_model(str(onnx)), str(out_dir / XML), compress_to_fp16=False)
+            onnx.unlink()
+            info = {"artifact": XML}
+        # compile once now, so the blob is in the cache before the entry is published
+        compiled_runner(out_dir / XML, plan.threads, plan.precision, out_dir / "ov_cache")
+        return info
+
+    def load(self, out_dir, plan):
+        out_dir = Path(out_dir)
+        cache = out_dir / "ov_cache"
+        return numpy_runner(compiled_runner(out_dir / XML, plan.threads, plan.precision,
+                                            cache if cache.is_dir() else None))
