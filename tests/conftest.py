@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -19,11 +20,16 @@ AGREEMENT_IMAGES = 16
 # CI sets this to the backends that must really run on its stack, so "skipped" cannot pass for "ran".
 REQUIRED_BACKENDS = {b for b in os.environ.get("IPEX_RESNET_REQUIRE_BACKENDS", "").split(",") if b}
 
+# The test session's own artifact cache (subprocesses inherit it), and the static backend rule unless
+# a test asks for measurement: measuring every engine on each auto load would cost minutes.
+os.environ.setdefault("IPEX_RESNET_CACHE_DIR", tempfile.mkdtemp(prefix="ipex_resnet_test_cache_"))
+os.environ.setdefault("IPEX_RESNET_AUTO", "static")
+
 
 def require_backend(name: str) -> None:
-    from ipex_resnet import backends
+    from ipex_resnet import engines
 
-    ok, why = backends.module(name).status()
+    ok, why = engines.get(name).status()
     if not ok:
         if name in REQUIRED_BACKENDS:
             pytest.fail(f"backend {name} must run on this stack but cannot: {why}")

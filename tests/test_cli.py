@@ -37,7 +37,7 @@ def test_probe_precision_override_and_bad_value():
     assert json.loads(run("probe", "--json", "--precision", "fp32").stdout)["plan"]["precision"] == "fp32"
     bad = run("probe", "--precision", "fp8")
     assert bad.returncode == 2
-    assert bad.stderr.strip().splitlines() == ["error: unknown precision 'fp8': choose one of auto, fp32, bf16"]
+    assert bad.stderr.strip().splitlines() == ["error: unknown precision 'fp8': choose one of auto, fp32, bf16, int8"]
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,5 @@
-"""Every backend x precision that can run here matches the FP32 eager reference on real photos."""
+"""Every engine x precision that can run here matches the FP32 eager reference on real photos, through
+the public API (and so through the artifact cache)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,17 @@ BF16_REL_L2 = 4e-2
 BF16_MIN_MEAN_TOP5_OVERLAP = 4.5  # of 5, averaged over the photos
 BF16_MIN_TOP1_AGREEMENT = 0.75
 
-PATHS = [("eager", "bf16"), ("ipex", "fp32"), ("ipex", "bf16"), ("inductor", "fp32"), ("inductor", "bf16")]
+PATHS = [("eager", "bf16"), ("ipex", "fp32"), ("ipex", "bf16"), ("inductor", "fp32"), ("inductor", "bf16"),
+         ("openvino", "fp32"), ("openvino", "bf16"), ("onnxruntime", "fp32")]
+
+
+def require_precision(backend: str, precision: str) -> None:
+    """Skip only what the hardware cannot do (OpenVINO runs BF16 only on native-BF16 CPUs)."""
+    from ipex_resnet import engines, probe
+
+    cpu = probe(check_torch=False)
+    if precision not in engines.get(backend).precisions(cpu):
+        pytest.skip(f"{backend} runs no {precision} on this CPU ({cpu.isa_level})")
 
 
 def centered_rel_l2(out: torch.Tensor, ref: torch.Tensor) -> float:
@@ -50,6 +61,7 @@ def test_reference_logits_depend_on_the_image(reference_logits):
 @pytest.mark.parametrize("backend,precision", PATHS, ids=[f"{b}-{p}" for b, p in PATHS])
 def test_backend_matches_eager_fp32(backend, precision, checkpoint, agreement_batch, reference_logits):
     require_backend(backend)
+    require_precision(backend, precision)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ipex_resnet.PlanWarning)  # emulated BF16 warns on CPUs without it
         clf = ipex_resnet.load("resnet18", weights=str(checkpoint), backend=backend, precision=precision)
@@ -100,11 +112,24 @@ def test_ipex_import_noise_is_silenced():
         assert noise not in proc.stderr, proc.stderr[-2000:]
 
 
-def test_auto_never_imports_a_mismatched_ipex():
-    """status() decides from package metadata; with IPEX absent or mismatched the plan says why."""
-    from ipex_resnet import backends
+def test_auto_never_imports_a_mismatched_ipex(tmp_path):
+    """An IPEX built for another torch exits the process on import. With one first on the path (an
+    IPEX 2.7.0 whose import exits as the real one does), the auto plan reads its metadata only,
+    passes it over with the reason, and never imports it: on every stack."""
+    import os
 
-    ok, why = backends.module("ipex").status()
-    if not ok:
-        assert "pip install" in why
-        assert "intel_extension_for_pytorch" not in sys.modules
+    pkg = tmp_path / "intel_extension_for_pytorch"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("import sys\nprint('ERROR! needs PyTorch 2.7.*', file=sys.stderr)\nsys.exit(127)\n")
+    dist = tmp_path / "intel_extension_for_pytorch-2.7.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: intel_extension_for_pytorch\nVersion: 2.7.0\n")
+    code = ("import sys, ipex_resnet; p = ipex_resnet.plan_for(); "
+            "print(p.backend, 'intel_extension_for_pytorch' in sys.modules); print(*p.notes, sep='\\n')")
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    first, *notes = proc.stdout.splitlines()
+    backend, imported = first.split()
+    assert backend != "ipex" and imported == "False"
+    assert any("ipex not used: IPEX 2.7.0 needs torch 2.7.*" in n and "pip install" in n for n in notes)
