@@ -1,0 +1,179 @@
+"""The artifact cache: hit, miss, corrupt entry, version change, weights change, concurrent writers,
+an unsafe root; and that a warm start reads no torchvision (the entry carries what it needs)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ipex_resnet import engines
+from ipex_resnet.cache import ArtifactCache, CacheWarning, entry_name
+
+from conftest import REPO, require_backend
+
+KEY = {"model": "m", "weights": "w1", "engine": "onnxruntime", "precision": "fp32", "versions": {"x": "1"}}
+
+
+def _builder(calls: list):
+    def build(tmp: Path) -> dict:
+        calls.append(tmp)
+        (tmp / "model.bin").write_bytes(b"compiled" * 100)
+        return {"model_name": "m"}
+
+    return build
+
+
+def _load(entry: Path, meta: dict) -> bytes:
+    return (entry / "model.bin").read_bytes()
+
+
+def test_miss_then_hit(tmp_path):
+    cache, calls = ArtifactCache(tmp_path), []
+    value, meta, hit = cache.get_or_build(KEY, _builder(calls), _load)
+    assert (value, hit, len(calls)) == (b"compiled" * 100, False, 1)
+    assert meta["files"]["model.bin"] and meta["key"] == KEY and meta["model_name"] == "m"
+    value, meta, hit = cache.get_or_build(KEY, _builder(calls), _load)
+    assert (hit, len(calls)) == (True, 1)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]  # nothing half-written left
+
+
+@pytest.mark.parametrize("change", ["versions", "weights", "precision"])
+def test_a_key_change_is_a_new_entry(tmp_path, change):
+    cache, calls = ArtifactCache(tmp_path), []
+    cache.get_or_build(KEY, _builder(calls), _load)
+    other = {**KEY, change: {"x": "2"} if change == "versions" else "other"}
+    assert entry_name(other) != entry_name(KEY)
+    _, _, hit = cache.get_or_build(other, _builder(calls), _load)
+    assert not hit and len(calls) == 2
+
+
+def test_stale_entry_under_the_same_name_is_rebuilt(tmp_path):
+    cache, calls = ArtifactCache(tmp_path), []
+    cache.get_or_build(KEY, _builder(calls), _load)
+    meta_path = tmp_path / entry_name(KEY) / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta["key"] = {**KEY, "versions": {"x": "0"}}  # an entry written for another version
+    meta_path.write_text(json.dumps(meta))
+    with pytest.warns(CacheWarning, match="stale"):
+        _, _, hit = cache.get_or_build(KEY, _builder(calls), _load)
+    assert not hit and len(calls) == 2
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "delete", "meta"])
+def test_corrupt_entry_is_rebuilt_with_a_warning(tmp_path, damage):
+    cache, calls = ArtifactCache(tmp_path), []
+    cache.get_or_build(KEY, _builder(calls), _load)
+    entry = tmp_path / entry_name(KEY)
+    f = entry / "model.bin"
+    if damage == "flip":
+        data = bytearray(f.read_bytes())
+        data[10] ^= 0xFF
+        f.write_bytes(bytes(data))
+    elif damage == "truncate":
+        f.write_bytes(f.read_bytes()[:50])
+    elif damage == "delete":
+        f.unlink()
+    else:
+        (entry / "meta.json").write_text("{not json")
+    with pytest.warns(CacheWarning, match="rebuilding"):
+        value, _, hit = cache.get_or_build(KEY, _builder(calls), _load)
+    assert value == b"compiled" * 100 and not hit and len(calls) == 2
+
+
+def test_an_entry_that_fails_to_load_is_rebuilt_once(tmp_path):
+    cache, calls = ArtifactCache(tmp_path), []
+    cache.get_or_build(KEY, _builder(calls), _load)
+    attempts = []
+
+    def flaky_load(entry, meta):
+        attempts.append(entry)
+        if len(attempts) == 1:
+            raise RuntimeError("library cannot read this build")
+        return _load(entry, meta)
+
+    with pytest.warns(CacheWarning, match="failed to load"):
+        value, _, hit = cache.get_or_build(KEY, _builder(calls), flaky_load)
+    assert value == b"compiled" * 100 and len(calls) == 2 and not hit
+
+
+def test_unsafe_root_is_not_loaded_from(tmp_path):
+    root = tmp_path / "shared"
+    root.mkdir()
+    os.chmod(root, 0o777)  # anyone could plant compiled code here
+    calls = []
+    with pytest.warns(CacheWarning, match="writable by others"):
+        value, _, hit = ArtifactCache(root).get_or_build(KEY, _builder(calls), _load)
+    assert value == b"compiled" * 100 and not hit
+    assert list(root.iterdir()) == []  # built in a throwaway directory, nothing published
+
+
+_WRITER = """
+import sys, time
+from pathlib import Path
+from ipex_resnet.cache import ArtifactCache
+key = {"model": "m", "weights": "w1", "engine": "onnxruntime", "precision": "fp32", "versions": {"x": "1"}}
+def build(tmp):
+    (Path(sys.argv[2]) / f"built-{sys.argv[3]}").write_text("x")
+    time.sleep(1.0)  # long enough that the other writer arrives while this one builds
+    (tmp / "model.bin").write_bytes(b"compiled" * 100)
+    return {}
+value, meta, hit = ArtifactCache(Path(sys.argv[1])).get_or_build(key, build, lambda e, m: (e / "model.bin").read_bytes())
+print(hit, len(value))
+"""
+
+
+def test_concurrent_writers_build_once(tmp_path):
+    root, marks = tmp_path / "cache", tmp_path / "marks"
+    marks.mkdir()
+    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    procs = [subprocess.Popen([sys.executable, "-c", _WRITER, str(root), str(marks), str(i)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=env) for i in range(3)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1][-500:] for o in outs]
+    results = sorted(o[0].split()[0] for o in outs)
+    assert results == ["False", "True", "True"]  # one built, two waited and found its entry
+    assert len(list(marks.iterdir())) == 1
+    assert [p.name for p in root.iterdir() if not p.name.startswith(".")] == [entry_name(KEY)]
+
+
+@pytest.mark.slow
+def test_weights_change_rebuilds_and_warm_start_skips_torchvision(checkpoint, tmp_path, photos):
+    """Through load(): a second load is a hit; other weights are a miss; a warm ONNX Runtime start
+    in a fresh process imports no torchvision (categories and preset come from the entry)."""
+    import torch
+
+    import ipex_resnet
+
+    require_backend("onnxruntime")
+    saved = os.environ["IPEX_RESNET_CACHE_DIR"]
+    os.environ["IPEX_RESNET_CACHE_DIR"] = str(tmp_path / "cache")
+    try:
+        a = ipex_resnet.load("resnet18", weights=str(checkpoint), backend="onnxruntime")
+        b = ipex_resnet.load("resnet18", weights=str(checkpoint), backend="onnxruntime")
+        assert (a.artifact["hit"], b.artifact["hit"]) == (False, True)
+        sd = torch.load(checkpoint, weights_only=True)
+        sd["fc.bias"] = sd["fc.bias"] + 1.0
+        other = tmp_path / "other.pth"
+        torch.save(sd, other)
+        c = ipex_resnet.load("resnet18", weights=str(other), backend="onnxruntime")
+        assert c.artifact["hit"] is False and c.artifact["entry"] != a.artifact["entry"]
+        x = np.random.default_rng(0).standard_normal((2, 3, 224, 224), dtype=np.float32)
+        assert np.allclose(c(x) - a(x), 1.0, atol=1e-3)  # the new bias is in the new artifact
+        code = ("import sys, ipex_resnet; c = ipex_resnet.load('resnet18', weights=sys.argv[1], backend='onnxruntime'); "
+                "r = c.predict([sys.argv[2]], topk=1); print(c.artifact['hit'], 'torchvision' in sys.modules, r[0][0]['label'])")
+        env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+        proc = subprocess.run([sys.executable, "-c", code, str(checkpoint), str(photos[0])], capture_output=True,
+                              text=True, timeout=300, env=env)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        hit, tv, label = proc.stdout.split(maxsplit=2)
+        assert hit == "True" and tv == "False"
+        assert label.strip() == a.predict([photos[0]], topk=1)[0][0]["label"]
+    finally:
+        os.environ["IPEX_RESNET_CACHE_DIR"] = saved
