@@ -107,7 +107,7 @@ def _classify(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     from . import __version__
 
     parser = argparse.ArgumentParser(prog="ipex-resnet", description="Accelerated TorchVision classifier for Xeon CPUs")
@@ -128,8 +128,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_plan_options(p)
     p.set_defaults(func=_classify)
 
+    wanted = _command_in(argv) if argv is not None else None
     for name, (modname, help_text) in EXTERNAL_COMMANDS.items():
         p = sub.add_parser(name, help=help_text)
+        if wanted is not None and name != wanted:  # import a subcommand's module only when it runs
+            continue
         try:
             mod = importlib.import_module(modname)
         except ImportError as exc:
@@ -140,6 +143,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _command_in(argv: list[str]) -> str | None:
+    """The subcommand named on the command line (the first word that is not an option)."""
+    for word in argv:
+        if not word.startswith("-"):
+            return word
+    return None
+
+
 def _unavailable(name: str, exc: ImportError) -> int:
     print(f"error: '{name}' is unavailable: {exc}", file=sys.stderr)
     return 2
@@ -148,7 +159,8 @@ def _unavailable(name: str, exc: ImportError) -> int:
 def main(argv: list[str] | None = None) -> int:
     from .errors import IpexResnetError
 
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(argv).parse_args(argv)
     if getattr(args, "topk", 1) is not None and getattr(args, "topk", 1) < 1:
         print(f"error: --topk must be at least 1, got {args.topk}", file=sys.stderr)
         return 2
