@@ -18,6 +18,7 @@ EXTERNAL_COMMANDS = {
     "bench": ("ipex_resnet.report", "run the benchmark matrix and write a JSON report"),
     "compare": ("ipex_resnet.compare", "compare bench reports across machines (table + PNG chart)"),
     "serve": ("ipex_resnet.serve", "serve the classifier over HTTP with dynamic batching"),
+    "compile": ("ipex_resnet.precompile", "build compiled artifacts into the cache ahead of time"),
 }
 
 JSON_SCHEMA_VERSION = 1

@@ -159,3 +159,25 @@ def test_mismatched_ipex_is_reported_not_imported(tmp_path):
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines() == [l for l in bad.stderr.strip().splitlines() if l.startswith("error:")]
     assert "IPEX 2.7.0 needs torch 2.7.*" in bad.stderr
+
+
+def test_compile_prebuilds_the_cache_then_classify_starts_warm(photos, tmp_path):
+    import os
+
+    env = {**os.environ, "IPEX_RESNET_CACHE_DIR": str(tmp_path / "cache")}
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "ipex_resnet", *args], capture_output=True, text=True,
+                              timeout=600, env=env)
+
+    first = cli("compile", "--weights", "none", "--backends", "onnxruntime", "--precisions", "fp32")
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert first.stdout.startswith("onnxruntime/fp32: built in ")
+    entry = first.stdout.strip().rsplit(": ", 1)[1]
+    assert os.path.isfile(os.path.join(entry, "model.onnx")) and os.path.isfile(os.path.join(entry, "meta.json"))
+    again = cli("compile", "--weights", "none", "--backends", "onnxruntime", "--precisions", "fp32")
+    assert again.stdout.startswith("onnxruntime/fp32: cached already: ")
+    out = cli("classify", str(photos[0]), "--weights", "none", "--backend", "onnxruntime", "--json")
+    assert out.returncode == 0 and json.loads(out.stdout)["backend"] == "onnxruntime"
+    bad = cli("compile", "--backends", "tvm")
+    assert bad.returncode == 2 and "unknown backend 'tvm'" in bad.stderr
