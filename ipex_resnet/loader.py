@@ -21,7 +21,7 @@ from .engines.base import dist_version
 from .errors import ConfigError
 from .policy import Plan, make_plan
 
-NO_WEIGHTS = ("none", "random")
+from .weights_spec import NO_WEIGHTS
 DEFAULT_MAX_PIXELS = 64_000_000
 
 
@@ -93,7 +93,7 @@ def weights_id(model, weights) -> str:
     spec = "none" if weights is None else os.fspath(weights)
     if spec.lower() in NO_WEIGHTS:
         return "random-init:seed0"
-    from .models import looks_like_path
+    from .weights_spec import looks_like_path
 
     if looks_like_path(spec):
         from .cache import file_sha256

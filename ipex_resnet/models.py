@@ -18,9 +18,7 @@ from torchvision.models import get_model, get_model_weights, list_models
 from torchvision.transforms._presets import ImageClassification
 
 from .errors import ConfigError, WeightsError
-
-NO_WEIGHTS = ("none", "random")
-CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".tar")
+from .weights_spec import CHECKPOINT_SUFFIXES, NO_WEIGHTS, looks_like_path  # noqa: F401 - re-exported
 DOWNLOAD_TIMEOUT_S = 60.0
 RANDOM_INIT_LABEL = "none (random init: scores and labels are meaningless)"
 # The ImageNet preset every torchvision ResNet uses; the fallback for a user's module.
@@ -54,10 +52,6 @@ def _check_name(name: str) -> str:
         hint = f"; did you mean {', '.join(close)}?" if close else "; see torchvision.models.list_models()"
         raise ConfigError(f"unknown model {name!r}: not a torchvision classification model{hint}")
     return name
-
-
-def looks_like_path(spec: str) -> bool:
-    return os.sep in spec or spec.startswith(".") or spec.lower().endswith(CHECKPOINT_SUFFIXES) or Path(spec).exists()
 
 
 def _weights_enum(name: str, spec: str):
