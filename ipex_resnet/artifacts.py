@@ -56,40 +56,20 @@ def _resolve(model, weights, categories, transforms):
     return resolve(model, weights, categories=categories, transforms=transforms)
 
 
-def _calibration(calibration, loaded, plan):
-    """Preprocessed calibration batches and the calibration set's id (INT8 only)."""
-    if plan.precision != "int8":
-        return None, None
-    from .quantization import calibration as cal
-
-    return cal.for_engine(calibration, loaded.transforms)
-
-
-def describe_int8(meta: dict) -> str:
-    info = meta.get("info", {})
-    acc = meta.get("accuracy") or {}
-    text = info.get("scheme", "static")
-    if info.get("calibration_images"):
-        text += f", calibrated on {info['calibration_images']} images"
-    if acc:
-        text += (f"; agreement with fp32 on {acc.get('images', '?')} held-out images: top-1 "
-                 f"{acc.get('top1_agreement', 0):.1%}, top-5 overlap {acc.get('top5_overlap', 0):.2f}/5")
-    return text
-
-
-def cached(plan, model, weights, name, categories, transforms, calibration, accuracy_override):
+def cached(plan, model, weights, name, categories, transforms, calibration, accept_accuracy=False,
+           accuracy_gate=None):
     """``(runner, meta, hit, entry_dir)`` from the cache, building the entry when it is missing."""
     import numpy as np
 
     from .loader import artifact_key, weights_id
 
     engine = engines.get(plan.backend)
-    calibration_id = None
+    key = artifact_key(name, weights_id(model, weights), plan, None, transforms_id(transforms))
+    base_key = key
     if plan.precision == "int8":
-        from .quantization.calibration import calibration_id as cal_id
+        from . import int8
 
-        calibration_id = cal_id(calibration)
-    key = artifact_key(name, weights_id(model, weights), plan, calibration_id, transforms_id(transforms))
+        key = int8.full_key(base_key, calibration)
 
     def build(tmp):
         loaded = _resolve(model, weights, categories, transforms)
@@ -98,9 +78,9 @@ def cached(plan, model, weights, name, categories, transforms, calibration, accu
         example = np.random.default_rng(0).standard_normal((1, 3, crop, crop), dtype=np.float32)
         extras = {}
         if plan.precision == "int8":
-            from .quantization import gate as int8_gate
+            from . import int8
 
-            extras = int8_gate.build_int8(engine, loaded, plan, example, tmp, calibration)
+            extras = int8.build(engine, loaded, plan, example, tmp, calibration)
         else:
             extras["info"] = engine.build(loaded.module, plan, example, tmp) or {}
         return {"model_name": loaded.name, "weights_label": loaded.weights, "categories": loaded.categories,
@@ -111,9 +91,10 @@ def cached(plan, model, weights, name, categories, transforms, calibration, accu
 
     runner, meta, hit = ArtifactCache().get_or_build(key, build, load)
     if plan.precision == "int8":
-        from .quantization import gate as int8_gate
+        from . import int8
 
-        int8_gate.check(meta, accuracy_override)
+        int8.remember(base_key, key)
+        int8.check(meta, accept=accept_accuracy, gate=accuracy_gate)
     from .cache import entry_name, root
 
     return runner, meta, hit, root() / entry_name(key)

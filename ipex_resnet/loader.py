@@ -133,7 +133,7 @@ def load(model="resnet18", weights="DEFAULT", backend: str | None = "auto", prec
          threads: int | None = None, *, categories: list[str] | None = None, transforms=None,
          cpu: CPUInfo | None = None, max_pixels: int = DEFAULT_MAX_PIXELS, warmup_batch: int = 1,
          calibration=None, cache: bool | None = None, measure: bool | None = None,
-         accuracy_override: bool = False) -> Classifier:
+         accept_accuracy: bool = False, accuracy_gate=None) -> Classifier:
     """Probe the CPU, plan, build or reuse the compiled artifact, warm up.
 
     ``weights``: ``"DEFAULT"``, an enum name such as ``"IMAGENET1K_V1"``, a checkpoint path, or
@@ -152,23 +152,19 @@ def load(model="resnet18", weights="DEFAULT", backend: str | None = "auto", prec
     if isinstance(model, str):
         model = model.lower()
     name = model if isinstance(model, str) else type(model).__name__
-    if precision is not None and str(precision).lower() == "int8" or plan.precision == "int8":
-        from .quantization.calibration import require_calibration
-
-        require_calibration(calibration)
     if autoselect.wanted(backend, measure) and use_cache:
         plan = autoselect.choose(cpu, plan, model, weights, precision, threads,
                                  lambda p: _load_plan(p, model, weights, name, cpu, categories, transforms,
                                                       max_pixels, warmup_batch, calibration, use_cache,
-                                                      accuracy_override))
+                                                      accept_accuracy, accuracy_gate))
     clf = _load_plan(plan, model, weights, name, cpu, categories, transforms, max_pixels, warmup_batch,
-                     calibration, use_cache, accuracy_override)
+                     calibration, use_cache, accept_accuracy, accuracy_gate)
     _warn(clf.plan)
     return clf
 
 
 def _load_plan(plan, model, weights, name, cpu, categories, transforms, max_pixels, warmup_batch,
-               calibration, use_cache, accuracy_override) -> Classifier:
+               calibration, use_cache, accept_accuracy=False, accuracy_gate=None) -> Classifier:
     import numpy as np
 
     from . import artifacts
@@ -179,11 +175,14 @@ def _load_plan(plan, model, weights, name, cpu, categories, transforms, max_pixe
         return artifacts.build_uncached(plan, model, weights, cpu, categories, transforms, max_pixels,
                                         warmup_batch, calibration)
     runner, meta, hit, entry = artifacts.cached(plan, model, weights, name, categories, transforms,
-                                                calibration, accuracy_override)
+                                                calibration, accept_accuracy, accuracy_gate)
     pre = artifacts.preprocessor(meta, transforms, max_pixels)
     plan = dataclasses.replace(plan, model=meta["model_name"], weights=meta["weights_label"])
-    if meta.get("info", {}).get("scheme"):
-        plan = dataclasses.replace(plan, notes=plan.notes + (f"int8: {artifacts.describe_int8(meta)}",))
+    if plan.precision == "int8":
+        from . import int8
+
+        reasons = {**plan.reasons, "precision": f"{plan.reasons['precision']}; {int8.describe(meta)}"}
+        plan = dataclasses.replace(plan, reasons=reasons)
     crop = int(meta["preset"]["crop_size"])
     example = np.zeros((warmup_batch, 3, crop, crop), dtype=np.float32)
     warm_up(runner, engine, example)
