@@ -19,17 +19,25 @@ EXTERNAL_COMMANDS = {
     "compare": ("ipex_resnet.compare", "compare bench reports across machines (table + PNG chart)"),
     "serve": ("ipex_resnet.serve", "serve the classifier over HTTP with dynamic batching"),
     "compile": ("ipex_resnet.precompile", "build compiled artifacts into the cache ahead of time"),
+    "quantize": ("ipex_resnet.quantize_cmd", "calibrate + quantize to INT8, cache it, report agreement with fp32"),
+    "evaluate": ("ipex_resnet.quantization.evaluate", "top-1/top-5 against labels for each precision"),
 }
 
 JSON_SCHEMA_VERSION = 1
 
 
-def add_plan_options(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
-    """--backend/--precision/--threads, shared by every subcommand that loads a model."""
+def add_plan_options(p: argparse.ArgumentParser | argparse._ArgumentGroup, *, precision: bool = True) -> None:
+    """--backend/--precision/--threads and the INT8 options, shared by every subcommand that loads a model."""
     p.add_argument("--backend", default="auto",
                    help="auto|ipex|inductor|openvino|onnxruntime|eager (default: auto, by measurement)")
-    p.add_argument("--precision", default="auto", help="auto|bf16|fp32|int8 (default: auto; int8 needs --calibration)")
+    if precision:
+        p.add_argument("--precision", default="auto",
+                       help="auto|bf16|fp32|int8 (default: auto, never int8; int8 needs --calibration once)")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: from the plan)")
+    p.add_argument("--calibration", default=None, metavar="DIR",
+                   help="int8: folder of calibration images (once; the quantized artifact is cached)")
+    p.add_argument("--accept-accuracy", action="store_true",
+                   help="int8: load even if agreement with fp32 is below the gate")
 
 
 def add_model_options(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
@@ -70,7 +78,7 @@ def _classify(args: argparse.Namespace) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         clf = load(args.model, weights=args.weights, backend=args.backend, precision=args.precision,
-                   threads=args.threads)
+                   threads=args.threads, calibration=args.calibration, accept_accuracy=args.accept_accuracy)
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
     if clf.random_init:

@@ -188,7 +188,8 @@ def _load_plan(plan, model, weights, name, cpu, categories, transforms, max_pixe
     warm_up(runner, engine, example)
     return Classifier(runner, plan, model_name=meta["model_name"], categories=categories or meta["categories"],
                       preprocessor=pre, cpu=cpu, random_init=meta.get("random_init", False),
-                      artifact={"entry": str(entry), "hit": hit, "info": meta.get("info", {})})
+                      artifact={"entry": str(entry), "hit": hit, "info": meta.get("info", {}),
+                                "accuracy": meta.get("accuracy")})
 
 
 __all__ = ["load", "optimize", "plan_for", "weights_id", "artifact_key"]

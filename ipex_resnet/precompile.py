@@ -22,7 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precisions", default="native",
                    help="comma-separated fp32,bf16,int8, or native (default: fp32 and, where native, bf16)")
     p.add_argument("--threads", type=int, default=None, help="threads the artifacts are checked with")
-    p.add_argument("--calibration", default=None, help="folder of calibration images (needed for int8)")
+    p.add_argument("--calibration", default=None, metavar="DIR", help="folder of calibration images (int8)")
     p.add_argument("--measure", action="store_true",
                    help="also measure the engines and cache the backend='auto' decision")
 
