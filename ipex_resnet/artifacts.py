@@ -4,13 +4,34 @@ torchvision), and how an entry is built when it is missing."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-import os
+from typing import Any
 
 from . import engines
-from .cache import ArtifactCache
+from .cache import ArtifactCache, entry_name, root
 from .classifier import Classifier
 from .errors import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class Request:
+    """What load() was asked for, apart from the plan."""
+
+    model: Any                      # a torchvision model name, or an nn.Module
+    weights: Any
+    cpu: Any
+    categories: list[str] | None = None
+    transforms: Any = None
+    max_pixels: int = 64_000_000
+    warmup_batch: int = 1
+    calibration: Any = None
+    accept_accuracy: bool = False
+    accuracy_gate: Any = None
+
+    @property
+    def name(self) -> str:
+        return self.model if isinstance(self.model, str) else type(self.model).__name__
 
 
 def preset_dict(transforms) -> dict:
@@ -50,79 +71,93 @@ def transforms_id(transforms) -> str | None:
     return None if transforms is None else hashlib.sha256(repr(transforms).encode()).hexdigest()[:16]
 
 
-def _resolve(model, weights, categories, transforms):
+def _resolve(req: Request):
     from .models import resolve
 
-    return resolve(model, weights, categories=categories, transforms=transforms)
+    return resolve(req.model, req.weights, categories=req.categories, transforms=req.transforms)
 
 
-def cached(plan, model, weights, name, categories, transforms, calibration, accept_accuracy=False,
-           accuracy_gate=None):
+def make_classifier(plan, req: Request, use_cache: bool) -> Classifier:
+    """The classifier for ``plan``: from the artifact cache (built on a miss), or built in memory."""
+    import numpy as np
+
+    from .loader import set_threads, warm_up
+
+    engine = engines.get(plan.backend)
+    set_threads(plan)
+    if not (use_cache and engine.cacheable):
+        return build_uncached(plan, req)
+    runner, meta, hit, entry = cached(plan, req)
+    plan = dataclasses.replace(plan, model=meta["model_name"], weights=meta["weights_label"])
+    if plan.precision == "int8":
+        from . import int8
+
+        plan = dataclasses.replace(plan, reasons={**plan.reasons,
+                                                  "precision": f"{plan.reasons['precision']}; {int8.describe(meta)}"})
+    crop = int(meta["preset"]["crop_size"])
+    warm_up(runner, engine, np.zeros((req.warmup_batch, 3, crop, crop), dtype=np.float32))
+    return Classifier(runner, plan, model_name=meta["model_name"], categories=req.categories or meta["categories"],
+                      preprocessor=preprocessor(meta, req.transforms, req.max_pixels), cpu=req.cpu,
+                      random_init=meta.get("random_init", False),
+                      artifact={"entry": str(entry), "hit": hit, "info": meta.get("info", {}),
+                                "accuracy": meta.get("accuracy")})
+
+
+def cached(plan, req: Request):
     """``(runner, meta, hit, entry_dir)`` from the cache, building the entry when it is missing."""
     import numpy as np
 
     from .loader import artifact_key, weights_id
 
     engine = engines.get(plan.backend)
-    key = artifact_key(name, weights_id(model, weights), plan, None, transforms_id(transforms))
+    key = artifact_key(req.name, weights_id(req.model, req.weights), plan, None, transforms_id(req.transforms))
     base_key = key
     if plan.precision == "int8":
         from . import int8
 
-        key = int8.full_key(base_key, calibration)
+        key = int8.full_key(base_key, req.calibration)
 
     def build(tmp):
-        loaded = _resolve(model, weights, categories, transforms)
+        loaded = _resolve(req)
         preset = preset_dict(loaded.transforms)
         crop = preset["crop_size"]
         example = np.random.default_rng(0).standard_normal((1, 3, crop, crop), dtype=np.float32)
-        extras = {}
         if plan.precision == "int8":
             from . import int8
 
-            extras = int8.build(engine, loaded, plan, example, tmp, calibration)
+            extras = int8.build(engine, loaded, plan, example, tmp, req.calibration)
         else:
-            extras["info"] = engine.build(loaded.module, plan, example, tmp) or {}
+            extras = {"info": engine.build(loaded.module, plan, example, tmp) or {}}
         return {"model_name": loaded.name, "weights_label": loaded.weights, "categories": loaded.categories,
                 "random_init": loaded.random_init, "preset": preset, **extras}
 
-    def load(entry, meta):
-        return engine.load(entry, plan)
-
-    runner, meta, hit = ArtifactCache().get_or_build(key, build, load)
+    runner, meta, hit = ArtifactCache().get_or_build(key, build, lambda entry, meta: engine.load(entry, plan))
     if plan.precision == "int8":
         from . import int8
 
         int8.remember(base_key, key)
-        int8.check(meta, accept=accept_accuracy, gate=accuracy_gate)
-    from .cache import entry_name, root
-
+        int8.check(meta, accept=req.accept_accuracy, gate=req.accuracy_gate)
     return runner, meta, hit, root() / entry_name(key)
 
 
-def build_uncached(plan, model, weights, cpu, categories, transforms, max_pixels, warmup_batch, calibration):
-    import dataclasses
-
+def build_uncached(plan, req: Request) -> Classifier:
     import numpy as np
 
     from .loader import warm_up
 
-    engine = engines.get(plan.backend)
-    loaded = _resolve(model, weights, categories, transforms)
-    preset = preset_dict(loaded.transforms)
-    crop = preset["crop_size"]
-    example = np.random.default_rng(0).standard_normal((warmup_batch, 3, crop, crop), dtype=np.float32)
     if plan.precision == "int8":
         raise ConfigError("int8 needs the artifact cache (its accuracy report lives there): "
                           "do not pass cache=False / IPEX_RESNET_NO_CACHE with precision='int8'")
+    engine = engines.get(plan.backend)
+    loaded = _resolve(req)
+    crop = preset_dict(loaded.transforms)["crop_size"]
+    example = np.random.default_rng(0).standard_normal((req.warmup_batch, 3, crop, crop), dtype=np.float32)
     runner = engine.prepare(loaded.module, plan, example)
     warm_up(runner, engine, example)
     plan = dataclasses.replace(plan, model=loaded.name, weights=loaded.weights)
-    from .preprocess import Preprocessor
-
     return Classifier(runner, plan, model_name=loaded.name, categories=loaded.categories,
-                      preprocessor=Preprocessor(loaded.transforms, max_pixels=max_pixels), cpu=cpu,
+                      preprocessor=preprocessor(None, loaded.transforms, req.max_pixels), cpu=req.cpu,
                       random_init=loaded.random_init)
 
 
-__all__ = ["cached", "build_uncached", "preset_dict", "preprocessor"]
+__all__ = ["Request", "build_uncached", "cached", "make_classifier", "preset_dict", "preprocessor"]

@@ -40,7 +40,7 @@ def plan_for(cpu: CPUInfo | None = None, backend: str | None = "auto", precision
                      affinity=_affinity())
 
 
-def _set_threads(plan: Plan) -> None:
+def set_threads(plan: Plan) -> None:
     if engines.get(plan.backend).needs_torch or "torch" in __import__("sys").modules:
         import torch
 
@@ -68,7 +68,7 @@ def optimize(module, backend: str | None = "auto", precision: str | None = "auto
 
     plan = plan or plan_for(cpu, backend, precision, threads)
     _warn(plan)
-    _set_threads(plan)
+    set_threads(plan)
     engine = engines.get(plan.backend)
     if example is None:
         example = np.random.default_rng(0).standard_normal((1, 3, 224, 224), dtype=np.float32)
@@ -145,51 +145,20 @@ def load(model="resnet18", weights="DEFAULT", backend: str | None = "auto", prec
     count for the process to ``plan.threads`` when torch is in use.
     """
     from . import autoselect
+    from .artifacts import Request, make_classifier
 
     cpu = cpu or probe(check_torch=False, check_ipex=False)
     plan = plan_for(cpu, backend, precision, threads)  # bad options fail before any weights are fetched
     use_cache = cache_enabled() if cache is None else bool(cache)
-    if isinstance(model, str):
-        model = model.lower()
-    name = model if isinstance(model, str) else type(model).__name__
+    req = Request(model=model.lower() if isinstance(model, str) else model, weights=weights, cpu=cpu,
+                  categories=categories, transforms=transforms, max_pixels=max_pixels, warmup_batch=warmup_batch,
+                  calibration=calibration, accept_accuracy=accept_accuracy, accuracy_gate=accuracy_gate)
     if autoselect.wanted(backend, measure) and use_cache:
-        plan = autoselect.choose(cpu, plan, model, weights, precision, threads,
-                                 lambda p: _load_plan(p, model, weights, name, cpu, categories, transforms,
-                                                      max_pixels, warmup_batch, calibration, use_cache,
-                                                      accept_accuracy, accuracy_gate))
-    clf = _load_plan(plan, model, weights, name, cpu, categories, transforms, max_pixels, warmup_batch,
-                     calibration, use_cache, accept_accuracy, accuracy_gate)
+        plan = autoselect.choose(cpu, plan, req.model, weights, precision, threads,
+                                 lambda p: make_classifier(p, req, use_cache))
+    clf = make_classifier(plan, req, use_cache)
     _warn(clf.plan)
     return clf
 
 
-def _load_plan(plan, model, weights, name, cpu, categories, transforms, max_pixels, warmup_batch,
-               calibration, use_cache, accept_accuracy=False, accuracy_gate=None) -> Classifier:
-    import numpy as np
-
-    from . import artifacts
-
-    engine = engines.get(plan.backend)
-    _set_threads(plan)
-    if not (use_cache and engine.cacheable):
-        return artifacts.build_uncached(plan, model, weights, cpu, categories, transforms, max_pixels,
-                                        warmup_batch, calibration)
-    runner, meta, hit, entry = artifacts.cached(plan, model, weights, name, categories, transforms,
-                                                calibration, accept_accuracy, accuracy_gate)
-    pre = artifacts.preprocessor(meta, transforms, max_pixels)
-    plan = dataclasses.replace(plan, model=meta["model_name"], weights=meta["weights_label"])
-    if plan.precision == "int8":
-        from . import int8
-
-        reasons = {**plan.reasons, "precision": f"{plan.reasons['precision']}; {int8.describe(meta)}"}
-        plan = dataclasses.replace(plan, reasons=reasons)
-    crop = int(meta["preset"]["crop_size"])
-    example = np.zeros((warmup_batch, 3, crop, crop), dtype=np.float32)
-    warm_up(runner, engine, example)
-    return Classifier(runner, plan, model_name=meta["model_name"], categories=categories or meta["categories"],
-                      preprocessor=pre, cpu=cpu, random_init=meta.get("random_init", False),
-                      artifact={"entry": str(entry), "hit": hit, "info": meta.get("info", {}),
-                                "accuracy": meta.get("accuracy")})
-
-
-__all__ = ["load", "optimize", "plan_for", "weights_id", "artifact_key"]
+__all__ = ["load", "optimize", "plan_for", "weights_id", "artifact_key", "warm_up"]
