@@ -7,6 +7,7 @@ import os
 import warnings
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 from . import backends
@@ -14,7 +15,7 @@ from .cpu import CPUInfo, probe
 from .errors import ConfigError, ImageError
 from .models import LoadedModel, resolve
 from .policy import Plan, make_plan
-from .preprocess import DEFAULT_MAX_PIXELS, Preprocessor, describe_source
+from .imaging import DEFAULT_MAX_PIXELS, Preprocessor, describe_source
 
 
 class PlanWarning(UserWarning):
@@ -49,7 +50,7 @@ class Classifier:
 
     def preprocess(self, image: object, *, name: str | None = None) -> torch.Tensor:
         """One image (path, bytes, file object, PIL, numpy, tensor) -> normalized 3xHxW tensor."""
-        return self.preprocessor(image, name=name)
+        return torch.from_numpy(self.preprocessor(image, name=name))
 
     def topk(self, logits: torch.Tensor, k: int = 5) -> list[list[dict]]:
         if k < 1:
@@ -76,14 +77,20 @@ class Classifier:
         tensors = [self.preprocess(img, name=describe_source(img, i)) for i, img in enumerate(images)]
         return self.predict_tensors(tensors, topk=topk, batch_size=batch_size)
 
-    def predict_tensors(self, tensors: Sequence[torch.Tensor], topk: int = 5, batch_size: int = 32) -> list[list[dict]]:
+    def predict_tensors(self, tensors: Sequence[torch.Tensor | np.ndarray], topk: int = 5,
+                        batch_size: int = 32) -> list[list[dict]]:
+        """Top-k for preprocessed 3xHxW tensors or float32 numpy arrays (what the preprocessor returns)."""
         if batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
         if topk < 1:
             raise ConfigError(f"topk must be at least 1, got {topk}")
         out: list[list[dict]] = []
         for start in range(0, len(tensors), batch_size):
-            batch = torch.stack(list(tensors[start:start + batch_size]))
+            chunk = list(tensors[start:start + batch_size])
+            if all(isinstance(t, np.ndarray) for t in chunk):
+                batch = torch.from_numpy(np.stack(chunk))
+            else:
+                batch = torch.stack([torch.as_tensor(t) for t in chunk])
             out.extend(self.topk(self(batch), topk))
         return out
 
@@ -128,7 +135,7 @@ def load(model: str | torch.nn.Module = "resnet18", weights: str | os.PathLike |
     plan = plan_for(cpu, backend, precision, threads)  # bad options fail before any weights are fetched
     loaded = resolve(model, weights, categories=categories, transforms=transforms)
     plan = dataclasses.replace(plan, model=loaded.name, weights=loaded.weights)
-    pre = Preprocessor(loaded.transforms, max_pixels=max_pixels)
+    pre = Preprocessor.from_preset(loaded.transforms, max_pixels=max_pixels)  # PresetSpec.from_torchvision
     example = torch.randn(warmup_batch, 3, pre.crop_size, pre.crop_size)
     runner, plan = optimize(loaded.module, plan=plan, example=example)
     return Classifier(runner, plan, loaded, pre, cpu)
