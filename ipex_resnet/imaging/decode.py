@@ -80,20 +80,26 @@ class Decoded:
 
 def _orientation(img: Image.Image) -> int:
     try:
-        value = int(img.getexif().get(_ORIENTATION_TAG, 1))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow warns "Corrupt EXIF data" and carries on
+            value = int(img.getexif().get(_ORIENTATION_TAG, 1))
     except Exception:  # noqa: BLE001 - a corrupt EXIF block must not reject a good image
         return 1
     return value if value in _TRANSPOSE else 1
 
 
-def _u16_to_u8(arr: np.ndarray, peak: int) -> np.ndarray:
-    """Integers in [0, peak] -> uint8, rounding as ``v * 255 / peak + 0.5`` would, in integer math."""
-    wide = np.clip(arr, 0, peak).astype(np.uint32 if peak > 255 else np.uint8, copy=False)
-    if peak == 255:
-        return wide.astype(np.uint8, copy=False)
-    wide += 128  # peak == 65535: round(v / 257) == (v + 128) // 257 for integers
-    wide //= 257
-    return wide.astype(np.uint8)
+def _int_to_u8(arr: np.ndarray, peak: int) -> np.ndarray:
+    """Integers in [0, peak] (peak 255 or 65535) -> uint8, rounding as ``v * 255 / peak + 0.5`` would,
+    in integer math, a band of rows at a time (no float64 or full-size wide copies)."""
+    out = np.empty(arr.shape, dtype=np.uint8)
+    step = max(1, (1 << 20) // max(1, arr.shape[1]))
+    for r in range(0, arr.shape[0], step):
+        band = np.clip(arr[r:r + step], 0, peak).astype(np.uint32)
+        if peak != 255:
+            band += 128  # round(v / 257) == (v + 128) // 257 for integers
+            band //= 257
+        out[r:r + step] = band
+    return out
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
@@ -105,7 +111,7 @@ def to_rgb(img: Image.Image) -> Image.Image:
     if mode.startswith("I;16") or mode == "I":
         arr = np.asarray(img)
         peak = 65535 if mode.startswith("I;16") or int(arr.max(initial=0)) > 255 else 255
-        return Image.fromarray(_u16_to_u8(arr, peak)).convert("RGB")
+        return Image.fromarray(_int_to_u8(arr, peak)).convert("RGB")
     if mode == "F":
         arr = np.asarray(img)
         scale = np.float32(255.0 if float(arr.max(initial=0.0)) <= 1.0 else 1.0)

@@ -76,7 +76,11 @@ class Preprocessor:
     def preset(self):
         """The torchvision preset (built from the spec on first use; imports torchvision)."""
         if self._preset is None:
-            self._preset = self.spec.to_torchvision()
+            try:
+                self._preset = self.spec.to_torchvision()
+            except ImportError as exc:
+                raise ConfigError(f"exact preprocessing needs torchvision ({exc}); pip install torchvision, "
+                                  "or use fast preprocessing") from None
         return self._preset
 
     @property
@@ -109,8 +113,9 @@ class Preprocessor:
 
     # -- the two paths ------------------------------------------------------------------------------
     def _exact(self, img, name: str) -> np.ndarray:
+        preset = self.preset
         try:
-            out = self.preset(img)
+            out = preset(img)
         except ImageError:
             raise
         except Exception as exc:  # noqa: BLE001 - e.g. a tensor of a shape the preset cannot resize
