@@ -34,37 +34,30 @@ class Request:
         return self.model if isinstance(self.model, str) else type(self.model).__name__
 
 
-def preset_dict(transforms) -> dict:
-    """The preset as plain data: sizes, interpolation, antialias, mean/std (torchvision's
-    ``ImageClassification`` attributes)."""
-    def first(v):
-        return int(v[0] if isinstance(v, (list, tuple)) else v)
+def preset_dict(transforms) -> dict | None:
+    """The preset as plain data (:class:`~ipex_resnet.imaging.PresetSpec`), or None for a custom transform
+    (which the user passes again: only torchvision can run it)."""
+    from .imaging import PresetSpec
 
-    interp = getattr(transforms, "interpolation", "bilinear")
-    return {
-        "crop_size": first(getattr(transforms, "crop_size", 224)),
-        "resize_size": first(getattr(transforms, "resize_size", 256)),
-        "interpolation": str(getattr(interp, "value", interp)),
-        "antialias": bool(getattr(transforms, "antialias", True)),
-        "mean": [float(x) for x in getattr(transforms, "mean", (0.485, 0.456, 0.406))],
-        "std": [float(x) for x in getattr(transforms, "std", (0.229, 0.224, 0.225))],
-    }
+    try:
+        return PresetSpec.from_torchvision(transforms).to_dict()
+    except ConfigError:
+        return None
 
 
-def preset_from_dict(d: dict):
-    from torchvision.transforms import InterpolationMode
-    from torchvision.transforms._presets import ImageClassification
+def crop_of(preset: dict | None) -> int:
+    from .imaging import PresetSpec
 
-    return ImageClassification(crop_size=d["crop_size"], resize_size=d["resize_size"], mean=tuple(d["mean"]),
-                               std=tuple(d["std"]), interpolation=InterpolationMode(d["interpolation"]),
-                               antialias=d["antialias"])
+    return PresetSpec.from_dict(preset).crop_hw[0] if preset else 224
 
 
-def preprocessor(meta: dict, transforms, max_pixels: int):
-    from .preprocess import Preprocessor
+def preprocessor(meta: dict | None, transforms, max_pixels: int):
+    """The weights' preprocessing: from the user's transforms, else from the entry's preset (no torch)."""
+    from .imaging import PresetSpec, Preprocessor
 
-    return Preprocessor(transforms if transforms is not None else preset_from_dict(meta["preset"]),
-                        max_pixels=max_pixels)
+    if transforms is not None or not (meta or {}).get("preset"):
+        return Preprocessor.from_preset(transforms, max_pixels=max_pixels)
+    return Preprocessor(PresetSpec.from_dict(meta["preset"]), max_pixels=max_pixels)
 
 
 def transforms_id(transforms) -> str | None:
@@ -94,7 +87,7 @@ def make_classifier(plan, req: Request, use_cache: bool) -> Classifier:
 
         plan = dataclasses.replace(plan, reasons={**plan.reasons,
                                                   "precision": f"{plan.reasons['precision']}; {int8.describe(meta)}"})
-    crop = int(meta["preset"]["crop_size"])
+    crop = crop_of(meta["preset"])
     warm_up(runner, engine, np.zeros((req.warmup_batch, 3, crop, crop), dtype=np.float32))
     return Classifier(runner, plan, model_name=meta["model_name"], categories=req.categories or meta["categories"],
                       preprocessor=preprocessor(meta, req.transforms, req.max_pixels), cpu=req.cpu,
@@ -120,7 +113,7 @@ def cached(plan, req: Request):
     def build(tmp):
         loaded = _resolve(req)
         preset = preset_dict(loaded.transforms)
-        crop = preset["crop_size"]
+        crop = crop_of(preset)
         example = np.random.default_rng(0).standard_normal((1, 3, crop, crop), dtype=np.float32)
         if plan.precision == "int8":
             from . import int8
@@ -150,7 +143,7 @@ def build_uncached(plan, req: Request) -> Classifier:
                           "do not pass cache=False / IPEX_RESNET_NO_CACHE with precision='int8'")
     engine = engines.get(plan.backend)
     loaded = _resolve(req)
-    crop = preset_dict(loaded.transforms)["crop_size"]
+    crop = crop_of(preset_dict(loaded.transforms))
     example = np.random.default_rng(0).standard_normal((req.warmup_batch, 3, crop, crop), dtype=np.float32)
     runner = engine.prepare(loaded.module, plan, example)
     warm_up(runner, engine, example)

@@ -90,7 +90,7 @@ class Classifier:
         fine. A bad image raises :class:`ImageError` naming it; to classify the rest, preprocess each
         with :meth:`preprocess` and call :meth:`predict_tensors`.
         """
-        from .preprocess import describe_source
+        from .imaging import describe_source
 
         if isinstance(images, (str, bytes, os.PathLike)) or not isinstance(images, Sequence):
             images = [images]

@@ -72,7 +72,65 @@ def _probe(args: argparse.Namespace) -> int:
 
 
 def _classify(args: argparse.Namespace) -> int:
-    from .errors import ImageError
+    from . import bulk
+    from .errors import ConfigError
+
+    if args.ray:
+        from .ray import main_classify
+
+        return main_classify(args)
+    if args.resume and not args.jsonl:
+        raise ConfigError("--resume needs --jsonl OUT")
+    if args.jsonl and args.json:
+        raise ConfigError("--json and --jsonl are exclusive: --json prints one document, --jsonl streams lines")
+    if args.workers is not None and args.workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {args.workers}")
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
+    inputs = None
+    if not args.jsonl:
+        inputs = bulk.expand_inputs(args.images)
+        if not inputs:
+            raise ConfigError(f"no images found in {', '.join(args.images)}")
+    clf = _load_for_classify(args)
+
+    if args.jsonl:
+        summary = bulk.classify_to_jsonl(clf, args.images, args.jsonl, resume=args.resume, topk=args.topk,
+                                         batch_size=args.batch_size, workers=args.workers)
+        print(f"{summary.ok} classified, {summary.failed} failed, {summary.skipped} already in {args.jsonl}; "
+              f"{summary.images_per_s:.1f} images/s", file=sys.stderr)
+        return 1 if summary.failed else 0
+
+    results: dict[str, dict] = {}
+
+    def sink(name, top, error):
+        if error is not None:
+            print(f"error: {name}: {error}", file=sys.stderr)
+            results[name] = {"input": name, "error": error}
+            return
+        results[name] = {"input": name, "top": top}
+        if not args.json:
+            print(name)
+            for r in top:
+                print(f"  {r['score']:7.2%}  {r['label']} ({r['index']})")
+
+    summary = bulk.run(clf, inputs, sink, topk=args.topk, batch_size=args.batch_size, workers=args.workers,
+                       progress=False)
+    if args.json:
+        doc = {
+            "version": JSON_SCHEMA_VERSION,
+            "model": clf.plan.model,
+            "weights": clf.plan.weights,
+            "random_init": clf.random_init,
+            "backend": clf.plan.backend,
+            "precision": clf.plan.precision,
+            "results": [results[p] for p in inputs],
+        }
+        print(json.dumps(doc, indent=2))
+    return 1 if summary.failed else 0
+
+
+def _load_for_classify(args: argparse.Namespace):
     from .loader import load
 
     with warnings.catch_warnings(record=True) as caught:
@@ -83,37 +141,34 @@ def _classify(args: argparse.Namespace) -> int:
         print(f"warning: {w.message}", file=sys.stderr)
     if clf.random_init:
         print("warning: random weights (--weights none): labels and scores are meaningless", file=sys.stderr)
+    if args.preprocess:
+        clf.preprocessor = clf.preprocessor.with_mode(args.preprocess)
+    return clf
 
-    good, tensors, failures = [], [], {}
-    for path in args.images:
-        try:
-            tensors.append(clf.preprocess(path))
-            good.append(path)
-        except ImageError as exc:
-            failures[path] = exc.problem
-            print(f"error: {exc}", file=sys.stderr)
-    results = dict(zip(good, clf.predict_tensors(tensors, topk=args.topk, batch_size=args.batch_size)))
 
-    if args.json:
-        doc = {
-            "version": JSON_SCHEMA_VERSION,
-            "model": clf.plan.model,
-            "weights": clf.plan.weights,
-            "random_init": clf.random_init,
-            "backend": clf.plan.backend,
-            "precision": clf.plan.precision,
-            "results": [{"input": p, "top": results[p]} if p in results else {"input": p, "error": failures[p]}
-                        for p in args.images],
-        }
-        print(json.dumps(doc, indent=2))
-    else:
-        for p in args.images:
-            if p not in results:
-                continue
-            print(p)
-            for r in results[p]:
-                print(f"  {r['score']:7.2%}  {r['label']} ({r['index']})")
-    return 1 if failures else 0
+def add_classify_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("images", nargs="+", metavar="DIR_OR_FILE",
+                   help="image files, or folders (walked recursively for .jpg/.png/.webp/.gif/.bmp/.tif)")
+    p.add_argument("--topk", type=int, default=5)
+    p.add_argument("--json", action="store_true", help="stable JSON output (see README)")
+    p.add_argument("--jsonl", metavar="OUT", default=None,
+                   help="stream one JSON line per image to OUT ('-' for stdout), with a progress bar on a terminal")
+    p.add_argument("--resume", action="store_true", help="with --jsonl: skip inputs OUT already has, append the rest")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--workers", type=int, default=None,
+                   help="decode threads (default: the cores the model's threads leave free, at least 1)")
+    p.add_argument("--preprocess", choices=("fast", "exact"), default=None,
+                   help="fast: DCT-domain JPEG scaling + crop-window resize (default); exact: the torchvision "
+                        "preset bit for bit (env IPEX_RESNET_PREPROCESS)")
+    add_model_options(p)
+    add_plan_options(p)
+    g = p.add_argument_group("Ray (scale out; pip install 'ipex_resnet[ray]')")
+    g.add_argument("--ray", action="store_true", help="classify with Ray Data on a pool of actors")
+    g.add_argument("--address", default=None, help="Ray cluster address (default: start a local one; 'auto': "
+                                                   "the cluster this machine belongs to)")
+    g.add_argument("--actors", type=int, default=2, help="model actors (default: 2)")
+    g.add_argument("--cpus-per-actor", type=int, default=1, help="CPUs (and intra-op threads) per actor (default: 1)")
+    g.add_argument("--parquet", metavar="DIR", default=None, help="with --ray: write Parquet files to DIR")
 
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
@@ -128,13 +183,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_probe)
 
-    p = sub.add_parser("classify", help="classify image files")
-    p.add_argument("images", nargs="+", help="image files")
-    p.add_argument("--topk", type=int, default=5)
-    p.add_argument("--json", action="store_true", help="stable JSON output (see README)")
-    p.add_argument("--batch-size", type=int, default=32)
-    add_model_options(p)
-    add_plan_options(p)
+    p = sub.add_parser("classify", help="classify image files and folders")
+    add_classify_arguments(p)
     p.set_defaults(func=_classify)
 
     wanted = _command_in(argv) if argv is not None else None

@@ -57,7 +57,7 @@ def build(engine, loaded, plan, example, out_dir: Path, calibration) -> dict:
     import numpy as np
     import torch
 
-    from .imaging import PresetSpec, Preprocessor
+    from .imaging import Preprocessor
     from .quantization import accuracy
     from .quantization.calibration import batches, collect
 
@@ -65,7 +65,7 @@ def build(engine, loaded, plan, example, out_dir: Path, calibration) -> dict:
         raise ConfigError(f"int8 needs calibration images: {HOW}")
     cs = collect(calibration)
     calib, held = cs.split()
-    pre = Preprocessor(PresetSpec.from_torchvision(loaded.transforms), mode="exact")
+    pre = Preprocessor.from_preset(loaded.transforms)  # as the classifier will preprocess at run time
     cal_batches = batches(calib, pre, desc="calibrating")
     held_batches = batches(held, pre, desc="held-out images")
     info = dict(engine.build(loaded.module, plan, example, out_dir, calibration=cal_batches) or {})

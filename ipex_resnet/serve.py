@@ -459,7 +459,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from .classifier import load
-    from .preprocess import DEFAULT_MAX_PIXELS
+    from .imaging import DEFAULT_MAX_PIXELS
 
     try:
         cfg = ServeConfig(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,

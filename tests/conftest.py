@@ -58,12 +58,12 @@ def calibrated_state_dict(photos) -> dict[str, torch.Tensor]:
     """
     from torchvision.models import ResNet18_Weights, resnet18
 
-    from ipex_resnet.preprocess import Preprocessor
+    from ipex_resnet.imaging import Preprocessor
 
     torch.manual_seed(0)
     model = resnet18(weights=None)
-    pre = Preprocessor(ResNet18_Weights.DEFAULT.transforms())
-    batch = torch.stack([pre(p) for p in photos[::max(1, len(photos) // CALIBRATION_IMAGES)][:CALIBRATION_IMAGES]])
+    pre = Preprocessor.from_preset(ResNet18_Weights.DEFAULT.transforms(), mode="exact")
+    batch = torch.stack([torch.from_numpy(pre(p)) for p in photos[::max(1, len(photos) // CALIBRATION_IMAGES)][:CALIBRATION_IMAGES]])
     for m in model.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
             m.reset_running_stats()
@@ -86,11 +86,11 @@ def checkpoint(calibrated_state_dict, tmp_path_factory) -> Path:
 def agreement_batch(photos) -> torch.Tensor:
     from torchvision.models import ResNet18_Weights
 
-    from ipex_resnet.preprocess import Preprocessor
+    from ipex_resnet.imaging import Preprocessor
 
-    pre = Preprocessor(ResNet18_Weights.DEFAULT.transforms())
+    pre = Preprocessor.from_preset(ResNet18_Weights.DEFAULT.transforms(), mode="exact")
     step = max(1, len(photos) // AGREEMENT_IMAGES)
-    return torch.stack([pre(p) for p in photos[1::step][:AGREEMENT_IMAGES]])
+    return torch.stack([torch.from_numpy(pre(p)) for p in photos[1::step][:AGREEMENT_IMAGES]])
 
 
 @pytest.fixture(scope="session")

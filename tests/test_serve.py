@@ -39,7 +39,7 @@ def calibrated_weights(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     model = get_model("resnet18", weights=None)
     pre = ipex_resnet.load(model, weights=None, backend="eager", precision="fp32").preprocessor
-    x = torch.stack([pre(p) for p in PHOTOS[-16:]])
+    x = torch.stack([torch.from_numpy(pre(p)) for p in PHOTOS[-16:]])
     for m in model.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
             m.reset_running_stats()
