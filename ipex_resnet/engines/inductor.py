@@ -104,11 +104,25 @@ class InductorEngine(Engine):
     def load(self, out_dir, plan):
         import torch
 
-        with quiet_cpp_builder():
-            package = torch._inductor.aoti_load_package(str(Path(out_dir) / ARTIFACT))
+        run_package = load_package(Path(out_dir) / ARTIFACT)
 
         @torch.no_grad()
         def run(x: torch.Tensor) -> torch.Tensor:
-            return package(x.contiguous(memory_format=torch.channels_last)).float()
+            return run_package(x.contiguous(memory_format=torch.channels_last)).float()
 
         return torch_runner(run)
+
+
+def load_package(path: Path, model_name: str = "model"):
+    """``x -> logits`` from an AOTInductor package. Goes straight to the C++ package loader that
+    ``torch._inductor.aoti_load_package`` wraps: importing ``torch._inductor`` costs seconds at every
+    start (8 s on a busy 2-core box), and the wrapper's pytree (un)flattening adds Python per call."""
+    import torch
+
+    native = getattr(getattr(torch._C, "_aoti", None), "AOTIModelPackageLoader", None)
+    if native is None:  # a torch without the native loader: the public wrapper
+        with quiet_cpp_builder():
+            package = torch._inductor.aoti_load_package(str(path), model_name=model_name)
+        return lambda x: package(x)
+    loader = native(str(path), model_name, False, 1, -1)  # (path, name, single-threaded, runners, device)
+    return lambda x: loader.boxed_run([x])[0]
