@@ -19,6 +19,19 @@ def version(dist: str) -> str:
         return "?"
 
 
+def missing(*modules: str) -> str | None:
+    """The first of ``modules`` that is not installed, or None (cheap: imports nothing)."""
+    import importlib.util
+
+    for m in modules:
+        try:
+            if importlib.util.find_spec(m) is None:
+                return m
+        except (ImportError, ValueError):
+            return m
+    return None
+
+
 def check_calibration(calibration: Sequence[Any]) -> list[np.ndarray]:
     """The calibration batches as float32 NCHW arrays; a clear error when there are none."""
     batches = [np.ascontiguousarray(np.asarray(b, dtype=np.float32)) for b in (calibration or [])]

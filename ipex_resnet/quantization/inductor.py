@@ -20,15 +20,33 @@ Two details decide whether it works:
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
-from ._common import check_calibration, count, torch_threads, version
+from ._common import check_calibration, count, missing, torch_threads, version
 
 ARTIFACT = "model.pt2"
 DYNAMIC = "model"   #: the package's default model: any batch size
 BATCH1 = "batch1"   #: the same model specialized for a batch of one
 MAX_BATCH = 1024
+
+
+def status() -> tuple[bool, str]:
+    import os
+    import shutil
+
+    import torch
+
+    if not hasattr(torch, "compile"):
+        return False, f"torch {torch.__version__} has no torch.compile; pip install -U torch"
+    if not (shutil.which(os.environ.get("CXX", "g++")) or shutil.which("c++") or shutil.which("clang++")):
+        return False, "Inductor needs a C++ compiler (g++ or clang++) on PATH"
+    if missing("torchao.quantization.pt2e.quantizer.x86_inductor_quantizer") and \
+            missing("torch.ao.quantization.quantizer.x86_inductor_quantizer"):
+        return False, ("the PT2E X86InductorQuantizer is missing: on torch >= 2.10 pip install torchao "
+                       "(or pip install 'ipex_resnet[int8]')")
+    return True, "PT2E X86InductorQuantizer + AOTInductor"
 
 
 def _pt2e():
@@ -72,7 +90,9 @@ def _compile(module, x, path: Path, bf16: bool) -> None:
     from torch._inductor.package import package_aoti
 
     options = {"aot_inductor.package": True, "freezing": True}
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16), warnings.catch_warnings():
+        # Inductor's own int8 lowering copy-constructs a tensor; not the user's business
+        warnings.filterwarnings("ignore", message="To copy construct from a tensor", category=UserWarning)
         files = {
             DYNAMIC: torch._inductor.aot_compile(_export(module, x, strict=True).module(), (x,),
                                                  options=options),

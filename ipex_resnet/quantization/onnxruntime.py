@@ -14,10 +14,17 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BackendUnavailable
-from ._common import check_calibration, count, images, version
+from ._common import check_calibration, count, images, missing, version
 
 ARTIFACT = "model.onnx"
 HINT = "pip install onnxruntime onnx onnxscript (or pip install 'ipex_resnet[int8]')"
+
+
+def status() -> tuple[bool, str]:
+    gone = missing("onnxruntime", "onnx")
+    if gone:
+        return False, f"{gone} is not installed; {HINT}"
+    return True, f"onnxruntime {version('onnxruntime')} quantize_static (QDQ, S8S8)"
 
 
 def quantize_onnx(fp32_onnx: Path, calibration, out_path: Path) -> dict[str, Any]:

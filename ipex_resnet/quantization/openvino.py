@@ -15,10 +15,17 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BackendUnavailable
-from ._common import check_calibration, count, images, version
+from ._common import check_calibration, count, images, missing, version
 
 ARTIFACT = "model.xml"
 HINT = "pip install openvino nncf onnx onnxscript (or pip install 'ipex_resnet[int8]')"
+
+
+def status() -> tuple[bool, str]:
+    gone = missing("openvino", "nncf", "onnx")
+    if gone:
+        return False, f"{gone} is not installed; {HINT}"
+    return True, f"nncf {version('nncf')} post-training quantization for openvino {version('openvino')}"
 
 
 def quantize_model(fp32_onnx: Path, calibration):
