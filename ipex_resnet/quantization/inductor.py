@@ -107,7 +107,6 @@ def quantize(module, calibration, out_dir: Path, *, threads: int, example, bf16:
     import torch
 
     batches = check_calibration(calibration)
-    prepare_pt2e, convert_pt2e, xiq, tool = _pt2e()
     x = torch.from_numpy(check_calibration([example])[0])
     if x.shape[0] < 2:  # an example batch of 1 would specialize the batch dimension to 1
         x = x.expand(2, *x.shape[1:]).contiguous()
@@ -122,7 +121,11 @@ def quantize(module, calibration, out_dir: Path, *, threads: int, example, bf16:
         def forward(self, inp):
             return self.inner(inp).float()
 
-    with torch_threads(threads), torch.no_grad():
+    with torch_threads(threads), torch.no_grad(), warnings.catch_warnings():
+        # torch 2.8's torch.ao PT2E announces its move to torchao: we use torchao where it exists
+        warnings.filterwarnings("ignore", message="torch.ao.quantization is deprecated", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", message=r"erase_node\(.*\) on an already erased node")  # torch 2.8
+        prepare_pt2e, convert_pt2e, xiq, tool = _pt2e()
         exported = _export(module.eval(), x, strict=True).module()
         quantizer = xiq.X86InductorQuantizer()
         quantizer.set_global(xiq.get_default_x86_inductor_quantization_config())

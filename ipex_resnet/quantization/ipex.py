@@ -12,6 +12,7 @@ before ``torch.jit.load`` (its int8 ops are registered on import).
 from __future__ import annotations
 
 import copy
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -56,8 +57,10 @@ def quantize(module, calibration, out_dir: Path, *, threads: int, example, bf16:
         for b in batches:
             prepared(torch.from_numpy(b).contiguous(memory_format=torch.channels_last))
         converted = convert(prepared)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            traced = torch.jit.trace(Float32Out(converted), x, check_trace=False)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16), warnings.catch_warnings():
+            # IPEX's quant stubs read their scales with .item(): constants by design, not a tracing bug
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            traced = torch.jit.trace(Float32Out(converted).eval(), x, check_trace=False)
             traced = torch.jit.freeze(traced)
             for _ in range(2):  # let oneDNN Graph profile and fuse before saving, as the guide does
                 traced(x)
