@@ -35,6 +35,7 @@ def openvino_int8(module, calibration, *, threads: int, crop: int = 224,
 
     check_calibration(calibration)
     workdir = Path(workdir or tempfile.mkdtemp(prefix="ipex_resnet_peer_ov_"))
+    workdir.mkdir(parents=True, exist_ok=True)
     quantized, _ = quantize_model(_export(module, crop, workdir), calibration)
     import openvino as ov
 
@@ -56,6 +57,7 @@ def onnxruntime_int8(module, calibration, *, threads: int, crop: int = 224,
 
     check_calibration(calibration)
     workdir = Path(workdir or tempfile.mkdtemp(prefix="ipex_resnet_peer_ort_"))
+    workdir.mkdir(parents=True, exist_ok=True)
     out = workdir / "int8.onnx"
     quantize_onnx(_export(module, crop, workdir), calibration, out)
     import onnxruntime as ort
