@@ -63,7 +63,8 @@ def read_labels(data: str | os.PathLike, categories: Sequence[str] | None = None
                 try:
                     index = int(row["class_index"])
                 except (TypeError, ValueError):
-                    raise ConfigError(f"{csv_path}:{line}: class_index {row['class_index']!r} is not an integer") from None
+                    raise ConfigError(f"{csv_path}:{line}: class_index {row['class_index']!r} "
+                                      "is not an integer") from None
                 path = root / row["file"]
                 if not path.is_file():
                     raise ConfigError(f"{csv_path}:{line}: image {path} does not exist")

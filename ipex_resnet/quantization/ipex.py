@@ -60,6 +60,7 @@ def quantize(module, calibration, out_dir: Path, *, threads: int, example, bf16:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16), warnings.catch_warnings():
             # IPEX's quant stubs read their scales with .item(): constants by design, not a tracing bug
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            warnings.filterwarnings("ignore", message="JIT pass will be deprecated")  # IPEX 2.8's notice
             traced = torch.jit.trace(Float32Out(converted).eval(), x, check_trace=False)
             traced = torch.jit.freeze(traced)
             for _ in range(2):  # let oneDNN Graph profile and fuse before saving, as the guide does
