@@ -1,0 +1,209 @@
+"""``ipex-resnet evaluate``: top-1/top-5 accuracy against labels, for every precision.
+
+Labelled data is either
+
+* a ``labels.csv`` in the folder with columns ``file`` (relative to the folder) and ``class_index``
+  (the model's output index), like ``imagenet-samples/labels.csv``; or
+* a folder per class, each named by the class index (``207/``) or the category name
+  (``golden retriever/`` or ``golden_retriever/``, matched case-insensitively).
+
+The metric code is generic over ``classify_fn(list_of_paths) -> N x C logits`` so it can be checked
+on any model; :func:`main` builds one per precision with :func:`ipex_resnet.load`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ConfigError
+from .calibration import IMAGE_SUFFIXES, find_images
+
+ClassifyFn = Callable[[list[Path]], np.ndarray]
+LABELS_CSV = "labels.csv"
+DEFAULT_PRECISIONS = "fp32,bf16,int8"
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    precision: str
+    images: int
+    top1: float
+    top5: float
+    #: top-1 agreement with the first precision evaluated (normally fp32); None for that one
+    agreement: float | None = None
+
+
+def _norm(name: str) -> str:
+    return name.strip().lower().replace("_", " ")
+
+
+def read_labels(data: str | os.PathLike, categories: Sequence[str] | None = None) -> list[tuple[Path, int]]:
+    """``(image path, class index)`` pairs from ``labels.csv`` or a folder per class."""
+    root = Path(data).expanduser()
+    if not root.is_dir():
+        raise ConfigError(f"--data {root} is not a folder; pass a folder with {LABELS_CSV} "
+                          "(columns file,class_index) or one sub-folder per class")
+    csv_path = root / LABELS_CSV
+    if csv_path.is_file():
+        with open(csv_path, newline="") as f:
+            reader = csv.DictReader(f)
+            cols = set(reader.fieldnames or ())
+            if not {"file", "class_index"} <= cols:
+                raise ConfigError(f"{csv_path} needs columns 'file' and 'class_index', has {sorted(cols)}")
+            pairs = []
+            for line, row in enumerate(reader, start=2):
+                try:
+                    index = int(row["class_index"])
+                except (TypeError, ValueError):
+                    raise ConfigError(f"{csv_path}:{line}: class_index {row['class_index']!r} "
+                                      "is not an integer") from None
+                path = root / row["file"]
+                if not path.is_file():
+                    raise ConfigError(f"{csv_path}:{line}: image {path} does not exist")
+                pairs.append((path, index))
+        if not pairs:
+            raise ConfigError(f"{csv_path} lists no images")
+        return pairs
+
+    by_name = {_norm(c): i for i, c in enumerate(categories or [])}
+    pairs = []
+    for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if sub.name.isdigit():
+            index = int(sub.name)
+        elif _norm(sub.name) in by_name:
+            index = by_name[_norm(sub.name)]
+        else:
+            raise ConfigError(f"class folder {sub.name!r} is neither a class index nor one of the model's "
+                              f"category names; rename it (e.g. '207' or 'golden retriever') or use a {LABELS_CSV}")
+        pairs += [(p, index) for p in sorted(sub.rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
+    if not pairs:
+        find_images(root)  # raises the "empty / no images" error naming the folder
+        raise ConfigError(f"{root} has images but no {LABELS_CSV} and no class sub-folders; "
+                          f"add a {LABELS_CSV} (columns file,class_index) or one sub-folder per class")
+    return pairs
+
+
+def topk_hits(logits: np.ndarray, labels: Sequence[int], k: int) -> np.ndarray:
+    """Per image: is the label among the ``k`` highest logits."""
+    logits = np.asarray(logits, dtype=np.float32)
+    labels = np.asarray(labels)
+    if logits.ndim != 2 or len(logits) != len(labels):
+        raise ValueError(f"logits {logits.shape} do not match {len(labels)} labels")
+    top = np.argsort(-logits, axis=1, kind="stable")[:, :k]
+    return (top == labels[:, None]).any(axis=1)
+
+
+def logits_for(classify_fn: ClassifyFn, paths: Sequence[Path], batch_size: int = 32,
+               desc: str = "evaluating") -> np.ndarray:
+    from tqdm.auto import tqdm
+
+    chunks = []
+    for start in tqdm(range(0, len(paths), batch_size), desc=desc, unit="batch", leave=False):
+        chunk = list(paths[start:start + batch_size])
+        out = classify_fn(chunk)
+        if hasattr(out, "detach"):
+            out = out.detach().float().cpu().numpy()
+        chunks.append(np.asarray(out, dtype=np.float32))
+    return np.concatenate(chunks)
+
+
+def evaluate(samples: Sequence[tuple[Path, int]], classify_fns: dict[str, ClassifyFn],
+             batch_size: int = 32) -> list[Row]:
+    """One :class:`Row` per precision (``classify_fns`` in order; the first is the reference)."""
+    if not samples:
+        raise ConfigError("no labelled images to evaluate")
+    paths = [p for p, _ in samples]
+    labels = [i for _, i in samples]
+    rows, first = [], None
+    for name, fn in classify_fns.items():
+        logits = logits_for(fn, paths, batch_size, desc=name)
+        agree = None
+        if first is None:
+            first = logits.argmax(1)
+        else:
+            agree = float(np.mean(logits.argmax(1) == first))
+        rows.append(Row(name, len(paths), float(topk_hits(logits, labels, 1).mean()),
+                        float(topk_hits(logits, labels, min(5, logits.shape[1])).mean()), agree))
+    return rows
+
+
+def format_table(rows: Sequence[Row]) -> str:
+    ref = rows[0].precision if rows else "-"
+    lines = [f"{'precision':<10} {'images':>7} {'top-1':>7} {'top-5':>7} {'top-1 = ' + ref:>14}"]
+    for r in rows:
+        agree = "-" if r.agreement is None else f"{r.agreement:.1%}"
+        lines.append(f"{r.precision:<10} {r.images:>7} {r.top1:>7.1%} {r.top5:>7.1%} {agree:>14}")
+    return "\n".join(lines)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True,
+                   help=f"labelled images: a folder with {LABELS_CSV} (file,class_index) or one sub-folder per class")
+    p.add_argument("--precisions", default=DEFAULT_PRECISIONS,
+                   help=f"comma-separated precisions to compare (default: {DEFAULT_PRECISIONS})")
+    p.add_argument("--model", default="resnet18", help="torchvision classification model (default: resnet18)")
+    p.add_argument("--weights", default="DEFAULT",
+                   help="DEFAULT | an enum name like IMAGENET1K_V1 | PATH to a state dict | none")
+    p.add_argument("--backend", default="auto", help="engine (default: auto)")
+    p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: from the plan)")
+    p.add_argument("--calibration", default=None, help="folder of calibration images (needed for int8)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--json", action="store_true", help="print the rows as JSON")
+
+
+def _classify_fn(clf) -> ClassifyFn:
+    def run(paths: list[Path]) -> np.ndarray:
+        images = [clf.preprocess(p) for p in paths]
+        if hasattr(images[0], "detach"):
+            import torch
+
+            batch = torch.stack(images)
+        else:
+            batch = np.stack(images)
+        out = clf(batch)
+        return out.detach().float().cpu().numpy() if hasattr(out, "detach") else np.asarray(out, np.float32)
+
+    return run
+
+
+def main(args: argparse.Namespace) -> int:
+    import json
+
+    import ipex_resnet
+
+    precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
+    if not precisions:
+        raise ConfigError("--precisions is empty; e.g. --precisions fp32,bf16,int8")
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if "int8" in precisions and not args.calibration:
+        raise ConfigError("int8 needs calibration images: add --calibration DIR (a folder of images like "
+                          "the ones you will classify, not the evaluation images)")
+    fns, samples = {}, None
+    if not Path(args.data).expanduser().is_dir() or (Path(args.data) / LABELS_CSV).is_file():
+        samples = read_labels(args.data)  # fail on bad labels before loading any model
+    for p in precisions:
+        kwargs = {"calibration": args.calibration} if p == "int8" else {}
+        clf = ipex_resnet.load(args.model, weights=args.weights, backend=args.backend, precision=p,
+                               threads=args.threads, **kwargs)
+        if samples is None:
+            samples = read_labels(args.data, list(clf.categories))
+        fns[f"{p} ({clf.plan.backend})"] = _classify_fn(clf)
+    rows = evaluate(samples, fns, batch_size=args.batch_size)
+    if args.json:
+        print(json.dumps([dataclasses.asdict(r) for r in rows], indent=2))
+    else:
+        print(format_table(rows))
+    sys.stdout.flush()
+    return 0
+
+
+__all__ = ["Row", "add_arguments", "evaluate", "format_table", "main", "read_labels", "topk_hits"]
