@@ -63,7 +63,7 @@ def main() -> int:
 
     import ipex_resnet
     from ipex_resnet.cpu import probe
-    from ipex_resnet.preprocess import Preprocessor
+    from ipex_resnet.imaging import Preprocessor
     from ipex_resnet.quantization import accuracy, calibration, engine_module, peers
 
     sys.path.insert(0, str(REPO / "tests"))
@@ -75,7 +75,7 @@ def main() -> int:
     bf16_native = cpu.has_native_bf16
     with open(SAMPLES / "labels.csv") as f:
         photos = [SAMPLES / r["file"] for r in csv.DictReader(f)]
-    pre = Preprocessor(ResNet18_Weights.DEFAULT.transforms())
+    pre = Preprocessor.from_preset(ResNet18_Weights.DEFAULT.transforms())
     model = bn_calibrated_resnet18(pre, photos)
     calib_paths, held_paths = calibration.split(photos, 0.5)
     calib_items = calibration.collect(calib_paths, count=args.calibration).items

@@ -102,9 +102,9 @@ def test_batches_with_the_classifier_preprocess(three_photos):
     from torchvision.models import ResNet18_Weights
 
     from ipex_resnet.errors import ImageError
-    from ipex_resnet.preprocess import Preprocessor
+    from ipex_resnet.imaging import Preprocessor
 
-    pre = Preprocessor(ResNet18_Weights.DEFAULT.transforms())
+    pre = Preprocessor.from_preset(ResNet18_Weights.DEFAULT.transforms())
     out = calibration.batches(three_photos, pre, batch_size=2, progress=False)
     assert [b.shape for b in out] == [(2, 3, 224, 224), (1, 3, 224, 224)]
     assert all(b.dtype == np.float32 for b in out)

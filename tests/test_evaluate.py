@@ -103,12 +103,12 @@ def test_cli_on_real_photos(photos, checkpoint, calibrated_state_dict, tmp_path,
     """Labels = the model's own top-1 for three photos and a wrong one for the fourth: 75% top-1."""
     from torchvision.models import ResNet18_Weights, resnet18
 
-    from ipex_resnet.preprocess import Preprocessor
+    from ipex_resnet.imaging import Preprocessor
 
     chosen = photos[:4]
     model = resnet18(weights=None)
     model.load_state_dict(calibrated_state_dict)
-    pre = Preprocessor(ResNet18_Weights.DEFAULT.transforms())
+    pre = Preprocessor.from_preset(ResNet18_Weights.DEFAULT.transforms())
     with torch.no_grad():
         logits = model.eval()(torch.stack([pre(p) for p in chosen]))
     labels = logits.argmax(1).tolist()

@@ -47,9 +47,9 @@ def fp32_module(calibrated_state_dict) -> torch.nn.Module:
 def preprocess():
     from torchvision.models import ResNet18_Weights
 
-    from ipex_resnet.preprocess import Preprocessor
+    from ipex_resnet.imaging import Preprocessor
 
-    return Preprocessor(ResNet18_Weights.DEFAULT.transforms())
+    return Preprocessor.from_preset(ResNet18_Weights.DEFAULT.transforms())
 
 
 @pytest.fixture(scope="module")

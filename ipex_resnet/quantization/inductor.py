@@ -97,7 +97,7 @@ def _compile(module, x, path: Path, bf16: bool) -> None:
             DYNAMIC: torch._inductor.aot_compile(_export(module, x, strict=True).module(), (x,),
                                                  options=options),
         }
-        one = x[:1].clone()
+        one = x[:1].clone(memory_format=torch.channels_last)
         files[BATCH1] = torch._inductor.aot_compile(
             torch.export.export(module, (one,), strict=True).module(), (one,), options=options)
     package_aoti(str(path), files)
@@ -138,7 +138,10 @@ def quantize(module, calibration, out_dir: Path, *, threads: int, example, bf16:
         level = log.level
         log.setLevel(logging.ERROR)
         try:
-            _compile(Float32Out(converted), x, Path(out_dir) / ARTIFACT, bf16)
+            # channels-last input, as the engine's loader feeds it (AOTInductor trusts the strides it
+            # was compiled for: a contiguous-compiled package fed NHWC would compute garbage)
+            _compile(Float32Out(converted), x.contiguous(memory_format=torch.channels_last),
+                     Path(out_dir) / ARTIFACT, bf16)
         finally:
             log.setLevel(level)
     return {
