@@ -168,7 +168,7 @@ def format_table(doc: Mapping) -> str:
                          f"{t['peer']} {t['peer_value']:.1f} {t['unit']} = {t['ratio']:.2f}x "
                          f"(target {t['target']}): {'met' if t['met'] else 'NOT met'}")
         else:
-            lines.append(f"target [{t['mode']}] {t['name']}: {t['ours_value']:.2f} {t['unit']} "
+            lines.append(f"target [{t['mode']}] {t['name']}: {t['ours_value']:.{0 if t['unit'] == 'MB' else 2}f} {t['unit']} "
                          f"(target {t['target']}): {'met' if t['met'] else 'NOT met'}")
     if not any("peer" in t for t in doc.get("targets", [])):
         lines.append("targets: no peer ran, so the speed targets could not be checked")
