@@ -1,6 +1,6 @@
 """Cold start: process start -> first top-5 printed by ``ipex-resnet classify --weights none --backend X
 IMAGE``, with a warm artifact cache (one run warms it, a second process is timed), and that
-process's peak RSS (``wait4``'s ru_maxrss of the child)."""
+process's peak RSS (its own high-water mark, :class:`.memory.ChildPeakRSS`)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import threading
 import time
 from pathlib import Path
 
-from .memory import wait_child
+from .memory import ChildPeakRSS
 
 # Targets (issue 8): lean engines (no torch at run time) vs torch engines; the lean process's peak RSS
 # against a 210 MB process that decodes a JPEG with PIL/numpy and runs resnet18 in ONNX Runtime.
@@ -37,6 +37,7 @@ def time_classify(cmd: list[str], env: dict | None = None, timeout: float = TIME
     t0 = time.perf_counter()
     errfile = tempfile.TemporaryFile(mode="w+")  # a file, not a pipe: a chatty child cannot block on it
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errfile, text=True, env=env)
+    mem = ChildPeakRSS(proc.pid)
     killer = threading.Timer(timeout, proc.kill)
     killer.start()
     first_top5, scores = None, 0
@@ -46,14 +47,15 @@ def time_classify(cmd: list[str], env: dict | None = None, timeout: float = TIME
                 scores += 1
                 if scores == 5 and first_top5 is None:
                     first_top5 = time.perf_counter() - t0
+                    mem.sample()  # the peak up to the first top-5, while the process is surely alive
+        code = proc.wait()
     finally:
         killer.cancel()
+    exit_s = time.perf_counter() - t0
+    peak = mem.stop()
     errfile.seek(0)
     err = errfile.read()
     errfile.close()
-    code, peak = wait_child(proc.pid)
-    proc.returncode = code
-    exit_s = time.perf_counter() - t0
     out = {"exit_code": code, "to_first_top5_s": first_top5, "to_exit_s": exit_s, "peak_rss_mb": peak}
     if code != 0 or first_top5 is None:
         tail = (err.strip().splitlines() or ["no output"])[-1]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 
@@ -87,11 +86,50 @@ class PeakRSS:
             self.peak_mb = max(self.peak_mb, rss_mb())
 
 
-def wait_child(pid: int) -> tuple[int, float]:
-    """Reap child ``pid``: (exit status, its own peak RSS in MiB, from ``wait4``'s ru_maxrss)."""
-    _, status, usage = os.wait4(pid, 0)
-    code = os.waitstatus_to_exitcode(status)
-    return code, usage.ru_maxrss / 1024  # KiB on Linux
+def _hwm_of(pid: int) -> float | None:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, ValueError):
+        pass
+    try:
+        import psutil
+
+        return psutil.Process(pid).memory_info().rss / 2**20
+    except Exception:  # noqa: BLE001 - gone already
+        return None
 
 
-__all__ = ["PeakRSS", "process_peak_mb", "rss_mb", "wait_child"]
+class ChildPeakRSS:
+    """Peak RSS of a running child process, in MiB: its kernel high-water mark (``VmHWM``, which counts
+    only the process's own memory since ``exec``), polled until :meth:`stop`.
+
+    Not ``wait4``'s ``ru_maxrss``: Linux carries the pre-``exec`` high-water mark over, so a child of a
+    large process (pytest with torch loaded) reports at least its parent's size.
+    """
+
+    def __init__(self, pid: int, interval_s: float = 0.01):
+        self.pid = pid
+        self.peak_mb: float | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, args=(interval_s,), daemon=True)
+        self._thread.start()
+
+    def sample(self) -> None:
+        v = _hwm_of(self.pid)
+        if v is not None:
+            self.peak_mb = v if self.peak_mb is None else max(self.peak_mb, v)
+
+    def _poll(self, interval_s: float) -> None:
+        while not self._stop.wait(interval_s):
+            self.sample()
+
+    def stop(self) -> float | None:
+        self._stop.set()
+        self._thread.join()
+        return self.peak_mb
+
+
+__all__ = ["ChildPeakRSS", "PeakRSS", "process_peak_mb", "rss_mb"]
