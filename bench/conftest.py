@@ -26,11 +26,14 @@ from ipex_resnet.benchmarking.memory import PeakRSS
 from ipex_resnet.benchmarking.paths import Built, Workspace, build_path
 
 REPO = Path(__file__).resolve().parent.parent
+DEFAULT_IMAGES = REPO.parent / "shared" / "data" / "imagenet-samples"
 DEFAULT_STORAGE = "file://./.benchmarks"
 
 
 def pytest_addoption(parser):
-    O.add_pytest_options(parser.getgroup("ipex_resnet bench"))  # the same declarations as `ipex-resnet bench`
+    # the same declarations as `ipex-resnet bench`; the suites default to the real photos when present
+    O.add_pytest_options(parser.getgroup("ipex_resnet bench"),
+                         images=str(DEFAULT_IMAGES) if DEFAULT_IMAGES.is_dir() else None)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -32,7 +32,6 @@ class Option:
     type: Callable[[str], Any] | None = None
     flag: bool = False                      # store_true
     scopes: tuple[str, ...] = (CLI, PYTEST)
-    pytest_default: Any = "__same__"
     aliases: tuple[str, ...] = ()           # extra CLI spellings
     metavar: str | None = None
     nargs: str | None = None
@@ -46,11 +45,9 @@ class Option:
     def pytest_flag(self) -> str:
         return "--bench-" + self.dest.replace("_", "-")
 
-    def default_for(self, scope: str) -> Any:
-        return self.default if scope == CLI or self.pytest_default == "__same__" else self.pytest_default
-
-    def kwargs(self, scope: str) -> dict:
-        kw: dict[str, Any] = {"help": self.help, "default": self.default_for(scope), "dest": self._dest(scope)}
+    def kwargs(self, scope: str, default: Any = None) -> dict:
+        kw: dict[str, Any] = {"help": self.help, "default": self.default if default is None else default,
+                              "dest": self._dest(scope)}
         if self.flag:
             kw["action"] = "store_true"
         else:
@@ -61,13 +58,6 @@ class Option:
 
     def _dest(self, scope: str) -> str:
         return self.dest if scope == CLI else "bench_" + self.dest
-
-
-def _real_photos() -> str | None:
-    from pathlib import Path
-
-    d = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "imagenet-samples"
-    return str(d) if d.is_dir() else None
 
 
 OPTIONS: tuple[Option, ...] = (
@@ -83,7 +73,7 @@ OPTIONS: tuple[Option, ...] = (
            "(default: all installed)"),
     Option("emulated_bf16", "also run bf16 where it would be emulated", flag=True),
     Option("images", "directory of JPEGs for end to end and int8 calibration (default: synthetic JPEGs; "
-           "pytest: the shared real photos)", pytest_default=_real_photos(), metavar="DIR"),
+           "bench/: the shared real photos)", metavar="DIR"),
     Option("quick", "short run: batch sizes 1,8, small timing budgets (pytest: CI-sized, optimized engines "
            "at the plan's precision only)", flag=True),
     Option("budget", "seconds of interleaved timing per batch size, shared by all paths (default: 15; "
@@ -113,10 +103,14 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(o.cli_flag, *o.aliases, **o.kwargs(CLI))
 
 
-def add_pytest_options(group) -> None:
+def add_pytest_options(group, **defaults: Any) -> None:
+    """``defaults``: a different default for some options in the suites (e.g. ``images``)."""
+    unknown = set(defaults) - {o.dest for o in OPTIONS}
+    if unknown:
+        raise ValueError(f"no such bench option: {', '.join(sorted(unknown))}")
     for o in OPTIONS:
         if PYTEST in o.scopes:
-            group.addoption(o.pytest_flag, **o.kwargs(PYTEST))
+            group.addoption(o.pytest_flag, **o.kwargs(PYTEST, defaults.get(o.dest)))
 
 
 def raw_from_cli(args: argparse.Namespace) -> dict:
@@ -190,7 +184,6 @@ class Settings:
     gate: str | None = None
     time_tolerance: float = TIME_TOLERANCE
     memory_tolerance: float = MEMORY_TOLERANCE
-    extra: dict = field(default_factory=dict)
 
 
 def settings(raw: Mapping[str, Any]) -> Settings:
