@@ -329,11 +329,10 @@ def pytest_sessionfinish(session, exitstatus):
     found = suite_targets(done, ctx.batch_sizes)
     if found:
         write("")
+        from ipex_resnet.benchmarking.report import describe_target
+
         for t in found:
-            value = (f"{t['ours']} {t['ours_value']:.1f} {t['unit']} vs {t['peer']} {t['peer_value']:.1f} "
-                     f"{t['unit']} = {t['ratio']:.2f}x" if "peer" in t else f"{t['ours_value']:.{0 if t['unit'] == 'MB' else 2}f} {t['unit']}")
-            write(f"ipex_resnet target: {t['name']}: {value} (target {t['target']}): "
-                  f"{'met' if t['met'] else 'NOT met'}")
+            write(f"ipex_resnet target: {describe_target(t)}")
         if ctx.settings.enforce_targets and not all(t["met"] for t in found):
             write("ipex_resnet targets: NOT all met (--bench-enforce-targets)")
             if session.exitstatus == pytest.ExitCode.OK:

@@ -26,7 +26,7 @@ def test_cold_start(benchmark, ctx, engine, photos):
         "engine": engine, "kind": "ipex_resnet", "to_first_top5_s": result["to_first_top5_s"],
         "to_exit_s": result["to_exit_s"], "warmup_s": result["warmup_s"], "cold_peak_rss_mb": result["peak_rss_mb"],
         "peak_rss_mb": result["peak_rss_mb"], "target_s": result["target_s"], "met_time": result["met_time"],
-        **({"target_rss_mb": result["target_rss_mb"], "met_rss": result["met_rss"]} if "target_rss_mb" in result else {}),
+        **{k: result[k] for k in ("target_rss_mb", "met_rss") if k in result},
     })
     if ctx.settings.enforce_targets:
         assert result["met_time"], f"{engine}: {result['to_first_top5_s']:.2f} s > {result['target_s']} s"

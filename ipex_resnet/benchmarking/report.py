@@ -102,6 +102,16 @@ def targets(doc: Mapping) -> list[dict]:
     return out
 
 
+def describe_target(t: Mapping) -> str:
+    """One line: the target, the measured value(s) and whether it is met."""
+    if "peer" in t:
+        value = (f"{t['ours']} {t['ours_value']:.1f} {t['unit']} vs {t['peer']} {t['peer_value']:.1f} {t['unit']} "
+                 f"= {t['ratio']:.2f}x")
+    else:
+        value = f"{t['ours_value']:.{0 if t['unit'] == 'MB' else 2}f} {t['unit']}"
+    return f"{t['name']}: {value} (target {t['target']}): {'met' if t['met'] else 'NOT met'}"
+
+
 def _f(v: float | None, nd: int = 1) -> str:
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{nd}f}"
 
@@ -162,14 +172,7 @@ def format_table(doc: Mapping) -> str:
                         ""], crow)
     if doc.get("targets"):
         lines.append("")
-    for t in doc.get("targets", []):
-        if "peer" in t:
-            lines.append(f"target [{t['mode']}] {t['name']}: {t['ours']} {t['ours_value']:.1f} {t['unit']} vs "
-                         f"{t['peer']} {t['peer_value']:.1f} {t['unit']} = {t['ratio']:.2f}x "
-                         f"(target {t['target']}): {'met' if t['met'] else 'NOT met'}")
-        else:
-            lines.append(f"target [{t['mode']}] {t['name']}: {t['ours_value']:.{0 if t['unit'] == 'MB' else 2}f} {t['unit']} "
-                         f"(target {t['target']}): {'met' if t['met'] else 'NOT met'}")
+    lines += [f"target [{t['mode']}] {describe_target(t)}" for t in doc.get("targets", [])]
     if not any("peer" in t for t in doc.get("targets", [])):
         lines.append("targets: no peer ran, so the speed targets could not be checked")
     for name, why in doc["skipped"].items():
@@ -177,4 +180,5 @@ def format_table(doc: Mapping) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["MODES", "REPORT_SCHEMA", "add_ratios", "format_table", "latency", "targets", "throughput"]
+__all__ = ["MODES", "REPORT_SCHEMA", "add_ratios", "describe_target", "format_table", "latency", "targets",
+           "throughput"]

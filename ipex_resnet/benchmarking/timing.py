@@ -40,7 +40,8 @@ def summarize(samples: Sequence[float]) -> dict[str, float]:
 
 
 def time_interleaved(runners: Mapping[str, Runner], x, *, rounds: int, calls_per_round: int = 1,
-                     switch_warmup: int = 0, progress: Callable[[int, int], None] | None = None) -> dict[str, list[float]]:
+                     switch_warmup: int = 0,
+                     progress: Callable[[int, int], None] | None = None) -> dict[str, list[float]]:
     """Seconds per call for every runner, measured round-robin (order rotated every round).
 
     Interleaving means a burst of noise from a neighbour lands on all paths alike, so ratios between
@@ -97,7 +98,8 @@ def ratio_estimates(cand: Sequence[float], ref: Sequence[float]) -> dict[str, fl
     }
 
 
-def interleaved_ratio(candidate: Runner, reference: Runner, x, rounds: int = 30) -> tuple[float, list[float], list[float]]:
+def interleaved_ratio(candidate: Runner, reference: Runner, x,
+                      rounds: int = 30) -> tuple[float, list[float], list[float]]:
     """Candidate / reference time (the gate's estimator), measured alternately call by call."""
     t = time_interleaved({"cand": candidate, "ref": reference}, x, rounds=rounds)
     return ratio_estimates(t["cand"], t["ref"])[GATE_ESTIMATOR], t["cand"], t["ref"]
