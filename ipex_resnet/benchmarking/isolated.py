@@ -21,12 +21,12 @@ from .matrix import PathSpec
 TIMEOUT_S = 900  # a cold artifact cache means a compile (AOTInductor: a minute or more on 2 cores)
 
 
-def measure_alone(spec: PathSpec, *, model: str, threads: int, budget_s: float, batch_sizes: list[int],
+def measure_alone(spec: PathSpec, *, model: str, threads: int, budget_s: float, batch_sizes: list[int], crop: int,
                   onnx_path: Path | None = None, images: str | None = None, timeout: float = TIMEOUT_S) -> dict:
     """Run ``spec`` in a fresh interpreter; returns its latency/throughput, load time and peak RSS, or
     ``{"error": ...}`` (one path failing must not sink the report)."""
     req = {"backend": spec.backend, "precision": spec.precision, "peer": spec.peer, "model": model,
-           "threads": threads, "budget": budget_s, "batch_sizes": sorted({1, max(batch_sizes)}),
+           "threads": threads, "budget": budget_s, "batch_sizes": sorted({1, max(batch_sizes)}), "crop": crop,
            "onnx": str(onnx_path) if onnx_path else None, "images": images}
     try:
         proc = subprocess.run([sys.executable, "-m", __name__, json.dumps(req)], capture_output=True, text=True,
@@ -51,9 +51,9 @@ def _child(req: dict) -> dict:
     from .timing import summarize, time_for
 
     images = jpegs(req["images"], 32) if req.get("images") else None
-    ws = Workspace(req["model"], images, directory=str(Path(req["onnx"]).parent) if req.get("onnx") else None)
-    if req.get("onnx"):
-        ws._onnx = Path(req["onnx"])
+    # a peer child gets the parent's ONNX export and the crop size: an FP32 peer never imports torch
+    ws = Workspace(req["model"], images, directory=str(Path(req["onnx"]).parent) if req.get("onnx") else None,
+                   crop=req["crop"], onnx_path=req.get("onnx"))
     spec = PathSpec(req["backend"], req["precision"], bool(req["peer"]))
     built = build_path(spec, ws, req["threads"])
     out: dict = {"load_s": built.load_s, "process_to_loaded_s": time.perf_counter() - t_start,
@@ -68,6 +68,7 @@ def _child(req: dict) -> dict:
         out["latency"][str(bs)] = stats
         out["throughput"][str(bs)] = bs / (stats["p50_ms"] / 1e3)
     out["peak_rss_mb"] = process_peak_mb()
+    out["imported_torch"] = "torch" in sys.modules
     return out
 
 

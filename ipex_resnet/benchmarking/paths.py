@@ -31,18 +31,26 @@ class Workspace:
     """What several paths share, made once and lazily: the FP32 module and its ONNX export (peers),
     the crop size, and the INT8 calibration batches (from ``images``: a list of JPEG bytes)."""
 
-    def __init__(self, model: str = "resnet18", images: list[bytes] | None = None, directory: str | None = None):
+    def __init__(self, model: str = "resnet18", images: list[bytes] | None = None, directory: str | None = None,
+                 *, crop: int | None = None, onnx_path: str | Path | None = None):
         self.model = model
         self.images = images
+        self._crop = crop
         self._tmp = None if directory else tempfile.TemporaryDirectory(prefix="ipex_resnet_bench_")
         self.dir = Path(directory or self._tmp.name)
-        self._module = self._onnx = self._calibration = None
+        self._module = self._calibration = None
+        self._onnx = Path(onnx_path) if onnx_path else None
 
     @property
     def crop(self) -> int:
-        from .inputs import crop_size
+        if self._crop is None:
+            from .inputs import crop_size
 
-        return crop_size(self.model)
+            self._crop = crop_size(self.model)
+        return self._crop
+
+    def get_module(self):
+        return self.module
 
     @property
     def module(self):
@@ -88,7 +96,7 @@ def build_path(spec: PathSpec, ws: Workspace, threads: int | None = None, *, slo
             from .inputs import batch
 
             row = peers.REGISTRY[f"{spec.backend}/{spec.precision}"]
-            src = peers.PeerInput(ws.module, ws.onnx_path, ws.crop, threads, ws.dir, ws.calibration)
+            src = peers.PeerInput(ws.get_module, ws.onnx_path, ws.crop, threads, ws.dir, ws.calibration)
             runner = peers.prepare(row, src)
             runner(batch(1, ws.crop))
             detail = row.status()[1]

@@ -22,10 +22,10 @@ from ..errors import BackendUnavailable
 
 @dataclass
 class PeerInput:
-    """What a peer builds from: the FP32 module, its ONNX export, the crop size, the thread count, and
-    (INT8 rows only) preprocessed calibration batches."""
+    """What a peer builds from: the FP32 module (a function: the FP32 rows never need torch), its ONNX
+    export, the crop size, the thread count, and (INT8 rows only) preprocessed calibration batches."""
 
-    module: Any
+    module: Callable[[], Any]
     onnx_path: Path
     crop: int
     threads: int
@@ -135,7 +135,7 @@ def _int8(engine: str):
     def prepare(src: PeerInput):
         from ..quantization import peers as qpeers
 
-        return qpeers.prepare(engine, src.module, src.calibration() if src.calibration else None,
+        return qpeers.prepare(engine, src.module(), src.calibration() if src.calibration else None,
                               threads=src.threads, crop=src.crop, workdir=src.workdir)
 
     return prepare

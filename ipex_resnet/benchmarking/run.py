@@ -83,7 +83,8 @@ def run_report(s: Settings, progress: Progress | None = None) -> dict:
                     results[spec.name]["alone"] = {"error": f"ONNX export failed: {_first_line(exc)}"}
                     continue
             results[spec.name]["alone"] = measure_alone(spec, model=s.model, threads=threads, budget_s=s.alone_budget,
-                                                        batch_sizes=s.batch_sizes, onnx_path=onnx, images=s.images)
+                                                        batch_sizes=s.batch_sizes, crop=crop, onnx_path=onnx,
+                                                        images=s.images)
     cold: dict[str, dict] = {}
     if s.cold_start:
         image = write_image(ws.dir, small[0])
