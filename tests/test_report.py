@@ -375,6 +375,7 @@ def test_bench_cli_writes_a_complete_report(tmp_path):
     if want_peer:
         peer = doc["paths"]["onnxruntime/fp32 (peer)"]
         assert peer["kind"] == "peer" and peer["alone"]["latency"]["1"]["p50_ms"] > 0
+        assert peer["alone"]["imported_torch"] is False  # a peer alone is the runtime, numpy and nothing else
         assert ref["speedup"]["vs_best_peer_interleaved"]["latency_peer"] == "onnxruntime/fp32 (peer)"
         assert {t["mode"] for t in doc["targets"] if "peer" in t} == {"interleaved", "alone"}
     # the table went to stdout, the progress to stderr
