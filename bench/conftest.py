@@ -12,14 +12,18 @@ threads) unless ``--benchmark-storage`` is given, so two SKUs or stacks never ju
 from __future__ import annotations
 
 import sys
-import tempfile
 import time
 import warnings
 from pathlib import Path
 
 import pytest
 
-from ipex_resnet import report as R
+from ipex_resnet.benchmarking import gate as G
+from ipex_resnet.benchmarking import options as O
+from ipex_resnet.benchmarking import timing as T
+from ipex_resnet.benchmarking.matrix import REFERENCE, PathSpec, matrix
+from ipex_resnet.benchmarking.memory import PeakRSS
+from ipex_resnet.benchmarking.paths import Built, Workspace, build_path
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_IMAGES = REPO.parent / "shared" / "data" / "imagenet-samples"
@@ -27,26 +31,9 @@ DEFAULT_STORAGE = "file://./.benchmarks"
 
 
 def pytest_addoption(parser):
-    g = parser.getgroup("ipex_resnet bench")
-    g.addoption("--bench-model", default="resnet18", help="torchvision model name (random weights)")
-    g.addoption("--bench-backends", default=None, help="comma-separated ipex,inductor,eager (default: all that run)")
-    g.addoption("--bench-precisions", default=None, help="comma-separated fp32,bf16 (default: both; bf16 if native)")
-    g.addoption("--bench-emulated-bf16", action="store_true", help="also run bf16 where it is emulated")
-    g.addoption("--bench-peers", default=None, help="comma-separated onnxruntime,openvino, or none (default: all)")
-    g.addoption("--bench-batch-sizes", default=None, help="throughput batch sizes (default: 8,32; quick: 8)")
-    g.addoption("--bench-threads", type=int, default=None, help="intra-op threads (default: the plan's)")
-    g.addoption("--bench-images", default=str(DEFAULT_IMAGES), help="directory of real JPEGs for end to end")
-    g.addoption("--bench-rounds", type=int, default=None, help="rounds for batch-1 latency (default: 40; quick: 20)")
-    g.addoption("--bench-quick", action="store_true",
-                help="CI-sized: fewer rounds, batch 8 only, Inductor at the plan's precision only, no Inductor cold start")
-    g.addoption("--bench-gate", nargs="?", const="latest", default=None, metavar="BASELINE",
-                help="compare ratios-to-reference and memory with a saved baseline (the newest, or one whose "
-                     "file name matches BASELINE) in this machine key's storage; exit non-zero on regression")
-    g.addoption("--bench-time-tolerance", type=float, default=R.TIME_TOLERANCE,
-                help=f"allowed growth of a ratio to the eager reference (default {R.TIME_TOLERANCE})")
-    g.addoption("--bench-memory-tolerance", type=float, default=R.MEMORY_TOLERANCE,
-                help=f"allowed relative growth of peak RSS deltas (default {R.MEMORY_TOLERANCE}, "
-                     f"plus {R.MEMORY_SLACK_MB:g} MB)")
+    # the same declarations as `ipex-resnet bench`; the suites default to the real photos when present
+    O.add_pytest_options(parser.getgroup("ipex_resnet bench"),
+                         images=str(DEFAULT_IMAGES) if DEFAULT_IMAGES.is_dir() else None)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -57,77 +44,72 @@ class Context:
     """Everything the suites share, made once per session."""
 
     def __init__(self, config):
-        import torch
+        from ipex_resnet import engines, plan_for, probe
+        from ipex_resnet.benchmarking.inputs import jpegs
+        from ipex_resnet.benchmarking.machine import machine_key, versions
 
-        from ipex_resnet import backends, plan_for, probe
-        from ipex_resnet.policy import BACKENDS, PRECISIONS
-
-        opt = config.getoption
-        self.quick = opt("--bench-quick")
-        self.model = opt("--bench-model")
+        self.settings = s = O.settings(O.raw_from_pytest(config))
+        self.quick = s.quick
+        self.model = s.model
         self.cpu = probe()
-        self.availability = backends.availability()
-        self.plan = plan_for(self.cpu, "auto", "auto", opt("--bench-threads"))
+        self.availability = engines.availability()
+        self.plan = plan_for(self.cpu, "auto", "auto", s.threads)
         self.threads = self.plan.threads
-        peers_opt = (opt("--bench-peers") or "").strip().lower()
-        from ipex_resnet import peers
+        self.paths, self.skipped = matrix(self.cpu, s.backends, s.precisions, emulated_bf16=s.emulated_bf16,
+                                          peers=s.peers, availability=self.availability)
+        if self.quick:  # CI-sized: optimized engines at the plan's precision only (one Inductor compile
+            # family), eager at fp32 only (the reference); peers as they are (int8 ones only when asked for)
+            from ipex_resnet.policy import make_plan
 
-        self.paths, self.skipped = R.matrix(
-            self.cpu, R.parse_list(opt("--bench-backends"), BACKENDS, "backend"),
-            R.parse_list(opt("--bench-precisions"), PRECISIONS, "precision"),
-            emulated_bf16=opt("--bench-emulated-bf16"),
-            peers=[] if peers_opt == "none" else R.parse_list(opt("--bench-peers"), peers.PEERS, "peer"),
-            availability=self.availability)
-        if self.quick:  # CI-sized: optimized backends at the plan's precision only (one Inductor compile
-            # family), eager at fp32 only (the reference); peers as they are
-            plan_prec = "bf16" if self.cpu.has_native_bf16 else "fp32"
+            def plan_prec(b):  # the precision `auto` picks for this engine here
+                return make_plan(self.cpu, b, "auto", 1, availability=self.availability, env={}).precision
+
             for spec in list(self.paths):
-                if spec.peer or spec.name == R.REFERENCE:
+                if spec.name == REFERENCE:
                     continue
-                if spec.backend == "eager" or spec.precision != plan_prec:
-                    self.paths.remove(spec)
-                    self.skipped[spec.name] = "--bench-quick runs optimized backends at the plan's precision only"
-        bs = opt("--bench-batch-sizes")
-        self.batch_sizes = [b for b in R.parse_batch_sizes(bs or ("8" if self.quick else "8,32")) if b > 1]
-        self.rounds = opt("--bench-rounds") or (16 if self.quick else 40)
-        self.images_dir = Path(opt("--bench-images"))
-        self.versions = R.versions()
-        self.key = R.machine_key(self.cpu, self.versions, self.threads)
-        self.slowdown = R.slowdown_fraction()
-        self._built: dict[str, R.Built] = {}
-        self._tmp = tempfile.TemporaryDirectory(prefix="ipex_resnet_bench_")
-        self._onnx = None
-        torch.set_num_threads(self.threads)
+                if spec.peer:
+                    if spec.precision != "int8" or s.precisions:
+                        continue
+                elif spec.backend != "eager" and spec.precision == plan_prec(spec.backend):
+                    continue
+                self.paths.remove(spec)
+                self.skipped[spec.name] = "--bench-quick runs optimized engines at the plan's precision only"
+        self.batch_sizes = [b for b in s.batch_sizes if b > 1]
+        self.rounds = s.rounds
+        self.images_dir = Path(s.images) if s.images else None
+        self.versions = versions()
+        self.key = machine_key(self.cpu, self.versions, self.threads)
+        self.slowdown = T.slowdown_fraction()
+        self._built: dict[str, Built] = {}
+        self.ws = Workspace(self.model, jpegs(s.images, 32) if s.images else None)
+        self.crop = self.ws.crop
 
-    def spec(self, name: str) -> R.PathSpec:
+    def spec(self, name: str) -> PathSpec:
         return next(s for s in self.paths if s.name == name)
 
-    def built(self, name: str) -> R.Built:
+    def built(self, name: str) -> Built:
         """Load a path once per session (its load time and peak RSS are recorded then)."""
         if name not in self._built:
-            import torch
-
-            from ipex_resnet import peers
-            from ipex_resnet.models import resolve
+            from ipex_resnet.errors import BackendUnavailable
 
             spec = self.spec(name)
-            if spec.peer and self._onnx is None:
-                try:
-                    self._onnx = peers.export_onnx(resolve(self.model, "none").module, Path(self._tmp.name) / "m.onnx")
-                except Exception as exc:  # noqa: BLE001
-                    pytest.skip(f"{name}: torch.onnx.export failed: {str(exc).strip().splitlines()[0][:200]}")
             try:
-                self._built[name] = R.build_path(spec, self.model, self.threads,
-                                                 onnx_path=self._onnx if spec.peer else None,
-                                                 slowdown=self.slowdown)
-            except peers.PeerUnavailable as exc:
+                self._built[name] = build_path(spec, self.ws, self.threads, slowdown=self.slowdown)
+            except BackendUnavailable as exc:
                 pytest.skip(str(exc))
+            import torch
+
             torch.set_num_threads(self.threads)
         return self._built[name]
 
     @property
-    def reference(self) -> R.Built:
-        return self.built(R.REFERENCE)
+    def reference(self) -> Built:
+        return self.built(REFERENCE)
+
+    def batch(self, n: int, seed: int = 0):
+        from ipex_resnet.benchmarking.inputs import batch
+
+        return batch(n, self.crop, seed)
 
 
 def pytest_configure(config):
@@ -156,7 +138,7 @@ def pytest_report_header(config):
              f"paths: {', '.join(s.name for s in ctx.paths)}"]
     lines += [f"skipped {k}: {v}" for k, v in ctx.skipped.items()]
     if ctx.slowdown:
-        lines.append(f"INJECTED SLOWDOWN: every non-reference path {ctx.slowdown:.0%} slower ({R.SLOWDOWN_ENV})")
+        lines.append(f"INJECTED SLOWDOWN: every non-reference path {ctx.slowdown:.0%} slower ({T.SLOWDOWN_ENV})")
     return lines
 
 
@@ -182,16 +164,40 @@ def pytest_benchmark_compare_machine_info(config, benchmarksession, machine_info
 
 
 def pytest_benchmark_update_json(config, benchmarks, output_json):
-    """Every saved result also carries its ratio to the best peer in the same group."""
-    by_group: dict[str, list[dict]] = {}
+    """Every saved result also carries its ratio to the best peer in the same group at the same precision."""
+    by_group: dict[tuple, list[dict]] = {}
     for b in output_json["benchmarks"]:
-        by_group.setdefault(b["group"], []).append(b)
+        by_group.setdefault((b["group"], b["extra_info"].get("precision")), []).append(b)
     for group in by_group.values():
         peer_medians = [b["stats"]["median"] for b in group if b["extra_info"].get("kind") == "peer"]
         if peer_medians:
             best = min(peer_medians)
             for b in group:
                 b["extra_info"]["ratio_to_best_peer_time"] = b["stats"]["median"] / best
+
+
+def suite_targets(benchmarks, batch_sizes) -> list[dict]:
+    """The report's targets (benchmarking.report.targets) from this session's results: batch-1 latency
+    and largest-batch throughput vs the best peer at the same precision, and cold starts."""
+    from ipex_resnet.benchmarking.report import targets
+
+    paths: dict[str, dict] = {}
+    cold: dict[str, dict] = {}
+    bmax = max(batch_sizes, default=1)
+    for b in benchmarks:
+        info = dict(b.extra_info)
+        if b.group == "cold-start" and "to_first_top5_s" in info:
+            cold[info["engine"]] = info
+            continue
+        if "path" not in info:
+            continue
+        row = paths.setdefault(info["path"], {"kind": info["kind"], "precision": info["precision"],
+                                              "latency": {}, "throughput": {}})
+        if b.group == "latency-b1":
+            row["latency"]["1"] = {"p50_ms": info["p50_ms"]}
+        elif b.group == f"throughput-b{bmax}":
+            row["throughput"][str(bmax)] = info["images_per_s"]
+    return targets({"paths": paths, "batch_sizes": [1, bmax], "cold_start": cold})
 
 
 # ----------------------------------------------------------------------------------------------
@@ -204,24 +210,24 @@ def pytest_generate_tests(metafunc):
         return
     if "path" in metafunc.fixturenames:
         want_peers = not getattr(metafunc.function, "_no_peers", False)
-        skip_inductor = getattr(metafunc.function, "_quick_no_inductor", False) and ctx.quick
         params = []
         for spec in ctx.paths:
             if spec.peer and not want_peers:
                 continue
             marks = ()
-            if skip_inductor and spec.backend == "inductor":
-                marks = pytest.mark.skip(reason="--bench-quick: no Inductor cold start (a full compile each)")
             if getattr(metafunc.function, "_quick_reference_and_best", False) and ctx.quick \
-                    and spec.name != R.REFERENCE and spec.backend != ctx.plan.backend:
+                    and spec.name != REFERENCE and spec.backend != ctx.plan.backend:
                 marks = pytest.mark.skip(reason="--bench-quick: end to end for the planned backend and eager only")
-            params.append(pytest.param(spec.name, id=spec.name.replace("/", "-"), marks=marks))
+            params.append(pytest.param(spec.name, id=spec.id, marks=marks))
         for name, why in ctx.skipped.items():
-            spec_peer = name.split("/")[0] in ("onnxruntime", "openvino")
-            if spec_peer and not want_peers:
+            if name.endswith(" (peer)") and not want_peers:
                 continue
-            params.append(pytest.param(name, id=name.replace("/", "-"), marks=pytest.mark.skip(reason=why)))
+            pid = ("peer-" if name.endswith(" (peer)") else "") + name.replace(" (peer)", "").replace("/", "-")
+            params.append(pytest.param(name, id=pid, marks=pytest.mark.skip(reason=why)))
         metafunc.parametrize("path", params)
+    if "engine" in metafunc.fixturenames:  # cold start: one per engine of our paths
+        names = list(dict.fromkeys(s.backend for s in ctx.paths if not s.peer))
+        metafunc.parametrize("engine", names, ids=names)
     if "batch" in metafunc.fixturenames:
         metafunc.parametrize("batch", ctx.batch_sizes, ids=[f"b{b}" for b in ctx.batch_sizes])
 
@@ -233,11 +239,6 @@ def no_peers(fn):
 
 def quick_reference_and_best(fn):
     fn._quick_reference_and_best = True
-    return fn
-
-
-def quick_no_inductor(fn):
-    fn._quick_no_inductor = True
     return fn
 
 
@@ -256,7 +257,7 @@ def ctx(request) -> Context:
 @pytest.fixture(scope="session")
 def photos(ctx) -> list[Path]:
     d = ctx.images_dir
-    files = sorted(p for p in d.glob("*") if p.suffix.lower() in (".jpeg", ".jpg")) if d.is_dir() else []
+    files = sorted(p for p in d.glob("*") if p.suffix.lower() in (".jpeg", ".jpg")) if d and d.is_dir() else []
     if not files:
         pytest.skip(f"no real photos at {d} (pass --bench-images DIR)")
     return files[:4] if ctx.quick else files[:32]
@@ -265,11 +266,13 @@ def photos(ctx) -> list[Path]:
 @pytest.fixture(scope="session")
 def large_jpeg(photos, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("large") / "large_1920x1080.jpg"
-    out.write_bytes(R.upscale_jpeg(photos[0].read_bytes(), (1920, 1080)))
+    from ipex_resnet.benchmarking.inputs import upscale_jpeg
+
+    out.write_bytes(upscale_jpeg(photos[0].read_bytes(), (1920, 1080)))
     return out
 
 
-def measure(benchmark, ctx: Context, built: R.Built, fn, args_for_round, ref_fn, *, rounds: int,
+def measure(benchmark, ctx: Context, built: Built, fn, args_for_round, ref_fn, *, rounds: int,
             warmup_rounds: int = 1, items: int = 1, memory_call=None) -> dict:
     """Benchmark ``fn`` with pytest-benchmark, timing ``ref_fn`` on the same input right before each
     round (interleaved), and store the ratio, percentiles and peak RSS in ``extra_info``."""
@@ -293,16 +296,16 @@ def measure(benchmark, ctx: Context, built: R.Built, fn, args_for_round, ref_fn,
     info.update({
         "path": built.spec.name, "kind": built.spec.kind, "backend": built.spec.backend,
         "precision": built.spec.precision, "model": ctx.model, "threads": ctx.threads,
-        "p50_ms": R.quantile(data, 0.5) * 1e3, "p90_ms": R.quantile(data, 0.9) * 1e3,
-        "p99_ms": R.quantile(data, 0.99) * 1e3, "items_per_s": items / R.quantile(data, 0.5),
-        "ref_p50_ms": R.quantile(ref_times, 0.5) * 1e3,
-        **{f"ratio_to_ref_{k}": v for k, v in R.ratio_estimates(data, ref_times).items()},
-        "ratio_to_ref": R.ratio_estimates(data, ref_times)[R.GATE_ESTIMATOR],
-        "ratio_estimator": R.GATE_ESTIMATOR,
+        "p50_ms": T.quantile(data, 0.5) * 1e3, "p90_ms": T.quantile(data, 0.9) * 1e3,
+        "p99_ms": T.quantile(data, 0.99) * 1e3, "items_per_s": items / T.quantile(data, 0.5),
+        "ref_p50_ms": T.quantile(ref_times, 0.5) * 1e3,
+        **{f"ratio_to_ref_{k}": v for k, v in T.ratio_estimates(data, ref_times).items()},
+        "ratio_to_ref": T.ratio_estimates(data, ref_times)[T.GATE_ESTIMATOR],
+        "ratio_estimator": T.GATE_ESTIMATOR,
         "load_s": built.load_s, "load_peak_rss_mb": built.load_peak_rss_mb,
         "load_delta_rss_mb": built.load_delta_rss_mb, "injected_slowdown": ctx.slowdown,
     })
-    with R.PeakRSS() as mem:
+    with PeakRSS() as mem:
         (memory_call or (lambda: fn(*args_for_round(0))))()
     info["infer_peak_rss_mb"] = mem.peak_mb
     info["infer_delta_rss_mb"] = mem.delta_mb
@@ -316,12 +319,27 @@ def measure(benchmark, ctx: Context, built: R.Built, fn, args_for_round, ref_fn,
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session, exitstatus):
     config = session.config
-    which = config.getoption("--bench-gate", default=None)
     bs = getattr(config, "_benchmarksession", None)
-    if not which or bs is None:
+    ctx = getattr(config, "_ipex_bench", None)
+    if bs is None or ctx is None:
         return
     tr = config.pluginmanager.get_plugin("terminalreporter")
     write = (lambda s: tr.write_line(s)) if tr else (lambda s: print(s, file=sys.stderr))
+    done = [b for b in bs.benchmarks if not b.has_error]
+    found = suite_targets(done, ctx.batch_sizes)
+    if found:
+        write("")
+        from ipex_resnet.benchmarking.report import describe_target
+
+        for t in found:
+            write(f"ipex_resnet target: {describe_target(t)}")
+        if ctx.settings.enforce_targets and not all(t["met"] for t in found):
+            write("ipex_resnet targets: NOT all met (--bench-enforce-targets)")
+            if session.exitstatus == pytest.ExitCode.OK:
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    which = config.getoption("--bench-gate", default=None)
+    if not which:
+        return
     pattern = which if any(c in which for c in "*?[/") or Path(which).is_file() else f"*{which}"
     files = list(bs.storage.load()) if which == "latest" else list(bs.storage.load(pattern))
     if not files:
@@ -331,13 +349,13 @@ def pytest_sessionfinish(session, exitstatus):
         return
     path, baseline = files[-1]
     current = [{"fullname": b.fullname, "extra_info": dict(b.extra_info)} for b in bs.benchmarks if not b.has_error]
-    result = R.gate(current, baseline["benchmarks"],
+    result = G.gate(current, baseline["benchmarks"],
                     time_tolerance=config.getoption("--bench-time-tolerance"),
                     memory_tolerance=config.getoption("--bench-memory-tolerance"))
     write("")
     write(f"ipex_resnet gate vs {path} ({len(result.checked)} checks; time: ratio to the interleaved "
-          f"{R.REFERENCE} reference +{config.getoption('--bench-time-tolerance'):.0%}; memory: peak RSS delta "
-          f"+{config.getoption('--bench-memory-tolerance'):.0%} +{R.MEMORY_SLACK_MB:g} MB)")
+          f"{REFERENCE} reference +{config.getoption('--bench-time-tolerance'):.0%}; memory: peak RSS delta "
+          f"+{config.getoption('--bench-memory-tolerance'):.0%} +{O.MEMORY_SLACK_MB:g} MB)")
     for name in result.missing:
         write(f"  not in baseline (not judged): {name}")
     for f in result.regressions:

@@ -7,7 +7,7 @@ baseline and a CI run) that loads the optimized paths at the plan's precision pl
 reference, then alternates *unchanged* and *slowed* (``inject_slowdown``: every call of the
 candidate 10% slower) trials. A trial is exactly what one gate benchmark does in ``--bench-quick``
 mode: ``--rounds`` rounds of (reference call, candidate call), then the ratio estimators of
-:func:`ipex_resnet.report.ratio_estimates`.
+:func:`ipex_resnet.benchmarking.timing.ratio_estimates`.
 
 Scoring mimics the gate: a *run* (one trial index, all paths) fails if any path's ratio exceeds its
 baseline by the tolerance. Baselines are each worker's first unchanged trial; every trial of every
@@ -35,19 +35,26 @@ TOLERANCES = (0.02, 0.03, 0.04, 0.05, 0.06, 0.08)
 def worker(trials: int, rounds: int, slowdown: float, backends: list[str] | None, threads: int | None) -> None:
     import torch
 
-    from ipex_resnet import report as R
+    from ipex_resnet import engines
+    from ipex_resnet.benchmarking import timing as T
+    from ipex_resnet.benchmarking.inputs import batch
+    from ipex_resnet.benchmarking.matrix import REFERENCE, matrix
+    from ipex_resnet.benchmarking.paths import Workspace, build_path
     from ipex_resnet.cpu import probe
+    from ipex_resnet.policy import make_plan
 
     warnings.simplefilter("ignore")
     cpu = probe()
-    paths, _ = R.matrix(cpu, backends, peers=[])
-    prec = "bf16" if cpu.has_native_bf16 else "fp32"
-    paths = [p for p in paths if p.name == R.REFERENCE or (p.backend != "eager" and p.precision == prec)]
-    built = {p.name: R.build_path(p, threads=threads) for p in paths}
+    paths, _ = matrix(cpu, backends, peers=[])
+    avail = engines.availability()
+    auto = {p.backend: make_plan(cpu, p.backend, "auto", 1, availability=avail, env={}).precision for p in paths}
+    paths = [p for p in paths if p.name == REFERENCE or (p.backend != "eager" and p.precision == auto[p.backend])]
+    ws = Workspace()
+    built = {p.name: build_path(p, ws, threads) for p in paths}
     if threads:
         torch.set_num_threads(threads)
-    ref = built[R.REFERENCE].runner
-    x = torch.randn(1, 3, 224, 224)
+    ref = built[REFERENCE].runner
+    x = batch(1, ws.crop)
     for b in built.values():
         for _ in range(2):
             b.runner(x)
@@ -56,7 +63,7 @@ def worker(trials: int, rounds: int, slowdown: float, backends: list[str] | None
         slowed = t % 2 == 1
         out = {"trial": t // 2, "slowed": slowed, "ratios": {}}
         for name, b in built.items():
-            cand = R.inject_slowdown(b.runner, slowdown) if slowed and name != R.REFERENCE else b.runner
+            cand = T.inject_slowdown(b.runner, slowdown) if slowed and name != REFERENCE else b.runner
             ct, rt = [], []
             for _ in range(rounds):  # the order of pytest-benchmark's pedantic(setup=...) rounds
                 t0 = clock()
@@ -65,7 +72,7 @@ def worker(trials: int, rounds: int, slowdown: float, backends: list[str] | None
                 t0 = clock()
                 cand(x)
                 ct.append(clock() - t0)
-            out["ratios"][name] = R.ratio_estimates(ct, rt)
+            out["ratios"][name] = T.ratio_estimates(ct, rt)
         print(json.dumps(out), flush=True)
 
 
@@ -101,7 +108,9 @@ def main() -> int:
         worker(args.trials, args.rounds, args.slowdown, backends, args.threads)
         return 0
 
-    from ipex_resnet import report as R
+    from ipex_resnet.benchmarking import options as O
+    from ipex_resnet.benchmarking import timing as T
+    from ipex_resnet.benchmarking.machine import versions
 
     t0 = time.time()
     results: list[list[dict]] = []
@@ -121,7 +130,7 @@ def main() -> int:
     print(f"injected slowdown {args.slowdown:.0%}; threads {args.threads or 'plan'}; {args.workers} processes x {args.trials} trial pairs x "
           f"{args.rounds} rounds; runs judged against other processes' baselines")
     print(f"{'estimator':<10}" + "".join(f"  tol {t:>4.0%}: catch/false" for t in TOLERANCES))
-    for est in R.RATIO_ESTIMATORS:
+    for est in T.RATIO_ESTIMATORS:
         row = {}
         cells = []
         for tol in TOLERANCES:
@@ -132,27 +141,27 @@ def main() -> int:
         print(f"{est:<10}" + "".join(cells))
     # Noise: how much each path's unchanged ratio wanders between trials and processes.
     noise = {}
-    for est in R.RATIO_ESTIMATORS:
+    for est in T.RATIO_ESTIMATORS:
         per_path: dict[str, list[float]] = {}
         for trials in results:
             for t in trials:
                 if not t["slowed"]:
                     for name, r in t["ratios"].items():
                         per_path.setdefault(name, []).append(r[est])
-        noise[est] = {name: {"median": R.quantile(v, .5), "cv": (R.quantile(v, .84) - R.quantile(v, .16)) / 2 / R.quantile(v, .5)}
+        noise[est] = {name: {"median": T.quantile(v, .5), "cv": (T.quantile(v, .84) - T.quantile(v, .16)) / 2 / T.quantile(v, .5)}
                       for name, v in per_path.items()}
     print("unchanged ratio spread (half the 16-84% range / median):")
     for est, paths in noise.items():
         print(f"  {est:<8} " + ", ".join(f"{n} {v['median']:.3f} +-{v['cv']:.1%}" for n, v in paths.items()))
-    print(f"gate default: estimator {R.GATE_ESTIMATOR}, tolerance {R.TIME_TOLERANCE:.0%}: "
-          f"catch {table[R.GATE_ESTIMATOR].get(f'{R.TIME_TOLERANCE:.2f}', {}).get('catch', float('nan')):.0%}, "
-          f"false alarms {table[R.GATE_ESTIMATOR].get(f'{R.TIME_TOLERANCE:.2f}', {}).get('false_alarm', float('nan')):.0%} "
+    print(f"gate default: estimator {T.GATE_ESTIMATOR}, tolerance {O.TIME_TOLERANCE:.0%}: "
+          f"catch {table[T.GATE_ESTIMATOR].get(f'{O.TIME_TOLERANCE:.2f}', {}).get('catch', float('nan')):.0%}, "
+          f"false alarms {table[T.GATE_ESTIMATOR].get(f'{O.TIME_TOLERANCE:.2f}', {}).get('false_alarm', float('nan')):.0%} "
           f"({time.time() - t0:.0f} s)")
     if args.output:
         Path(args.output).write_text(json.dumps({
             "slowdown": args.slowdown, "workers": args.workers, "threads": args.threads, "trials": args.trials, "rounds": args.rounds,
-            "gate_estimator": R.GATE_ESTIMATOR, "gate_tolerance": R.TIME_TOLERANCE, "rates": table,
-            "noise": noise, "versions": R.versions(), "seconds": time.time() - t0, "raw": results}, indent=2) + "\n")
+            "gate_estimator": T.GATE_ESTIMATOR, "gate_tolerance": O.TIME_TOLERANCE, "rates": table,
+            "noise": noise, "versions": versions(), "seconds": time.time() - t0, "raw": results}, indent=2) + "\n")
     return 0
 
 

@@ -1,7 +1,6 @@
 """Batched throughput, model only: images/s at each --bench-batch-sizes (default 8 and 32)."""
 
 import pytest
-import torch
 
 from conftest import measure
 
@@ -11,7 +10,7 @@ pytestmark = pytest.mark.throughput
 def test_throughput(benchmark, ctx, path, batch):
     benchmark.group = f"throughput-b{batch}"
     built = ctx.built(path)
-    x = torch.randn(batch, 3, 224, 224, generator=torch.Generator().manual_seed(batch))
+    x = ctx.batch(batch, seed=batch)
     rounds = max(3, (ctx.rounds * 4) // batch)
     info = measure(benchmark, ctx, built, built.runner, lambda i: (x,), ctx.reference.runner,
                    rounds=rounds, warmup_rounds=1, items=batch)

@@ -15,8 +15,8 @@ import warnings
 # Subcommands that live in their own modules: name -> (module, help). Each module provides
 # add_arguments(parser) and main(args) -> int.
 EXTERNAL_COMMANDS = {
-    "bench": ("ipex_resnet.report", "run the benchmark matrix and write a JSON report"),
-    "compare": ("ipex_resnet.compare", "compare bench reports across machines (table + PNG chart)"),
+    "bench": ("ipex_resnet.benchmarking.cli", "run the benchmark matrix and write a JSON report"),
+    "compare": ("ipex_resnet.benchmarking.compare", "compare bench reports across machines (table + PNG chart)"),
     "serve": ("ipex_resnet.serve", "serve the classifier over HTTP with dynamic batching"),
     "compile": ("ipex_resnet.precompile", "build compiled artifacts into the cache ahead of time"),
     "quantize": ("ipex_resnet.quantize_cmd", "calibrate + quantize to INT8, cache it, report agreement with fp32"),

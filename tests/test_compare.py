@@ -8,15 +8,18 @@ import json
 
 import pytest
 
-from ipex_resnet import compare as C
-from ipex_resnet import report as R
+from ipex_resnet.benchmarking import compare as C
+from ipex_resnet.benchmarking import report as R
+from ipex_resnet.benchmarking.options import Settings
+from ipex_resnet.benchmarking.run import run_report
 from ipex_resnet.cli import main as cli_main
 
 
 @pytest.fixture(scope="module")
 def report_doc() -> dict:
-    """A real report: eager FP32 only, batch 1 and 2, a tiny timing budget."""
-    return R.run_report(backends=["eager"], precisions=["fp32"], peers=[], batch_sizes=[1, 2], quick=True, budget_s=0.3)
+    """A real report: eager FP32 only, batch 1 and 2, a tiny timing budget, no subprocess phase."""
+    return run_report(Settings(backends=["eager"], precisions=["fp32"], peers=[], batch_sizes=[1, 2], quick=True,
+                               budget=0.3, alone_budget=0, cold_start=False, threads=1))
 
 
 @pytest.fixture
@@ -37,8 +40,20 @@ def two_reports(report_doc, tmp_path):
 
 def test_report_table_and_targets_are_consistent(report_doc):
     text = R.format_table(report_doc)
-    assert "eager/fp32" in text and report_doc["cpu"]["model_name"] in text
-    assert "no peer ran" in report_doc["targets"]["note"]
+    assert "eager/fp32" in text and report_doc["cpu"]["model_name"] in text and "(crop 224)" in text
+    assert report_doc["targets"] == [] and "no peer ran" in text
+    assert "alone" not in report_doc["paths"]["eager/fp32"] and report_doc["cold_start"] == {}
+
+
+def test_old_reports_still_load_with_peer_rows_marked(report_doc, tmp_path):
+    old = copy.deepcopy(report_doc)
+    old["schema"] = "ipex_resnet.bench/1"
+    old["paths"]["openvino/fp32"] = {**copy.deepcopy(old["paths"]["eager/fp32"]), "kind": "peer"}
+    p = tmp_path / "old.json"
+    p.write_text(json.dumps(old))
+    doc = C.load_report(p)
+    assert "openvino/fp32 (peer)" in doc["paths"] and "openvino/fp32" not in doc["paths"]
+    assert "eager/fp32" in doc["paths"]
 
 
 def test_labels_keep_machines_apart(two_reports):

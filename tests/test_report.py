@@ -1,8 +1,10 @@
-"""Benchmark toolkit and ``ipex-resnet bench``: the matrix, statistics, slowdown injection, peak RSS,
-machine keys, the baseline gate, and one real (small) report run through the CLI."""
+"""The benchmarking package: options declared once, the matrix from the engine registry, pluggable
+peers, statistics, peak RSS (this process and a child's), cold-start timing, machine keys, the gate,
+targets, and one real (small) ``ipex-resnet bench`` run through the CLI."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -11,18 +13,27 @@ import time
 import numpy as np
 import pytest
 
-from ipex_resnet import report as R
+from ipex_resnet.benchmarking import coldstart, gate as G, machine, matrix as M, options as O
+from ipex_resnet.benchmarking import peers as P, report as Rep, timing as T
+from ipex_resnet.benchmarking.memory import ChildPeakRSS, PeakRSS
 from ipex_resnet.cli import main as cli_main
 from ipex_resnet.cpu import merge, parse_cpuinfo, parse_lscpu
 from ipex_resnet.errors import ConfigError
 
 from conftest import FIXTURES, REPO
 
-ALL = {"ipex": (True, "IPEX ok"), "inductor": (True, "Inductor"), "eager": (True, "eager")}
+ALL = {"ipex": (True, "IPEX ok"), "inductor": (True, "Inductor"), "openvino": (True, "ov"),
+       "onnxruntime": (True, "ort"), "eager": (True, "eager")}
 NO_IPEX = {**ALL, "ipex": (False, "IPEX is not installed; for it: pip install intel-extension-for-pytorch==2.8.0")}
-PEERS_OK = {"onnxruntime": (True, "ort"), "openvino": (True, "ov")}
-PEERS_NONE = {"onnxruntime": (False, "onnxruntime is not installed; pip install onnxruntime"),
-              "openvino": (False, "openvino is not installed; pip install openvino")}
+PEERS_OK = {name: (True, "ok") for name in P.REGISTRY}
+PEERS_NONE = {name: (False, f"{name.split('/')[0]} is not installed; pip install {name.split('/')[0]}")
+              for name in P.REGISTRY}
+NO_INT8 = {n: "not installed in this build" for n in ALL}
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("IPEX_RESNET_CACHE_DIR", str(tmp_path / "cache"))
 
 
 def cpu(name: str):
@@ -36,50 +47,115 @@ def names(paths):
 
 # --- the matrix -------------------------------------------------------------------------------
 
-def test_matrix_native_bf16_cpu_runs_everything():
-    paths, skipped = R.matrix(cpu("sapphire_rapids"), availability=ALL, peer_availability=PEERS_OK)
-    assert names(paths) == ["ipex/fp32", "ipex/bf16", "inductor/fp32", "inductor/bf16", "eager/fp32", "eager/bf16",
-                            "onnxruntime/fp32", "openvino/fp32", "openvino/bf16"]
-    assert skipped == {}
+def test_matrix_native_bf16_cpu_runs_every_engine_at_its_precisions_plus_peers():
+    paths, skipped = M.matrix(cpu("sapphire_rapids"), availability=ALL, peer_availability=PEERS_OK, int8=NO_INT8)
+    assert names(paths) == ["ipex/fp32", "ipex/bf16", "inductor/fp32", "inductor/bf16", "openvino/fp32",
+                            "openvino/bf16", "onnxruntime/fp32", "eager/fp32", "eager/bf16",
+                            "onnxruntime/fp32 (peer)", "openvino/fp32 (peer)", "openvino/bf16 (peer)"]
+    assert skipped == {}  # int8 is not asked for and no int8 flow is installed: not in the matrix at all
     assert [p.kind for p in paths].count("peer") == 3
 
 
+def test_matrix_int8_when_its_flow_exists_or_is_asked_for():
+    ready = {**NO_INT8, "inductor": None}
+    paths, skipped = M.matrix(cpu("sapphire_rapids"), availability=ALL, peer_availability=PEERS_OK, int8=ready)
+    assert "inductor/int8" in names(paths) and "openvino/int8 (peer)" in names(paths)
+    assert "not installed" in skipped["ipex/int8"] and "eager/int8" not in skipped  # eager has no int8
+    paths, skipped = M.matrix(cpu("sapphire_rapids"), precisions=["int8"], availability=ALL,
+                              peer_availability=PEERS_NONE, int8=NO_INT8)
+    assert names(paths) == ["eager/fp32"]  # only the reference
+    assert "not installed" in skipped["inductor/int8"] and "pip install" in skipped["onnxruntime/int8 (peer)"]
+
+
 def test_matrix_skips_emulated_bf16_unless_asked():
-    paths, skipped = R.matrix(cpu("skylake_sp"), availability=ALL, peer_availability=PEERS_OK)
+    paths, skipped = M.matrix(cpu("skylake_sp"), availability=ALL, peer_availability=PEERS_OK, int8=NO_INT8)
     assert "ipex/bf16" not in names(paths) and "emulated" in skipped["ipex/bf16"]
-    assert "openvino/bf16" in skipped
-    paths, skipped = R.matrix(cpu("skylake_sp"), availability=ALL, peer_availability=PEERS_OK, emulated_bf16=True)
+    assert "openvino/bf16 (peer)" in skipped and "openvino/bf16" not in names(paths)
+    paths, skipped = M.matrix(cpu("skylake_sp"), availability=ALL, peer_availability=PEERS_OK, emulated_bf16=True,
+                              int8=NO_INT8)
     assert "ipex/bf16" in names(paths) and "ipex/bf16" not in skipped
+    # OpenVINO runs no BF16 without native support: asked for explicitly, it says so
+    _, skipped = M.matrix(cpu("skylake_sp"), ["openvino"], ["bf16"], availability=ALL, peers=[], int8=NO_INT8)
+    assert skipped["openvino/bf16"] == "openvino runs fp32, int8 on this CPU"
 
 
-def test_matrix_unavailable_backend_and_peers_are_skipped_with_the_hint():
-    paths, skipped = R.matrix(cpu("sapphire_rapids"), ["ipex", "inductor"], ["fp32"], availability=NO_IPEX,
-                              peer_availability=PEERS_NONE)
+def test_matrix_unavailable_engines_and_peers_are_skipped_with_the_hint():
+    paths, skipped = M.matrix(cpu("sapphire_rapids"), ["ipex", "inductor"], ["fp32"], availability=NO_IPEX,
+                              peer_availability=PEERS_NONE, int8=NO_INT8)
     assert "pip install intel-extension-for-pytorch" in skipped["ipex/fp32"]
-    assert "pip install onnxruntime" in skipped["onnxruntime/fp32"]
+    assert "pip install onnxruntime" in skipped["onnxruntime/fp32 (peer)"]
     # the eager FP32 reference is always measured: every ratio is taken against it
     assert names(paths) == ["eager/fp32", "inductor/fp32"]
 
 
+def test_a_peer_row_is_one_registration():
+    row = P.Peer("onnxruntime", "bf16", lambda src: (lambda x: x), ("onnxruntime",), "pip install onnxruntime",
+                 "test row")
+    P.register(row)
+    try:
+        with pytest.raises(ValueError, match="registered twice"):
+            P.register(row)
+        paths, _ = M.matrix(cpu("sapphire_rapids"), ["eager"], ["fp32", "bf16"], availability=ALL,
+                            peer_availability={**PEERS_OK, row.name: (True, "ok")}, int8=NO_INT8)
+        assert "onnxruntime/bf16 (peer)" in names(paths)
+    finally:
+        del P.REGISTRY[row.name]
+
+
+# --- options: one declaration, two front ends -------------------------------------------------
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestDeprecationWarning")  # pytest's own Parser, built directly
+def test_cli_and_pytest_options_come_from_one_declaration():
+    from _pytest.config.argparsing import Parser
+
+    cli = argparse.ArgumentParser()
+    O.add_cli_arguments(cli)
+    pyt = Parser()
+    O.add_pytest_options(pyt.getgroup("bench"))
+    cli_flags = {a for act in cli._actions for a in act.option_strings}
+    py_flags = {name for opt in pyt.getgroup("bench").options for name in opt.names()}
+    for o in O.OPTIONS:
+        assert (o.cli_flag in cli_flags) == (O.CLI in o.scopes), o.dest
+        assert (o.pytest_flag in py_flags) == (O.PYTEST in o.scopes), o.dest
+    shared = [o for o in O.OPTIONS if set(o.scopes) == {O.CLI, O.PYTEST}]
+    assert {o.dest for o in shared} >= {"model", "threads", "batch_sizes", "backends", "precisions", "peers", "quick"}
+    # the same values parse to the same settings from either front end
+    args = cli.parse_args(["--backends", "eager", "--precisions", "fp32", "--peers", "none", "--batch-sizes", "4",
+                           "--quick"])
+    ns = pyt.parse(["--bench-backends", "eager", "--bench-precisions", "fp32", "--bench-peers", "none",
+                    "--bench-batch-sizes", "4", "--bench-quick"])
+    from_cli = O.settings(O.raw_from_cli(args))
+    from_pytest = O.settings({o.dest: getattr(ns, "bench_" + o.dest) for o in O.OPTIONS if O.PYTEST in o.scopes})
+    for key in ("model", "threads", "batch_sizes", "backends", "precisions", "peers", "quick"):
+        assert getattr(from_cli, key) == getattr(from_pytest, key), key
+    assert from_cli.batch_sizes == [1, 4] and from_cli.peers == [] and from_cli.backends == ["eager"]
+
+
 def test_option_parsing_errors_name_the_bad_value():
-    assert R.parse_list("Eager, ipex,eager", ("ipex", "inductor", "eager"), "backend") == ["eager", "ipex"]
+    assert O.parse_list("Eager, ipex,eager", ("ipex", "inductor", "eager"), "backend") == ["eager", "ipex"]
     with pytest.raises(ConfigError, match="unknown backend 'tvm'"):
-        R.parse_list("eager,tvm", ("ipex", "inductor", "eager"), "backend")
-    assert R.parse_batch_sizes("32,8") == [1, 8, 32]
+        O.parse_list("eager,tvm", ("ipex", "inductor", "eager"), "backend")
+    assert O.parse_batch_sizes("32,8") == [1, 8, 32]
     with pytest.raises(ConfigError, match="at least 1"):
-        R.parse_batch_sizes("0")
+        O.parse_batch_sizes("0")
     with pytest.raises(ConfigError, match="not a whole number"):
-        R.parse_batch_sizes("8,big")
+        O.parse_batch_sizes("8,big")
+    with pytest.raises(ConfigError, match="unknown precision 'fp8'"):
+        O.settings({"precisions": "fp8"})
+    with pytest.raises(ConfigError, match="unknown peer 'tensorrt'"):
+        O.settings({"peers": "tensorrt"})
+    with pytest.raises(ConfigError, match="is not a directory"):
+        O.settings({"images": "/nonexistent/dir"})
 
 
-# --- statistics -------------------------------------------------------------------------------
+# --- statistics and timing --------------------------------------------------------------------
 
 def test_quantiles_match_numpy():
     rng = np.random.default_rng(1)
     xs = list(rng.lognormal(size=101))
     for q in (0.25, 0.5, 0.9, 0.99):
-        assert R.quantile(xs, q) == pytest.approx(float(np.quantile(xs, q)))
-    s = R.summarize([0.010, 0.020, 0.030])
+        assert T.quantile(xs, q) == pytest.approx(float(np.quantile(xs, q)))
+    s = T.summarize([0.010, 0.020, 0.030])
     assert s["p50_ms"] == pytest.approx(20.0) and s["n"] == 3 and s["min_ms"] == pytest.approx(10.0)
 
 
@@ -88,8 +164,8 @@ def test_ratio_estimators_see_a_ten_percent_change_through_noise():
     ref = list(0.02 * (1 + rng.exponential(0.05, 200)))
     noise = rng.exponential(0.05, 200)
     cand = [r * 1.10 * (1 + n) / (1 + m) for r, n, m in zip(ref, noise, rng.exponential(0.05, 200))]
-    est = R.ratio_estimates(cand, ref)
-    assert set(est) == set(R.RATIO_ESTIMATORS)
+    est = T.ratio_estimates(cand, ref)
+    assert set(est) == set(T.RATIO_ESTIMATORS)
     for name in ("p50", "paired", "p25"):
         assert 1.05 < est[name] < 1.15, (name, est[name])
 
@@ -104,55 +180,97 @@ def _spin(seconds: float):
 
 def test_injected_slowdown_is_caught_by_interleaved_ratio_and_reference_is_untouched():
     work = _spin(0.005)
-    assert R.inject_slowdown(work, 0.0) is work
-    slowed = R.inject_slowdown(work, 0.10)
-    # The slowdown spins on the measured time of each call, so even a preempted call is 10% longer.
+    assert T.inject_slowdown(work, 0.0) is work
+    slowed = T.inject_slowdown(work, 0.10)
     t0 = time.perf_counter()
     slowed(None)
     assert time.perf_counter() - t0 >= 0.0055
-    ratio, cand, ref = R.interleaved_ratio(slowed, work, None, rounds=40)
+    ratio, cand, ref = T.interleaved_ratio(slowed, work, None, rounds=40)
     assert len(cand) == len(ref) == 40
     assert 1.05 < ratio < 1.25
-    same, _, _ = R.interleaved_ratio(work, work, None, rounds=40)
+    same, _, _ = T.interleaved_ratio(work, work, None, rounds=40)
     assert 0.93 < same < 1.07
 
 
 def test_time_interleaved_rotates_order_and_counts_calls():
     calls: list[str] = []
     runners = {n: (lambda x, n=n: calls.append(n)) for n in "abc"}
-    out = R.time_interleaved(runners, None, rounds=3, calls_per_round=2, switch_warmup=1)
+    out = T.time_interleaved(runners, None, rounds=3, calls_per_round=2, switch_warmup=1)
     assert {k: len(v) for k, v in out.items()} == {"a": 6, "b": 6, "c": 6}
     assert calls[0] == "a" and calls[9] == "b" and calls[18] == "c"  # each round starts one later
 
 
-def test_slowdown_env_is_validated(monkeypatch):
-    monkeypatch.setenv(R.SLOWDOWN_ENV, "0.1")
-    assert R.slowdown_fraction() == pytest.approx(0.1)
-    monkeypatch.setenv(R.SLOWDOWN_ENV, "ten")
-    with pytest.raises(ConfigError, match=R.SLOWDOWN_ENV):
-        R.slowdown_fraction()
+def test_time_for_respects_the_budget_and_the_minimum():
+    samples = T.time_for(_spin(0.002), None, 0.05)
+    assert 10 <= len(samples) <= 30 and min(samples) >= 0.002
+    assert len(T.time_for(_spin(0.01), None, 0.0, min_calls=3)) == 3
 
+
+def test_slowdown_env_is_validated(monkeypatch):
+    monkeypatch.setenv(T.SLOWDOWN_ENV, "0.1")
+    assert T.slowdown_fraction() == pytest.approx(0.1)
+    monkeypatch.setenv(T.SLOWDOWN_ENV, "ten")
+    with pytest.raises(ConfigError, match=T.SLOWDOWN_ENV):
+        T.slowdown_fraction()
+
+
+# --- memory -----------------------------------------------------------------------------------
 
 def test_peak_rss_sees_a_transient_allocation():
-    with R.PeakRSS() as mem:
+    with PeakRSS() as mem:
         block = np.ones(200 * 2**20 // 8)  # 200 MiB, touched
         del block
     assert mem.delta_mb > 150, mem.delta_mb
     assert mem.peak_mb >= mem.before_mb
-    with R.PeakRSS() as idle:
+    with PeakRSS() as idle:
         pass
     assert idle.delta_mb < 50
 
 
-# --- machine keys and the gate ----------------------------------------------------------------
+def test_child_peak_rss_is_that_childs_own():
+    """A child's own peak: not inflated by this (large) parent, and it sees a transient allocation."""
+    code = "import time, numpy as np; b = np.ones({n} * 2**20 // 8); del b; time.sleep(0.3)"
+    hold = np.ones(400 * 2**20 // 8)  # this process is large when it forks
+    peaks = {}
+    for n in (16, 300):
+        proc = subprocess.Popen([sys.executable, "-c", code.format(n=n)])
+        mem = ChildPeakRSS(proc.pid)
+        assert proc.wait() == 0
+        peaks[n] = mem.stop()
+    del hold
+    assert peaks[16] < 200, peaks  # a small Python process, not a copy of this one
+    assert peaks[300] - peaks[16] > 250, peaks
+
+
+# --- cold start -------------------------------------------------------------------------------
+
+def test_time_classify_stops_the_clock_at_the_fifth_score_line(tmp_path):
+    script = tmp_path / "fake_classify.py"  # prints like `ipex-resnet classify`, then lingers
+    script.write_text("import sys, time\nprint('one.jpg', flush=True)\n"
+                      "for i in range(5):\n    print(f'   {20 - i}.00%  label{i} ({i})', flush=True)\n"
+                      "time.sleep(0.6)\n")
+    out = coldstart.time_classify([sys.executable, str(script)])
+    assert "error" not in out and out["exit_code"] == 0
+    assert out["to_first_top5_s"] < out["to_exit_s"] - 0.4
+    bad = coldstart.time_classify([sys.executable, "-c", "import sys; sys.exit('error: no such backend')"])
+    assert bad["error"] == "exit 1: error: no such backend"
+
+
+def test_cold_start_targets_by_engine_kind():
+    assert coldstart.target_for("openvino") == (1.5, pytest.approx(273.0))
+    assert coldstart.target_for("onnxruntime")[0] == 1.5
+    assert coldstart.target_for("inductor") == (3.0, None) and coldstart.target_for("eager") == (3.0, None)
+
+
+# --- machine keys, the gate, the targets ------------------------------------------------------
 
 def test_machine_key_separates_skus_and_stacks():
     v28 = {"torch": "2.8.0+cpu", "intel_extension_for_pytorch": "2.8.0+cpu"}
     v214 = {"torch": "2.14.1", "intel_extension_for_pytorch": None}
-    keys = {R.machine_key(cpu("sapphire_rapids"), v28, 56), R.machine_key(cpu("ice_lake"), v28, 56),
-            R.machine_key(cpu("sapphire_rapids"), v214, 56), R.machine_key(cpu("sapphire_rapids"), v28, 8)}
+    keys = {machine.machine_key(cpu("sapphire_rapids"), v28, 56), machine.machine_key(cpu("ice_lake"), v28, 56),
+            machine.machine_key(cpu("sapphire_rapids"), v214, 56), machine.machine_key(cpu("sapphire_rapids"), v28, 8)}
     assert len(keys) == 4
-    k = R.machine_key(cpu("sapphire_rapids"), v28, 56)
+    k = machine.machine_key(cpu("sapphire_rapids"), v28, 56)
     assert "avx512_core_amx" in k and "torch2.8.0" in k and "ipex2.8.0" in k and "/" not in k and " " not in k
 
 
@@ -165,22 +283,54 @@ def _bench(name, ratio=None, path="ipex/bf16", **mem):
 
 def test_gate_flags_time_ratio_and_memory_regressions_only():
     base = [_bench("lat[ipex]", 0.40, load_delta_rss_mb=300, infer_delta_rss_mb=10),
-            _bench("lat[eager]", 1.00, path=R.REFERENCE),
+            _bench("lat[eager]", 1.00, path=M.REFERENCE),
             _bench("thr[ipex]", 0.30)]
     same = [_bench("lat[ipex]", 0.41, load_delta_rss_mb=305, infer_delta_rss_mb=20),
-            _bench("lat[eager]", 1.30, path=R.REFERENCE),  # the reference vs itself is never judged
+            _bench("lat[eager]", 1.30, path=M.REFERENCE),  # the reference vs itself is never judged
             _bench("thr[ipex]", 0.29), _bench("new[x]", 5.0)]
-    res = R.gate(same, base, time_tolerance=0.06)
+    res = G.gate(same, base, time_tolerance=0.06)
     assert res.ok and res.missing == ["new[x]"]
     assert len(res.checked) == 4
     slow = [_bench("lat[ipex]", 0.40 * 1.10, load_delta_rss_mb=300, infer_delta_rss_mb=10),
             _bench("thr[ipex]", 0.30)]
-    res = R.gate(slow, base, time_tolerance=0.06)
+    res = G.gate(slow, base, time_tolerance=0.06)
     assert not res.ok and [(f.name, f.metric) for f in res.regressions] == [("lat[ipex]", "ratio_to_ref")]
     assert "+10.0%" in res.regressions[0].describe()
     fat = [_bench("lat[ipex]", 0.40, load_delta_rss_mb=400, infer_delta_rss_mb=10)]
-    res = R.gate(fat, base)
+    res = G.gate(fat, base)
     assert [(f.metric) for f in res.regressions] == ["load_delta_rss_mb"]
+
+
+def _row(kind, precision, p50, thr, alone_p50=None):
+    r = {"kind": kind, "precision": precision, "latency": {"1": {"p50_ms": p50}}, "throughput": {"32": thr}}
+    if alone_p50:
+        r["alone"] = {"latency": {"1": {"p50_ms": alone_p50}}, "throughput": {"32": thr}}
+    return r
+
+
+def test_peer_ratios_and_targets_compare_at_the_same_precision():
+    doc = {"batch_sizes": [1, 32], "paths": {
+        "inductor/bf16": _row("ipex_resnet", "bf16", 10.5, 100.0, alone_p50=9.0),
+        "inductor/fp32": _row("ipex_resnet", "fp32", 20.0, 50.0),
+        "eager/fp32": _row("ipex_resnet", "fp32", 30.0, 35.0),
+        "openvino/bf16 (peer)": _row("peer", "bf16", 10.0, 110.0, alone_p50=10.0),
+        "onnxruntime/fp32 (peer)": _row("peer", "fp32", 18.0, 60.0)},
+        "cold_start": {"onnxruntime": {"to_first_top5_s": 0.9, "target_s": 1.5, "met_time": True,
+                                       "peak_rss_mb": 300.0, "target_rss_mb": 273.0, "met_rss": False}}}
+    Rep.add_ratios(doc["paths"], doc["batch_sizes"])
+    ind = doc["paths"]["inductor/bf16"]["speedup"]
+    assert ind["vs_best_peer_interleaved"]["latency_peer"] == "openvino/bf16 (peer)"  # not the fp32 peer
+    assert ind["vs_best_peer_interleaved"]["latency_b1"] == pytest.approx(1.05)
+    assert ind["vs_best_peer_alone"]["latency_b1"] == pytest.approx(0.9)
+    assert doc["paths"]["inductor/fp32"]["speedup"]["vs_best_peer_interleaved"]["throughput_b32"] == \
+        pytest.approx(50 / 60)
+    found = {(t["mode"], t["name"]): t for t in Rep.targets(doc)}
+    assert not found[("interleaved", "bf16 b1 latency, best path vs best peer")]["met"]
+    assert found[("alone", "bf16 b1 latency, best path vs best peer")]["met"]
+    assert found[("interleaved", "native stack: inductor/bf16 b1 latency vs openvino/bf16 peer")]["met"]  # 1.05
+    assert not found[("interleaved", "fp32 b32 throughput, best path vs best peer")]["met"]
+    assert found[("fresh process", "cold start onnxruntime (process -> first top-5)")]["met"]
+    assert not found[("fresh process", "cold start onnxruntime peak RSS (lean path)")]["met"]
 
 
 # --- the CLI, for real ------------------------------------------------------------------------
@@ -197,19 +347,17 @@ def test_bench_cli_rejects_bad_options_in_one_line(capsys):
 
 @pytest.mark.slow
 def test_bench_cli_writes_a_complete_report(tmp_path):
-    from ipex_resnet import peers
-
-    want_peer = peers.status("onnxruntime")[0]
+    want_peer = P.REGISTRY["onnxruntime/fp32"].status()[0]
     out = tmp_path / "report.json"
     cmd = [sys.executable, "-m", "ipex_resnet.cli", "bench", "--quick", "--backends", "eager", "--precisions", "fp32",
            "--peers", "onnxruntime" if want_peer else "none", "--batch-sizes", "2", "--budget", "0.5",
-           "--output", str(out)]
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+           "--alone-budget", "0.4", "--threads", "1", "--output", str(out)]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     doc = json.loads(out.read_text())
-    assert doc["schema"] == R.REPORT_SCHEMA and doc["batch_sizes"] == [1, 2]
-    assert doc["cpu"]["model_name"] and doc["versions"]["torch"] and doc["threads"]["used"] >= 1
-    assert doc["plan"]["backend"] in ("ipex", "inductor", "eager")
+    assert doc["schema"] == Rep.REPORT_SCHEMA and doc["batch_sizes"] == [1, 2]
+    assert doc["cpu"]["model_name"] and doc["versions"]["torch"] and doc["threads"]["used"] == 1
+    assert doc["inputs"]["crop_size"] == 224  # from resnet18's preset
     ref = doc["paths"]["eager/fp32"]
     for key in ("p50_ms", "p90_ms", "p99_ms"):
         assert ref["latency"]["1"][key] > 0
@@ -217,9 +365,20 @@ def test_bench_cli_writes_a_complete_report(tmp_path):
     assert ref["throughput"]["2"] > 0 and ref["load_peak_rss_mb"] > 0
     assert ref["speedup"]["vs_eager_fp32"]["2"] == pytest.approx(1.0)
     assert ref["end_to_end"]["1920x1080"]["p50_ms"] > 0
+    # alone, in a fresh process
+    assert ref["alone"]["latency"]["1"]["p50_ms"] > 0 and ref["alone"]["throughput"]["2"] > 0
+    assert ref["alone"]["peak_rss_mb"] > 50
+    # cold start of classify with a warm cache
+    cold = doc["cold_start"]["eager"]
+    assert "error" not in cold and 0 < cold["to_first_top5_s"] <= cold["to_exit_s"] and cold["peak_rss_mb"] > 50
+    assert any(t["name"].startswith("cold start eager") for t in doc["targets"])
     if want_peer:
-        assert "onnxruntime/fp32" in doc["paths"] and "latency_b1" in doc["targets"]
-        assert ref["speedup"]["best_peer"]["2"] == "onnxruntime/fp32"
+        peer = doc["paths"]["onnxruntime/fp32 (peer)"]
+        assert peer["kind"] == "peer" and peer["alone"]["latency"]["1"]["p50_ms"] > 0
+        assert peer["alone"]["imported_torch"] is False  # a peer alone is the runtime, numpy and nothing else
+        assert ref["speedup"]["vs_best_peer_interleaved"]["latency_peer"] == "onnxruntime/fp32 (peer)"
+        assert {t["mode"] for t in doc["targets"] if "peer" in t} == {"interleaved", "alone"}
     # the table went to stdout, the progress to stderr
-    assert "eager/fp32" in proc.stdout and "p50 ms" in proc.stdout and str(out) in proc.stdout
+    assert "eager/fp32" in proc.stdout and "alone p50" in proc.stdout and str(out) in proc.stdout
+    assert "cold start (classify, warm cache)" in proc.stdout
     assert "loading eager/fp32" in proc.stderr

@@ -14,9 +14,19 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 IDENTITY_FIELDS = ("cpu", "isa", "torch", "ipex", "threads", "model")
+
+
+OLD_SCHEMAS = ("ipex_resnet.bench/1",)
+
+
+def _upgrade(doc: dict) -> dict:
+    """Schema 1 named peer rows like our paths ("openvino/fp32"); schema 2 marks them " (peer)"."""
+    if doc.get("schema") in OLD_SCHEMAS:
+        doc["paths"] = {(f"{n} (peer)" if r.get("kind") == "peer" else n): r for n, r in doc["paths"].items()}
+    return doc
 
 
 def load_report(path: str | Path) -> dict:
@@ -29,11 +39,12 @@ def load_report(path: str | Path) -> dict:
         doc = json.loads(p.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"report {str(p)!r} is not JSON ({exc})") from None
-    if not isinstance(doc, dict) or doc.get("schema") != REPORT_SCHEMA or not isinstance(doc.get("paths"), dict):
+    if not isinstance(doc, dict) or doc.get("schema") not in (REPORT_SCHEMA, *OLD_SCHEMAS) \
+            or not isinstance(doc.get("paths"), dict):
         raise ConfigError(f"report {str(p)!r} is not an ipex-resnet bench report (schema {REPORT_SCHEMA}); "
                           "make one with: ipex-resnet bench --output FILE.json")
     doc["_file"] = str(p)
-    return doc
+    return _upgrade(doc)
 
 
 def identity(doc: dict) -> dict[str, str]:
@@ -97,7 +108,7 @@ def table(docs: Sequence[dict]) -> str:
            [f"[{k + 1}] img/s b{bmax}" for k in range(len(docs))]
     rows = []
     for p in paths:
-        row = [p + (" (peer)" if any(d["paths"].get(p, {}).get("kind") == "peer" for d in docs) else "")]
+        row = [p]
         row += [_fmt(d["paths"].get(p, {}).get("latency", {}).get("1", {}).get("p50_ms")) for d in docs]
         row += [_fmt(d["paths"].get(p, {}).get("throughput", {}).get(str(bmax))) for d in docs]
         rows.append(row)

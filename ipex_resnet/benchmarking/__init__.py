@@ -1,0 +1,21 @@
+"""Benchmarking: ``ipex-resnet bench``, ``ipex-resnet compare`` and the toolkit the pytest-benchmark
+suites in ``bench/`` share, one concern per module:
+
+=============  ===================================================================================
+options        every option declared once (the CLI's ``--X`` and pytest's ``--bench-X``) -> Settings
+matrix         the paths: engines x the precisions each runs natively here, + the peer rows
+peers          peer runtimes used directly as their docs show; pluggable (``register``)
+paths          loading one path (``load()`` / a peer), with load time and peak RSS
+inputs         random batches at the preset's crop size, synthetic / real JPEGs, INT8 calibration
+timing         quantiles, interleaved timing, ratio estimators, the injected slowdown
+memory         peak RSS of a block (kernel high-water mark) or of a child process
+isolated       one path alone in a fresh process (latency b1 + largest-batch throughput)
+coldstart      ``classify`` in a fresh process with a warm artifact cache: time to top-5, peak RSS
+machine        versions, thread settings, the machine key that separates baselines
+gate           the regression gate over pytest-benchmark results
+report         ratios, targets and the table; ``run``: the bench run; ``cli``: ``ipex-resnet bench``
+compare        ``ipex-resnet compare``: reports side by side + a PNG chart (matplotlib on use)
+=============  ===================================================================================
+
+Importing this package imports no engine library (torch, OpenVINO, ONNX Runtime, matplotlib).
+"""

@@ -1,0 +1,96 @@
+"""Inputs: random NCHW batches at the weights' crop size, photo-like synthetic JPEGs (the bundled
+default), a 1920x1080 JPEG, real JPEGs from a directory, and INT8 calibration batches."""
+
+from __future__ import annotations
+
+import functools
+import io
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..errors import ConfigError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+CALIBRATION_IMAGES = 32
+
+
+@functools.cache
+def preset(model: str) -> dict:
+    """The weights' preprocessing preset as data (crop and resize sizes, mean/std, ...)."""
+    from ..artifacts import preset_dict
+    from ..models import resolve
+
+    return preset_dict(resolve(model, "none").transforms)
+
+
+def crop_size(model: str) -> int:
+    return int(preset(model)["crop_size"])
+
+
+def batch(n: int, crop: int, seed: int = 0):
+    """A float32 NCHW numpy batch of standard-normal values (what a normalized image looks like)."""
+    import numpy as np
+
+    return np.random.default_rng(seed).standard_normal((n, 3, crop, crop), dtype=np.float32)
+
+
+def synthetic_jpeg(width: int = 500, height: int = 375, seed: int = 0) -> bytes:
+    """A photo-like JPEG (smooth gradients + noise), made in memory: the bundled default input."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    img = np.stack([128 + 100 * np.sin(xx / 40 + seed), 128 + 100 * np.cos(yy / 30),
+                    128 + 60 * np.sin((xx + yy) / 70)], axis=-1)
+    img = np.clip(img + rng.normal(0, 12, img.shape), 0, 255).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+def upscale_jpeg(data: bytes, size: tuple[int, int] = (1920, 1080)) -> bytes:
+    from PIL import Image
+
+    img = Image.open(io.BytesIO(data)).convert("RGB").resize(size, Image.BICUBIC)
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=92)
+    return buf.getvalue()
+
+
+def image_files(directory: str | os.PathLike) -> list[Path]:
+    d = Path(directory)
+    if not d.is_dir():
+        raise ConfigError(f"--images {str(d)!r} is not a directory")
+    files = sorted(p for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise ConfigError(f"--images {str(d)!r} holds no .jpg/.jpeg/.png files")
+    return files
+
+
+def load_images(directory: str | os.PathLike, limit: int | None = None) -> list[bytes]:
+    return [p.read_bytes() for p in image_files(directory)[:limit]]
+
+
+def jpegs(directory: str | os.PathLike | None, limit: int | None = None) -> list[bytes]:
+    """Real JPEGs from ``directory``, or four synthetic 500x375 ones."""
+    return load_images(directory, limit) if directory else [synthetic_jpeg(seed=s) for s in range(4)]
+
+
+def calibration_batches(model: str, images: Sequence[bytes], limit: int = CALIBRATION_IMAGES) -> list:
+    """Preprocessed images (the weights' preset), one 1x3xHxW float32 array each, for INT8 peers."""
+    from PIL import Image
+
+    from ..models import resolve
+
+    transforms = resolve(model, "none").transforms
+    out = []
+    for data in list(images)[:limit]:
+        img = Image.open(io.BytesIO(data)).convert("RGB")
+        out.append(transforms(img).unsqueeze(0).numpy())
+    return out
+
+
+__all__ = ["batch", "calibration_batches", "crop_size", "image_files", "jpegs", "load_images", "preset",
+           "synthetic_jpeg", "upscale_jpeg"]

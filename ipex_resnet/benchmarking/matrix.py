@@ -1,0 +1,119 @@
+"""The matrix of paths: every engine x the precisions it runs natively here, plus the peer rows.
+
+BF16 is included where the CPU runs it natively (emulated only when asked for). INT8 is included
+when ``--precisions`` asks for it or, by default, where the engine's INT8 flow is installed
+(``ipex_resnet.quantization``). The eager FP32 reference is always included: every "x eager"
+ratio and the gate are taken against it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+REFERENCE = "eager/fp32"
+
+
+@dataclass(frozen=True)
+class PathSpec:
+    """One row: an ipex_resnet engine at a precision, or a peer runtime used directly."""
+
+    backend: str
+    precision: str
+    peer: bool = False
+
+    @property
+    def name(self) -> str:
+        return f"{self.backend}/{self.precision}" + (" (peer)" if self.peer else "")
+
+    @property
+    def kind(self) -> str:
+        return "peer" if self.peer else "ipex_resnet"
+
+    @property
+    def id(self) -> str:
+        """For pytest ids and file names."""
+        return ("peer-" if self.peer else "") + f"{self.backend}-{self.precision}"
+
+
+def _has_module(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def int8_ready(engine: str) -> str | None:
+    """None when ``load(..., precision="int8", calibration=...)`` can run for ``engine``, else why not."""
+    for mod in ("ipex_resnet.quantization.calibration", f"ipex_resnet.quantization.{engine}"):
+        if not _has_module(mod):
+            return f"the int8 flow for {engine} ({mod}) is not installed in this build"
+    return None
+
+
+def matrix(cpu, backends: Sequence[str] | None = None, precisions: Sequence[str] | None = None, *,
+           emulated_bf16: bool = False, peers: Sequence[str] | None = None,
+           availability: Mapping[str, tuple[bool, str]] | None = None,
+           peer_availability: Mapping[str, tuple[bool, str]] | None = None,
+           int8: Mapping[str, str | None] | None = None) -> tuple[list[PathSpec], dict[str, str]]:
+    """The paths this machine can run, and ``{path name: reason}`` for the ones it skips.
+
+    ``availability`` (engines), ``peer_availability`` (peer rows by name) and ``int8`` (engine ->
+    None or why its INT8 flow cannot run) default to what is installed; tests inject them.
+    """
+    from .. import engines
+    from ..errors import IpexResnetError
+    from ..policy import make_plan
+    from . import peers as peer_registry
+
+    avail = engines.availability() if availability is None else availability
+    names = [n for n in engines.names() if backends is None or n in backends]
+    int8 = {n: int8_ready(n) for n in names} if int8 is None else int8
+    explicit = precisions is not None
+    if precisions is None:
+        precisions = ["fp32", "bf16"] + (["int8"] if any(v is None for v in int8.values()) else [])
+    paths: list[PathSpec] = []
+    skipped: dict[str, str] = {}
+    for b in names:
+        ok, why = avail.get(b, (False, "unknown engine"))
+        supported = engines.get(b).precisions(cpu) if ok else ()
+        for p in precisions:
+            spec = PathSpec(b, p)
+            if not ok:
+                skipped[spec.name] = why
+                continue
+            if p not in supported:
+                if explicit and b != "eager":
+                    skipped[spec.name] = f"{b} runs {', '.join(supported)} on this CPU"
+                continue
+            if p == "int8" and int8.get(b):
+                skipped[spec.name] = int8[b]
+                continue
+            try:
+                plan = make_plan(cpu, b, p, 1, availability=avail, env={})
+            except IpexResnetError as exc:
+                skipped[spec.name] = str(exc)
+                continue
+            if plan.emulated_bf16 and not emulated_bf16:
+                skipped[spec.name] = "bf16 would be emulated on this CPU (no AVX512_BF16/AMX); ask for it explicitly"
+                continue
+            paths.append(spec)
+    if PathSpec("eager", "fp32") not in paths:
+        paths.insert(0, PathSpec("eager", "fp32"))
+    want_peers = peer_registry.engines_with_peers() if peers is None else tuple(peers)
+    for row in peer_registry.rows():
+        if row.engine not in want_peers or row.precision not in precisions:
+            continue
+        spec = PathSpec(row.engine, row.precision, peer=True)
+        ok, why = (peer_availability or {}).get(row.name) or row.status(cpu)
+        if not ok:
+            skipped[spec.name] = why
+        elif row.precision == "bf16" and not cpu.has_native_bf16:
+            skipped[spec.name] = "no native BF16 on this CPU"
+        else:
+            paths.append(spec)
+    return paths, skipped
+
+
+__all__ = ["PathSpec", "REFERENCE", "int8_ready", "matrix"]

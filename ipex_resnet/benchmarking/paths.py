@@ -1,0 +1,122 @@
+"""Loading one path of the matrix: an ipex_resnet engine through the public ``load()`` (and so the
+artifact cache), or a peer row from the shared ONNX export; with load time and peak RSS."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .matrix import REFERENCE, PathSpec
+from .memory import PeakRSS
+from .timing import Runner, inject_slowdown
+
+
+@dataclass
+class Built:
+    spec: PathSpec
+    runner: Runner
+    load_s: float
+    load_peak_rss_mb: float
+    load_delta_rss_mb: float
+    plan: dict | None = None
+    classifier: Any = None
+    detail: str = ""
+
+
+class Workspace:
+    """What several paths share, made once and lazily: the FP32 module and its ONNX export (peers),
+    the crop size, and the INT8 calibration batches (from ``images``: a list of JPEG bytes)."""
+
+    def __init__(self, model: str = "resnet18", images: list[bytes] | None = None, directory: str | None = None,
+                 *, crop: int | None = None, onnx_path: str | Path | None = None):
+        self.model = model
+        self.images = images
+        self._crop = crop
+        self._tmp = None if directory else tempfile.TemporaryDirectory(prefix="ipex_resnet_bench_")
+        self.dir = Path(directory or self._tmp.name)
+        self._module = self._calibration = None
+        self._onnx = Path(onnx_path) if onnx_path else None
+
+    @property
+    def crop(self) -> int:
+        if self._crop is None:
+            from .inputs import crop_size
+
+            self._crop = crop_size(self.model)
+        return self._crop
+
+    def get_module(self):
+        return self.module
+
+    @property
+    def module(self):
+        if self._module is None:
+            from ..models import resolve
+
+            self._module = resolve(self.model, "none").module
+        return self._module
+
+    @property
+    def onnx_path(self) -> Path:
+        if self._onnx is None:
+            from ..engines.onnx_export import export_onnx
+
+            self._onnx = export_onnx(self.module, self.dir / "model.onnx", self.crop)
+        return self._onnx
+
+    def calibration(self) -> list:
+        if self._calibration is None:
+            from .inputs import calibration_batches, jpegs
+
+            self._calibration = calibration_batches(self.model, self.images or jpegs(None))
+        return self._calibration
+
+    def cleanup(self) -> None:
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+
+def build_path(spec: PathSpec, ws: Workspace, threads: int | None = None, *, slowdown: float = 0.0) -> Built:
+    """Load one path (random weights), warmed up, with its load time and peak RSS.
+
+    ``slowdown`` is applied to every path but the eager FP32 reference (see ``inject_slowdown``).
+    """
+    from ..loader import load, plan_for
+    from . import peers
+
+    clf, plan, detail = None, None, ""
+    threads = threads or plan_for().threads
+    with PeakRSS() as mem:
+        t0 = time.perf_counter()
+        if spec.peer:
+            from .inputs import batch
+
+            row = peers.REGISTRY[f"{spec.backend}/{spec.precision}"]
+            src = peers.PeerInput(ws.get_module, ws.onnx_path, ws.crop, threads, ws.dir, ws.calibration)
+            runner = peers.prepare(row, src)
+            runner(batch(1, ws.crop))
+            detail = row.status()[1]
+        else:
+            kwargs = {}
+            if spec.precision == "int8":
+                from .inputs import jpegs
+
+                kwargs["calibration"] = ws.images or jpegs(None)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                clf = load(ws.model, weights="none", backend=spec.backend, precision=spec.precision,
+                           threads=threads, measure=False, **kwargs)
+            runner = clf
+            plan = clf.plan.to_dict()
+            detail = clf.plan.reasons.get("backend", "")
+        load_s = time.perf_counter() - t0
+    if slowdown and spec.name != REFERENCE:
+        runner = inject_slowdown(runner, slowdown)
+    return Built(spec, runner, load_s, mem.peak_mb, mem.delta_mb, plan, clf, detail)
+
+
+__all__ = ["Built", "Workspace", "build_path"]

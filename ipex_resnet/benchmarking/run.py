@@ -1,0 +1,193 @@
+"""``ipex-resnet bench``: measure every path of the matrix and return one JSON SKU report.
+
+Order: (1) each path alone in a fresh process and each engine's cold start (the subprocess phase,
+while this process holds no runtime; it also fills the artifact cache), then (2) every path loaded
+here and timed interleaved, round-robin, at each batch size; peak RSS; end to end for our paths.
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+import time
+from pathlib import Path
+
+from .matrix import REFERENCE, matrix
+from .options import Settings
+from .paths import Built, Workspace, build_path
+from .report import REPORT_SCHEMA, add_ratios, targets
+from .timing import rounds_for, slowdown_fraction, summarize, time_interleaved
+
+
+class Progress:
+    """One-line progress on stderr (rewritten in place on a terminal, plain lines otherwise)."""
+
+    def __init__(self, stream=None, enabled: bool = True):
+        self.stream = stream or sys.stderr
+        self.enabled = enabled
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.t0 = time.perf_counter()
+
+    def step(self, msg: str) -> None:
+        if not self.enabled:
+            return
+        line = f"[{time.perf_counter() - self.t0:6.1f}s] {msg}"
+        self.stream.write(("\r\033[K" + line) if self.tty else line + "\n")
+        self.stream.flush()
+
+    def tick(self, msg: str, done: int, total: int) -> None:
+        if self.tty or done == total:
+            self.step(f"{msg} {done}/{total}")
+
+    def close(self) -> None:
+        if self.enabled and self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:300]
+
+
+def run_report(s: Settings, progress: Progress | None = None) -> dict:
+    """Measure every path of the matrix (interleaved and alone), cold starts, and return the report."""
+    from ..cpu import probe
+    from ..loader import plan_for
+    from .coldstart import cold_start, write_image
+    from .inputs import batch, jpegs, upscale_jpeg
+    from .isolated import measure_alone
+    from .machine import machine_key, thread_settings, versions
+    from .memory import PeakRSS
+
+    progress = progress or Progress(enabled=False)
+    cpu = probe()
+    auto_plan = plan_for(cpu, "auto", "auto", s.threads)
+    threads = s.threads or auto_plan.threads
+    paths, skipped = matrix(cpu, s.backends, s.precisions, emulated_bf16=s.emulated_bf16, peers=s.peers)
+    small = jpegs(s.images, 32)
+    ws = Workspace(s.model, small)
+    crop = ws.crop
+    results: dict[str, dict] = {p.name: {"kind": p.kind, "backend": p.backend, "precision": p.precision,
+                                         "latency": {}, "throughput": {}} for p in paths}
+
+    # -- 1. subprocess phase: alone, cold start ---------------------------------------------------
+    if s.alone_budget > 0:
+        for i, spec in enumerate(paths, 1):
+            progress.step(f"alone in a fresh process: {spec.name} ({i}/{len(paths)})")
+            onnx = None
+            if spec.peer:
+                try:
+                    onnx = ws.onnx_path
+                except Exception as exc:  # noqa: BLE001
+                    results[spec.name]["alone"] = {"error": f"ONNX export failed: {_first_line(exc)}"}
+                    continue
+            results[spec.name]["alone"] = measure_alone(spec, model=s.model, threads=threads, budget_s=s.alone_budget,
+                                                        batch_sizes=s.batch_sizes, crop=crop, onnx_path=onnx,
+                                                        images=s.images)
+    cold: dict[str, dict] = {}
+    if s.cold_start:
+        image = write_image(ws.dir, small[0])
+        for engine in dict.fromkeys(p.backend for p in paths if not p.peer):
+            progress.step(f"cold start (classify, warm cache): {engine}")
+            cold[engine] = cold_start(engine, image, model=s.model, threads=threads)
+
+    # -- 2. interleaved, in this process ----------------------------------------------------------
+    slow = slowdown_fraction()
+    built: dict[str, Built] = {}
+    for i, spec in enumerate(paths, 1):
+        progress.step(f"loading {spec.name} ({i}/{len(paths)})")
+        try:
+            built[spec.name] = build_path(spec, ws, threads, slowdown=slow)
+        except Exception as exc:  # noqa: BLE001 - one path failing must not sink the report
+            if spec.name == REFERENCE:
+                raise
+            skipped[spec.name] = f"failed to load: {_first_line(exc)}"
+            results[spec.name]["error"] = skipped[spec.name]
+    if "torch" in sys.modules:
+        import torch
+
+        torch.set_num_threads(threads)
+    for name, b in built.items():
+        results[name].update(detail=b.detail, plan=b.plan, load_s=b.load_s, load_peak_rss_mb=b.load_peak_rss_mb,
+                             load_delta_rss_mb=b.load_delta_rss_mb)
+    runners = {name: b.runner for name, b in built.items()}
+    for bs in s.batch_sizes:
+        x = batch(bs, crop, seed=bs)
+        per_round = 0.0
+        for name, fn in runners.items():  # warm up, and estimate the cost of a round
+            progress.step(f"warming up batch {bs}: {name}")
+            fn(x)
+            t0 = time.perf_counter()
+            fn(x)
+            per_round += time.perf_counter() - t0
+        calls = 4 if bs == 1 else 1
+        rounds = rounds_for(per_round * (calls + 1), s.budget, 5 if bs == 1 else 3, 300)
+        times = time_interleaved(runners, x, rounds=rounds, calls_per_round=calls, switch_warmup=1,
+                                 progress=lambda d, t, bs=bs: progress.tick(f"timing batch {bs}:", d, t))
+        for name, samples in times.items():
+            stats = summarize(samples)
+            results[name]["latency"][str(bs)] = stats
+            results[name]["throughput"][str(bs)] = bs / (stats["p50_ms"] / 1e3)
+
+    xb = batch(max(s.batch_sizes), crop, seed=99)
+    for name, fn in runners.items():  # peak RSS during inference at the largest batch, one path at a time
+        progress.step(f"memory at batch {xb.shape[0]}: {name}")
+        with PeakRSS() as mem:
+            fn(xb)
+        results[name]["infer_peak_rss_mb"] = mem.peak_mb
+        results[name]["infer_delta_rss_mb"] = mem.delta_mb
+
+    large = upscale_jpeg(small[0])
+    reps = 2 if s.quick else 5
+    for name, b in built.items():  # end to end: JPEG bytes -> top-5 (peers have no preprocessing)
+        if b.classifier is None:
+            continue
+        progress.step(f"end to end (JPEG -> top-5): {name}")
+        for label, imgs in (("photo", small[:4]), ("1920x1080", [large])):
+            samples = []
+            for _ in range(reps):
+                for img in imgs:
+                    t0 = time.perf_counter()
+                    b.classifier.predict([img], topk=5)
+                    samples.append(time.perf_counter() - t0)
+            results[name].setdefault("end_to_end", {})[label] = summarize(samples)
+    progress.step("done")
+    progress.close()
+    ws.cleanup()
+    results = {n: r for n, r in results.items() if r["latency"] or r.get("alone", {}).get("latency")}
+
+    add_ratios(results, s.batch_sizes)
+    vers = versions()
+    doc = {
+        "schema": REPORT_SCHEMA,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "model": s.model,
+        "weights": "none (random init)",
+        "cpu": cpu.to_dict(),
+        "machine_key": machine_key(cpu, vers, threads),
+        "platform": platform.platform(),
+        "versions": vers,
+        "threads": {**thread_settings(), "used": threads},
+        "plan": auto_plan.to_dict(),
+        "batch_sizes": list(s.batch_sizes),
+        "quick": s.quick,
+        "budgets_s": {"interleaved_per_batch": s.budget, "alone_per_path": s.alone_budget},
+        "injected_slowdown": slow,
+        "inputs": {"crop_size": crop, "synthetic_tensor": f"standard normal N x 3 x {crop} x {crop} (float32)",
+                   "jpeg": f"{len(small)} JPEGs from {s.images}" if s.images else "4 synthetic 500x375 JPEGs",
+                   "large_jpeg": "1920x1080 JPEG upscaled from the first"},
+        "reference": REFERENCE,
+        "paths": results,
+        "cold_start": cold,
+        "skipped": skipped,
+    }
+    doc["targets"] = targets(doc)
+    return doc
+
+
+def default_output(doc: dict) -> Path:
+    return Path(f"bench-report-{doc['machine_key']}.json")
+
+
+__all__ = ["Progress", "default_output", "run_report"]

@@ -1,0 +1,140 @@
+"""Timing: quantiles, interleaved round-robin timing, ratio estimators, and the injected slowdown
+that checks the gate."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+
+from ..errors import ConfigError
+
+Runner = Callable[[object], object]
+SLOWDOWN_ENV = "IPEX_RESNET_BENCH_SLOWDOWN"
+RATIO_ESTIMATORS = ("p50", "paired", "p25", "min")
+# The estimator the gate uses (chosen from bench/gate_experiment.py; see docs/benchmarks.md).
+GATE_ESTIMATOR = "min"
+
+
+def quantile(samples: Sequence[float], q: float) -> float:
+    """Linear-interpolated quantile (numpy's default), ``q`` in [0, 1]."""
+    s = sorted(samples)
+    if not s:
+        return math.nan
+    pos = (len(s) - 1) * q
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
+
+
+def summarize(samples: Sequence[float]) -> dict[str, float]:
+    """Seconds per call -> milliseconds p50/p90/p99/mean/min and the sample count."""
+    return {
+        "p50_ms": quantile(samples, 0.5) * 1e3,
+        "p90_ms": quantile(samples, 0.9) * 1e3,
+        "p99_ms": quantile(samples, 0.99) * 1e3,
+        "mean_ms": (sum(samples) / len(samples)) * 1e3 if samples else math.nan,
+        "min_ms": min(samples) * 1e3 if samples else math.nan,
+        "n": len(samples),
+    }
+
+
+def time_interleaved(runners: Mapping[str, Runner], x, *, rounds: int, calls_per_round: int = 1,
+                     switch_warmup: int = 0,
+                     progress: Callable[[int, int], None] | None = None) -> dict[str, list[float]]:
+    """Seconds per call for every runner, measured round-robin (order rotated every round).
+
+    Interleaving means a burst of noise from a neighbour lands on all paths alike, so ratios between
+    paths stay stable even when absolute times drift. ``switch_warmup`` untimed calls precede each
+    path's block: OpenMP, TBB and ORT thread pools spin for a while after a call, and on a small
+    machine the first call after a switch pays for the previous runtime's spinning threads.
+    """
+    names = list(runners)
+    out: dict[str, list[float]] = {n: [] for n in names}
+    clock = time.perf_counter
+    for r in range(rounds):
+        k = r % len(names)
+        for name in names[k:] + names[:k]:
+            fn = runners[name]
+            for _ in range(switch_warmup):
+                fn(x)
+            for _ in range(calls_per_round):
+                t0 = clock()
+                fn(x)
+                out[name].append(clock() - t0)
+        if progress:
+            progress(r + 1, rounds)
+    return out
+
+
+def time_for(fn: Runner, x, budget_s: float, *, min_calls: int = 5, max_calls: int = 2000) -> list[float]:
+    """Seconds per call of ``fn(x)``, called back to back for about ``budget_s`` seconds."""
+    out: list[float] = []
+    clock = time.perf_counter
+    end = clock() + budget_s
+    while len(out) < max_calls and (len(out) < min_calls or clock() < end):
+        t0 = clock()
+        fn(x)
+        out.append(clock() - t0)
+    return out
+
+
+def rounds_for(per_round_s: float, budget_s: float, lo: int, hi: int) -> int:
+    return int(max(lo, min(hi, budget_s / max(per_round_s, 1e-6))))
+
+
+def ratio_estimates(cand: Sequence[float], ref: Sequence[float]) -> dict[str, float]:
+    """Candidate / reference time, several ways, from interleaved samples (cand[i] ran next to ref[i]).
+
+    ``p50``: ratio of medians; ``paired``: median of per-round ratios (cancels noise that lasts a
+    round); ``p25`` / ``min``: ratio of lower quantiles (noise only ever adds time).
+    """
+    n = min(len(cand), len(ref))
+    return {
+        "p50": quantile(cand, 0.5) / quantile(ref, 0.5),
+        "paired": quantile([cand[i] / ref[i] for i in range(n)], 0.5),
+        "p25": quantile(cand, 0.25) / quantile(ref, 0.25),
+        "min": min(cand) / min(ref),
+    }
+
+
+def interleaved_ratio(candidate: Runner, reference: Runner, x,
+                      rounds: int = 30) -> tuple[float, list[float], list[float]]:
+    """Candidate / reference time (the gate's estimator), measured alternately call by call."""
+    t = time_interleaved({"cand": candidate, "ref": reference}, x, rounds=rounds)
+    return ratio_estimates(t["cand"], t["ref"])[GATE_ESTIMATOR], t["cand"], t["ref"]
+
+
+def slowdown_fraction() -> float:
+    """The injected slowdown from ``IPEX_RESNET_BENCH_SLOWDOWN`` (0.10 = every call 10% slower)."""
+    raw = os.environ.get(SLOWDOWN_ENV, "").strip()
+    if not raw:
+        return 0.0
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{SLOWDOWN_ENV}={raw!r} is not a number (0.10 means 10% slower)") from None
+    if not 0 <= value < 10:
+        raise ConfigError(f"{SLOWDOWN_ENV}={raw!r} must be between 0 and 10")
+    return value
+
+
+def inject_slowdown(fn: Runner, fraction: float) -> Runner:
+    """Make every call ``fraction`` slower by spinning after it (extra CPU work, not sleep)."""
+    if fraction <= 0:
+        return fn
+
+    def slowed(x):
+        t0 = time.perf_counter()
+        out = fn(x)
+        end = t0 + (time.perf_counter() - t0) * (1 + fraction)
+        while time.perf_counter() < end:
+            pass
+        return out
+
+    slowed.__wrapped__ = fn
+    return slowed
+
+
+__all__ = ["GATE_ESTIMATOR", "RATIO_ESTIMATORS", "SLOWDOWN_ENV", "inject_slowdown", "interleaved_ratio", "quantile",
+           "ratio_estimates", "rounds_for", "slowdown_fraction", "summarize", "time_for", "time_interleaved"]
