@@ -133,14 +133,24 @@ async def _flood(url: str, images: list[bytes], clients: int, total: int, timeou
     return {"statuses": statuses, "retry_after": retry_after, "elapsed_s": time.perf_counter() - t0}
 
 
+def _workers_of(url: str) -> int:
+    import httpx
+
+    for line in httpx.get(url + "/metrics", timeout=10).text.splitlines():
+        if line.startswith("ipex_resnet_workers "):
+            return int(float(line.split()[1]))
+    return 1
+
+
 def overload(args, images, lt) -> list[dict]:
-    clients = 2 * args.max_queue
     proc, url = lt.start_server(args, 16, max_queue=args.max_queue)
     try:
-        asyncio.run(_flood(url, images, clients, 200))  # warm-up: allocator, pools, connections
+        clients = 2 * args.max_queue * _workers_of(url)  # twice what the server admits at once
+        asyncio.run(_flood(url, images, clients, 1000))  # warm-up: allocator, pools, connections, batch shapes
+        time.sleep(2.0)
         rss0 = lt._rss_bytes(proc.pid)
         res = asyncio.run(_flood(url, images, clients, args.requests))
-        time.sleep(1.0)
+        time.sleep(2.0)
         rss1 = lt._rss_bytes(proc.pid)
     finally:
         lt.stop_server(proc)
