@@ -254,3 +254,37 @@ def test_request_pixel_budget(server):
     r = httpx.post(server.url + "/v1/classify", files=files, timeout=60)
     assert r.status_code == 413 and r.json()["error"]["code"] == "too_many_pixels", r.text
     assert classify(server.url).status_code == 200
+
+
+def test_client_gone_while_queued_drops_its_work():
+    gate = threading.Event()
+    gate.set()  # open during warm-up
+
+    loader = lambda: HookedClassifier(ipex_resnet.load("resnet18", weights="none", backend="eager",  # noqa: E731
+                                                       precision="fp32"), lambda batch: gate.wait(60))
+    with ServerThread(create_app(loader, ServeConfig(max_batch=1, stall_timeout_s=60))) as srv:
+        srv.wait_ready()
+        gate.clear()  # from now on every batch waits for the gate
+        first = {}
+        t = threading.Thread(target=lambda: first.setdefault("r", classify(srv.url)), daemon=True)
+        t.start()
+        photo = PHOTOS[1].read_bytes()
+        s = raw_connect(srv)
+        s.sendall(b"POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+                  b"Content-Length: %d\r\n\r\n" % len(photo) + photo)
+        deadline = time.monotonic() + 20
+        while metric(httpx.get(srv.url + "/metrics").text, "ipex_resnet_queue_depth") < 1:
+            assert time.monotonic() < deadline, "the second request never reached the queue"
+            time.sleep(0.05)
+        s.close()  # while its image waits behind the blocked batch
+        key = dict(name="ipex_resnet_requests_total", endpoint="/v1/classify", status="499")
+        while metric(httpx.get(srv.url + "/metrics").text, **key) < 1:
+            assert time.monotonic() < deadline, "the disconnect was never noticed"
+            time.sleep(0.05)
+        gate.set()
+        t.join(60)
+        assert first["r"].status_code == 200
+        m = httpx.get(srv.url + "/metrics").text
+        assert metric(m, "ipex_resnet_images_total") == 1  # the departed client's image never ran
+        assert metric(m, "ipex_resnet_queue_depth") == 0
+        assert metric(m, "ipex_resnet_requests_total", endpoint="/v1/classify", status="500") == 0

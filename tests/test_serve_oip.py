@@ -25,7 +25,9 @@ if not PHOTOS:
 
 @pytest.fixture(scope="module")
 def server(checkpoint):
-    loader = lambda: ipex_resnet.load("resnet18", weights=str(checkpoint), backend="eager", precision="fp32")  # noqa: E731
+    def loader():
+        return ipex_resnet.load("resnet18", weights=str(checkpoint), backend="eager", precision="fp32")
+
     with ServerThread(create_app(loader, ServeConfig(max_batch=4, max_wait_ms=2))) as srv:
         srv.wait_ready()
         yield srv

@@ -95,7 +95,8 @@ def attack(args, images, lt) -> list[dict]:
         lt.stop_server(proc)
     rows = [{"phase": "alone", **base}, {"phase": f"{args.attackers} slow-body connections", **attacked,
                                          "attackers_saw": seen}]
-    print("\n| phase | normal requests | ok | success | p50 (ms) | p99 (ms) | p99 / unattacked p99 | slow senders got |")
+    print("\n| phase | normal requests | ok | success | p50 (ms) | p99 (ms) | p99 / unattacked p99 "
+          "| slow senders got |")
     print("|---|---:|---:|---:|---:|---:|---:|---|")
     for r in rows:
         ratio = r["p99_ms"] / base["p99_ms"] if base["p99_ms"] else float("nan")
@@ -133,6 +134,16 @@ async def _flood(url: str, images: list[bytes], clients: int, total: int, timeou
     return {"statuses": statuses, "retry_after": retry_after, "elapsed_s": time.perf_counter() - t0}
 
 
+def _rss_by_process(lt, pid: int) -> dict[int, int]:
+    """Each server process's RSS once idle: the median of 5 samples over 2.5 s, after 2 s of quiet."""
+    time.sleep(2.0)
+    samples = []
+    for _ in range(5):
+        samples.append({p.pid: p.memory_info().rss for p in lt._server_processes(pid)})
+        time.sleep(0.5)
+    return {p: int(statistics.median(s.get(p, 0) for s in samples)) for p in samples[0]}
+
+
 def _workers_of(url: str) -> int:
     import httpx
 
@@ -147,11 +158,12 @@ def overload(args, images, lt) -> list[dict]:
     try:
         clients = 2 * args.max_queue * _workers_of(url)  # twice what the server admits at once
         asyncio.run(_flood(url, images, clients, 1000))  # warm-up: allocator, pools, connections, batch shapes
-        time.sleep(2.0)
-        rss0 = lt._rss_bytes(proc.pid)
+        before = _rss_by_process(lt, proc.pid)
         res = asyncio.run(_flood(url, images, clients, args.requests))
-        time.sleep(2.0)
-        rss1 = lt._rss_bytes(proc.pid)
+        after = _rss_by_process(lt, proc.pid)
+        rss0, rss1 = sum(before.values()), sum(after.values())
+        for pid in before:
+            print(f"  pid {pid}: RSS {before[pid] / 2**20:.1f} -> {after.get(pid, 0) / 2**20:.1f} MB", file=sys.stderr)
     finally:
         lt.stop_server(proc)
     st = res["statuses"]
@@ -185,19 +197,21 @@ def workers(args, images, lt) -> list[dict]:
         rows = []
         for r in range(args.rounds):
             for label, url, proc in servers:
+                cpu0 = lt._cpu_seconds(proc.pid)
                 row = asyncio.run(lt.run_level(url, images, clients, max(args.requests, clients * 4), args.max_seconds))
-                row.update(config=label, round=r + 1)
+                cpu1 = lt._cpu_seconds(proc.pid)
+                row.update(config=label, round=r + 1, cpu_ms_per_image=1000 * (cpu1 - cpu0) / max(1, row["ok"]))
                 rows.append(row)
                 print(f"  {label}: {row['throughput']:.1f} img/s, p99 {row['p99_ms']:.0f} ms, {row['statuses']}",
                       file=sys.stderr, flush=True)
     finally:
         for _, _, proc in servers:
             lt.stop_server(proc)
-    print(f"\n| config | clients | round | requests | ok | throughput (img/s) | p50 (ms) | p99 (ms) |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("\n| config | clients | round | requests | ok | throughput (img/s) | p50 (ms) | p99 (ms) | server CPU (ms/img) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for row in rows:
         print(f"| {row['config']} | {clients} | {row['round']} | {row['requests']} | {row['ok']} | "
-              f"{row['throughput']:.1f} | {row['p50_ms']:.0f} | {row['p99_ms']:.0f} |")
+              f"{row['throughput']:.1f} | {row['p50_ms']:.0f} | {row['p99_ms']:.0f} | {row['cpu_ms_per_image']:.1f} |")
     for label, _, _ in servers:
         mine = [r for r in rows if r["config"] == label]
         print(f"median {label}: {statistics.median(r['throughput'] for r in mine):.1f} img/s, "

@@ -76,8 +76,9 @@ class Service:
             from ..errors import IpexResnetError
 
             # an IpexResnetError's message is written for the user; anything else stays in the log
-            self.load_error = str(exc) if isinstance(exc, IpexResnetError) else f"{type(exc).__name__} (see the server log)"
-            log.error("error: could not load the model: %s", exc, exc_info=not isinstance(exc, IpexResnetError))
+            known = isinstance(exc, IpexResnetError)
+            self.load_error = str(exc) if known else f"{type(exc).__name__} (see the server log)"
+            log.error("error: could not load the model: %s", exc, exc_info=not known)
             if self.on_fatal is not None:
                 self.on_fatal(exc)
             return

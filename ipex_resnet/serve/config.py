@@ -25,7 +25,8 @@ class ServeConfig:
     max_batch: int = _opt(16, "images per micro-batch; 1 turns batching off", minimum=1)
     max_wait_ms: float = _opt(5.0, "longest the first image of a batch waits for company, in ms", minimum=0)
     pad_batches: str = _opt("auto", "pad batches to power-of-two sizes warmed up at start; auto = on for "
-                                    "inductor, which recompiles for every new batch shape", choices=("auto", "on", "off"))
+                                    "inductor, which recompiles for every new batch shape",
+                              choices=("auto", "on", "off"))
     preprocess_workers: int = _opt(2, "threads decoding and resizing images (per worker)", minimum=1)
     # -- admission and limits -------------------------------------------------------------------------
     max_queue: int = _opt(64, "requests admitted (body received) and not yet answered, per worker; "

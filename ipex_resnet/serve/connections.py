@@ -27,7 +27,8 @@ class ConnectionStats:
     """Shared by every connection of one server: how many are open, and what was refused or cut."""
 
     def __init__(self, max_connections: int, header_timeout_s: float, retry_after_s: int, on_event=None):
-        self.max_connections, self.header_timeout_s, self.retry_after_s = max_connections, header_timeout_s, retry_after_s
+        self.max_connections, self.header_timeout_s = max_connections, header_timeout_s
+        self.retry_after_s = retry_after_s
         self.open = 0
         self.on_event = on_event or (lambda kind: None)  # "refused" | "header_timeout"
 

@@ -55,7 +55,8 @@ def declared_pixels(name: str, data: bytes, max_pixels: int) -> int:
     except UnidentifiedImageError:
         raise BadImage(f"{name}: not an image (unrecognized format)", code="not_an_image") from None
     except Image.DecompressionBombError:
-        raise BadImage(f"{name}: declared size exceeds the {max_pixels / 1e6:.0f} MP limit", code="image_too_large") from None
+        raise BadImage(f"{name}: declared size exceeds the {max_pixels / 1e6:.0f} MP limit",
+                       code="image_too_large") from None
     except Exception:  # noqa: BLE001 - a malformed header raises assorted errors; the text is PIL's, not ours
         raise BadImage(f"{name}: cannot read the image header", code="bad_image") from None
     if w * h > max_pixels:

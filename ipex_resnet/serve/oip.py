@@ -49,8 +49,10 @@ def parse_request(body: bytes, header_length: str | None) -> tuple[dict, bytes]:
         head, binary = body, b""
     try:
         doc = json.loads(head)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BadInferRequest(f"the inference request is not valid JSON: {exc.msg if hasattr(exc, 'msg') else exc}") from None
+    except json.JSONDecodeError as exc:
+        raise BadInferRequest(f"the inference request is not valid JSON: {exc.msg}") from None
+    except UnicodeDecodeError:
+        raise BadInferRequest("the inference request is not UTF-8 JSON") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("inputs"), list) or not doc["inputs"]:
         raise BadInferRequest("the inference request needs an 'inputs' list with one input")
     return doc, binary
@@ -166,7 +168,8 @@ def oip_routes(svc) -> list:
         if name == "tensor":
             want = [n, *svc.image_shape]
             if dtype != "FP32" or shape != want:
-                raise BadTensor(f"input 'tensor' must be FP32 of shape {want} (preprocessed images), got {dtype} {shape}")
+                raise BadTensor(f"input 'tensor' must be FP32 of shape {want} (preprocessed images), "
+                                f"got {dtype} {shape}")
             if n * shape[2] * shape[3] > cfg.max_request_pixels:
                 raise TooManyPixels(f"the request carries more than {cfg.max_request_pixels / 1e6:.0f} MP")
             count = int(np.prod(want))
