@@ -268,6 +268,10 @@ def test_client_gone_while_queued_drops_its_work():
         first = {}
         t = threading.Thread(target=lambda: first.setdefault("r", classify(srv.url)), daemon=True)
         t.start()
+        deadline = time.monotonic() + 20
+        while metric(httpx.get(srv.url + "/metrics").text, "ipex_resnet_batch_size_count") < 1:
+            assert time.monotonic() < deadline, "the first request's batch never started"
+            time.sleep(0.05)
         photo = PHOTOS[1].read_bytes()
         s = raw_connect(srv)
         s.sendall(b"POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
