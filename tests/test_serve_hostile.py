@@ -49,6 +49,15 @@ class Hook:
         assert self.release.wait(60)
 
 
+class BuggyPreprocess(HookedClassifier):
+    """A preprocessing bug (not an ImageError) for the input named "boom"."""
+
+    def preprocess(self, data, *, name=None):
+        if name == "boom":
+            raise KeyError("secret internal key /etc/shadow")
+        return self._clf.preprocess(data, name=name)
+
+
 @pytest.fixture(scope="module")
 def hook():
     return Hook()
@@ -56,8 +65,8 @@ def hook():
 
 @pytest.fixture(scope="module")
 def server(hook):
-    loader = lambda: HookedClassifier(ipex_resnet.load("resnet18", weights="none", backend="eager",  # noqa: E731
-                                                       precision="fp32"), hook)
+    loader = lambda: BuggyPreprocess(ipex_resnet.load("resnet18", weights="none", backend="eager",  # noqa: E731
+                                                      precision="fp32"), hook)
     cfg = ServeConfig(max_batch=4, max_wait_ms=2, max_connections=24, body_timeout_s=1.0, header_timeout_s=1.0,
                       stall_timeout_s=0.5, request_timeout_s=60, max_request_pixels=60_000_000)
     with ServerThread(create_app(loader, cfg)) as srv:
@@ -292,3 +301,12 @@ def test_client_gone_while_queued_drops_its_work():
         assert metric(m, "ipex_resnet_images_total") == 1  # the departed client's image never ran
         assert metric(m, "ipex_resnet_queue_depth") == 0
         assert metric(m, "ipex_resnet_requests_total", endpoint="/v1/classify", status="500") == 0
+
+
+def test_a_bug_answers_500_without_its_text(server):
+    r = httpx.post(server.url + "/v1/classify?name=boom", content=PHOTOS[0].read_bytes(),
+                   headers={"content-type": "image/jpeg"}, timeout=60)
+    assert r.status_code == 500 and r.json()["error"]["code"] == "internal_error"
+    assert "secret" not in r.text and "shadow" not in r.text and "KeyError" not in r.text
+    assert "reference" in r.json()["error"]["message"]
+    assert classify(server.url).status_code == 200
