@@ -207,7 +207,8 @@ def workers(args, images, lt) -> list[dict]:
     finally:
         for _, _, proc in servers:
             lt.stop_server(proc)
-    print("\n| config | clients | round | requests | ok | throughput (img/s) | p50 (ms) | p99 (ms) | server CPU (ms/img) |")
+    print("\n| config | clients | round | requests | ok | throughput (img/s) | p50 (ms) | p99 (ms) "
+          "| server CPU (ms/img) |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for row in rows:
         print(f"| {row['config']} | {clients} | {row['round']} | {row['requests']} | {row['ok']} | "
