@@ -1,5 +1,5 @@
-"""Graceful shutdown of `ipex-resnet serve` in a subprocess: SIGTERM stops accepting, finishes the requests
-it already accepted, then exits 0."""
+"""Graceful shutdown of `ipex-resnet serve` in a subprocess: SIGTERM turns readiness 503 first, then stops
+accepting, finishes the requests it already admitted, and exits 0."""
 
 from __future__ import annotations
 
@@ -50,7 +50,8 @@ def test_sigterm_finishes_accepted_requests_then_exits():
     # batching off: the 16 requests below are served one by one, so most are still in flight at SIGTERM
     proc = subprocess.Popen(
         [sys.executable, "-m", "ipex_resnet.cli", "serve", "--port", str(port), "--weights", "none",
-         "--backend", "eager", "--precision", "fp32", "--max-batch", "1", "--log-level", "warning"],
+         "--backend", "eager", "--precision", "fp32", "--max-batch", "1", "--log-level", "warning",
+         "--workers", "1", "--drain-delay", "1.5"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
@@ -81,9 +82,12 @@ def test_sigterm_finishes_accepted_requests_then_exits():
                 time.sleep(0.01)
             sigterm_at = time.monotonic()
             proc.send_signal(signal.SIGTERM)
+            time.sleep(0.2)
+            ready = httpx.get(url + "/readyz", timeout=10)  # still listening (drain delay), but not ready
             answers = [f.result(timeout=120) for f in futures]
         assert [r.status_code for r in answers] == [200] * len(PHOTOS), [r.text for r in answers if r.status_code != 200]
         assert any(t > sigterm_at for t in finished_at.values()), "no request was in flight at SIGTERM"
+        assert ready.status_code == 503 and ready.json()["error"]["code"] == "shutting_down"
         assert proc.wait(timeout=60) == 0
         with pytest.raises(httpx.ConnectError):
             httpx.get(url + "/healthz", timeout=2)

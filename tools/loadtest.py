@@ -1,12 +1,24 @@
-"""Bounded load test for ``ipex-resnet serve``: p50/p99 latency and throughput per client count.
+"""Bounded load test for ``ipex-resnet serve``: latency, throughput, and what hostile or excess load does.
 
-    python -m ipex_resnet.loadtest --images ../shared/data/imagenet-samples --backend ipex
+    python tools/loadtest.py --images ../shared/data/imagenet-samples --backend ipex                  # batching
+    python tools/loadtest.py --images DIR --backend ipex --scenario attack     # 80 slow-body connections
+    python tools/loadtest.py --images DIR --backend ipex --scenario overload   # 2x the admission limit
+    python tools/loadtest.py --images DIR --backend ipex --scenario workers    # --workers 2 vs 1
 
-By default it starts its own servers on free loopback ports (one with batching on, one with
-``--max-batch 1``), runs each concurrency level against each server back to back (so both see the
-same background load), stops them, and prints a Markdown table. With
-``--url`` it measures an already running server instead. Every level is bounded by a request count
-and a time limit, so the script always stops by itself. Loopback only: it refuses non-local URLs.
+Scenarios (each starts its own servers on free loopback ports and stops them):
+
+- ``batching`` (default): servers with batching on and off (``--batch``), each concurrency level run
+  against each server back to back (so both see the same background load). With ``--url`` it measures
+  an already running server instead.
+- ``attack``: one normal client sends requests back to back, first alone, then while ``--attackers``
+  connections each declare a 1 MB body and trickle a byte every 0.5 s (reconnecting when cut off).
+- ``overload``: ``2 x --max-queue`` clients send ``--requests`` requests without pause; counts 503s
+  (with Retry-After), timeouts and 5xx, and the server's RSS before and after.
+- ``workers``: ``--workers 2`` (1 core each) against ``--workers 1 --threads 2`` at ``--clients``,
+  alternating for ``--rounds`` rounds.
+
+Every level is bounded by a request count and a time limit, so the script always stops by itself.
+Loopback only: it refuses non-local URLs. Prints Markdown tables; ``--json`` writes the rows.
 """
 
 from __future__ import annotations
@@ -101,14 +113,19 @@ def _wait_ready(url: str, proc: subprocess.Popen, timeout_s: float) -> None:
     raise SystemExit(f"error: the server was not ready within {timeout_s:g} s")
 
 
-def start_server(args: argparse.Namespace, max_batch: int) -> tuple[subprocess.Popen, str]:
+def start_server(args: argparse.Namespace, max_batch: int, extra: list[str] | None = None,
+                 max_queue: int | None = None) -> tuple[subprocess.Popen, str]:
     port = _free_port()
     cmd = [sys.executable, "-m", "ipex_resnet.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
            "--model", args.model, "--weights", args.weights, "--backend", args.backend,
            "--precision", args.precision, "--max-batch", str(max_batch), "--max-wait-ms", str(args.max_wait_ms),
-           "--max-queue", str(max(args.clients) * 2), "--log-level", "warning"]
-    if args.threads:
+           "--max-queue", str(max_queue or max(args.clients) * 2), "--log-level", "warning"]
+    extra = list(extra or [])
+    if args.threads and "--threads" not in extra:
         cmd += ["--threads", str(args.threads)]
+    if "--workers" not in extra:
+        extra += ["--workers", str(args.workers)] if args.workers else []
+    cmd += extra
     proc = subprocess.Popen(cmd)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -129,17 +146,25 @@ def stop_server(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
+def _server_processes(pid: int):
+    import psutil
+
+    p = psutil.Process(pid)
+    return [p] + [c for c in p.children(recursive=True) if "resource_tracker" not in " ".join(c.cmdline())]
+
+
 def _cpu_seconds(pid: int | None) -> float | None:
-    """User + system CPU seconds of the server process (all its threads), when psutil is there."""
+    """User + system CPU seconds of the server (all its processes and threads), when psutil is there."""
     if pid is None:
         return None
     try:
-        import psutil
-
-        t = psutil.Process(pid).cpu_times()
-        return t.user + t.system
+        return sum(t.user + t.system for t in (p.cpu_times() for p in _server_processes(pid)))
     except Exception:  # noqa: BLE001 - psutil missing or the process gone: no CPU column
         return None
+
+
+def _rss_bytes(pid: int) -> int:
+    return sum(p.memory_info().rss for p in _server_processes(pid))
 
 
 def measure(servers: list[tuple[str, str, int | None]], images: list[bytes], args: argparse.Namespace) -> list[dict]:
@@ -179,7 +204,7 @@ def table(rows: list[dict]) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m ipex_resnet.loadtest", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python tools/loadtest.py", description=__doc__.splitlines()[0])
     p.add_argument("--images", required=True, help="folder of .jpg/.png images to send")
     p.add_argument("--num-images", type=int, default=64, help="how many of them to cycle through (default: 64)")
     p.add_argument("--url", default=None, help="measure this running server (loopback) instead of starting ones")
@@ -196,6 +221,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", default="auto")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--ready-timeout", type=float, default=300.0)
+    p.add_argument("--workers", type=int, default=None, help="--workers for the started servers (default: plan)")
+    p.add_argument("--scenario", choices=("batching", "attack", "overload", "workers"), default="batching")
+    p.add_argument("--attackers", type=int, default=80, help="attack: slow-body connections (default: 80)")
+    p.add_argument("--seconds", type=float, default=20.0, help="attack: seconds per phase (default: 20)")
+    p.add_argument("--max-queue", type=int, default=16, help="overload: the server's --max-queue (default: 16)")
+    p.add_argument("--rounds", type=int, default=2, help="workers: alternating rounds (default: 2)")
     p.add_argument("--json", default=None, help="also write the rows to this JSON file")
     return p
 
@@ -203,6 +234,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     images = load_images(args.images, args.num_images)
+    if args.scenario != "batching":
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from loadtest_scenarios import SCENARIOS  # next to this file
+
+        rows = SCENARIOS[args.scenario](args, images, sys.modules[__name__])
+        if args.json:
+            Path(args.json).write_text(json.dumps(rows, indent=2))
+        return 0
     rows: list[dict] = []
     if args.url:
         host = urllib.parse.urlsplit(args.url).hostname

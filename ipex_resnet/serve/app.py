@@ -1,0 +1,427 @@
+"""The Starlette app: the service's state, the request pipeline shared by ``/v1`` and the Open
+Inference Protocol (``/v2``, in :mod:`.oip`), and the health endpoints.
+
+Pipeline of one request: cheap checks -> the whole body within a byte limit and a deadline (no queue
+place is held meanwhile) -> admission (at most ``max_queue`` requests admitted, else 503 at once) ->
+declared pixels per image and per request, read from the headers -> decode + preprocess in a thread
+pool -> the micro-batching queue -> one inference thread -> answer. From admission on, the request
+is raced against its deadline (504) and against the client disconnecting (its work is dropped).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from .batching import BatchFailed, Batcher, QueueFull, Stopped, warmup_sizes
+from .config import ServeConfig
+from .connections import ConnectionStats
+from .errors import (BadImage, BadMultipart, BadParameter, ClientGone, EmptyBody, InferenceFailed, NoFiles,
+                     ServiceError, Timeout, TooManyFiles, Unavailable, UnsupportedMediaType)
+from .limits import check_request_pixels, read_body
+from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE, ServiceMetrics
+
+log = logging.getLogger("ipex_resnet.serve")
+
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+RAW_TYPES = ("application/octet-stream",)
+MAX_TOPK = 1000
+
+
+class Service:
+    """The state of one server process and the steps every inference request goes through."""
+
+    def __init__(self, loader: Callable[[], object], cfg: ServeConfig, on_fatal=None):
+        self.loader, self.cfg, self.on_fatal = loader, cfg, on_fatal
+        self.clf = None
+        self.batcher: Batcher | None = None
+        self.ready = False
+        self.draining = False  # readiness is 503 (SIGTERM received); requests are still served
+        self.stopping = False  # the server stopped accepting; the batcher finishes what it has
+        self.load_error: str | None = None
+        self.in_flight = self.upstream = 0
+        self.info: dict = {}
+        self.image_shape: tuple[int, int, int] | None = None  # what clf.preprocess returns
+        self.metrics = ServiceMetrics()
+        self.pool = concurrent.futures.ThreadPoolExecutor(cfg.preprocess_workers, thread_name_prefix="ipex-resnet-pre")
+        self.tasks: list[asyncio.Task] = []
+        self.connections = ConnectionStats(cfg.max_connections, cfg.header_timeout_s, cfg.retry_after_s,
+                                           on_event=lambda why: self.metrics.connections_refused.labels(why).inc())
+
+    # -- startup and shutdown -------------------------------------------------------------------------
+    def _load_and_warm(self):
+        from PIL import Image
+
+        clf = self.loader()
+        pad = self.cfg.pad_batches == "on" or (self.cfg.pad_batches == "auto" and clf.plan.backend == "inductor")
+        shape = tuple(clf.preprocess(Image.new("RGB", (320, 240), (120, 90, 60))).shape)
+        for n in warmup_sizes(self.cfg.max_batch, pad):
+            x = torch.randn(n, *shape)
+            for _ in range(2):
+                clf(x)
+        return clf, pad, shape
+
+    async def load(self) -> None:
+        try:
+            clf, pad, shape = await asyncio.get_running_loop().run_in_executor(None, self._load_and_warm)
+        except Exception as exc:  # noqa: BLE001 - report, stay alive for /healthz, tell the runner
+            from ..errors import IpexResnetError
+
+            # an IpexResnetError's message is written for the user; anything else stays in the log
+            known = isinstance(exc, IpexResnetError)
+            self.load_error = str(exc) if known else f"{type(exc).__name__} (see the server log)"
+            log.error("error: could not load the model: %s", exc, exc_info=not known)
+            if self.on_fatal is not None:
+                self.on_fatal(exc)
+            return
+        cfg = self.cfg
+        self.clf, self.image_shape = clf, shape
+        self.info = {"model": clf.plan.model, "backend": clf.plan.backend, "precision": clf.plan.precision,
+                     "weights": clf.plan.weights}
+        self.batcher = Batcher(clf, self.topk, max_batch=cfg.max_batch, max_wait_s=cfg.max_wait_ms / 1000,
+                               max_queue=cfg.max_queue * cfg.max_files, pad=pad, metrics=self.metrics,
+                               more_coming=lambda: self.upstream > 0)
+        self.batcher.start()
+        self.metrics.info.labels(clf.plan.model, clf.plan.backend, clf.plan.precision).set(1)
+        self.ready = True
+        log.info("ready: %s, backend=%s, precision=%s, threads=%d, max_batch=%d, max_wait=%.1f ms%s", clf.plan.model,
+                 clf.plan.backend, clf.plan.precision, torch.get_num_threads(), cfg.max_batch, cfg.max_wait_ms,
+                 ", padded batches" if pad else "")
+
+    async def watch(self) -> None:
+        """Keep the ready gauge and the per-worker process metrics current; hand freed heap pages back
+        to the OS now and then (glibc keeps them per thread arena, so RSS creeps up under load)."""
+        trim = _malloc_trim()
+        while True:
+            if trim is not None:
+                trim(0)
+            self.metrics.ready.set(0 if self.readiness_problem() else 1)
+            if self.connections is not None:
+                self.metrics.open_connections.set(self.connections.open)
+            self.metrics.refresh_process()
+            await asyncio.sleep(1.0)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app):
+        loop = asyncio.get_running_loop()
+        self.tasks = [loop.create_task(self.load()), loop.create_task(self.watch())]
+        try:
+            yield
+        finally:
+            self.draining, self.stopping, self.ready = True, True, False
+            self.metrics.ready.set(0)
+            if self.batcher is not None:
+                await self.batcher.stop(self.cfg.graceful_timeout_s)  # finishes everything already queued
+            for t in self.tasks:
+                t.cancel()
+            self.pool.shutdown(wait=False, cancel_futures=True)
+
+    # -- health -------------------------------------------------------------------------------------
+    def health_problem(self) -> Unavailable | None:
+        """Is the process able to make progress? (A loading model is healthy; a stuck batch is not.)"""
+        if self.load_error:
+            return Unavailable(f"the model failed to load: {self.load_error}", code="load_failed")
+        if self.batcher is not None:
+            why = self.batcher.problem(self.cfg.stall_timeout_s)
+            if why:
+                return Unavailable(f"inference is not making progress: {why}", code="inference_stalled")
+        return None
+
+    def readiness_problem(self) -> Unavailable | None:
+        if self.draining:
+            return Unavailable("the service is shutting down", code="shutting_down")
+        problem = self.health_problem()
+        if problem is not None:
+            return problem
+        if not self.ready:
+            return Unavailable("the model is loading and warming up; retry shortly", code="not_ready")
+        return None
+
+    def check_accepting(self) -> None:
+        """New work is refused while loading, stalled or stopping (503 + Retry-After). While draining
+        (readiness already 503, the load balancer taking the instance out) requests are still served."""
+        if self.stopping:
+            raise Unavailable("the service is shutting down", code="shutting_down")
+        problem = self.health_problem()
+        if problem is not None:
+            raise problem
+        if not self.ready:
+            raise Unavailable("the model is loading and warming up; retry shortly", code="not_ready")
+
+    # -- the pipeline ---------------------------------------------------------------------------------
+    def topk(self, logits: torch.Tensor, k: int) -> list[list[dict]]:
+        probs = torch.softmax(logits.float(), dim=1)
+        scores, indices = probs.topk(min(k, probs.shape[1]), dim=1)
+        cats = self.clf.categories
+        return [[{"label": cats[i] if 0 <= i < len(cats) else f"class_{i}", "index": i, "score": s}
+                 for s, i in zip(rs, ri)] for rs, ri in zip(scores.tolist(), indices.tolist())]
+
+    def parse_topk(self, raw) -> int:
+        if raw is None:
+            return 5
+        limit = len(self.clf.categories) if self.clf is not None else MAX_TOPK
+        try:
+            k = int(raw)
+        except (TypeError, ValueError):
+            raise BadParameter(f"topk must be an integer from 1 to {limit}, got {raw!r}", code="bad_topk") from None
+        if not 1 <= k <= limit:
+            raise BadParameter(f"topk must be from 1 to {limit}, got {k}", code="bad_topk")
+        return k
+
+    @contextlib.asynccontextmanager
+    async def admitted(self):
+        """A place among the ``max_queue`` requests being processed, or 503 at once."""
+        if self.in_flight >= self.cfg.max_queue:
+            raise Unavailable(f"too many requests in flight ({self.cfg.max_queue}); retry shortly", code="overloaded")
+        self.in_flight += 1
+        self.metrics.in_flight.set(self.in_flight)
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
+            self.metrics.in_flight.set(self.in_flight)
+
+    def _decode(self, name: str, data: bytes) -> torch.Tensor:
+        from ..errors import ImageError
+
+        try:
+            return self.clf.preprocess(data, name=name)
+        except ImageError as exc:  # the decoder's message is written for the user; its code, if typed
+            raise BadImage(str(exc), code=getattr(exc, "code", None) or "bad_image") from None
+
+    async def preprocess(self, images: list[tuple[str, bytes]]) -> list[torch.Tensor]:
+        loop = asyncio.get_running_loop()
+        cfg = self.cfg
+        await loop.run_in_executor(self.pool, check_request_pixels, images, cfg.max_pixels, cfg.max_request_pixels)
+        jobs = [loop.run_in_executor(self.pool, self._decode, n, d) for n, d in images]
+        try:
+            return list(await asyncio.gather(*jobs))
+        except BaseException:
+            for j in jobs:
+                j.cancel()
+            raise
+
+    async def infer(self, tensors: list[torch.Tensor], topk: int) -> list[list[dict]]:
+        try:
+            futures = self.batcher.submit(tensors, topk)
+        except QueueFull as exc:
+            raise Unavailable(str(exc) + "; retry shortly", code="overloaded") from None
+        except Stopped:
+            raise Unavailable("the service is shutting down", code="shutting_down") from None
+        try:
+            return list(await asyncio.gather(*futures))
+        except BatchFailed as exc:
+            raise InferenceFailed(f"{exc}; the service keeps running, retry") from None
+        finally:
+            for f in futures:
+                f.cancel()  # a no-op for answered images; drops the rest from the queue
+
+    async def run(self, request, prepare, topk: int) -> list[list[dict]]:
+        """Admit, then ``await prepare()`` (-> tensors) and infer, raced against the request deadline and
+        the client disconnecting; either way the request's work is dropped."""
+        async with self.admitted():
+            async def work():
+                self.upstream += 1  # admitted and not yet queued for a batch: a batch may wait for it
+                queued = False
+                try:
+                    tensors = await prepare()
+                    self.upstream -= 1
+                    queued = True
+                    return await self.infer(tensors, topk)
+                finally:
+                    if not queued:
+                        self.upstream -= 1
+
+            task = asyncio.ensure_future(work())
+            gone = asyncio.ensure_future(_disconnected(request))
+            try:
+                done, _ = await asyncio.wait({task, gone}, timeout=self.cfg.request_timeout_s,
+                                             return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                gone.cancel()
+            if task in done:
+                return task.result()
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+            if gone in done:
+                raise ClientGone("the client disconnected before the answer")
+            raise Timeout(f"the request was not answered within {self.cfg.request_timeout_s:g} s")
+
+    def error_response(self, exc: BaseException, *, oip: bool = False):
+        """The JSON error for ``exc``: ``{"error": {status, code, message}}``, or the Open Inference
+        Protocol's ``{"error": message}`` (``oip=True``). Only typed errors' messages reach a client."""
+        from starlette.responses import JSONResponse
+
+        if not isinstance(exc, ServiceError):
+            ref = uuid.uuid4().hex[:12]
+            log.error("internal error %s", ref, exc_info=exc)
+            exc = ServiceError(f"internal error (reference {ref}); the details are in the server log")
+        headers = dict(exc.headers)
+        if exc.status == 503:
+            headers["Retry-After"] = str(self.cfg.retry_after_s)
+        if exc.status in (503, 504, 499) or exc.code in ("body_timeout",):
+            self.metrics.rejected.labels(exc.code).inc()
+        return JSONResponse({"error": exc.message} if oip else exc.body(), exc.status, headers=headers)
+
+
+def _malloc_trim():
+    import ctypes
+    import ctypes.util
+
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc
+        return None
+
+
+async def _disconnected(request) -> None:
+    """Returns when the client has gone (call only after the body has been read)."""
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+def _content_kind(request) -> str:
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype == "multipart/form-data":
+        return "multipart"
+    if ctype == "" or ctype in RAW_TYPES or ctype.startswith("image/"):
+        return "raw"
+    raise UnsupportedMediaType(f"content type {ctype!r} is not supported; send the image as the raw body with "
+                               "Content-Type image/* or application/octet-stream, or as multipart/form-data file parts")
+
+
+async def _images_from(request, kind: str, body: bytes, max_files: int) -> list[tuple[str, bytes]]:
+    from starlette.requests import Request
+
+    if kind == "raw":
+        if not body:
+            raise EmptyBody("the request body is empty; send an image")
+        return [(request.query_params.get("name") or "body", body)]
+
+    async def replay():
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    try:
+        form = await Request(request.scope, replay).form(max_files=max_files, max_fields=100)
+    except Exception as exc:  # noqa: BLE001 - starlette raises MultiPartException or HTTPException(400)
+        detail = getattr(exc, "detail", None) or getattr(exc, "message", None) or "malformed"
+        raise BadMultipart(f"cannot parse the multipart body: {detail}") from None
+    try:
+        files = [(v.filename or k, await v.read()) for k, v in form.multi_items() if hasattr(v, "read")]
+    finally:
+        await form.close()
+    if not files:
+        raise NoFiles("the multipart body has no file parts; add the image as a file field")
+    if len(files) > max_files:
+        raise TooManyFiles(f"{len(files)} files in one request; the limit is {max_files}")
+    return files
+
+
+def create_app(loader: Callable[[], object], config: ServeConfig | None = None, *,
+               on_fatal: Callable[[BaseException], None] | None = None):
+    """A Starlette app serving the classifier that ``loader()`` returns (called in a thread at startup).
+
+    ``/healthz`` answers 200 while the process can make progress (also while loading);
+    ``/readyz`` and inference answer 503 until the classifier is loaded and warmed up.
+    """
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import FileResponse, JSONResponse, Response
+    from starlette.routing import Route
+
+    from .oip import oip_routes
+
+    cfg = config or ServeConfig()
+    svc = Service(loader, cfg, on_fatal)
+
+    async def healthz(request: Request):
+        problem = svc.health_problem()
+        return svc.error_response(problem) if problem else JSONResponse({"status": "alive"})
+
+    async def readyz(request: Request):
+        problem = svc.readiness_problem()
+        if problem:
+            return svc.error_response(problem)
+        return JSONResponse({"status": "ready", **svc.info, "max_batch": cfg.max_batch})
+
+    async def metrics_endpoint(request: Request):
+        return Response(svc.metrics.render(), media_type=METRICS_CONTENT_TYPE)
+
+    async def index(request: Request):
+        return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
+
+    async def classify(request: Request):
+        try:
+            svc.check_accepting()
+            topk = svc.parse_topk(request.query_params.get("topk"))
+            kind = _content_kind(request)
+            body = await read_body(request, cfg.max_body_bytes, cfg.body_timeout_s)
+            images = await _images_from(request, kind, body, cfg.max_files)
+            tops = await svc.run(request, lambda: svc.preprocess(images), topk)
+        except Exception as exc:  # noqa: BLE001 - typed errors map to their status; anything else is a 500
+            return svc.error_response(exc)
+        return JSONResponse({**svc.info, "topk": topk,
+                             "results": [{"input": name, "top": top} for (name, _), top in zip(images, tops)]})
+
+    routes = [
+        Route("/", index, methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics_endpoint, methods=["GET"]),
+        Route("/v1/classify", classify, methods=["POST"]),
+        *oip_routes(svc),
+    ]
+    app = Starlette(routes=routes, lifespan=svc.lifespan)
+    app.state.service = svc
+    app.state.serve = svc  # the name tests and tools used before the serve/ package
+    app.state.config = cfg
+    return _MetricsMiddleware(app, svc, routes)
+
+
+class _MetricsMiddleware:
+    """Counts every HTTP response by route and status and times it (pure ASGI, no buffering)."""
+
+    def __init__(self, app, svc: Service, routes):
+        self.app, self.svc, self.routes = app, svc, routes
+        self.state = app.state
+
+    def _endpoint(self, scope) -> str:
+        from starlette.routing import Match
+
+        for r in self.routes:
+            if r.matches(scope)[0] != Match.NONE:
+                return r.path
+        return "other"
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start = time.monotonic()
+        status = {"code": 500}
+        endpoint = self._endpoint(scope)
+
+        async def send_wrapper(message):
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            m = self.svc.metrics
+            m.requests.labels(endpoint, str(status["code"])).inc()
+            m.latency.labels(endpoint).observe(time.monotonic() - start)
+
+
+__all__ = ["Service", "create_app"]

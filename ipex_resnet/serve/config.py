@@ -1,0 +1,93 @@
+"""Every option of ``ipex-resnet serve``, declared once: the dataclass field is the default, the
+validation, the ``--flag`` and its help text."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass, field
+
+
+def _opt(default, help: str, *, flag: str | None = None, minimum: float | None = None, choices=None,
+         group: str = "service", type=None):
+    meta = {"help": help, "flag": flag, "minimum": minimum, "choices": choices, "group": group, "type": type}
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class ServeConfig:
+    # -- where to listen and how many processes -----------------------------------------------------
+    host: str = _opt("127.0.0.1", "address to bind")
+    port: int = _opt(8000, "port (0 picks a free one)", minimum=0)
+    workers: int | None = _opt(None, "server processes on the port, each pinned to its own physical cores; "
+                                     "default: the plan for this CPU (stated at startup)", minimum=1, type=int)
+    # -- batching -------------------------------------------------------------------------------------
+    max_batch: int = _opt(16, "images per micro-batch; 1 turns batching off", minimum=1)
+    max_wait_ms: float = _opt(5.0, "longest the first image of a batch waits for company, in ms", minimum=0)
+    pad_batches: str = _opt("auto", "pad batches to power-of-two sizes warmed up at start; auto = on for "
+                                    "inductor, which recompiles for every new batch shape",
+                              choices=("auto", "on", "off"))
+    preprocess_workers: int = _opt(2, "threads decoding and resizing images (per worker)", minimum=1)
+    # -- admission and limits -------------------------------------------------------------------------
+    max_queue: int = _opt(64, "requests admitted (body received) and not yet answered, per worker; "
+                              "past it 503 + Retry-After", minimum=1)
+    max_connections: int = _opt(512, "open connections per worker; past it 503 + Retry-After and the "
+                                     "connection is closed", minimum=1)
+    max_body_bytes: int = _opt(20 * 2**20, "largest request body; past it 413", minimum=1)
+    max_files: int = _opt(16, "most images in one request (multipart parts or OIP batch)", minimum=1)
+    max_pixels: int = _opt(64_000_000, "refuse an image whose declared size exceeds this many pixels",
+                           minimum=1, group="model")
+    max_request_pixels: int = _opt(128_000_000, "refuse a request whose images declare more pixels than "
+                                                "this in total (read from the headers, before decoding)",
+                                   minimum=1)
+    header_timeout_s: float = _opt(10.0, "seconds a connection may take to send a request's headers; "
+                                         "then it is closed", flag="--header-timeout", minimum=0.001)
+    body_timeout_s: float = _opt(15.0, "seconds a request may take to send its body; then 408 and the "
+                                       "connection is closed", flag="--body-timeout", minimum=0.001)
+    keepalive_timeout_s: float = _opt(5.0, "seconds an idle keep-alive connection is kept open",
+                                      flag="--keepalive-timeout", minimum=0.001)
+    request_timeout_s: float = _opt(30.0, "seconds from admission to answer; past it 504",
+                                    flag="--request-timeout", minimum=0.001)
+    stall_timeout_s: float = _opt(30.0, "if inference makes no progress for this long while work is waiting, "
+                                        "/healthz and /readyz turn 503", flag="--stall-timeout", minimum=0.001)
+    retry_after_s: int = _opt(1, "the Retry-After value sent with every 503", flag="--retry-after", minimum=0)
+    drain_delay_s: float = _opt(0.5, "on SIGTERM, seconds /readyz answers 503 while requests are still served, "
+                                     "before the server stops accepting", flag="--drain-delay", minimum=0)
+    graceful_timeout_s: float = _opt(30.0, "on SIGTERM, seconds to finish admitted requests before "
+                                           "cancelling them", flag="--graceful-timeout", minimum=0)
+    log_level: str = _opt("info", "logging level", choices=("critical", "error", "warning", "info", "debug"))
+    access_log: bool = _opt(False, "log every request")
+
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            lo, value = f.metadata["minimum"], getattr(self, f.name)
+            if lo is not None and value is not None and value < lo:
+                raise ValueError(f"{flag(f)} must be at least {lo:g}, got {value}")
+            if f.metadata["choices"] and value not in f.metadata["choices"]:
+                raise ValueError(f"{flag(f)} must be one of {', '.join(f.metadata['choices'])}, got {value!r}")
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> "ServeConfig":
+        return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})
+
+
+def flag(f: dataclasses.Field) -> str:
+    return f.metadata["flag"] or "--" + f.name.replace("_", "-")
+
+
+def add_arguments(p: argparse.ArgumentParser, groups: dict[str, argparse._ArgumentGroup]) -> None:
+    """One ``--flag`` per field, into ``groups[field group]``; defaults and help come from the field."""
+    for f in dataclasses.fields(ServeConfig):
+        g = groups[f.metadata["group"]]
+        default = f.default
+        shown = "" if default is None else f" (default: {default:g})" if isinstance(default, float) else \
+            f" (default: {default})"
+        kw = {"dest": f.name, "default": default, "help": f.metadata["help"] + shown}
+        if isinstance(default, bool):
+            g.add_argument(flag(f), action="store_true", **kw)
+            continue
+        kw["type"] = f.metadata["type"] or type(default)
+        kw["metavar"] = flag(f)[2:].upper().replace("-", "_")
+        if f.metadata["choices"]:
+            kw["choices"] = f.metadata["choices"]
+        g.add_argument(flag(f), **kw)

@@ -1,0 +1,98 @@
+"""The service's Prometheus metrics, with ``prometheus_client``.
+
+One process: a registry per app, with the standard process and platform collectors. Several worker
+processes (``--workers``): ``prometheus_client``'s multiprocess mode. The parent sets
+``PROMETHEUS_MULTIPROC_DIR`` before the workers start; every worker writes its samples there and any
+worker's ``/metrics`` aggregates all of them. Process metrics then come per worker (label ``pid``),
+refreshed every few seconds, because the standard process collector only sees its own process.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0, 30.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
+PREFIX = "ipex_resnet_"
+
+
+def multiprocess_dir() -> str | None:
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.environ.get("prometheus_multiproc_dir") or None
+
+
+class ServiceMetrics:
+    """The series the HTTP service exports (names as before the move to prometheus_client)."""
+
+    def __init__(self):
+        self.multiprocess = multiprocess_dir() is not None
+        r = self.registry = CollectorRegistry()
+        p = PREFIX
+        self.requests = Counter(p + "requests", "HTTP requests answered, by endpoint and status "
+                                "(499: the client disconnected first).", ("endpoint", "status"), registry=r)
+        self.latency = Histogram(p + "request_duration_seconds", "Time from request start to response, by endpoint.",
+                                 ("endpoint",), buckets=LATENCY_BUCKETS, registry=r)
+        self.queue_wait = Histogram(p + "queue_wait_seconds", "Time an image waited in the batching queue "
+                                    "before inference started.", buckets=LATENCY_BUCKETS, registry=r)
+        self.inference = Histogram(p + "inference_seconds", "Model time per micro-batch.", buckets=LATENCY_BUCKETS,
+                                   registry=r)
+        self.batch_size = Histogram(p + "batch_size", "Images per micro-batch.", buckets=BATCH_BUCKETS, registry=r)
+        self.images = Counter(p + "images", "Images classified.", registry=r)
+        self.failed_batches = Counter(p + "failed_batches", "Micro-batches whose inference raised.", registry=r)
+        self.rejected = Counter(p + "rejected", "Requests refused before inference, by reason.", ("reason",),
+                                registry=r)
+        self.connections_refused = Counter(p + "connections_refused", "Connections closed by a guard, by reason "
+                                           "(too_many_connections, header_timeout).", ("reason",), registry=r)
+        self.queue_depth = Gauge(p + "queue_depth", "Images waiting for a micro-batch now.", registry=r,
+                                 multiprocess_mode="livesum")
+        self.in_flight = Gauge(p + "requests_in_flight", "Requests admitted (body received) and not yet answered.",
+                               registry=r, multiprocess_mode="livesum")
+        self.open_connections = Gauge(p + "open_connections", "Open HTTP connections.", registry=r,
+                                      multiprocess_mode="livesum")
+        self.ready = Gauge(p + "ready", "1 when the model is loaded and warmed up and inference makes progress "
+                           "(with several workers: the least ready one).", registry=r, multiprocess_mode="livemin")
+        self.info = Gauge(p + "model_info", "The model being served (value is always 1).",
+                          ("model", "backend", "precision"), registry=r, multiprocess_mode="livemax")
+        if self.multiprocess:
+            self.workers = Gauge(p + "workers", "Worker processes alive.", registry=r, multiprocess_mode="livesum")
+            self.workers.set(1)
+            self.worker_rss = Gauge(p + "worker_resident_memory_bytes", "Resident memory of each worker.",
+                                    registry=r, multiprocess_mode="liveall")
+            self.worker_cpu = Gauge(p + "worker_cpu_seconds", "CPU time (user + system) of each worker.",
+                                    registry=r, multiprocess_mode="liveall")
+            self.worker_fds = Gauge(p + "worker_open_fds", "Open file descriptors of each worker.",
+                                    registry=r, multiprocess_mode="liveall")
+        else:
+            from prometheus_client import PlatformCollector, ProcessCollector
+
+            ProcessCollector(registry=r)
+            PlatformCollector(registry=r)
+
+    def refresh_process(self) -> None:
+        """Copy this process's standard process metrics into the per-worker gauges (multiprocess mode)."""
+        if not self.multiprocess:
+            return
+        from prometheus_client import ProcessCollector
+
+        values = {s.name: s.value for fam in ProcessCollector(registry=None).collect() for s in fam.samples}
+        if "process_resident_memory_bytes" in values:
+            self.worker_rss.set(values["process_resident_memory_bytes"])
+        if "process_cpu_seconds_total" in values:
+            self.worker_cpu.set(values["process_cpu_seconds_total"])
+        if "process_open_fds" in values:
+            self.worker_fds.set(values["process_open_fds"])
+
+    def render(self) -> bytes:
+        if self.multiprocess:
+            from prometheus_client import multiprocess
+
+            self.refresh_process()
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+            return generate_latest(registry)
+        return generate_latest(self.registry)
+
+
+__all__ = ["CONTENT_TYPE", "ServiceMetrics", "multiprocess_dir"]
