@@ -18,9 +18,11 @@ class WeightsError(IpexResnetError):
 
 
 class ImageError(IpexResnetError, ValueError):
-    """One input could not be read as an image. ``source`` names the input."""
+    """One input could not be read as an image. ``source`` names the input; ``code`` is a stable
+    machine-readable kind (``bad_image``, ``truncated_image``) for services."""
 
-    def __init__(self, source: str, problem: str):
+    def __init__(self, source: str, problem: str, code: str = "bad_image"):
         self.source = source
         self.problem = problem
+        self.code = code
         super().__init__(f"{source}: {problem}")

@@ -170,7 +170,7 @@ def _check_size(w: int, h: int, max_pixels: int, name: str) -> None:
 def _decode_error(name: str, exc: Exception) -> ImageError:
     msg = str(exc) or type(exc).__name__
     if "truncated" in msg or "broken data stream" in msg or "unrecognized data stream" in msg:
-        msg = "truncated image data"
+        return ImageError(name, "cannot decode: truncated image data", code="truncated_image")
     return ImageError(name, f"cannot decode: {msg}")
 
 
