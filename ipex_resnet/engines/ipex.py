@@ -78,6 +78,9 @@ def import_ipex():
         raise BackendUnavailable(why)
     import logging
 
+    # IPEX imports torch._inductor, which forks a pool of compile workers (350-630 MB each) that an
+    # IPEX runner never uses; one in-process compile thread instead, unless the user chose otherwise.
+    os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
     with _silenced_stderr():
         import intel_extension_for_pytorch as ipex
     logging.getLogger("intel_extension_for_pytorch").setLevel(logging.ERROR)
