@@ -122,7 +122,7 @@ def bulk_child(args) -> dict:
         for start in range(0, len(inputs), chunk):
             part = inputs[start:start + chunk]
             s = bulk.run(clf, part, sink, batch_size=args.batch_size, workers=args.workers, progress=False,
-                         flush=sink.flush)
+                         flush=sink.flush, overlap=args.overlap != "off")
             bulk_s, failed, done = bulk_s + s.seconds, failed + s.failed, done + len(part)
             batches = max(1, len(part) // args.batch_size)
             t0 = time.perf_counter()
@@ -134,7 +134,7 @@ def bulk_child(args) -> dict:
     return {"count": args.count, "images_per_s": s_ips, "model_only_images_per_s": model_ips,
             "ratio": s_ips / model_ips, "workers": args.workers or bulk.default_workers(clf.plan.threads),
             "threads": clf.plan.threads, "backend": clf.plan.backend, "precision": clf.plan.precision,
-            "rss_before_run_mb": rss_before, "peak_rss_mb": vm("VmHWM"), "failed": failed}
+            "overlap": args.overlap, "rss_before_run_mb": rss_before, "peak_rss_mb": vm("VmHWM"), "failed": failed}
 
 
 def bulk_cmd(args) -> dict:
@@ -145,6 +145,7 @@ def bulk_cmd(args) -> dict:
         cmd += ["--threads", str(args.threads)] if args.threads else []
         cmd += ["--workers", str(args.workers)] if args.workers else []
         cmd += ["--preprocess", args.preprocess] if args.preprocess else []
+        cmd += ["--overlap", args.overlap]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode:
             sys.exit(proc.stderr)
@@ -152,7 +153,8 @@ def bulk_cmd(args) -> dict:
         rows.append(r)
         print(f"{n:>6} images: bulk {r['images_per_s']:.1f} img/s, model-only batch {r['model_only_images_per_s']:.1f} "
               f"img/s ({r['ratio']:.2f}x), peak RSS {r['peak_rss_mb']:.0f} MB (before the run "
-              f"{r['rss_before_run_mb']:.0f} MB); {r['threads']} threads + {r['workers']} decode workers")
+              f"{r['rss_before_run_mb']:.0f} MB); {r['threads']} threads + {r['workers']} decode workers, overlap "
+              f"{r['overlap']}")
     return {"runs": rows}
 
 
@@ -210,6 +212,8 @@ def main() -> int:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--preprocess", default=None)
+    ap.add_argument("--overlap", choices=("on", "off"), default="on",
+                    help="bulk: decode during inference (on, the default) or alternate batches (off)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     fn = {"e2e": e2e, "bulk": bulk_cmd, "bulk-child": bulk_child, "ray": ray_cmd}[args.what]
