@@ -78,13 +78,16 @@ class Summary:
         return (self.ok + self.failed) / self.seconds if self.seconds > 0 else 0.0
 
 
-def default_workers(model_threads: int) -> int:
-    """Decode threads: the cores the model leaves free, at least 1 (PIL decodes a photo in ~2 ms)."""
+def available_cores() -> int:
     try:
-        cores = len(os.sched_getaffinity(0))
+        return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
-        cores = os.cpu_count() or 1
-    return max(1, min(8, cores - model_threads))
+        return os.cpu_count() or 1
+
+
+def default_workers(model_threads: int) -> int:
+    """Decode threads: the cores the model's threads leave free, at least 1, at most 8."""
+    return max(1, min(8, available_cores() - model_threads))
 
 
 # A sink gets (input, top-k list, None) or (input, None, error message), in input order.
@@ -92,22 +95,28 @@ Sink = Callable[[str, "list[dict] | None", "str | None"], None]
 
 
 def run(clf, inputs: Sequence[str], sink: Sink, *, topk: int = 5, batch_size: int = 32, workers: int | None = None,
-        progress: bool | None = None, flush: Callable[[], None] | None = None) -> Summary:
+        progress: bool | None = None, flush: Callable[[], None] | None = None,
+        overlap: bool = True) -> Summary:
     """Classify ``inputs`` with ``clf`` (a :class:`~ipex_resnet.Classifier`), feeding ``sink`` in order.
 
-    ``progress``: a tqdm bar on stderr (None: only when stderr is a terminal).
+    ``progress``: a tqdm bar on stderr (None: only when stderr is a terminal). ``overlap``: decode
+    the next batch while the model runs (default); False alternates a batch of decoding (on
+    ``workers`` threads) with a batch of inference. On 2 cores with the model on both, overlapping
+    measured faster (0.73x vs 0.42x of model-only throughput, one run): the OpenMP threads spin
+    between batches and take the cores the alternating decoders would use.
     """
     from tqdm import tqdm
 
     if batch_size < 1:
         raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
-    workers = workers or default_workers(getattr(getattr(clf, "plan", None), "threads", 1))
+    threads = getattr(getattr(clf, "plan", None), "threads", 1)
+    workers = workers or default_workers(threads)
     if workers < 1:
         raise ConfigError(f"workers must be at least 1, got {workers}")
     pre = clf.preprocessor
     window = 2 * batch_size + 2 * workers  # decoded ahead of inference: one batch runs, the next decodes
     summary = Summary()
-    start = time.perf_counter()
+    t_start = time.perf_counter()
     bar = tqdm(total=len(inputs), unit="img", disable=None if progress is None else not progress,
                file=sys.stderr, dynamic_ncols=True, smoothing=0.05)
 
@@ -138,6 +147,12 @@ def run(clf, inputs: Sequence[str], sink: Sink, *, topk: int = 5, batch_size: in
 
     try:
         with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="ipex-resnet-decode") as pool:
+            if not overlap:
+                for i in range(0, len(inputs), batch_size):
+                    chunk = inputs[i:i + batch_size]
+                    pending.extend(zip(chunk, pool.map(work, chunk)))
+                    emit()
+                return summary
             queue: collections.deque = collections.deque()
             it = iter(inputs)
             for name in it:
@@ -156,7 +171,7 @@ def run(clf, inputs: Sequence[str], sink: Sink, *, topk: int = 5, batch_size: in
                 emit()
     finally:
         bar.close()
-        summary.seconds = time.perf_counter() - start
+        summary.seconds = time.perf_counter() - t_start
     return summary
 
 

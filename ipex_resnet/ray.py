@@ -21,7 +21,6 @@ import json
 import os
 import sys
 
-import numpy as np
 
 from .errors import ConfigError, ImageError
 
@@ -156,8 +155,12 @@ def main_classify(args) -> int:
         else:
             ds = ds.materialize()
             ds.write_parquet(args.parquet)
-            errors = [e for e in ds.select_columns(["error"]).to_pandas()["error"] if e is not None]
-            failed, ok = len(errors), ds.count() - len(errors)
+            for row in ds.select_columns(["input", "error"]).iter_rows():
+                if row["error"] is None:
+                    ok += 1
+                else:
+                    failed += 1
+                    print(f"error: {row['input']}: {row['error']}", file=sys.stderr)
         print(f"{ok} classified, {failed} failed (Ray, {args.actors} actors x {args.cpus_per_actor} CPU)",
               file=sys.stderr)
         return 1 if failed else 0

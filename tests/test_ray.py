@@ -79,3 +79,16 @@ def test_cli_ray_jsonl_matches_cli_single_process(inputs, checkpoint, tmp_path):
     b = [json.loads(x) for x in out.read_text().splitlines()]
     assert_same_results(b, a)
     assert "Traceback" not in p2.stderr
+
+    pq = tmp_path / "parquet"
+    p3 = subprocess.run([sys.executable, "-m", "ipex_resnet", "classify", *inputs, "--parquet", str(pq), *model,
+                         "--ray", "--actors", "1", "--batch-size", "8"], capture_output=True, text=True, timeout=600)
+    assert p3.returncode == 1, p3.stderr[-3000:]
+    assert "10 classified, 1 failed (Ray, 1 actors x 1 CPU)" in p3.stderr
+    import pyarrow.parquet
+
+    from ipex_resnet.ray import row_to_record
+
+    rows = pyarrow.parquet.read_table(pq).to_pylist()
+    by_input = {r["input"]: row_to_record(r) for r in rows}
+    assert_same_results([by_input[r["input"]] for r in a], a)
