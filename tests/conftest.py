@@ -36,6 +36,18 @@ def require_backend(name: str) -> None:
         pytest.skip(f"{name} unavailable: {why}")
 
 
+def mismatched_ipex_env(where: Path) -> dict[str, str]:
+    """An environment with an IPEX 2.7.0 first on the path whose import exits the process, as a real
+    IPEX built for another torch does."""
+    pkg = where / "intel_extension_for_pytorch"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("import sys\nprint('ERROR! needs PyTorch 2.7.*', file=sys.stderr)\nsys.exit(127)\n")
+    dist = where / "intel_extension_for_pytorch-2.7.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: intel_extension_for_pytorch\nVersion: 2.7.0\n")
+    return {**os.environ, "PYTHONPATH": f"{where}{os.pathsep}{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+
+
 def sample_photos() -> list[Path]:
     if not (SAMPLES / "labels.csv").is_file():
         pytest.skip(f"real photos not found at {SAMPLES}")

@@ -136,15 +136,9 @@ def test_mismatched_ipex_is_reported_not_imported(tmp_path):
     """An IPEX built for another torch exits the process when imported. Put one first on the path
     (an IPEX 2.7.0 whose import exits like the real one does) and check that probe and classify only
     read its metadata, say why it is not used, and carry on."""
-    pkg = tmp_path / "intel_extension_for_pytorch"
-    pkg.mkdir()
-    (pkg / "__init__.py").write_text("import sys\nprint('ERROR! needs PyTorch 2.7.*', file=sys.stderr)\nsys.exit(127)\n")
-    dist = tmp_path / "intel_extension_for_pytorch-2.7.0.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: intel_extension_for_pytorch\nVersion: 2.7.0\n")
-    import os
+    from conftest import mismatched_ipex_env
 
-    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    env = mismatched_ipex_env(tmp_path)
     proc = subprocess.run([sys.executable, "-m", "ipex_resnet", "probe", "--json"], capture_output=True,
                           text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr

@@ -13,7 +13,7 @@ import torch
 import ipex_resnet
 from ipex_resnet.cpu import parse_cpuinfo
 
-from conftest import FIXTURES, require_backend
+from conftest import FIXTURES, mismatched_ipex_env, require_backend
 
 # FP32 paths reorder the same FP32 arithmetic (oneDNN blocking, fusions): measured 1e-6 relative L2.
 FP32_REL_L2 = 1e-4
@@ -116,17 +116,9 @@ def test_auto_never_imports_a_mismatched_ipex(tmp_path):
     """An IPEX built for another torch exits the process on import. With one first on the path (an
     IPEX 2.7.0 whose import exits as the real one does), the auto plan reads its metadata only,
     passes it over with the reason, and never imports it: on every stack."""
-    import os
-
-    pkg = tmp_path / "intel_extension_for_pytorch"
-    pkg.mkdir()
-    (pkg / "__init__.py").write_text("import sys\nprint('ERROR! needs PyTorch 2.7.*', file=sys.stderr)\nsys.exit(127)\n")
-    dist = tmp_path / "intel_extension_for_pytorch-2.7.0.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: intel_extension_for_pytorch\nVersion: 2.7.0\n")
     code = ("import sys, ipex_resnet; p = ipex_resnet.plan_for(); "
             "print(p.backend, 'intel_extension_for_pytorch' in sys.modules); print(*p.notes, sep='\\n')")
-    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    env = mismatched_ipex_env(tmp_path)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     first, *notes = proc.stdout.splitlines()
