@@ -110,7 +110,7 @@ def test_cli_on_real_photos(photos, checkpoint, calibrated_state_dict, tmp_path,
     model.load_state_dict(calibrated_state_dict)
     pre = Preprocessor.from_preset(ResNet18_Weights.DEFAULT.transforms())
     with torch.no_grad():
-        logits = model.eval()(torch.stack([pre(p) for p in chosen]))
+        logits = model.eval()(torch.stack([torch.as_tensor(pre(p)) for p in chosen]))
     labels = logits.argmax(1).tolist()
     top5 = logits.topk(5).indices.tolist()
     labels[3] = next(i for i in range(1000) if i not in top5[3])  # outside the top-5: a miss for both

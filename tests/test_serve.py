@@ -11,6 +11,7 @@ import time
 import zlib
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -385,21 +386,21 @@ def test_batcher_pads_to_warmed_sizes_and_keeps_rows_apart():
 
     def infer(batch):  # the "logits" of image i are one-hot at the value the image carries
         shapes.append(batch.shape[0])
-        out = torch.zeros(batch.shape[0], 10)
-        out[torch.arange(batch.shape[0]), batch[:, 0, 0, 0].long()] = 10.0
+        out = np.zeros((batch.shape[0], 10), dtype=np.float32)
+        out[np.arange(batch.shape[0]), batch[:, 0, 0, 0].astype(int)] = 10.0
         return out
 
     def topk(logits, k):
-        return [[{"index": int(i)} for i in row.topk(k).indices] for row in logits]
+        return [[{"index": int(i)} for i in np.argsort(-row)[:k]] for row in logits]
 
     async def main():
         b = Batcher(infer, topk, max_batch=16, max_wait_s=0.05, max_queue=40, pad=True)
         b.start()
         futures = []
         for i in range(37):
-            futures += b.submit([torch.full((3, 2, 2), float(i % 10))], topk=1)
+            futures += b.submit([np.full((3, 2, 2), float(i % 10), dtype=np.float32)], topk=1)
         with pytest.raises(QueueFull):
-            b.submit([torch.zeros(3, 2, 2)] * 4, topk=1)  # 37 + 4 > 40: all or nothing
+            b.submit([np.zeros((3, 2, 2), dtype=np.float32)] * 4, topk=1)  # 37 + 4 > 40: all or nothing
         got = await asyncio.gather(*futures)
         await b.stop()
         return got

@@ -12,6 +12,7 @@ import time
 import zlib
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -30,8 +31,8 @@ if not PHOTOS:
 MARK = 7.0  # a preprocessed tensor filled with this (far outside normalized pixel values) triggers the hook
 
 
-def marked(batch: torch.Tensor) -> bool:
-    return bool((batch.flatten(1).mean(1) > 5).any())
+def marked(batch) -> bool:
+    return bool((np.asarray(batch).reshape(len(batch), -1).mean(1) > 5).any())
 
 
 class Hook:

@@ -80,7 +80,7 @@ def test_infer_encoded_images(client, reference, binary):
 
 def test_infer_preprocessed_tensor_and_classification(server, client, reference):
     clf = server.state.clf
-    batch = np.stack([clf.preprocess(p).numpy() for p in PHOTOS]).astype(np.float32)
+    batch = np.stack([np.asarray(clf.preprocess(p)) for p in PHOTOS]).astype(np.float32)
     inp = httpclient.InferInput("tensor", list(batch.shape), "FP32")
     inp.set_data_from_numpy(batch)
     res = client.infer("resnet18", [inp], outputs=[httpclient.InferRequestedOutput("labels", class_count=2)])

@@ -25,7 +25,9 @@ def preset(model: str) -> dict:
 
 
 def crop_size(model: str) -> int:
-    return int(preset(model)["crop_size"])
+    from ..artifacts import crop_of
+
+    return crop_of(preset(model))
 
 
 def batch(n: int, crop: int, seed: int = 0):

@@ -37,7 +37,7 @@ def _logging(level: str) -> None:
 
 def make_loader(model: dict, max_pixels: int):
     def loader():
-        from ..classifier import load
+        from ..loader import load
 
         clf = load(model["model"], weights=model["weights"], backend=model["backend"],
                    precision=model["precision"], threads=model.get("threads"), max_pixels=max_pixels)

@@ -19,7 +19,8 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-import torch
+
+import numpy as np
 
 from .batching import BatchFailed, Batcher, QueueFull, Stopped, warmup_sizes
 from .config import ServeConfig
@@ -64,7 +65,7 @@ class Service:
         pad = self.cfg.pad_batches == "on" or (self.cfg.pad_batches == "auto" and clf.plan.backend == "inductor")
         shape = tuple(clf.preprocess(Image.new("RGB", (320, 240), (120, 90, 60))).shape)
         for n in warmup_sizes(self.cfg.max_batch, pad):
-            x = torch.randn(n, *shape)
+            x = np.random.default_rng(n).standard_normal((n, *shape), dtype=np.float32)
             for _ in range(2):
                 clf(x)
         return clf, pad, shape
@@ -93,7 +94,7 @@ class Service:
         self.metrics.info.labels(clf.plan.model, clf.plan.backend, clf.plan.precision).set(1)
         self.ready = True
         log.info("ready: %s, backend=%s, precision=%s, threads=%d, max_batch=%d, max_wait=%.1f ms%s", clf.plan.model,
-                 clf.plan.backend, clf.plan.precision, torch.get_num_threads(), cfg.max_batch, cfg.max_wait_ms,
+                 clf.plan.backend, clf.plan.precision, clf.plan.threads, cfg.max_batch, cfg.max_wait_ms,
                  ", padded batches" if pad else "")
 
     async def watch(self) -> None:
@@ -157,12 +158,8 @@ class Service:
             raise Unavailable("the model is loading and warming up; retry shortly", code="not_ready")
 
     # -- the pipeline ---------------------------------------------------------------------------------
-    def topk(self, logits: torch.Tensor, k: int) -> list[list[dict]]:
-        probs = torch.softmax(logits.float(), dim=1)
-        scores, indices = probs.topk(min(k, probs.shape[1]), dim=1)
-        cats = self.clf.categories
-        return [[{"label": cats[i] if 0 <= i < len(cats) else f"class_{i}", "index": i, "score": s}
-                 for s, i in zip(rs, ri)] for rs, ri in zip(scores.tolist(), indices.tolist())]
+    def topk(self, logits: np.ndarray, k: int) -> list[list[dict]]:
+        return self.clf.topk(logits, k)
 
     def parse_topk(self, raw) -> int:
         if raw is None:
@@ -189,7 +186,7 @@ class Service:
             self.in_flight -= 1
             self.metrics.in_flight.set(self.in_flight)
 
-    def _decode(self, name: str, data: bytes) -> torch.Tensor:
+    def _decode(self, name: str, data: bytes) -> np.ndarray:
         from ..errors import ImageError
 
         try:
@@ -197,7 +194,7 @@ class Service:
         except ImageError as exc:  # the decoder's message is written for the user; its code, if typed
             raise BadImage(str(exc), code=getattr(exc, "code", None) or "bad_image") from None
 
-    async def preprocess(self, images: list[tuple[str, bytes]]) -> list[torch.Tensor]:
+    async def preprocess(self, images: list[tuple[str, bytes]]) -> list[np.ndarray]:
         loop = asyncio.get_running_loop()
         cfg = self.cfg
         await loop.run_in_executor(self.pool, check_request_pixels, images, cfg.max_pixels, cfg.max_request_pixels)
@@ -209,7 +206,7 @@ class Service:
                 j.cancel()
             raise
 
-    async def infer(self, tensors: list[torch.Tensor], topk: int) -> list[list[dict]]:
+    async def infer(self, tensors: list[np.ndarray], topk: int) -> list[list[dict]]:
         try:
             futures = self.batcher.submit(tensors, topk)
         except QueueFull as exc:

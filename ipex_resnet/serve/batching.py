@@ -21,7 +21,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 
-import torch
+import numpy as np
 
 log = logging.getLogger("ipex_resnet.serve")
 
@@ -40,7 +40,7 @@ class BatchFailed(Exception):
 
 @dataclasses.dataclass
 class Job:
-    tensor: torch.Tensor
+    tensor: np.ndarray
     topk: int
     future: asyncio.Future
     enqueued: float
@@ -67,7 +67,7 @@ class Batcher:
     specializes on shape (Inductor) only ever sees the warmed-up sizes.
     """
 
-    def __init__(self, infer: Callable[[torch.Tensor], torch.Tensor], topk: Callable, *, max_batch: int = 16,
+    def __init__(self, infer: Callable[[np.ndarray], np.ndarray], topk: Callable, *, max_batch: int = 16,
                  max_wait_s: float = 0.005, max_queue: int = 256, pad: bool = False, metrics=None,
                  more_coming: Callable[[], bool] | None = None):
         if max_batch < 1:
@@ -121,7 +121,7 @@ class Batcher:
         return None
 
     # -- producer side --------------------------------------------------------------------------
-    def submit(self, tensors: Sequence[torch.Tensor], topk: int) -> list[asyncio.Future]:
+    def submit(self, tensors: Sequence[np.ndarray], topk: int) -> list[asyncio.Future]:
         """Queue all images of one request, or none (QueueFull / Stopped). Call on the event loop."""
         if self._stopping or self._queue is None:
             raise Stopped("the service is shutting down")
@@ -203,10 +203,10 @@ class Batcher:
             if not j.future.done():
                 j.future.set_result(r[:j.topk])
 
-    def _infer_batch(self, tensors: list[torch.Tensor], k: int) -> list[list[dict]]:
+    def _infer_batch(self, tensors: list[np.ndarray], k: int) -> list[list[dict]]:
         n = len(tensors)
         if self.pad:
             size = next(s for s in bucket_sizes(self.max_batch) if s >= n)
             tensors = tensors + [tensors[-1]] * (size - n)
-        logits = self.infer(torch.stack(tensors))
+        logits = self.infer(np.stack(tensors))
         return self.topk(logits[:n], k)

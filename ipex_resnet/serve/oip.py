@@ -182,14 +182,12 @@ def oip_routes(svc) -> list:
                 if len(flat) != count or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in flat):
                     raise BadTensor(f"input 'tensor': want {count} numbers for shape {want}")
                 arr = np.asarray(flat, dtype=np.float32)
-            import torch
-
-            t = torch.from_numpy(arr.astype(np.float32).reshape(want))
-            if not bool(torch.isfinite(t).all()):
+            t = arr.astype(np.float32).reshape(want)
+            if not bool(np.isfinite(t).all()):
                 raise BadTensor("input 'tensor' holds NaN or infinite values")
 
             async def prepare():
-                return list(t.unbind(0))
+                return list(t)
 
             return [f"tensor[{i}]" for i in range(n)], prepare
         raise BadInferRequest(f"unknown input {name!r}; this model takes 'image' (BYTES) or 'tensor' (FP32)")
