@@ -189,9 +189,23 @@ def test_bad_topk(server, photos, topk):
 
 
 def test_oversized_upload_declared(server):
-    r = post_image(server.url, b"\xff" * 3_000_000)
-    assert r.status_code == 413
-    assert r.json()["error"]["code"] == "body_too_large"
+    """Refused from the declared Content-Length alone, before any of the body is read. (The client
+    sends only the headers: a client still sending when the server closes may get a reset instead of
+    the answer, which is TCP's doing, not the service's.)"""
+    import json
+    import socket
+    from urllib.parse import urlsplit
+
+    u = urlsplit(server.url)
+    with socket.create_connection((u.hostname, u.port), timeout=30) as s:
+        s.sendall(b"POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+                  b"Content-Length: 3000000\r\n\r\n")
+        raw = b""
+        while chunk := s.recv(65536):
+            raw += chunk
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.split(b" ", 2)[1] == b"413", raw[:300]
+    assert json.loads(body)["error"]["code"] == "body_too_large"
 
 
 def test_oversized_upload_streamed(server, photos):
@@ -203,9 +217,18 @@ def test_oversized_upload_streamed(server, photos):
             sent["bytes"] += 65536
             yield b"\xff" * 65536
 
-    r = httpx.post(server.url + "/v1/classify", content=body(), headers={"content-type": "image/jpeg"}, timeout=60)
-    assert r.status_code == 413
-    assert r.json()["error"]["code"] == "body_too_large"
+    before = httpx.get(server.url + "/metrics").text
+    try:
+        r = httpx.post(server.url + "/v1/classify", content=body(), headers={"content-type": "image/jpeg"},
+                       timeout=60)
+    except (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError):
+        r = None  # the close reset a client still sending: the answer can be lost in transit (TCP)
+    if r is not None:
+        assert r.status_code == 413
+        assert r.json()["error"]["code"] == "body_too_large"
+    after = httpx.get(server.url + "/metrics").text
+    assert metric(after, "ipex_resnet_requests_total", status="413") - \
+        metric(before, "ipex_resnet_requests_total", status="413") == 1
     # the server answered and closed once past the limit: the client could not push the whole body
     # (what it did push is the 2 MB limit plus what the loopback socket buffers hold)
     assert sent["bytes"] < total // 2, f"the client sent {sent['bytes']} of {total} bytes"
