@@ -22,24 +22,8 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from calibrated_model import bn_calibrated_resnet18  # noqa: E402
 from ipex_resnet.imaging import Preprocessor, preprocessor as P  # noqa: E402
-
-
-def calibrated_model(photos, pre):
-    from torchvision.models import resnet18
-
-    torch.manual_seed(0)
-    model = resnet18(weights=None)
-    step = max(1, len(photos) // 48)
-    batch = torch.stack([torch.from_numpy(pre(p)) for p in photos[::step][:48]])
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.reset_running_stats()
-            m.momentum = None
-    model.train()
-    with torch.no_grad():
-        model(batch)
-    return model.eval()
 
 
 def logits(model, arrays) -> torch.Tensor:
@@ -83,7 +67,7 @@ def main(argv=None) -> int:
     photos = sorted(p for p in Path(args.images).glob("*") if p.suffix.lower() in (".jpg", ".jpeg"))
     preset = ResNet18_Weights.DEFAULT.transforms()
     exact = Preprocessor.from_preset(preset, mode="exact")
-    model = calibrated_model(photos, exact)
+    model = bn_calibrated_resnet18(photos, exact)
     large = [upscale(p) for p in photos[:args.large]]
     ref = logits(model, [exact(p) for p in photos])
     ref_large = logits(model, [exact(b) for b in large])

@@ -29,24 +29,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 SAMPLES = REPO.parent / "shared" / "data" / "imagenet-samples"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-
-def bn_calibrated_resnet18(pre, photos):
-    """The same model as tests/conftest.py: seeded init, BN statistics from 48 real photos."""
-    import torch
-    from torchvision.models import resnet18
-
-    torch.manual_seed(0)
-    model = resnet18(weights=None)
-    batch = torch.stack([pre(p) for p in photos[::max(1, len(photos) // 48)][:48]])
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.reset_running_stats()
-            m.momentum = None
-    model.train()
-    with torch.no_grad():
-        model(batch)
-    return model.eval()
+from calibrated_model import bn_calibrated_resnet18  # noqa: E402
 
 
 def main() -> int:
@@ -76,7 +61,7 @@ def main() -> int:
     with open(SAMPLES / "labels.csv") as f:
         photos = [SAMPLES / r["file"] for r in csv.DictReader(f)]
     pre = Preprocessor.from_preset(ResNet18_Weights.DEFAULT.transforms())
-    model = bn_calibrated_resnet18(pre, photos)
+    model = bn_calibrated_resnet18(photos, pre)
     calib_paths, held_paths = calibration.split(photos, 0.5)
     calib_items = calibration.collect(calib_paths, count=args.calibration).items
     calib = calibration.batches(calib_items, pre, batch_size=32, progress=False)

@@ -104,11 +104,12 @@ def cached(plan, req: Request):
 
     engine = engines.get(plan.backend)
     key = artifact_key(req.name, weights_id(req.model, req.weights), plan, None, transforms_id(req.transforms))
-    base_key = key
+    base_key, cal_set = key, None
     if plan.precision == "int8":
         from . import int8
 
-        key = int8.full_key(base_key, req.calibration)
+        cal_set = int8.calibration_set(req.calibration)
+        key = int8.full_key(base_key, cal_set)
 
     def build(tmp):
         loaded = _resolve(req)
@@ -118,7 +119,7 @@ def cached(plan, req: Request):
         if plan.precision == "int8":
             from . import int8
 
-            extras = int8.build(engine, loaded, plan, example, tmp, req.calibration)
+            extras = int8.build(engine, loaded, plan, example, tmp, cal_set)
         else:
             extras = {"info": engine.build(loaded.module, plan, example, tmp) or {}}
         return {"model_name": loaded.name, "weights_label": loaded.weights, "categories": loaded.categories,

@@ -41,9 +41,9 @@ class CacheWarning(UserWarning):
 
 
 def root() -> Path:
-    base = os.environ.get(ENV_CACHE_DIR) or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "ipex_resnet")
-    return Path(base) / "artifacts" if not os.environ.get(ENV_CACHE_DIR) else Path(base)
+    if os.environ.get(ENV_CACHE_DIR):
+        return Path(os.environ[ENV_CACHE_DIR])
+    return Path(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")) / "ipex_resnet" / "artifacts"
 
 
 def enabled() -> bool:
@@ -152,31 +152,23 @@ class ArtifactCache:
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
         entry = base / entry_name(key)
-        built = False
-        for attempt in (1, 2):
-            found = self.lookup(key)
-            if found is not None:
-                try:
-                    return load(*found), found[1], not built
-                except Exception as exc:  # noqa: BLE001 - any failure to load a cached artifact
-                    if attempt == 2:
-                        raise
-                    warnings.warn(f"artifact cache entry {entry.name} failed to load "
-                                  f"({type(exc).__name__}: {str(exc)[:200]}); rebuilding it",
-                                  CacheWarning, stacklevel=2)
-                    shutil.rmtree(entry, ignore_errors=True)
-            with _lock(base / f".{entry.name}.lock"):
-                if self.lookup(key) is not None:  # another process built it while we waited
-                    continue
-                self._publish(base, entry, key, build)
-                built = True
         found = self.lookup(key)
-        if found is None:
-            raise RuntimeError(f"artifact cache entry {entry.name} vanished after it was built")
-        return load(*found), found[1], not built
+        if found is not None:
+            try:
+                return load(*found), found[1], True
+            except Exception as exc:  # noqa: BLE001 - any failure to load a cached artifact
+                warnings.warn(f"artifact cache entry {entry.name} failed to load "
+                              f"({type(exc).__name__}: {str(exc)[:200]}); rebuilding it", CacheWarning, stacklevel=2)
+                shutil.rmtree(entry, ignore_errors=True)
+        with _lock(base / f".{entry.name}.lock"):
+            found = self.lookup(key)  # another process may have built it while we waited
+            if found is None:
+                meta = self._publish(base, entry, key, build)
+                return load(entry, meta), meta, False
+        return load(*found), found[1], True
 
     @staticmethod
-    def _publish(base: Path, entry: Path, key: Mapping, build: Callable[[Path], dict]) -> None:
+    def _publish(base: Path, entry: Path, key: Mapping, build: Callable[[Path], dict]) -> dict:
         tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{entry.name}-", dir=base))
         try:
             extras = build(tmp) or {}
@@ -185,6 +177,7 @@ class ArtifactCache:
             (tmp / META).write_text(json.dumps(meta, indent=1, default=str))
             shutil.rmtree(entry, ignore_errors=True)
             os.rename(tmp, entry)
+            return meta
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 

@@ -25,13 +25,20 @@ def _alias_path(key_without_calibration: Mapping) -> Path:
     return root() / "int8" / f"{digest(key_without_calibration)}.json"
 
 
-def full_key(base_key: dict, calibration) -> dict:
+def calibration_set(calibration):
+    """The chosen calibration images and their fingerprint (read once per load), or None."""
+    if calibration is None:
+        return None
+    from .quantization.calibration import collect
+
+    return collect(calibration)
+
+
+def full_key(base_key: dict, cal_set) -> dict:
     """The artifact key for INT8: ``base_key`` plus the calibration set's fingerprint. Without
     calibration images, the latest quantization cached for ``base_key``, else a clear error."""
-    if calibration is not None:
-        from .quantization.calibration import collect
-
-        return {**base_key, "calibration": collect(calibration).digest}
+    if cal_set is not None:
+        return {**base_key, "calibration": cal_set.digest}
     try:
         record = json.loads(_alias_path(base_key).read_text())
     except (OSError, ValueError):
@@ -52,18 +59,17 @@ def remember(base_key: dict, key: dict) -> None:
     os.replace(tmp, path)
 
 
-def build(engine, loaded, plan, example, out_dir: Path, calibration) -> dict:
+def build(engine, loaded, plan, example, out_dir: Path, cs) -> dict:
     """Quantize into ``out_dir``; returns the meta extras: the scheme and the accuracy report."""
     import numpy as np
     import torch
 
     from .imaging import Preprocessor
     from .quantization import accuracy
-    from .quantization.calibration import batches, collect
+    from .quantization.calibration import batches
 
-    if calibration is None:
+    if cs is None:
         raise ConfigError(f"int8 needs calibration images: {HOW}")
-    cs = collect(calibration)
     calib, held = cs.split()
     pre = Preprocessor.from_preset(loaded.transforms)  # as the classifier will preprocess at run time
     cal_batches = batches(calib, pre, desc="calibrating")

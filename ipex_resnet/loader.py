@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import sys
 import warnings
 from pathlib import Path
 
@@ -41,7 +42,7 @@ def plan_for(cpu: CPUInfo | None = None, backend: str | None = "auto", precision
 
 
 def set_threads(plan: Plan) -> None:
-    if engines.get(plan.backend).needs_torch or "torch" in __import__("sys").modules:
+    if engines.get(plan.backend).needs_torch or "torch" in sys.modules:
         import torch
 
         torch.set_num_threads(plan.threads)

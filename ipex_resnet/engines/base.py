@@ -143,10 +143,3 @@ def have(module: str) -> bool:
         return importlib.util.find_spec(module) is not None
     except (ImportError, ValueError):
         return False
-
-
-def quantizer(engine: str):
-    """The engine's INT8 flow, ``ipex_resnet.quantization.<engine>.quantize``."""
-    import importlib
-
-    return importlib.import_module(f"ipex_resnet.quantization.{engine}").quantize

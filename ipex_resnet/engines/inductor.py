@@ -22,7 +22,8 @@ import shutil
 from pathlib import Path
 
 from . import register
-from .base import Engine, dist_version, have, quantizer, torch_runner
+from ..quantization import quantize
+from .base import Engine, dist_version, have, torch_runner
 
 ARTIFACT = "model.pt2"
 MAX_BATCH = 1024
@@ -113,7 +114,7 @@ class InductorEngine(Engine):
     def build(self, module, plan, example, out_dir, calibration=None) -> dict:
         out = Path(out_dir) / ARTIFACT
         if plan.precision == "int8":
-            return quantizer(self.name)(module, list(calibration or []), Path(out_dir), threads=plan.threads,
+            return quantize(self.name, module, list(calibration or []), Path(out_dir), threads=plan.threads,
                                         example=example, bf16=plan.native_bf16)
         compile_package(wrap(module, bf16=plan.precision == "bf16"), example, out)
         return {"artifact": ARTIFACT, "models": [DYNAMIC, BATCH1]}

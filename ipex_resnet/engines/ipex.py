@@ -19,7 +19,8 @@ from pathlib import Path
 
 from ..errors import BackendUnavailable
 from . import register
-from .base import Engine, dist_version, have, quantizer, torch_runner
+from ..quantization import quantize
+from .base import Engine, dist_version, have, torch_runner
 
 ARTIFACT = "model.pt"
 
@@ -135,7 +136,7 @@ class IpexEngine(Engine):
 
         ipex = import_ipex()
         if plan.precision == "int8":
-            return quantizer(self.name)(module, list(calibration or []), Path(out_dir), threads=plan.threads,
+            return quantize(self.name, module, list(calibration or []), Path(out_dir), threads=plan.threads,
                                         example=example, bf16=plan.native_bf16)
         bf16 = plan.precision == "bf16"
         dtype = torch.bfloat16 if bf16 else torch.float32

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from ..errors import BackendUnavailable
 from . import register
-from .base import Engine, dist_version, have, numpy_runner, quantizer
+from ..quantization import quantize
+from .base import Engine, dist_version, have, numpy_runner
 
 HINT = "pip install onnxruntime onnx onnxscript (or pip install 'ipex_resnet[onnxruntime]')"
 ARTIFACT = "model.onnx"
@@ -56,7 +57,7 @@ class OnnxRuntimeEngine(Engine):
         if not have("onnxruntime"):
             raise BackendUnavailable(f"onnxruntime is not installed; {HINT}")
         if plan.precision == "int8":
-            info = quantizer(self.name)(module, list(calibration or []), out_dir, threads=plan.threads,
+            info = quantize(self.name, module, list(calibration or []), out_dir, threads=plan.threads,
                                         example=example, bf16=False)
             raw = out_dir / "model.raw.onnx"
             (out_dir / ARTIFACT).rename(raw)

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from ..errors import BackendUnavailable
 from . import register
-from .base import Engine, dist_version, have, numpy_runner, quantizer
+from ..quantization import quantize
+from .base import Engine, dist_version, have, numpy_runner
 
 HINT = "pip install openvino onnx onnxscript (or pip install 'ipex_resnet[openvino]')"
 XML = "model.xml"
@@ -72,7 +73,7 @@ class OpenVINOEngine(Engine):
     def build(self, module, plan, example, out_dir, calibration=None) -> dict:
         out_dir = Path(out_dir)
         if plan.precision == "int8":
-            info = quantizer(self.name)(module, list(calibration or []), out_dir, threads=plan.threads,
+            info = quantize(self.name, module, list(calibration or []), out_dir, threads=plan.threads,
                                         example=example, bf16=plan.native_bf16)
         else:
             if not have("openvino"):

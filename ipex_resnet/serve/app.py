@@ -25,15 +25,14 @@ import numpy as np
 from .batching import BatchFailed, Batcher, QueueFull, Stopped, warmup_sizes
 from .config import ServeConfig
 from .connections import ConnectionStats
-from .errors import (BadImage, BadMultipart, BadParameter, ClientGone, EmptyBody, InferenceFailed, NoFiles,
-                     ServiceError, Timeout, TooManyFiles, Unavailable, UnsupportedMediaType)
+from .errors import BadImage, BadParameter, ClientGone, InferenceFailed, ServiceError, Timeout, Unavailable
 from .limits import check_request_pixels, read_body
-from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE, ServiceMetrics
+from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE, MetricsMiddleware, ServiceMetrics
+from .requests import content_kind, disconnected, images_from
 
 log = logging.getLogger("ipex_resnet.serve")
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
-RAW_TYPES = ("application/octet-stream",)
 MAX_TOPK = 1000
 
 
@@ -136,26 +135,23 @@ class Service:
                 return Unavailable(f"inference is not making progress: {why}", code="inference_stalled")
         return None
 
-    def readiness_problem(self) -> Unavailable | None:
-        if self.draining:
+    def _serving_problem(self, shutting_down: bool) -> Unavailable | None:
+        if shutting_down:
             return Unavailable("the service is shutting down", code="shutting_down")
         problem = self.health_problem()
-        if problem is not None:
-            return problem
-        if not self.ready:
-            return Unavailable("the model is loading and warming up; retry shortly", code="not_ready")
-        return None
+        if problem is None and not self.ready:
+            problem = Unavailable("the model is loading and warming up; retry shortly", code="not_ready")
+        return problem
+
+    def readiness_problem(self) -> Unavailable | None:
+        return self._serving_problem(self.draining)
 
     def check_accepting(self) -> None:
         """New work is refused while loading, stalled or stopping (503 + Retry-After). While draining
         (readiness already 503, the load balancer taking the instance out) requests are still served."""
-        if self.stopping:
-            raise Unavailable("the service is shutting down", code="shutting_down")
-        problem = self.health_problem()
+        problem = self._serving_problem(self.stopping)
         if problem is not None:
             raise problem
-        if not self.ready:
-            raise Unavailable("the model is loading and warming up; retry shortly", code="not_ready")
 
     # -- the pipeline ---------------------------------------------------------------------------------
     def topk(self, logits: np.ndarray, k: int) -> list[list[dict]]:
@@ -238,7 +234,7 @@ class Service:
                         self.upstream -= 1
 
             task = asyncio.ensure_future(work())
-            gone = asyncio.ensure_future(_disconnected(request))
+            gone = asyncio.ensure_future(disconnected(request))
             try:
                 done, _ = await asyncio.wait({task, gone}, timeout=self.cfg.request_timeout_s,
                                              return_when=asyncio.FIRST_COMPLETED)
@@ -280,51 +276,6 @@ def _malloc_trim():
         return None
 
 
-async def _disconnected(request) -> None:
-    """Returns when the client has gone (call only after the body has been read)."""
-    while True:
-        message = await request.receive()
-        if message["type"] == "http.disconnect":
-            return
-
-
-def _content_kind(request) -> str:
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if ctype == "multipart/form-data":
-        return "multipart"
-    if ctype == "" or ctype in RAW_TYPES or ctype.startswith("image/"):
-        return "raw"
-    raise UnsupportedMediaType(f"content type {ctype!r} is not supported; send the image as the raw body with "
-                               "Content-Type image/* or application/octet-stream, or as multipart/form-data file parts")
-
-
-async def _images_from(request, kind: str, body: bytes, max_files: int) -> list[tuple[str, bytes]]:
-    from starlette.requests import Request
-
-    if kind == "raw":
-        if not body:
-            raise EmptyBody("the request body is empty; send an image")
-        return [(request.query_params.get("name") or "body", body)]
-
-    async def replay():
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    try:
-        form = await Request(request.scope, replay).form(max_files=max_files, max_fields=100)
-    except Exception as exc:  # noqa: BLE001 - starlette raises MultiPartException or HTTPException(400)
-        detail = getattr(exc, "detail", None) or getattr(exc, "message", None) or "malformed"
-        raise BadMultipart(f"cannot parse the multipart body: {detail}") from None
-    try:
-        files = [(v.filename or k, await v.read()) for k, v in form.multi_items() if hasattr(v, "read")]
-    finally:
-        await form.close()
-    if not files:
-        raise NoFiles("the multipart body has no file parts; add the image as a file field")
-    if len(files) > max_files:
-        raise TooManyFiles(f"{len(files)} files in one request; the limit is {max_files}")
-    return files
-
-
 def create_app(loader: Callable[[], object], config: ServeConfig | None = None, *,
                on_fatal: Callable[[BaseException], None] | None = None):
     """A Starlette app serving the classifier that ``loader()`` returns (called in a thread at startup).
@@ -362,9 +313,9 @@ def create_app(loader: Callable[[], object], config: ServeConfig | None = None, 
         try:
             svc.check_accepting()
             topk = svc.parse_topk(request.query_params.get("topk"))
-            kind = _content_kind(request)
+            kind = content_kind(request)
             body = await read_body(request, cfg.max_body_bytes, cfg.body_timeout_s)
-            images = await _images_from(request, kind, body, cfg.max_files)
+            images = await images_from(request, kind, body, cfg.max_files)
             tops = await svc.run(request, lambda: svc.preprocess(images), topk)
         except Exception as exc:  # noqa: BLE001 - typed errors map to their status; anything else is a 500
             return svc.error_response(exc)
@@ -381,44 +332,8 @@ def create_app(loader: Callable[[], object], config: ServeConfig | None = None, 
     ]
     app = Starlette(routes=routes, lifespan=svc.lifespan)
     app.state.service = svc
-    app.state.serve = svc  # the name tests and tools used before the serve/ package
     app.state.config = cfg
-    return _MetricsMiddleware(app, svc, routes)
-
-
-class _MetricsMiddleware:
-    """Counts every HTTP response by route and status and times it (pure ASGI, no buffering)."""
-
-    def __init__(self, app, svc: Service, routes):
-        self.app, self.svc, self.routes = app, svc, routes
-        self.state = app.state
-
-    def _endpoint(self, scope) -> str:
-        from starlette.routing import Match
-
-        for r in self.routes:
-            if r.matches(scope)[0] != Match.NONE:
-                return r.path
-        return "other"
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        start = time.monotonic()
-        status = {"code": 500}
-        endpoint = self._endpoint(scope)
-
-        async def send_wrapper(message):
-            if message["type"] == "http.response.start":
-                status["code"] = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_wrapper)
-        finally:
-            m = self.svc.metrics
-            m.requests.labels(endpoint, str(status["code"])).inc()
-            m.latency.labels(endpoint).observe(time.monotonic() - start)
+    return MetricsMiddleware(app, svc.metrics, routes)
 
 
 __all__ = ["Service", "create_app"]

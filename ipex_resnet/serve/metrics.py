@@ -10,6 +10,7 @@ refreshed every few seconds, because the standard process collector only sees it
 from __future__ import annotations
 
 import os
+import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
@@ -95,4 +96,39 @@ class ServiceMetrics:
         return generate_latest(self.registry)
 
 
-__all__ = ["CONTENT_TYPE", "ServiceMetrics", "multiprocess_dir"]
+class MetricsMiddleware:
+    """Counts every HTTP response by route and status and times it (pure ASGI, no buffering)."""
+
+    def __init__(self, app, metrics: ServiceMetrics, routes):
+        self.app, self.metrics, self.routes = app, metrics, routes
+        self.state = app.state
+
+    def _endpoint(self, scope) -> str:
+        from starlette.routing import Match
+
+        for r in self.routes:
+            if r.matches(scope)[0] != Match.NONE:
+                return r.path
+        return "other"
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start = time.monotonic()
+        status = {"code": 500}
+        endpoint = self._endpoint(scope)
+
+        async def send_wrapper(message):
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            m = self.metrics
+            m.requests.labels(endpoint, str(status["code"])).inc()
+            m.latency.labels(endpoint).observe(time.monotonic() - start)
+
+
+__all__ = ["MetricsMiddleware", "CONTENT_TYPE", "ServiceMetrics", "multiprocess_dir"]
