@@ -49,7 +49,7 @@ def test_exact_equals_torchvision_preset_on_real_photos(pre, photos):
 
 def test_fast_matches_exact_pixels_on_real_photos(fast, pre, photos):
     """Photos too small for DCT-domain scaling (short side < 512) go through the same resize, on the
-    crop window only: all but a few values equal; the normalize table is torch's arithmetic exactly."""
+    crop window only: all but a few values equal, up to float32 rounding of the normalize (1 ulp)."""
     same = []
     for path in photos[::5]:
         with Image.open(path) as img:
@@ -58,7 +58,7 @@ def test_fast_matches_exact_pixels_on_real_photos(fast, pre, photos):
         a, b = fast(path), pre(path)
         assert a.shape == b.shape == (3, 224, 224) and a.dtype == np.float32
         assert np.abs(a - b).max() <= 1 / 255 / 0.224 + 1e-6, path.name  # at most 1 level of 255
-        same.append((a == b).mean())
+        same.append(np.isclose(a, b, rtol=0, atol=1e-6).mean())  # 1 level of 255 is 0.017
         assert same[-1] > 0.95, path.name
     assert len(same) >= 20 and np.mean(same) > 0.995
     for path in photos[::5]:  # every input type gives the same array

@@ -2,7 +2,7 @@
 expect. Two modes:
 
 - ``fast`` (default): bounded decode with JPEG DCT-domain downscaling, resize of the crop window only,
-  table-lookup normalize. PIL + numpy only (no torch import). Agreement with ``exact`` on real photos
+  one multiply-add to normalize. PIL + numpy only (no torch import). Agreement with ``exact`` on real photos
   is in docs/input.md.
 - ``exact``: the full-size decode and the torchvision preset itself, bit for bit (imports torch).
 
@@ -57,7 +57,7 @@ class Preprocessor:
             raise ConfigError("max_pixels and max_resized_pixels must be positive")
         self.spec, self.mode, self._preset = spec, mode, preset
         self.max_pixels, self.max_resized_pixels = max_pixels, max_resized_pixels
-        self._table = fast.normalize_table(spec) if spec is not None else None
+        self._normalize = fast.Normalizer(spec) if spec is not None else None
 
     @classmethod
     def from_preset(cls, preset: object, **kwargs) -> "Preprocessor":
@@ -126,7 +126,7 @@ class Preprocessor:
         if self.mode == "fast":
             window = fast.crop_window(self.spec, *full_size)
             if window is not None:
-                return fast.normalize(fast.resize_crop(img, full_size, self.spec, window), self._table)
+                return self._normalize(fast.resize_crop(img, full_size, self.spec, window))
             if img.size != full_size:  # the crop pads: redo at full size through the exact path
                 raise _Redo
         return self._exact(img, name)
