@@ -176,18 +176,27 @@ def pytest_benchmark_update_json(config, benchmarks, output_json):
                 b["extra_info"]["ratio_to_best_peer_time"] = b["stats"]["median"] / best
 
 
-def suite_targets(benchmarks, batch_sizes) -> list[dict]:
+def suite_targets(benchmarks, batch_sizes, planned: str | None = None) -> list[dict]:
     """The report's targets (benchmarking.report.targets) from this session's results: batch-1 latency
-    and largest-batch throughput vs the best peer at the same precision, and cold starts."""
+    and largest-batch throughput vs the best peer at the same precision, cold starts, and the input
+    pipeline's (end to end of the ``planned`` path vs its batch-1 latency, bulk vs model-only)."""
     from ipex_resnet.benchmarking.report import targets
 
     paths: dict[str, dict] = {}
     cold: dict[str, dict] = {}
+    pipe: dict = {"path": planned, "costs": {}}
     bmax = max(batch_sizes, default=1)
+    e2e_groups = {"e2e-photos": "photo", "e2e-1920x1080": "1920x1080"}
     for b in benchmarks:
         info = dict(b.extra_info)
         if b.group == "cold-start" and "to_first_top5_s" in info:
             cold[info["engine"]] = info
+            continue
+        if b.group == "bulk" and "ratio" in info:
+            pipe["bulk"] = info
+            continue
+        if "stage" in info:
+            pipe["costs"].setdefault(info["case"], {"size": info["size"]})[f"{info['stage']}_ms"] = info["p50_ms"]
             continue
         if "path" not in info:
             continue
@@ -197,7 +206,9 @@ def suite_targets(benchmarks, batch_sizes) -> list[dict]:
             row["latency"]["1"] = {"p50_ms": info["p50_ms"]}
         elif b.group == f"throughput-b{bmax}":
             row["throughput"][str(bmax)] = info["images_per_s"]
-    return targets({"paths": paths, "batch_sizes": [1, bmax], "cold_start": cold})
+        elif b.group in e2e_groups:
+            row.setdefault("end_to_end", {})[e2e_groups[b.group]] = {"p50_ms": info["p50_ms"]}
+    return targets({"paths": paths, "batch_sizes": [1, bmax], "cold_start": cold, "input_pipeline": pipe})
 
 
 # ----------------------------------------------------------------------------------------------
@@ -264,6 +275,16 @@ def photos(ctx) -> list[Path]:
 
 
 @pytest.fixture(scope="session")
+def e2e_photos(ctx, photos) -> list[Path]:
+    """Photos of the end-to-end target's size (500x375), or the suite's photos when none has it."""
+    from ipex_resnet.benchmarking.pipeline import PHOTO_SIZE, jpeg_size
+
+    every = sorted(p for p in ctx.images_dir.glob("*") if p.suffix.lower() in (".jpeg", ".jpg"))
+    same = [p for p in every if jpeg_size(p.read_bytes()) == PHOTO_SIZE]
+    return (same or photos)[:4 if ctx.quick else 16]
+
+
+@pytest.fixture(scope="session")
 def large_jpeg(photos, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("large") / "large_1920x1080.jpg"
     from ipex_resnet.benchmarking.inputs import upscale_jpeg
@@ -326,7 +347,7 @@ def pytest_sessionfinish(session, exitstatus):
     tr = config.pluginmanager.get_plugin("terminalreporter")
     write = (lambda s: tr.write_line(s)) if tr else (lambda s: print(s, file=sys.stderr))
     done = [b for b in bs.benchmarks if not b.has_error]
-    found = suite_targets(done, ctx.batch_sizes)
+    found = suite_targets(done, ctx.batch_sizes, f"{ctx.plan.backend}/{ctx.plan.precision}")
     if found:
         write("")
         from ipex_resnet.benchmarking.report import describe_target

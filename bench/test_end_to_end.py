@@ -1,4 +1,4 @@
-"""End to end: JPEG bytes -> top-5 labels, on the real photos and on a 1920x1080 JPEG, so the cost
+"""End to end: JPEG bytes -> top-5 labels, on the real 500x375 photos and on a 1920x1080 JPEG, so the cost
 of decoding and resizing is visible next to the model's."""
 
 import pytest
@@ -10,10 +10,10 @@ pytestmark = pytest.mark.end_to_end
 
 @no_peers
 @quick_reference_and_best
-def test_end_to_end_photos(benchmark, ctx, path, photos):
+def test_end_to_end_photos(benchmark, ctx, path, e2e_photos):
     benchmark.group = "e2e-photos"
     built = ctx.built(path)
-    data = [p.read_bytes() for p in photos]
+    data = [p.read_bytes() for p in e2e_photos]
     clf, ref = built.classifier, ctx.reference.classifier
     info = measure(benchmark, ctx, built, lambda b: clf.predict([b], topk=5), lambda i: (data[i % len(data)],),
                    lambda b: ref.predict([b], topk=5), rounds=max(len(data), ctx.rounds // 2))

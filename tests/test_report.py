@@ -382,3 +382,42 @@ def test_bench_cli_writes_a_complete_report(tmp_path):
     assert "eager/fp32" in proc.stdout and "alone p50" in proc.stdout and str(out) in proc.stdout
     assert "cold start (classify, warm cache)" in proc.stdout
     assert "loading eager/fp32" in proc.stderr
+
+
+def test_input_pipeline_targets_ratios_and_the_decode_floor_bound():
+    """End to end vs the same path's b1 latency, with the bound the decode floor puts on it; bulk vs
+    model-only; and the lines the report prints."""
+    from ipex_resnet.benchmarking import pipeline as Pipe
+
+    doc = {"batch_sizes": [1, 32], "cold_start": {}, "skipped": {},
+           "paths": {"openvino/bf16": {"kind": "ipex_resnet", "precision": "bf16", "latency": {"1": {"p50_ms": 4.0}},
+                                       "throughput": {}, "end_to_end": {"photo": {"p50_ms": 4.4},
+                                                                        "1920x1080": {"p50_ms": 8.0}}}},
+           "input_pipeline": {"path": "openvino/bf16",
+                              "costs": {"photo": {"size": "500x375", "decode_floor_ms": 0.8},
+                                        "1920x1080": {"size": "1920x1080", "decode_floor_ms": 2.4}},
+                              "bulk": {"path": "openvino/bf16", "count": 320, "batch_size": 32, "threads": 1,
+                                       "spare_cores": 1, "images_per_s": 120.0, "model_only_images_per_s": 130.0,
+                                       "ratio": 120 / 130}}}
+    found = Rep.targets(doc)
+    photo = next(t for t in found if "end to end, 500x375" in t["name"])
+    large = next(t for t in found if "end to end, 1920x1080" in t["name"])
+    assert photo["ratio"] == pytest.approx(1.1) and photo["met"] and photo["bound"] == pytest.approx(1.2)
+    assert large["ratio"] == pytest.approx(2.0) and not large["met"] and large["bound"] == pytest.approx(1.6)
+    bulk = next(t for t in Rep.targets(doc) if t["name"].startswith("bulk"))
+    assert bulk["met"] and bulk["ratio"] == pytest.approx(0.923, abs=1e-3)
+    assert "decode floor alone bounds it at >= 1.60x" in Rep.describe_target(large)
+    assert "NOT met" in Rep.describe_target(large) and "1 spare core" in Rep.describe_target(bulk)
+    doc["input_pipeline"]["bulk"]["ratio"] = 0.85
+    assert not next(t for t in Rep.targets(doc) if t["name"].startswith("bulk"))["met"]
+    assert Pipe.pick_photos([_jpeg(640, 480), _jpeg(500, 375)], n=1) == [_jpeg(500, 375)]
+
+
+def _jpeg(w: int, h: int) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (w, h), (10, 20, 30)).save(buf, "JPEG")
+    return buf.getvalue()

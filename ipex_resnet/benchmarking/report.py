@@ -68,7 +68,7 @@ def _target(name: str, mode: str, ours: str, ours_v: float, other: str, other_v:
 
 
 def targets(doc: Mapping) -> list[dict]:
-    """Every target of issue 8 that this run measured, each with its value and whether it is met."""
+    """Every target (issues 8 and 11) that this run measured, each with its value and whether it is met."""
     paths, out = doc["paths"], []
     bmax = max(doc["batch_sizes"])
     precisions = list(dict.fromkeys(r["precision"] for r in paths.values() if r["kind"] == "peer"))
@@ -99,7 +99,9 @@ def targets(doc: Mapping) -> list[dict]:
             out.append({"name": f"cold start {engine} peak RSS (lean path)", "mode": "fresh process",
                         "ours": engine, "ours_value": c["peak_rss_mb"], "unit": "MB",
                         "target": f"<= {c['target_rss_mb']:.0f} MB", "met": c["met_rss"]})
-    return out
+    from .pipeline import pipeline_targets
+
+    return out + pipeline_targets(doc)
 
 
 def describe_target(t: Mapping) -> str:
@@ -109,7 +111,10 @@ def describe_target(t: Mapping) -> str:
                  f"= {t['ratio']:.2f}x")
     else:
         value = f"{t['ours_value']:.{0 if t['unit'] == 'MB' else 2}f} {t['unit']}"
-    return f"{t['name']}: {value} (target {t['target']}): {'met' if t['met'] else 'NOT met'}"
+    extra = f"; {t['note']}" if t.get("note") else ""
+    if t.get("bound"):
+        extra += f"; the decode floor alone bounds it at >= {t['bound']:.2f}x"
+    return f"{t['name']}: {value} (target {t['target']}): {'met' if t['met'] else 'NOT met'}{extra}"
 
 
 def _f(v: float | None, nd: int = 1) -> str:
@@ -170,10 +175,14 @@ def format_table(doc: Mapping) -> str:
                          target, "met" if met else "NOT met"])
         lines += _grid(["cold start (classify, warm cache)", "to top-5 s", "to exit s", "peak RSS MB", "target",
                         ""], crow)
+    if doc.get("input_pipeline"):
+        from .pipeline import format_costs
+
+        lines += [""] + format_costs(doc["input_pipeline"])
     if doc.get("targets"):
         lines.append("")
     lines += [f"target [{t['mode']}] {describe_target(t)}" for t in doc.get("targets", [])]
-    if not any("peer" in t for t in doc.get("targets", [])):
+    if not any("(peer)" in str(t.get("peer")) for t in doc.get("targets", [])):
         lines.append("targets: no peer ran, so the speed targets could not be checked")
     for name, why in doc["skipped"].items():
         lines.append(f"skipped {name}: {why}")

@@ -138,20 +138,22 @@ def run_report(s: Settings, progress: Progress | None = None) -> dict:
         results[name]["infer_peak_rss_mb"] = mem.peak_mb
         results[name]["infer_delta_rss_mb"] = mem.delta_mb
 
-    large = upscale_jpeg(small[0])
+    from .pipeline import bulk_vs_model, input_costs, measure_e2e, pick_photos
+
+    cases = {"photo": pick_photos(small), "1920x1080": [upscale_jpeg(small[0])]}
     reps = 2 if s.quick else 5
     for name, b in built.items():  # end to end: JPEG bytes -> top-5 (peers have no preprocessing)
-        if b.classifier is None:
-            continue
-        progress.step(f"end to end (JPEG -> top-5): {name}")
-        for label, imgs in (("photo", small[:4]), ("1920x1080", [large])):
-            samples = []
-            for _ in range(reps):
-                for img in imgs:
-                    t0 = time.perf_counter()
-                    b.classifier.predict([img], topk=5)
-                    samples.append(time.perf_counter() - t0)
-            results[name].setdefault("end_to_end", {})[label] = summarize(samples)
+        if b.classifier is not None:
+            progress.step(f"end to end (JPEG -> top-5): {name}")
+            results[name]["end_to_end"] = measure_e2e(b.classifier, cases, reps)
+    pipe_path = _pipeline_path(built, results, auto_plan)
+    pipeline: dict = {"path": pipe_path}
+    if pipe_path:
+        clf = built[pipe_path].classifier
+        progress.step("input pipeline: preprocessing and decode cost")
+        pipeline["costs"] = input_costs(clf.preprocessor, cases, reps=reps * 2)
+        progress.step(f"input pipeline: bulk classify vs model-only, {pipe_path}")
+        pipeline["bulk"] = bulk_vs_model(clf, small, ws.dir / "bulk", count=64 if s.quick else 320)
     progress.step("done")
     progress.close()
     ws.cleanup()
@@ -176,14 +178,26 @@ def run_report(s: Settings, progress: Progress | None = None) -> dict:
         "injected_slowdown": slow,
         "inputs": {"crop_size": crop, "synthetic_tensor": f"standard normal N x 3 x {crop} x {crop} (float32)",
                    "jpeg": f"{len(small)} JPEGs from {s.images}" if s.images else "4 synthetic 500x375 JPEGs",
+                   "e2e_photos": f"{len(cases['photo'])} of them, 500x375 where there are such",
                    "large_jpeg": "1920x1080 JPEG upscaled from the first"},
         "reference": REFERENCE,
         "paths": results,
         "cold_start": cold,
+        "input_pipeline": pipeline,
         "skipped": skipped,
     }
     doc["targets"] = targets(doc)
     return doc
+
+
+def _pipeline_path(built: dict[str, Built], results: dict, plan) -> str | None:
+    """The path the input-pipeline targets are judged on: the planned one, else our fastest at b1."""
+    ours = {n: b for n, b in built.items() if b.classifier is not None and "end_to_end" in results[n]}
+    planned = f"{plan.backend}/{plan.precision}"
+    if planned in ours:
+        return planned
+    timed = [(results[n]["latency"].get("1", {}).get("p50_ms", float("inf")), n) for n in ours]
+    return min(timed)[1] if timed else None
 
 
 def default_output(doc: dict) -> Path:
