@@ -30,11 +30,6 @@ def photos(d: Path) -> list[Path]:
     return sorted(p for p in d.glob("*") if p.suffix.lower() in (".jpg", ".jpeg"))
 
 
-def vm(key: str) -> float:
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith(key + ":")) / 1024
-
-
 def load(args, **kw):
     import ipex_resnet
 
@@ -98,43 +93,21 @@ def e2e(args) -> dict:
 
 
 def bulk_child(args) -> dict:
-    """One bulk run of ``--count`` images in this process: throughput and peak RSS (VmHWM)."""
-    import numpy as np
-    import torch
-
+    """One bulk run of ``--count`` images in this process (JSONL written to a temp file), alternating
+    with model-only batches in chunks of 1,000: throughput and peak RSS (VmHWM)."""
     from ipex_resnet import bulk
+    from ipex_resnet.benchmarking.pipeline import bulk_vs_model
 
     clf = load(args, warmup_batch=args.batch_size)
     if args.preprocess:
         clf.preprocessor = clf.preprocessor.with_mode(args.preprocess)
-    base = photos(Path(args.images))
-    inputs = [str(base[i % len(base)]) for i in range(args.count)]
-    x = torch.from_numpy(np.stack([clf.preprocessor(p) for p in base[:args.batch_size]]))
-    clf(x)
-    # Interleaved: a chunk of bulk, then model-only for as many images, and so on, so that a noisy
-    # neighbour weighs on both alike.
-    chunk = 1000
-    model_s = bulk_s = 0.0
-    model_n = failed = done = 0
-    rss_before = vm("VmRSS")
     with tempfile.NamedTemporaryFile("w", suffix=".jsonl") as f:
         sink = bulk.JsonlSink(f)
-        for start in range(0, len(inputs), chunk):
-            part = inputs[start:start + chunk]
-            s = bulk.run(clf, part, sink, batch_size=args.batch_size, workers=args.workers, progress=False,
-                         flush=sink.flush, overlap=args.overlap != "off")
-            bulk_s, failed, done = bulk_s + s.seconds, failed + s.failed, done + len(part)
-            batches = max(1, len(part) // args.batch_size)
-            t0 = time.perf_counter()
-            for _ in range(batches):
-                clf.topk(clf(x), 5)
-            model_s += time.perf_counter() - t0
-            model_n += batches * args.batch_size
-    model_ips, s_ips = model_n / model_s, done / bulk_s
-    return {"count": args.count, "images_per_s": s_ips, "model_only_images_per_s": model_ips,
-            "ratio": s_ips / model_ips, "workers": args.workers or bulk.default_workers(clf.plan.threads),
-            "threads": clf.plan.threads, "backend": clf.plan.backend, "precision": clf.plan.precision,
-            "overlap": args.overlap, "rss_before_run_mb": rss_before, "peak_rss_mb": vm("VmHWM"), "failed": failed}
+        r = bulk_vs_model(clf, photos(Path(args.images)), None, count=args.count, batch_size=args.batch_size,
+                          chunk=1000, sink=sink, flush=sink.flush, workers=args.workers,
+                          overlap=args.overlap != "off")
+    r.update(backend=clf.plan.backend, precision=clf.plan.precision, overlap=args.overlap, workers=r["decode_workers"])
+    return r
 
 
 def bulk_cmd(args) -> dict:

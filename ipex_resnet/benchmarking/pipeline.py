@@ -72,31 +72,35 @@ def input_costs(preprocessor, cases: dict[str, Sequence[bytes]], reps: int = 5) 
     return out
 
 
-def bulk_vs_model(clf, images: Sequence[bytes], directory: Path, *, count: int, batch_size: int = 32,
-                  chunk: int = 160) -> dict:
-    """``bulk.run`` over ``count`` files (``images`` written to ``directory`` and cycled) against
-    model-only batches of the same size, alternating chunk by chunk so that drift weighs on both."""
+def bulk_vs_model(clf, images: Sequence[bytes | Path], directory: Path | None, *, count: int, batch_size: int = 32,
+                  chunk: int = 160, sink=None, **run_kwargs) -> dict:
+    """``bulk.run`` over ``count`` files (``images`` cycled; bytes are written to ``directory`` first)
+    against model-only batches of the same size, alternating chunk by chunk so that drift weighs on
+    both. ``sink`` gets the results (default: dropped); ``run_kwargs`` go to ``bulk.run``."""
     import numpy as np
 
     from .. import bulk
     from .memory import PeakRSS
 
-    directory.mkdir(parents=True, exist_ok=True)
     files = []
     for i, data in enumerate(images):
-        p = directory / f"photo_{i:04d}.jpg"
-        p.write_bytes(data)
-        files.append(str(p))
+        if isinstance(data, (bytes, bytearray)):
+            directory.mkdir(parents=True, exist_ok=True)
+            path = directory / f"photo_{i:04d}.jpg"
+            path.write_bytes(data)
+            data = path
+        files.append(str(data))
     inputs = [files[i % len(files)] for i in range(count)]
-    x = np.stack([clf.preprocessor(d) for d in (list(images) * batch_size)[:batch_size]])
+    sink = sink or (lambda *a: None)
+    x = np.stack([clf.preprocessor(f) for f in (files * batch_size)[:batch_size]])
     clf.topk(clf(x), 5)
-    bulk.run(clf, inputs[:batch_size], lambda *a: None, batch_size=batch_size, progress=False)  # warm
+    bulk.run(clf, inputs[:batch_size], lambda *a: None, batch_size=batch_size, progress=False, **run_kwargs)  # warm
     bulk_s = model_s = 0.0
     model_n = failed = 0
     with PeakRSS() as mem:
         for start in range(0, count, chunk):
             part = inputs[start:start + chunk]
-            s = bulk.run(clf, part, lambda *a: None, batch_size=batch_size, progress=False)
+            s = bulk.run(clf, part, sink, batch_size=batch_size, progress=False, **run_kwargs)
             bulk_s, failed = bulk_s + s.seconds, failed + s.failed
             t0 = time.perf_counter()
             for _ in range(max(1, len(part) // batch_size)):
@@ -106,10 +110,10 @@ def bulk_vs_model(clf, images: Sequence[bytes], directory: Path, *, count: int, 
     threads = clf.plan.threads
     ips, model_ips = count / bulk_s, model_n / model_s
     return {"path": f"{clf.plan.backend}/{clf.plan.precision}", "count": count, "batch_size": batch_size,
-            "threads": threads, "decode_workers": bulk.default_workers(threads),
+            "threads": threads, "decode_workers": run_kwargs.get("workers") or bulk.default_workers(threads),
             "spare_cores": max(0, bulk.available_cores() - threads), "images_per_s": ips,
             "model_only_images_per_s": model_ips, "ratio": ips / model_ips, "failed": failed,
-            "peak_delta_rss_mb": mem.delta_mb}
+            "rss_before_run_mb": mem.before_mb, "peak_rss_mb": mem.peak_mb, "peak_delta_rss_mb": mem.delta_mb}
 
 
 def measure_e2e(clf, cases: dict[str, Sequence[bytes]], reps: int) -> dict[str, dict]:
