@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .batching import BatchFailed, Batcher, QueueFull, Stopped, warmup_sizes
+from .budget import BodyBudget
 from .config import ServeConfig
 from .connections import ConnectionStats
 from .errors import BadImage, BadParameter, ClientGone, InferenceFailed, ServiceError, Timeout, Unavailable
@@ -53,8 +54,10 @@ class Service:
         self.metrics = ServiceMetrics()
         self.pool = concurrent.futures.ThreadPoolExecutor(cfg.preprocess_workers, thread_name_prefix="ipex-resnet-pre")
         self.tasks: list[asyncio.Task] = []
+        self.bodies = BodyBudget(cfg.max_buffered_bytes, on_change=self.metrics.buffered_bytes.set)
         self.connections = ConnectionStats(cfg.max_connections, cfg.header_timeout_s, cfg.retry_after_s,
-                                           on_event=lambda why: self.metrics.connections_refused.labels(why).inc())
+                                           on_event=lambda why: self.metrics.connections_refused.labels(why).inc(),
+                                           linger_s=cfg.linger_timeout_s)
 
     # -- startup and shutdown -------------------------------------------------------------------------
     def _load_and_warm(self):
@@ -310,17 +313,18 @@ def create_app(loader: Callable[[], object], config: ServeConfig | None = None, 
         return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
 
     async def classify(request: Request):
-        try:
-            svc.check_accepting()
-            topk = svc.parse_topk(request.query_params.get("topk"))
-            kind = content_kind(request)
-            body = await read_body(request, cfg.max_body_bytes, cfg.body_timeout_s)
-            images = await images_from(request, kind, body, cfg.max_files)
-            tops = await svc.run(request, lambda: svc.preprocess(images), topk)
-        except Exception as exc:  # noqa: BLE001 - typed errors map to their status; anything else is a 500
-            return svc.error_response(exc)
-        return JSONResponse({**svc.info, "topk": topk,
-                             "results": [{"input": name, "top": top} for (name, _), top in zip(images, tops)]})
+        with svc.bodies.hold() as held:  # the body's bytes count against the budget until this returns
+            try:
+                svc.check_accepting()
+                topk = svc.parse_topk(request.query_params.get("topk"))
+                kind = content_kind(request)
+                body = await read_body(request, cfg.max_body_bytes, cfg.body_timeout_s, held)
+                images = await images_from(request, kind, body, cfg.max_files)
+                tops = await svc.run(request, lambda: svc.preprocess(images), topk)
+            except Exception as exc:  # noqa: BLE001 - typed errors map to their status; anything else is a 500
+                return svc.error_response(exc)
+            return JSONResponse({**svc.info, "topk": topk,
+                                 "results": [{"input": name, "top": top} for (name, _), top in zip(images, tops)]})
 
     routes = [
         Route("/", index, methods=["GET"]),

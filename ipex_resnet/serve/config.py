@@ -34,6 +34,9 @@ class ServeConfig:
     max_connections: int = _opt(512, "open connections per worker; past it 503 + Retry-After and the "
                                      "connection is closed", minimum=1)
     max_body_bytes: int = _opt(20 * 2**20, "largest request body; past it 413", minimum=1)
+    max_buffered_bytes: int = _opt(256 * 2**20, "request-body bytes one worker holds at once, all its requests "
+                                                "together (arriving, or admitted and not yet answered); past "
+                                                "it 503 + Retry-After. At least --max-body-bytes", minimum=1)
     max_files: int = _opt(16, "most images in one request (multipart parts or OIP batch)", minimum=1)
     max_pixels: int = _opt(64_000_000, "refuse an image whose declared size exceeds this many pixels",
                            minimum=1, group="model")
@@ -44,6 +47,10 @@ class ServeConfig:
                                          "then it is closed", flag="--header-timeout", minimum=0.001)
     body_timeout_s: float = _opt(15.0, "seconds a request may take to send its body; then 408 and the "
                                        "connection is closed", flag="--body-timeout", minimum=0.001)
+    linger_timeout_s: float = _opt(2.0, "after an early answer that closes the connection (408, 413, 503) while "
+                                        "the client is still sending, seconds to keep reading and discarding "
+                                        "its bytes (at most 4 MiB) so that it gets the answer, not a TCP reset; "
+                                        "0 closes at once", flag="--linger-timeout", minimum=0)
     keepalive_timeout_s: float = _opt(5.0, "seconds an idle keep-alive connection is kept open",
                                       flag="--keepalive-timeout", minimum=0.001)
     request_timeout_s: float = _opt(30.0, "seconds from admission to answer; past it 504",
@@ -65,6 +72,10 @@ class ServeConfig:
                 raise ValueError(f"{flag(f)} must be at least {lo:g}, got {value}")
             if f.metadata["choices"] and value not in f.metadata["choices"]:
                 raise ValueError(f"{flag(f)} must be one of {', '.join(f.metadata['choices'])}, got {value!r}")
+        if self.max_buffered_bytes < self.max_body_bytes:
+            raise ValueError(f"--max-buffered-bytes ({self.max_buffered_bytes}) must be at least --max-body-bytes "
+                             f"({self.max_body_bytes}): otherwise a request of the largest allowed size could "
+                             f"never be received")
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "ServeConfig":

@@ -8,12 +8,16 @@ import asyncio
 import io
 import warnings
 
+from .budget import Reservation
 from .errors import BadImage, BadRequest, BodyTooLarge, ClientGone, RequestTimeout, TooManyPixels
 
 
-async def read_body(request, limit: int, deadline_s: float) -> bytes:
-    """The full body, or BodyTooLarge (413) / RequestTimeout (408) / ClientGone. The limit holds while
-    streaming; the deadline covers the whole body, so a slow sender cannot keep a request open."""
+async def read_body(request, limit: int, deadline_s: float, held: Reservation) -> bytes:
+    """The full body, or BodyTooLarge (413) / RequestTimeout (408) / ClientGone, or Unavailable (503
+    ``body_budget``) when the worker's body budget cannot cover it. The limit holds while streaming; the
+    deadline covers the whole body, so a slow sender cannot keep a request open. The bytes are taken from
+    ``held``: a declared Content-Length all at once before any of it is read, a chunked body chunk by
+    chunk as it arrives."""
     from starlette.requests import ClientDisconnect
 
     declared = request.headers.get("content-length")
@@ -23,6 +27,7 @@ async def read_body(request, limit: int, deadline_s: float) -> bytes:
         if int(declared) > limit:
             raise BodyTooLarge(f"request body of {int(declared)} bytes exceeds the {limit}-byte limit",
                                headers={"Connection": "close"})
+        held.take(int(declared))
 
     async def read() -> bytes:
         chunks, size = [], 0
@@ -30,6 +35,8 @@ async def read_body(request, limit: int, deadline_s: float) -> bytes:
             size += len(chunk)
             if size > limit:
                 raise BodyTooLarge(f"request body exceeds the {limit}-byte limit", headers={"Connection": "close"})
+            if declared is None:
+                held.take(len(chunk))
             chunks.append(chunk)
         return b"".join(chunks)
 

@@ -50,6 +50,8 @@ class ServiceMetrics:
                                  multiprocess_mode="livesum")
         self.in_flight = Gauge(p + "requests_in_flight", "Requests admitted (body received) and not yet answered.",
                                registry=r, multiprocess_mode="livesum")
+        self.buffered_bytes = Gauge(p + "buffered_body_bytes", "Request-body bytes held now (reserved from the "
+                                    "--max-buffered-bytes budget).", registry=r, multiprocess_mode="livesum")
         self.open_connections = Gauge(p + "open_connections", "Open HTTP connections.", registry=r,
                                       multiprocess_mode="livesum")
         self.ready = Gauge(p + "ready", "1 when the model is loaded and warmed up and inference makes progress "

@@ -243,16 +243,17 @@ def oip_routes(svc) -> list:
                         headers={"Inference-Header-Content-Length": str(len(text))})
 
     async def infer(request: Request):
-        try:
-            model_or_raise(request.path_params["name"], request.path_params.get("version"))
-            body = await read_body(request, cfg.max_body_bytes, cfg.body_timeout_s)
-            doc, binary = parse_request(body, request.headers.get(HEADER_LENGTH))
-            outputs, k = requested_outputs(doc)
-            _, prepare = inputs_to_prepare(doc, binary)
-            tops = await svc.run(request, prepare, k)
-            return encode(tops, outputs, k, doc)
-        except Exception as exc:  # noqa: BLE001 - typed errors map to their status; anything else is a 500
-            return fail(exc)
+        with svc.bodies.hold() as held:  # the body's bytes count against the budget until this returns
+            try:
+                model_or_raise(request.path_params["name"], request.path_params.get("version"))
+                body = await read_body(request, cfg.max_body_bytes, cfg.body_timeout_s, held)
+                doc, binary = parse_request(body, request.headers.get(HEADER_LENGTH))
+                outputs, k = requested_outputs(doc)
+                _, prepare = inputs_to_prepare(doc, binary)
+                tops = await svc.run(request, prepare, k)
+                return encode(tops, outputs, k, doc)
+            except Exception as exc:  # noqa: BLE001 - typed errors map to their status; anything else is a 500
+                return fail(exc)
 
     routes = [Route("/v2", server_metadata, methods=["GET"]),
               Route("/v2/health/live", live, methods=["GET"]),
