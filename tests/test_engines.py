@@ -13,7 +13,7 @@ import torch
 import ipex_resnet
 from ipex_resnet.cpu import parse_cpuinfo
 
-from conftest import FIXTURES, mismatched_ipex_env, require_backend
+from conftest import FIXTURES, REPO, mismatched_ipex_env, require_backend
 
 # FP32 paths reorder the same FP32 arithmetic (oneDNN blocking, fusions): measured 1e-6 relative L2.
 FP32_REL_L2 = 1e-4
@@ -125,3 +125,22 @@ def test_auto_never_imports_a_mismatched_ipex(tmp_path):
     backend, imported = first.split()
     assert backend != "ipex" and imported == "False"
     assert any("ipex not used: IPEX 2.7.0 needs torch 2.7.*" in n and "pip install" in n for n in notes)
+
+
+def test_openvino_pins_threads_only_when_they_cover_the_cpu_mask():
+    """Two 1-thread OpenVINO processes (Ray actors) must not both be pinned to the first core."""
+    import os
+
+    from ipex_resnet.engines.openvino import compile_config
+
+    mask = len(os.sched_getaffinity(0))
+    assert compile_config(mask, "fp32")["ENABLE_CPU_PINNING"] is True
+    assert compile_config(mask, "bf16")["INFERENCE_PRECISION_HINT"] == "bf16"
+    if mask > 1:
+        assert compile_config(mask - 1, "fp32")["ENABLE_CPU_PINNING"] is False
+    code = ("import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
+            "from ipex_resnet.engines.openvino import compile_config; "
+            "print(compile_config(1, 'fp32')['ENABLE_CPU_PINNING'])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert out.stdout.strip() == "True"  # a worker given its own core keeps its pinning
