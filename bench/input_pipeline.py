@@ -127,7 +127,8 @@ def bulk_cmd(args) -> dict:
         print(f"{n:>6} images: bulk {r['images_per_s']:.1f} img/s, model-only batch {r['model_only_images_per_s']:.1f} "
               f"img/s ({r['ratio']:.2f}x), peak RSS {r['peak_rss_mb']:.0f} MB (before the run "
               f"{r['rss_before_run_mb']:.0f} MB); {r['threads']} threads + {r['workers']} decode workers, overlap "
-              f"{r['overlap']}")
+              f"{r['overlap']}; decoding {r['preprocess_ms_mean']:.2f} ms/image on one core bounds the ratio at "
+              f"<= {r['bound']:.2f}x")
     return {"runs": rows}
 
 

@@ -398,7 +398,7 @@ def test_input_pipeline_targets_ratios_and_the_decode_floor_bound():
                                         "1920x1080": {"size": "1920x1080", "decode_floor_ms": 2.4}},
                               "bulk": {"path": "openvino/bf16", "count": 320, "batch_size": 32, "threads": 1,
                                        "spare_cores": 1, "images_per_s": 120.0, "model_only_images_per_s": 130.0,
-                                       "ratio": 120 / 130}}}
+                                       "ratio": 120 / 130, "preprocess_ms_mean": 1.8, "bound": 0.83}}}
     found = Rep.targets(doc)
     photo = next(t for t in found if "end to end, 500x375" in t["name"])
     large = next(t for t in found if "end to end, 1920x1080" in t["name"])
@@ -408,6 +408,7 @@ def test_input_pipeline_targets_ratios_and_the_decode_floor_bound():
     assert bulk["met"] and bulk["ratio"] == pytest.approx(0.923, abs=1e-3)
     assert "decode floor alone bounds it at >= 1.60x" in Rep.describe_target(large)
     assert "NOT met" in Rep.describe_target(large) and "1 spare core" in Rep.describe_target(bulk)
+    assert "(1.8 ms per image) bounds it at <= 0.83x" in Rep.describe_target(bulk)
     doc["input_pipeline"]["bulk"]["ratio"] = 0.85
     assert not next(t for t in Rep.targets(doc) if t["name"].startswith("bulk"))["met"]
     assert Pipe.pick_photos([_jpeg(640, 480), _jpeg(500, 375)], n=1) == [_jpeg(500, 375)]

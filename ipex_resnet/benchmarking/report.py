@@ -112,8 +112,6 @@ def describe_target(t: Mapping) -> str:
     else:
         value = f"{t['ours_value']:.{0 if t['unit'] == 'MB' else 2}f} {t['unit']}"
     extra = f"; {t['note']}" if t.get("note") else ""
-    if t.get("bound"):
-        extra += f"; the decode floor alone bounds it at >= {t['bound']:.2f}x"
     return f"{t['name']}: {value} (target {t['target']}): {'met' if t['met'] else 'NOT met'}{extra}"
 
 
