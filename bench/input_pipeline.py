@@ -195,7 +195,8 @@ def main() -> int:
     fn = {"e2e": e2e, "bulk": bulk_cmd, "bulk-child": bulk_child, "ray": ray_cmd}[args.what]
     res = fn(args)
     res.update({"what": args.what, "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "cpu_count": os.cpu_count(),
-                "note": "shared 2-core machine (other jobs running); ratios are within one run"})
+                "loadavg_1m_at_end": os.getloadavg()[0],
+                "note": "ratios are within one run; absolute times drift between runs"})
     if args.what == "bulk-child":
         print(json.dumps(res))
     elif args.json:
