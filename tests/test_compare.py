@@ -41,7 +41,12 @@ def two_reports(report_doc, tmp_path):
 def test_report_table_and_targets_are_consistent(report_doc):
     text = R.format_table(report_doc)
     assert "eager/fp32" in text and report_doc["cpu"]["model_name"] in text and "(crop 224)" in text
-    assert report_doc["targets"] == [] and "no peer ran" in text
+    # no peer ran: only the input pipeline's targets (of the one path there is), with their bounds
+    names = [t["name"] for t in report_doc["targets"]]
+    assert len(names) == 3 and "no peer ran" in text, names
+    assert all(t["ours"] == "eager/fp32" and t["peer"] == "model only" for t in report_doc["targets"])
+    assert names[0].startswith("JPEG -> top-5 end to end, 500x375") and names[2].startswith("bulk classify")
+    assert report_doc["targets"][0]["bound"] > 1 and "input 500x375 (one core, p50): preprocess fast" in text
     assert "alone" not in report_doc["paths"]["eager/fp32"] and report_doc["cold_start"] == {}
 
 
