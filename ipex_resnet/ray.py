@@ -17,10 +17,10 @@ rows. A row has a ``path`` (read on the worker: a shared filesystem on a multi-n
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import sys
-
 
 from .errors import ConfigError, ImageError
 
@@ -64,6 +64,9 @@ class Classifier:
             self.clf.preprocessor = self.clf.preprocessor.with_mode(preprocess)
         self.topk = topk
         self.threads = threads
+        # Decode a batch on as many threads as the actor has CPUs (Pillow releases the GIL): with one,
+        # an actor of 4 CPUs spent about as long decoding 32 photos on one core as inferring them on 4.
+        self.pool = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="ipex-resnet-decode")
 
     def __call__(self, batch: dict):
         import pyarrow as pa
@@ -74,13 +77,19 @@ class Classifier:
         names = [str(p) for p in paths] if paths is not None else [f"row {i}" for i in range(n)]
         arrays, good, errors = [], [], [None] * n
         pre = self.clf.preprocessor
-        for i in range(n):
-            src = bytes(blobs[i]) if blobs is not None else names[i]
+
+        def decode(i: int):
             try:
-                arrays.append(pre(src, name=names[i]))
-                good.append(i)
+                return pre(bytes(blobs[i]) if blobs is not None else names[i], name=names[i])
             except ImageError as exc:
-                errors[i] = exc.problem
+                return exc
+
+        for i, out in enumerate(self.pool.map(decode, range(n))):
+            if isinstance(out, ImageError):
+                errors[i] = out.problem
+            else:
+                arrays.append(out)
+                good.append(i)
         tops: list[list[dict]] = [[] for _ in range(n)]
         if arrays:
             for i, top in zip(good, self.clf.predict_tensors(arrays, topk=self.topk, batch_size=len(arrays))):
