@@ -1,9 +1,28 @@
-"""Helpers for the service tests: a classifier wrapper that hooks inference (slow, failing or stuck
+"""Helpers for the service tests: the module set-up (stack installed, sample photos), a classifier wrapper that hooks inference (slow, failing or stuck
 batches) through the public API only, and Prometheus text parsed with prometheus_client's parser."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "imagenet-samples"
+
+
+def require_service() -> None:
+    """Skip the calling test module unless the service's stack (starlette, uvicorn) is installed."""
+    pytest.importorskip("starlette")
+    pytest.importorskip("uvicorn")
+
+
+def sample_photos() -> list[Path]:
+    """The shared sample photos, sorted; skips the calling test module when there are none."""
+    photos = sorted(SAMPLES.glob("*.JPEG"))
+    if not photos:
+        pytest.skip(f"no sample photos in {SAMPLES}", allow_module_level=True)
+    return photos
 
 
 class HookedClassifier:

@@ -15,18 +15,15 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("starlette")
-pytest.importorskip("uvicorn")
+from serve_helpers import SAMPLES, HookedClassifier, families, metric, require_service, sample_photos  # noqa: E402
+
+require_service()
 httpx = pytest.importorskip("httpx")
 
 import ipex_resnet  # noqa: E402
 from ipex_resnet.serve import ServeConfig, ServerThread, create_app  # noqa: E402
-from serve_helpers import HookedClassifier, families, metric  # noqa: E402
 
-SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "imagenet-samples"
-PHOTOS = sorted(SAMPLES.glob("*.JPEG"))
-if not PHOTOS:
-    pytest.skip(f"no sample photos in {SAMPLES}", allow_module_level=True)
+PHOTOS = sample_photos()
 
 BACKEND = "eager"  # fast to prepare on both stacks; the batching path is the same for every backend
 

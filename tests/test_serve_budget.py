@@ -7,22 +7,18 @@ from __future__ import annotations
 import json
 import socket
 import time
-from pathlib import Path
 
 import pytest
 
-pytest.importorskip("starlette")
-pytest.importorskip("uvicorn")
+from serve_helpers import metric, require_service, sample_photos  # noqa: E402
+
+require_service()
 httpx = pytest.importorskip("httpx")
 
 import ipex_resnet  # noqa: E402
 from ipex_resnet.serve import ServeConfig, ServerThread, create_app  # noqa: E402
-from serve_helpers import metric  # noqa: E402
 
-SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "imagenet-samples"
-PHOTOS = sorted(SAMPLES.glob("*.JPEG"))
-if not PHOTOS:
-    pytest.skip(f"no sample photos in {SAMPLES}", allow_module_level=True)
+PHOTOS = sample_photos()
 
 BODY = 1_000_000  # --max-body-bytes
 BUDGET = 3 * BODY  # --max-buffered-bytes: three bodies of the largest size at once

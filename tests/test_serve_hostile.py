@@ -11,24 +11,20 @@ import struct
 import threading
 import time
 import zlib
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("starlette")
-pytest.importorskip("uvicorn")
+from serve_helpers import HookedClassifier, metric, require_service, sample_photos  # noqa: E402
+
+require_service()
 httpx = pytest.importorskip("httpx")
 
 import ipex_resnet  # noqa: E402
 from ipex_resnet.serve import ServeConfig, ServerThread, create_app  # noqa: E402
-from serve_helpers import HookedClassifier, metric  # noqa: E402
 
-SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "imagenet-samples"
-PHOTOS = sorted(SAMPLES.glob("*.JPEG"))
-if not PHOTOS:
-    pytest.skip(f"no sample photos in {SAMPLES}", allow_module_level=True)
+PHOTOS = sample_photos()
 MARK = 7.0  # a preprocessed tensor filled with this (far outside normalized pixel values) triggers the hook
 
 

@@ -4,23 +4,20 @@ metadata, and inference from encoded images (BYTES) and preprocessed tensors (FP
 from __future__ import annotations
 
 import base64
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-pytest.importorskip("starlette")
-pytest.importorskip("uvicorn")
+from serve_helpers import require_service, sample_photos  # noqa: E402
+
+require_service()
 httpclient = pytest.importorskip("tritonclient.http")
 from tritonclient.utils import InferenceServerException  # noqa: E402
 
 import ipex_resnet  # noqa: E402
 from ipex_resnet.serve import ServeConfig, ServerThread, create_app  # noqa: E402
 
-SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "imagenet-samples"
-PHOTOS = sorted(SAMPLES.glob("*.JPEG"))[:3]
-if not PHOTOS:
-    pytest.skip(f"no sample photos in {SAMPLES}", allow_module_level=True)
+PHOTOS = sample_photos()[:3]
 
 
 @pytest.fixture(scope="module")
