@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 pytest.importorskip("starlette")
@@ -95,3 +96,47 @@ def test_sigterm_finishes_accepted_requests_then_exits():
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_sigterm_while_the_model_still_compiles_exits_at_once(tmp_path):
+    """Stopped during a cold Inductor compile (tens of seconds here), the server exits without waiting
+    for it: nothing was admitted, so nothing is lost, and no compile worker is left behind."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ipex_resnet.cli", "serve", "--port", str(port), "--weights", "none",
+         "--backend", "inductor", "--precision", "fp32", "--log-level", "warning", "--workers", "1",
+         "--drain-delay", "0.2"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "IPEX_RESNET_CACHE_DIR": str(tmp_path / "cold-cache")})
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # up and loading: alive, not ready
+            assert proc.poll() is None, f"server exited early with {proc.returncode}: {proc.stderr.read()[-2000:]}"
+            try:
+                if httpx.get(url + "/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "the server never answered /healthz"
+            time.sleep(0.1)
+        ready = httpx.get(url + "/readyz", timeout=2)
+        assert ready.status_code == 503 and ready.json()["error"]["code"] == "not_ready"
+        time.sleep(1.0)  # well into the compile
+        children = psutil.Process(proc.pid).children(recursive=True)  # e.g. Inductor's compile workers
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=20)
+        took = time.monotonic() - t0
+        err = proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert rc == 0, err[-2000:]
+    assert took < 10, f"took {took:.1f} s to stop"  # the compile alone takes far longer here
+    assert "stopped while the model was still loading" in err
+    gone, alive = psutil.wait_procs(children, timeout=10)
+    for p in alive:
+        p.kill()
+    assert not alive, f"processes of the stopped server left behind: {[p.cmdline()[:4] for p in alive]}"

@@ -14,6 +14,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -54,6 +55,7 @@ class Service:
         self.metrics = ServiceMetrics()
         self.pool = concurrent.futures.ThreadPoolExecutor(cfg.preprocess_workers, thread_name_prefix="ipex-resnet-pre")
         self.tasks: list[asyncio.Task] = []
+        self.load_thread: threading.Thread | None = None
         self.bodies = BodyBudget(cfg.max_buffered_bytes, on_change=self.metrics.buffered_bytes.set)
         self.connections = ConnectionStats(cfg.max_connections, cfg.header_timeout_s, cfg.retry_after_s,
                                            on_event=lambda why: self.metrics.connections_refused.labels(why).inc(),
@@ -72,9 +74,35 @@ class Service:
                 clf(x)
         return clf, pad, shape
 
+    async def _in_load_thread(self):
+        """Run the load on a daemon thread of its own (not the loop's executor, whose threads the
+        interpreter joins at exit): a server stopped while its model still compiles does not wait for it."""
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+
+        def settle(fn, value):
+            if not done.done():
+                fn(value)
+
+        def work():
+            try:
+                result = self._load_and_warm()
+            except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task
+                call, value = done.set_exception, exc
+            else:
+                call, value = done.set_result, result
+            try:
+                loop.call_soon_threadsafe(settle, call, value)
+            except RuntimeError:  # the loop is closed: the server stopped before the load ended
+                pass
+
+        self.load_thread = threading.Thread(target=work, name="ipex-resnet-load", daemon=True)
+        self.load_thread.start()
+        return await done
+
     async def load(self) -> None:
         try:
-            clf, pad, shape = await asyncio.get_running_loop().run_in_executor(None, self._load_and_warm)
+            clf, pad, shape = await self._in_load_thread()
         except Exception as exc:  # noqa: BLE001 - report, stay alive for /healthz, tell the runner
             from ..errors import IpexResnetError
 

@@ -6,8 +6,10 @@ tests and notebooks. Signals: the first SIGTERM/SIGINT turns readiness 503 at on
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import socket
+import sys
 import threading
 import time
 
@@ -56,9 +58,20 @@ def serve(app, cfg: ServeConfig, sock: socket.socket | None = None) -> int:
     # before it ran: with this one, a drained SIGTERM ends the process with status 0.
     signal.signal(signal.SIGTERM, lambda *a: None)
     server.run(sockets=[sock] if sock is not None else None)
-    if fatal["code"] == 0 and not server.started:
-        return 2  # could not bind, or lifespan failed: uvicorn logged why
-    return fatal["code"]
+    code = 2 if fatal["code"] == 0 and not server.started else fatal["code"]  # 2: could not bind, or
+    # lifespan failed (uvicorn logged why)
+    loading = svc.load_thread
+    if loading is not None and loading.is_alive():
+        # Stopped while the model was still loading (compiling, on a cold cache): nothing was admitted,
+        # so nothing is lost by not waiting. Skip interpreter teardown, which would run under the
+        # loader thread (torch's static destructors); an artifact half-written to the cache is in a
+        # temporary directory that is never published.
+        log.warning("stopped while the model was still loading; exiting without waiting for it")
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 class ServerThread:
