@@ -277,11 +277,10 @@ def photos(ctx) -> list[Path]:
 @pytest.fixture(scope="session")
 def e2e_photos(ctx, photos) -> list[Path]:
     """Photos of the end-to-end target's size (500x375), or the suite's photos when none has it."""
-    from ipex_resnet.benchmarking.pipeline import PHOTO_SIZE, jpeg_size
+    from ipex_resnet.benchmarking.pipeline import pick_photos
 
     every = sorted(p for p in ctx.images_dir.glob("*") if p.suffix.lower() in (".jpeg", ".jpg"))
-    same = [p for p in every if jpeg_size(p.read_bytes()) == PHOTO_SIZE]
-    return (same or photos)[:4 if ctx.quick else 16]
+    return pick_photos(every, 4 if ctx.quick else 16, fallback=photos)
 
 
 @pytest.fixture(scope="session")

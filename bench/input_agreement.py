@@ -10,7 +10,6 @@ margin x the preset's resize (inf: never). Each margin is also measured on 1920x
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import math
 import sys
@@ -22,7 +21,7 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from calibrated_model import bn_calibrated_resnet18  # noqa: E402
+from ipex_resnet.benchmarking.calibrated import bn_calibrated_resnet18  # noqa: E402
 from ipex_resnet.imaging import Preprocessor, preprocessor as P  # noqa: E402
 
 
@@ -46,12 +45,10 @@ def agreement(ref: torch.Tensor, got: torch.Tensor) -> dict:
 
 
 def upscale(path: Path) -> bytes:
-    from PIL import Image
+    """A 1920x1080 JPEG (quality 90) upscaled from a photo."""
+    from ipex_resnet.benchmarking.inputs import upscale_jpeg
 
-    buf = io.BytesIO()
-    with Image.open(path) as img:
-        img.convert("RGB").resize((1920, 1080), Image.Resampling.BICUBIC).save(buf, "JPEG", quality=90)
-    return buf.getvalue()
+    return upscale_jpeg(path.read_bytes(), quality=90)
 
 
 def main(argv=None) -> int:

@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO))
 SAMPLES = REPO.parent / "shared" / "data" / "imagenet-samples"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from calibrated_model import bn_calibrated_resnet18  # noqa: E402
+from ipex_resnet.benchmarking.calibrated import bn_calibrated_resnet18  # noqa: E402
 
 
 def main() -> int:

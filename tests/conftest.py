@@ -14,7 +14,6 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO.parent / "shared" / "data" / "imagenet-samples"
 FIXTURES = Path(__file__).parent / "fixtures"
-CALIBRATION_IMAGES = 48
 AGREEMENT_IMAGES = 16
 
 # CI sets this to the backends that must really run on its stack, so "skipped" cannot pass for "ran".
@@ -62,29 +61,16 @@ def photos() -> list[Path]:
 
 @pytest.fixture(scope="session")
 def calibrated_state_dict(photos) -> dict[str, torch.Tensor]:
-    """ResNet-18 with seeded random weights whose BatchNorm statistics are calibrated on real photos.
+    """ResNet-18 with seeded random weights whose BatchNorm statistics are calibrated on real photos
+    (``ipex_resnet.benchmarking.calibrated``: without it logits are near-uniform and any two backends
+    would "agree"), preprocessed by the exact preset."""
+    from torchvision.models import ResNet18_Weights
 
-    Random-init BN (mean 0, var 1) makes activations blow up or vanish, so logits come out
-    near-uniform and any two backends would "agree". Calibrating the running statistics on real
-    images gives well-scaled, image-dependent logits, so the agreement tests can fail for real.
-    """
-    from torchvision.models import ResNet18_Weights, resnet18
-
+    from ipex_resnet.benchmarking.calibrated import bn_calibrated_resnet18
     from ipex_resnet.imaging import Preprocessor
 
-    torch.manual_seed(0)
-    model = resnet18(weights=None)
     pre = Preprocessor.from_preset(ResNet18_Weights.DEFAULT.transforms(), mode="exact")
-    batch = torch.stack([torch.from_numpy(pre(p)) for p in photos[::max(1, len(photos) // CALIBRATION_IMAGES)][:CALIBRATION_IMAGES]])
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.reset_running_stats()
-            m.momentum = None  # cumulative average over the calibration batch
-    model.train()
-    with torch.no_grad():
-        model(batch)
-    model.eval()
-    return model.state_dict()
+    return bn_calibrated_resnet18(photos, pre).state_dict()
 
 
 @pytest.fixture(scope="session")

@@ -32,17 +32,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_ready(url: str, proc: subprocess.Popen, timeout_s: float = 120) -> None:
+def wait_ready(url: str, proc: subprocess.Popen, timeout_s: float = 120, probe: str = "/readyz") -> None:
+    """Until ``probe`` answers 200 (``/healthz``: the server is up, the model may still be loading)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         assert proc.poll() is None, f"server exited early with {proc.returncode}: {proc.stderr.read()[-2000:]}"
         try:
-            if httpx.get(url + "/readyz", timeout=2).status_code == 200:
+            if httpx.get(url + probe, timeout=2).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
         time.sleep(0.1)
-    raise AssertionError("server never became ready")
+    raise AssertionError(f"server never answered {probe} with 200")
 
 
 def test_sigterm_finishes_accepted_requests_then_exits():
@@ -110,16 +111,7 @@ def test_sigterm_while_the_model_still_compiles_exits_at_once(tmp_path):
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1", "IPEX_RESNET_CACHE_DIR": str(tmp_path / "cold-cache")})
     try:
-        deadline = time.monotonic() + 60
-        while True:  # up and loading: alive, not ready
-            assert proc.poll() is None, f"server exited early with {proc.returncode}: {proc.stderr.read()[-2000:]}"
-            try:
-                if httpx.get(url + "/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "the server never answered /healthz"
-            time.sleep(0.1)
+        wait_ready(url, proc, 60, probe="/healthz")  # up and loading: alive, not ready
         ready = httpx.get(url + "/readyz", timeout=2)
         assert ready.status_code == 503 and ready.json()["error"]["code"] == "not_ready"
         time.sleep(1.0)  # well into the compile

@@ -52,12 +52,13 @@ def synthetic_jpeg(width: int = 500, height: int = 375, seed: int = 0) -> bytes:
     return buf.getvalue()
 
 
-def upscale_jpeg(data: bytes, size: tuple[int, int] = (1920, 1080)) -> bytes:
+def upscale_jpeg(data: bytes, size: tuple[int, int] = (1920, 1080), quality: int = 92) -> bytes:
+    """A large JPEG made from a photo (bicubic upscale), e.g. the 1920x1080 end-to-end case."""
     from PIL import Image
 
     img = Image.open(io.BytesIO(data)).convert("RGB").resize(size, Image.BICUBIC)
     buf = io.BytesIO()
-    img.save(buf, format="JPEG", quality=92)
+    img.save(buf, format="JPEG", quality=quality)
     return buf.getvalue()
 
 

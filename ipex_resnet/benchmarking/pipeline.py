@@ -29,10 +29,11 @@ def jpeg_size(data: bytes) -> tuple[int, int]:
         return img.size
 
 
-def pick_photos(images: Sequence[bytes], n: int = 4, size: tuple[int, int] = PHOTO_SIZE) -> list[bytes]:
-    """Up to ``n`` images of ``size`` (the targets' 500x375 photo); the first ``n`` when none has it."""
-    same = [d for d in images if jpeg_size(d) == size]
-    return (same or list(images))[:n]
+def pick_photos(images: Sequence, n: int = 4, size: tuple[int, int] = PHOTO_SIZE, fallback: Sequence = ()) -> list:
+    """Up to ``n`` images (JPEG bytes or paths) of ``size`` (the targets' 500x375 photo); else the first
+    ``n`` of ``fallback``, or of ``images`` when there is no fallback."""
+    same = [d for d in images if jpeg_size(d if isinstance(d, (bytes, bytearray)) else Path(d).read_bytes()) == size]
+    return (same or list(fallback or images))[:n]
 
 
 def decode_jpeg(data: bytes, scale: int = 1):

@@ -76,29 +76,19 @@ class Service:
 
     async def _in_load_thread(self):
         """Run the load on a daemon thread of its own (not the loop's executor, whose threads the
-        interpreter joins at exit): a server stopped while its model still compiles does not wait for it."""
-        loop = asyncio.get_running_loop()
-        done = loop.create_future()
-
-        def settle(fn, value):
-            if not done.done():
-                fn(value)
+        interpreter joins at exit): a server stopped while its model still compiles does not wait for it.
+        ``asyncio.wrap_future`` drops the result if the loop has closed by then."""
+        done: concurrent.futures.Future = concurrent.futures.Future()
 
         def work():
             try:
-                result = self._load_and_warm()
+                done.set_result(self._load_and_warm())
             except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task
-                call, value = done.set_exception, exc
-            else:
-                call, value = done.set_result, result
-            try:
-                loop.call_soon_threadsafe(settle, call, value)
-            except RuntimeError:  # the loop is closed: the server stopped before the load ended
-                pass
+                done.set_exception(exc)
 
         self.load_thread = threading.Thread(target=work, name="ipex-resnet-load", daemon=True)
         self.load_thread.start()
-        return await done
+        return await asyncio.wrap_future(done)
 
     async def load(self) -> None:
         try:

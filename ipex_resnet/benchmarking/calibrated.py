@@ -1,5 +1,9 @@
-"""The model the standalone bench scripts measure: the tests' seeded ResNet-18 whose BatchNorm
-statistics are calibrated on 48 real photos (no pretrained weights can be downloaded here)."""
+"""The model the tests and the standalone bench scripts use: a seeded ResNet-18 whose BatchNorm
+statistics are calibrated on 48 real photos (no pretrained weights can be downloaded here).
+
+Random-init BN (mean 0, var 1) makes activations blow up or vanish, so logits come out near-uniform
+and any two backends would "agree"; calibrated running statistics give well-scaled, image-dependent
+logits, so agreement checks can fail for real."""
 
 from __future__ import annotations
 
@@ -25,3 +29,6 @@ def bn_calibrated_resnet18(photos, pre):
     with torch.no_grad():
         model(batch)
     return model.eval()
+
+
+__all__ = ["CALIBRATION_PHOTOS", "bn_calibrated_resnet18"]
