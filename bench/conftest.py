@@ -50,7 +50,7 @@ class Context:
 
         self.settings = s = O.settings(O.raw_from_pytest(config))
         self.quick = s.quick
-        self.model = s.model
+        self.model, self.weights, self.preset = s.model, s.weights, s.preset
         self.cpu = probe()
         self.availability = engines.availability()
         self.plan = plan_for(self.cpu, "auto", "auto", s.threads)
@@ -59,7 +59,7 @@ class Context:
                                           peers=s.peers, availability=self.availability)
         if self.quick:  # CI-sized: optimized engines at the plan's precision only (one Inductor compile
             # family), eager at fp32 only (the reference); peers as they are (int8 ones only when asked for)
-            from ipex_resnet.policy import make_plan
+            from ipex_resnet.core.policy import make_plan
 
             def plan_prec(b):  # the precision `auto` picks for this engine here
                 return make_plan(self.cpu, b, "auto", 1, availability=self.availability, env={}).precision
@@ -81,7 +81,8 @@ class Context:
         self.key = machine_key(self.cpu, self.versions, self.threads)
         self.slowdown = T.slowdown_fraction()
         self._built: dict[str, Built] = {}
-        self.ws = Workspace(self.model, jpegs(s.images, 32) if s.images else None)
+        self.ws = Workspace(self.model, jpegs(s.images, 32) if s.images else None, weights=s.weights,
+                            preset=s.preset)
         self.crop = self.ws.crop
 
     def spec(self, name: str) -> PathSpec:

@@ -1,23 +1,26 @@
-"""Does the gate catch a 10% slowdown, and does it stay quiet on unchanged code? Measure it.
+"""Does the gate catch a 5% (and 10%) slowdown, and does it stay quiet on unchanged code? Measure it.
 
-    python bench/gate_experiment.py --workers 3 --trials 12 --slowdown 0.10 --output docs/gate-experiment-ipex.json
+    python bench/gate_experiment.py --workers 6 --trials 4 --rounds 64 --slowdowns 0.05,0.10 --threads 1 \
+        --backends openvino,eager --output docs/gate-experiment-latest-5pct.json
 
 Each worker is a fresh process (so process-to-process variance is included, as between a saved
 baseline and a CI run) that loads the optimized paths at the plan's precision plus the eager FP32
-reference, then alternates *unchanged* and *slowed* (``inject_slowdown``: every call of the
-candidate 10% slower) trials. A trial is exactly what one gate benchmark does in ``--bench-quick``
-mode: ``--rounds`` rounds of (reference call, candidate call), then the ratio estimators of
-:func:`ipex_resnet.benchmarking.timing.ratio_estimates`.
+reference, then cycles through *unchanged* and *slowed* trials (``inject_slowdown``: every call of the
+candidate that much slower). A trial is ``--rounds`` rounds of (reference call, candidate call), the
+order of the gate's benchmarks; every round's two times are kept, so one data set scores the gate at
+every number of rounds up to ``--rounds`` and with every estimator.
 
-Scoring mimics the gate: a *run* (one trial index, all paths) fails if any path's ratio exceeds its
-baseline by the tolerance. Baselines are each worker's first unchanged trial; every trial of every
-*other* worker is judged against it. Catch rate = failing slowed runs; false-alarm rate = failing
-unchanged runs. Every estimator x tolerance is scored from the same data.
+Scoring mimics a gate run made of ``k`` fresh processes (k = 1: today's gate): a baseline is the
+median, over ``k`` workers, of each one's first unchanged trial; a run is the median, over ``k``
+*other* workers, of their j-th trial of one condition; it fails if any path's ratio exceeds the
+baseline's by the tolerance. Every disjoint choice of baseline and run workers is scored. Catch rate
+= failing slowed runs; false-alarm rate = failing unchanged runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import subprocess
@@ -32,7 +35,7 @@ sys.path.insert(0, str(REPO))
 TOLERANCES = (0.02, 0.03, 0.04, 0.05, 0.06, 0.08)
 
 
-def worker(trials: int, rounds: int, slowdown: float, backends: list[str] | None, threads: int | None) -> None:
+def worker(trials: int, rounds: int, slowdowns: list[float], backends: list[str] | None, threads: int | None) -> None:
     import torch
 
     from ipex_resnet import engines
@@ -40,10 +43,11 @@ def worker(trials: int, rounds: int, slowdown: float, backends: list[str] | None
     from ipex_resnet.benchmarking.inputs import batch
     from ipex_resnet.benchmarking.matrix import REFERENCE, matrix
     from ipex_resnet.benchmarking.paths import Workspace, build_path
-    from ipex_resnet.cpu import probe
-    from ipex_resnet.policy import make_plan
+    from ipex_resnet.hardware.cpu import probe
+    from ipex_resnet.core.policy import make_plan
 
     warnings.simplefilter("ignore")
+    t_load = time.perf_counter()
     cpu = probe()
     paths, _ = matrix(cpu, backends, peers=[])
     avail = engines.availability()
@@ -58,110 +62,151 @@ def worker(trials: int, rounds: int, slowdown: float, backends: list[str] | None
     for b in built.values():
         for _ in range(2):
             b.runner(x)
+    print(json.dumps({"load_s": time.perf_counter() - t_load}), flush=True)
     clock = time.perf_counter
-    for t in range(trials * 2):
-        slowed = t % 2 == 1
-        out = {"trial": t // 2, "slowed": slowed, "ratios": {}}
+    conditions = [0.0] + slowdowns
+    for t in range(trials * len(conditions)):
+        slow = conditions[t % len(conditions)]
+        out = {"trial": t // len(conditions), "slowdown": slow, "slowed": slow > 0, "times": {}}
+        t0 = clock()
         for name, b in built.items():
-            cand = T.inject_slowdown(b.runner, slowdown) if slowed and name != REFERENCE else b.runner
+            cand = T.inject_slowdown(b.runner, slow) if slow and name != REFERENCE else b.runner
             ct, rt = [], []
             for _ in range(rounds):  # the order of pytest-benchmark's pedantic(setup=...) rounds
-                t0 = clock()
+                t1 = clock()
                 ref(x)
-                rt.append(clock() - t0)
-                t0 = clock()
+                rt.append(clock() - t1)
+                t1 = clock()
                 cand(x)
-                ct.append(clock() - t0)
-            out["ratios"][name] = T.ratio_estimates(ct, rt)
+                ct.append(clock() - t1)
+            out["times"][name] = {"cand": ct, "ref": rt}
+        out["seconds"] = clock() - t0
         print(json.dumps(out), flush=True)
 
 
-def score(workers: list[list[dict]], estimator: str, tol: float) -> tuple[float, float, int, int]:
-    fails = {False: [], True: []}
-    for wi, base_trials in enumerate(workers):
-        base = next(t for t in base_trials if not t["slowed"])["ratios"]
-        for wj, trials in enumerate(workers):
-            if wj == wi:
-                continue
-            for t in trials:
-                bad = any(r[estimator] > base[name][estimator] * (1 + tol)
-                          for name, r in t["ratios"].items() if name in base and name != "eager/fp32")
-                fails[t["slowed"]].append(bad)
+def ratio(trial: dict, name: str, est: str, rounds: int) -> float:
+    from ipex_resnet.benchmarking import timing as T
+
+    t = trial["times"][name]
+    return T.ratio_estimates(t["cand"][:rounds], t["ref"][:rounds])[est]
+
+
+def splits(n_workers: int, k: int):
+    """Every (baseline workers, run workers) pair of disjoint k-subsets."""
+    for base in itertools.combinations(range(n_workers), k):
+        rest = [w for w in range(n_workers) if w not in base]
+        for run in itertools.combinations(rest, k):
+            yield base, run
+
+
+def score(workers: list[list[dict]], est: str, tol: float, rounds: int, k: int, slowdown: float,
+          reference: str = "eager/fp32") -> tuple[float, float, int, int]:
+    """(catch rate, false-alarm rate, runs slowed, runs unchanged) of a gate of ``k`` processes."""
+    from statistics import median
+
+    names = [n for n in workers[0][0]["times"] if n != reference]
+    by = [{(t["slowdown"], t["trial"]): t for t in w} for w in workers]
+    n_trials = 1 + max(t["trial"] for t in workers[0])
+    fails: dict[bool, list[bool]] = {False: [], True: []}
+    for base_w, run_w in splits(len(workers), k):
+        base = {n: median(ratio(by[w][(0.0, 0)], n, est, rounds) for w in base_w) for n in names}
+        for cond in (0.0, slowdown):
+            for j in range(n_trials):
+                if any((cond, j) not in by[w] for w in run_w):
+                    continue
+                run = {n: median(ratio(by[w][(cond, j)], n, est, rounds) for w in run_w) for n in names}
+                fails[cond > 0].append(any(run[n] > base[n] * (1 + tol) for n in names))
     slow, same = fails[True], fails[False]
     return (sum(slow) / len(slow) if slow else float("nan"), sum(same) / len(same) if same else float("nan"),
             len(slow), len(same))
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--workers", type=int, default=3, help="fresh processes (default 3)")
-    ap.add_argument("--trials", type=int, default=12, help="unchanged + slowed trial pairs per worker (default 12)")
-    ap.add_argument("--rounds", type=int, default=16, help="rounds per trial, as --bench-quick (default 16)")
-    ap.add_argument("--slowdown", type=float, default=0.10, help="injected slowdown (default 0.10 = 10%%)")
-    ap.add_argument("--backends", default=None, help="comma-separated backends (default: all that run)")
-    ap.add_argument("--threads", type=int, default=None, help="intra-op threads (default: the plan's)")
-    ap.add_argument("--output", default=None, help="write raw trials and the rates here (JSON)")
-    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    args = ap.parse_args()
-    backends = args.backends.split(",") if args.backends else None
-    if args.worker:
-        worker(args.trials, args.rounds, args.slowdown, backends, args.threads)
-        return 0
-
-    from ipex_resnet.benchmarking import options as O
-    from ipex_resnet.benchmarking import timing as T
-    from ipex_resnet.benchmarking.machine import versions
-
+def run_workers(args) -> tuple[list[list[dict]], list[float]]:
+    """Each worker in its own fresh process, one after the other; (their trials, their load seconds)."""
+    results, loads = [], []
     t0 = time.time()
-    results: list[list[dict]] = []
     for w in range(args.workers):
         cmd = [sys.executable, __file__, "--worker", "--trials", str(args.trials), "--rounds", str(args.rounds),
-               "--slowdown", str(args.slowdown)] + (["--backends", args.backends] if args.backends else []) \
+               "--slowdowns", args.slowdowns] + (["--backends", args.backends] if args.backends else []) \
             + (["--threads", str(args.threads)] if args.threads else [])
         proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=dict(os.environ))
         if proc.returncode != 0:
-            print(f"error: worker {w} failed: {proc.stderr.strip()[-500:]}", file=sys.stderr)
-            return 2
-        trials = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
-        results.append(trials)
-        print(f"worker {w + 1}/{args.workers}: {len(trials)} trials ({time.time() - t0:.0f} s)", file=sys.stderr)
+            raise SystemExit(f"error: worker {w} failed: {proc.stderr.strip()[-500:]}")
+        lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+        loads.append(lines[0]["load_s"])
+        results.append(lines[1:])
+        print(f"worker {w + 1}/{args.workers}: {len(lines) - 1} trials ({time.time() - t0:.0f} s)", file=sys.stderr)
+    return results, loads
 
-    table = {}
-    print(f"injected slowdown {args.slowdown:.0%}; threads {args.threads or 'plan'}; {args.workers} processes x {args.trials} trial pairs x "
-          f"{args.rounds} rounds; runs judged against other processes' baselines")
-    print(f"{'estimator':<10}" + "".join(f"  tol {t:>4.0%}: catch/false" for t in TOLERANCES))
+
+def rates(results: list[list[dict]], slowdowns: list[float], rounds_options: list[int], ks: list[int]) -> list[dict]:
+    """Every estimator x rounds x processes x tolerance, scored for each slowdown."""
+    from ipex_resnet.benchmarking import timing as T
+
+    rows = []
     for est in T.RATIO_ESTIMATORS:
-        row = {}
-        cells = []
-        for tol in TOLERANCES:
-            catch, false, n_slow, n_same = score(results, est, tol)
-            row[f"{tol:.2f}"] = {"catch": catch, "false_alarm": false, "n_slowed": n_slow, "n_unchanged": n_same}
-            cells.append(f"  {catch:>12.0%} / {false:<7.0%}")
-        table[est] = row
-        print(f"{est:<10}" + "".join(cells))
-    # Noise: how much each path's unchanged ratio wanders between trials and processes.
-    noise = {}
-    for est in T.RATIO_ESTIMATORS:
-        per_path: dict[str, list[float]] = {}
-        for trials in results:
-            for t in trials:
-                if not t["slowed"]:
-                    for name, r in t["ratios"].items():
-                        per_path.setdefault(name, []).append(r[est])
-        noise[est] = {name: {"median": T.quantile(v, .5), "cv": (T.quantile(v, .84) - T.quantile(v, .16)) / 2 / T.quantile(v, .5)}
-                      for name, v in per_path.items()}
-    print("unchanged ratio spread (half the 16-84% range / median):")
-    for est, paths in noise.items():
-        print(f"  {est:<8} " + ", ".join(f"{n} {v['median']:.3f} +-{v['cv']:.1%}" for n, v in paths.items()))
-    print(f"gate default: estimator {T.GATE_ESTIMATOR}, tolerance {O.TIME_TOLERANCE:.0%}: "
-          f"catch {table[T.GATE_ESTIMATOR].get(f'{O.TIME_TOLERANCE:.2f}', {}).get('catch', float('nan')):.0%}, "
-          f"false alarms {table[T.GATE_ESTIMATOR].get(f'{O.TIME_TOLERANCE:.2f}', {}).get('false_alarm', float('nan')):.0%} "
-          f"({time.time() - t0:.0f} s)")
-    if args.output:
+        for rounds in rounds_options:
+            for k in ks:
+                for tol in TOLERANCES:
+                    row = {"estimator": est, "rounds": rounds, "processes": k, "tolerance": tol}
+                    for slow in slowdowns:
+                        catch, false, n_slow, n_same = score(results, est, tol, rounds, k, slow)
+                        row[f"catch_{slow:.2f}"], row["false_alarm"] = catch, false
+                        row[f"n_{slow:.2f}"], row["n_unchanged"] = n_slow, n_same
+                    rows.append(row)
+    return rows
+
+
+def gate_seconds(results: list[list[dict]], loads: list[float], rounds: int, k: int) -> float:
+    """What one gate run of ``k`` processes x ``rounds`` rounds costs, per path, from the measured times."""
+    per_round = sum(sum(t["ref"]) + sum(t["cand"]) for w in results for tr in w for t in tr["times"].values()) \
+        / sum(len(t["ref"]) for w in results for tr in w for t in tr["times"].values())
+    return k * (sum(loads) / len(loads) + rounds * per_round)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--workers", type=int, default=6, help="fresh processes (default 6)")
+    ap.add_argument("--trials", type=int, default=4, help="trials per condition per worker (default 4)")
+    ap.add_argument("--rounds", type=int, default=64, help="rounds per trial (default 64; fewer are scored too)")
+    ap.add_argument("--slowdowns", default="0.05,0.10", help="injected slowdowns (default 0.05,0.10)")
+    ap.add_argument("--backends", default=None, help="comma-separated backends (default: all that run)")
+    ap.add_argument("--threads", type=int, default=None, help="intra-op threads (default: the plan's)")
+    ap.add_argument("--output", default=None, help="write raw trials and the rates here (JSON)")
+    ap.add_argument("--rescore", default=None, metavar="JSON", help="score the raw trials of an earlier --output")
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    slowdowns = [float(v) for v in args.slowdowns.split(",")]
+    backends = args.backends.split(",") if args.backends else None
+    if args.worker:
+        worker(args.trials, args.rounds, slowdowns, backends, args.threads)
+        return 0
+
+    from ipex_resnet.benchmarking.machine import versions
+
+    t0 = time.time()
+    if args.rescore:
+        doc = json.loads(Path(args.rescore).read_text())
+        results, loads, args.rounds, args.workers = doc["raw"], doc["load_s"], doc["rounds"], doc["workers"]
+    else:
+        results, loads = run_workers(args)
+    rounds_options = sorted({r for r in (16, 32, args.rounds) if r <= args.rounds})
+    ks = [k for k in (1, 2, 3) if 2 * k <= args.workers]
+    table = rates(results, slowdowns, rounds_options, ks)
+    print(f"slowdowns {', '.join(f'{s:.0%}' for s in slowdowns)}; threads {args.threads or 'plan'}; {args.workers} "
+          f"processes x {args.trials} trials per condition x {args.rounds} rounds")
+    print("estimator rounds procs  tol   gate s/path  " + "  ".join(f"catch {s:.0%}" for s in slowdowns) + "  false  runs")
+    for row in table:
+        sec = gate_seconds(results, loads, row["rounds"], row["processes"])
+        row["gate_seconds_per_path"] = sec
+        print(f"{row['estimator']:<9} {row['rounds']:>6} {row['processes']:>5} {row['tolerance']:>4.0%} {sec:>12.0f}  "
+              + "  ".join(f"{row[f'catch_{s:.2f}']:>9.0%}" for s in slowdowns)
+              + f"  {row['false_alarm']:>5.0%}  {row['n_unchanged']}")
+    if args.output and not args.rescore:
         Path(args.output).write_text(json.dumps({
-            "slowdown": args.slowdown, "workers": args.workers, "threads": args.threads, "trials": args.trials, "rounds": args.rounds,
-            "gate_estimator": T.GATE_ESTIMATOR, "gate_tolerance": O.TIME_TOLERANCE, "rates": table,
-            "noise": noise, "versions": versions(), "seconds": time.time() - t0, "raw": results}, indent=2) + "\n")
+            "slowdowns": slowdowns, "workers": args.workers, "threads": args.threads, "trials": args.trials,
+            "rounds": args.rounds, "rates": table, "load_s": loads, "versions": versions(),
+            "seconds": time.time() - t0, "raw": results}) + "\n")
     return 0
 
 

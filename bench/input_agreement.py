@@ -21,7 +21,8 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from ipex_resnet.benchmarking.calibrated import bn_calibrated_resnet18  # noqa: E402
+sys.path.insert(0, str(REPO / "tests"))  # the tests' BN-calibrated ResNet-18
+from calibrated import bn_calibrated_resnet18  # noqa: E402
 from ipex_resnet.imaging import Preprocessor, preprocessor as P  # noqa: E402
 
 

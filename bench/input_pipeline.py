@@ -90,7 +90,7 @@ def e2e(args) -> dict:
 def bulk_child(args) -> dict:
     """One bulk run of ``--count`` images in this process (JSONL written to a temp file), alternating
     with model-only batches in chunks of 1,000: throughput and peak RSS (VmHWM)."""
-    from ipex_resnet import bulk
+    from ipex_resnet.apps import bulk
     from ipex_resnet.benchmarking.pipeline import bulk_vs_model
 
     clf = load(args, warmup_batch=args.batch_size)
@@ -129,13 +129,13 @@ def bulk_cmd(args) -> dict:
 
 def ray_cmd(args) -> dict:
     """Steady state, models loaded and warm on both sides: 1 process x 2 threads (bulk.run) vs 2 Ray
-    actors x 1 CPU (ipex_resnet.ray.Classifier), the same batches; start-up reported apart."""
+    actors x 1 CPU (ipex_resnet.apps.ray.Classifier), the same batches; start-up reported apart."""
     import numpy as np
     import ray
 
     import ipex_resnet
-    from ipex_resnet import bulk
-    from ipex_resnet.ray import Classifier
+    from ipex_resnet.apps import bulk
+    from ipex_resnet.apps.ray import Classifier
 
     base = photos(Path(args.images))
     inputs = [str(base[i % len(base)]) for i in range(args.count)]

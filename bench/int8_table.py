@@ -29,139 +29,156 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 SAMPLES = REPO.parent / "shared" / "data" / "imagenet-samples"
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ipex_resnet.benchmarking.calibrated import bn_calibrated_resnet18  # noqa: E402
+sys.path.insert(0, str(REPO / "tests"))  # the tests' BN-calibrated ResNet-18
+from calibrated import bn_calibrated_resnet18  # noqa: E402
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--calibration", type=int, default=100, help="calibration images (of the first half)")
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--output", type=Path, default=None)
-    args = ap.parse_args()
+class Table:
+    """What every row shares: the model and its checkpoint, the calibration and held-out batches, the FP32
+    reference logits, the CPU, and the rows themselves (``run`` is a numpy NCHW -> logits callable)."""
 
-    import numpy as np
+    def __init__(self, threads: int, calibration_count: int):
+        import numpy as np
+        import torch
+        from torchvision.models import ResNet18_Weights
+
+        from ipex_resnet.hardware.cpu import probe
+        from ipex_resnet.imaging import Preprocessor
+        from ipex_resnet.quantization import calibration
+
+        self.threads = threads
+        self.cpu = probe()
+        self.bf16_native = self.cpu.has_native_bf16
+        with open(SAMPLES / "labels.csv") as f:
+            photos = [SAMPLES / r["file"] for r in csv.DictReader(f)]
+        pre = Preprocessor.from_preset(ResNet18_Weights.DEFAULT.transforms())
+        self.model = bn_calibrated_resnet18(photos, pre)
+        calib_paths, held_paths = calibration.split(photos, 0.5)
+        self.calib_items = calibration.collect(calib_paths, count=calibration_count).items
+        self.calib = calibration.batches(self.calib_items, pre, batch_size=32, progress=False)
+        self.held = np.concatenate(calibration.batches(held_paths, pre, progress=False))
+        with torch.no_grad():
+            self.ref = self.model(torch.from_numpy(self.held)).numpy()
+        self.work = Path(tempfile.mkdtemp(prefix="ipex_resnet_int8_table_"))
+        self.weights = self.work / "resnet18-bn.pth"
+        torch.save(self.model.state_dict(), self.weights)
+        self.rows: dict[str, dict] = {}
+
+    def add(self, name, kind, engine, precision, run) -> dict:
+        self.rows[name] = {"kind": kind, "engine": engine, "precision": precision, "run": run}
+        return self.rows[name]
+
+    def quantize(self, engine: str, out_name: str, bf16: bool = False) -> dict:
+        from ipex_resnet.quantization import engine_module
+
+        out = self.work / out_name
+        out.mkdir()
+        return engine_module(engine).quantize(self.model, self.calib, out, threads=self.threads,
+                                              example=self.held[:1], bf16=bf16) | {"dir": out}
+
+
+def torch_rows(t: Table) -> None:
+    """ipex and inductor: FP32/BF16 through ipex_resnet.load, and their INT8 artifacts."""
     import torch
-    from torchvision.models import ResNet18_Weights
 
     import ipex_resnet
-    from ipex_resnet.cpu import probe
-    from ipex_resnet.imaging import Preprocessor
-    from ipex_resnet.quantization import accuracy, calibration, engine_module, peers
+    import ipex_resnet.engines
+    from ipex_resnet.quantization import engine_module
 
     sys.path.insert(0, str(REPO / "tests"))
     from int8_loaders import load as load_int8
 
-    warnings.simplefilter("ignore")
-    torch.set_num_threads(args.threads)
-    cpu = probe(check_ipex=False)
-    bf16_native = cpu.has_native_bf16
-    with open(SAMPLES / "labels.csv") as f:
-        photos = [SAMPLES / r["file"] for r in csv.DictReader(f)]
-    pre = Preprocessor.from_preset(ResNet18_Weights.DEFAULT.transforms())
-    model = bn_calibrated_resnet18(photos, pre)
-    calib_paths, held_paths = calibration.split(photos, 0.5)
-    calib_items = calibration.collect(calib_paths, count=args.calibration).items
-    calib = calibration.batches(calib_items, pre, batch_size=32, progress=False)
-    held = np.concatenate(calibration.batches(held_paths, pre, progress=False))
-    with torch.no_grad():
-        ref = model(torch.from_numpy(held)).numpy()
-    work = Path(tempfile.mkdtemp(prefix="ipex_resnet_int8_table_"))
-    weights = work / "resnet18-bn.pth"
-    torch.save(model.state_dict(), weights)
-
-    rows: dict[str, dict] = {}
-
-    def add(name, kind, engine, precision, run):
-        rows[name] = {"kind": kind, "engine": engine, "precision": precision, "run": run}
-
     def torch_path(backend, precision):
-        clf = ipex_resnet.load("resnet18", weights=str(weights), backend=backend, precision=precision,
-                               threads=args.threads)
+        clf = ipex_resnet.load("resnet18", weights=str(t.weights), backend=backend, precision=precision,
+                               threads=t.threads)
         return lambda x: clf(torch.from_numpy(x)).numpy()
 
     for backend in ("ipex", "inductor"):
-        if not ipex_resnet.backends.module(backend).status()[0]:
+        if not ipex_resnet.engines.get(backend).status()[0]:
             continue
-        for precision in ("fp32", "bf16"):
-            add(f"{backend} {precision}", "ours", backend, precision, torch_path(backend, precision))
+        for precision in ipex_resnet.engines.get(backend).precisions(t.cpu):
+            if precision != "int8":
+                t.add(f"{backend} {precision}", "ours", backend, precision, torch_path(backend, precision))
         if engine_module(backend).status()[0]:
-            for bf16 in (False, True) if bf16_native else (False,):
-                out = work / f"{backend}-int8{'-bf16' if bf16 else ''}"
-                out.mkdir()
-                t = time.perf_counter()
-                info = engine_module(backend).quantize(model, calib, out, threads=args.threads,
-                                                       example=held[:1], bf16=bf16)
-                name = f"{backend} int8{'+bf16' if bf16 else ''}"
-                add(name, "ours", backend, "int8", load_int8(backend, out, args.threads))
-                rows[name]["quantize_s"] = round(time.perf_counter() - t, 1)
-                rows[name]["tool"] = info["tool"]
+            for bf16 in (False, True) if t.bf16_native else (False,):
+                start = time.perf_counter()
+                info = t.quantize(backend, f"{backend}-int8{'-bf16' if bf16 else ''}", bf16)
+                row = t.add(f"{backend} int8{'+bf16' if bf16 else ''}", "ours", backend, "int8",
+                            load_int8(backend, info["dir"], t.threads))
+                row.update(quantize_s=round(time.perf_counter() - start, 1), tool=info["tool"])
 
-    from ipex_resnet.engines.onnx_export import export_onnx
 
-    fp32_onnx = export_onnx(model, work / "fp32.onnx")
-    if engine_module("openvino").status()[0]:
-        import openvino as ov
+def openvino_rows(t: Table, fp32_onnx: Path) -> None:
+    import numpy as np
+    import openvino as ov
 
-        core = ov.Core()
+    from ipex_resnet.quantization import peers
 
-        def ov_run(path, hint):
-            req = core.compile_model(str(path), "CPU", {"INFERENCE_NUM_THREADS": args.threads,
-                                                        "PERFORMANCE_HINT": "LATENCY",
-                                                        "INFERENCE_PRECISION_HINT": hint}).create_infer_request()
+    core = ov.Core()
 
-            def run(x):
-                req.infer({0: np.ascontiguousarray(x)})
-                return req.get_output_tensor(0).data.copy()
-            return run
+    def ov_run(path, hint):
+        req = core.compile_model(str(path), "CPU", {"INFERENCE_NUM_THREADS": t.threads, "PERFORMANCE_HINT": "LATENCY",
+                                                    "INFERENCE_PRECISION_HINT": hint}).create_infer_request()
 
-        add("openvino fp32", "ours", "openvino", "fp32", ov_run(fp32_onnx, "f32"))
-        if bf16_native:
-            add("openvino bf16", "ours", "openvino", "bf16", ov_run(fp32_onnx, "bf16"))
-        out = work / "openvino-int8"
-        out.mkdir()
-        engine_module("openvino").quantize(model, calib, out, threads=args.threads, example=held[:1])
-        add("openvino int8", "ours", "openvino", "int8", ov_run(out / "model.xml", "bf16" if bf16_native else "f32"))
-        add("peer openvino+nncf int8", "peer", "openvino", "int8",
-            peers.openvino_int8(model, calib, threads=args.threads, workdir=work / "peer-ov"))
-    if engine_module("onnxruntime").status()[0]:
-        import onnxruntime as ort
+        def run(x):
+            req.infer({0: np.ascontiguousarray(x)})
+            return req.get_output_tensor(0).data.copy()
+        return run
 
-        def ort_run(path):
-            o = ort.SessionOptions()
-            o.intra_op_num_threads = args.threads
-            o.inter_op_num_threads = 1
-            s = ort.InferenceSession(str(path), o, providers=["CPUExecutionProvider"])
-            return lambda x: s.run(None, {"input": np.ascontiguousarray(x)})[0]
+    t.add("openvino fp32", "ours", "openvino", "fp32", ov_run(fp32_onnx, "f32"))
+    if t.bf16_native:
+        t.add("openvino bf16", "ours", "openvino", "bf16", ov_run(fp32_onnx, "bf16"))
+    out = t.quantize("openvino", "openvino-int8")["dir"]
+    t.add("openvino int8", "ours", "openvino", "int8", ov_run(out / "model.xml", "bf16" if t.bf16_native else "f32"))
+    t.add("peer openvino+nncf int8", "peer", "openvino", "int8",
+          peers.openvino_int8(t.model, t.calib, threads=t.threads, workdir=t.work / "peer-ov"))
 
-        add("onnxruntime fp32", "ours", "onnxruntime", "fp32", ort_run(fp32_onnx))
-        out = work / "onnxruntime-int8"
-        out.mkdir()
-        engine_module("onnxruntime").quantize(model, calib, out, threads=args.threads, example=held[:1])
-        add("onnxruntime int8", "ours", "onnxruntime", "int8", ort_run(out / "model.onnx"))
-        add("peer onnxruntime qdq int8", "peer", "onnxruntime", "int8",
-            peers.onnxruntime_int8(model, calib, threads=args.threads, workdir=work / "peer-ort"))
 
-    for name, row in rows.items():
+def onnxruntime_rows(t: Table, fp32_onnx: Path) -> None:
+    import numpy as np
+    import onnxruntime as ort
+
+    from ipex_resnet.quantization import peers
+
+    def ort_run(path):
+        o = ort.SessionOptions()
+        o.intra_op_num_threads = t.threads
+        o.inter_op_num_threads = 1
+        s = ort.InferenceSession(str(path), o, providers=["CPUExecutionProvider"])
+        return lambda x: s.run(None, {"input": np.ascontiguousarray(x)})[0]
+
+    t.add("onnxruntime fp32", "ours", "onnxruntime", "fp32", ort_run(fp32_onnx))
+    out = t.quantize("onnxruntime", "onnxruntime-int8")["dir"]
+    t.add("onnxruntime int8", "ours", "onnxruntime", "int8", ort_run(out / "model.onnx"))
+    t.add("peer onnxruntime qdq int8", "peer", "onnxruntime", "int8",
+          peers.onnxruntime_int8(t.model, t.calib, threads=t.threads, workdir=t.work / "peer-ort"))
+
+
+def measure(t: Table, rounds: int) -> None:
+    """Agreement with FP32 eager on the held-out half; b1 latency and b32 throughput, interleaved."""
+    import numpy as np
+
+    from ipex_resnet.quantization import accuracy
+
+    held, rows = t.held, t.rows
+    for row in rows.values():
         logits = np.concatenate([row["run"](held[i:i + 25]) for i in range(0, len(held), 25)])
-        row["agreement"] = accuracy.agreement(logits, ref).as_dict()
-
+        row["agreement"] = accuracy.agreement(logits, t.ref).as_dict()
     x1, x32 = np.ascontiguousarray(held[:1]), np.ascontiguousarray(held[:32])
     lat = {n: [] for n in rows}
     thr = {n: [] for n in rows}
     for row in rows.values():
         row["run"](x1), row["run"](x32), row["run"](x1)
-    for _ in range(args.rounds):
+    for _ in range(rounds):
         for name, row in rows.items():
             for _ in range(5):
-                t = time.perf_counter()
+                start = time.perf_counter()
                 row["run"](x1)
-                lat[name].append(time.perf_counter() - t)
-            t = time.perf_counter()
+                lat[name].append(time.perf_counter() - start)
+            start = time.perf_counter()
             row["run"](x32)
-            thr[name].append(32 / (time.perf_counter() - t))
+            thr[name].append(32 / (time.perf_counter() - start))
     for name, row in rows.items():
         row["b1_ms"] = round(float(np.median(lat[name])) * 1e3, 2)
         row["b32_img_s"] = round(float(np.median(thr[name])), 1)
@@ -169,6 +186,9 @@ def main() -> int:
         row["b32_max_img_s"] = round(float(np.max(thr[name])), 1)
         del row["run"]
 
+
+def summarize(rows: dict[str, dict]) -> dict:
+    """Our best INT8 row against the best INT8 peer and our best BF16 row, by median and by best times."""
     def best(kind, precision, key, engines=None):
         c = [(n, r) for n, r in rows.items() if r["kind"] == kind and r["precision"] == precision
              and (engines is None or r["engine"] in engines)]
@@ -192,19 +212,45 @@ def main() -> int:
                     "best int8 b32": i8_32[0],
                     "b32 throughput / best int8 peer": round(i8_32[1][tk] / p32[1][tk], 3),
                 }
+    return summary
 
-    print(f"threads={args.threads}  cpu: {cpu.describe().splitlines()[0]}  torch {torch.__version__}")
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--calibration", type=int, default=100, help="calibration images (of the first half)")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--output", type=Path, default=None)
+    args = ap.parse_args()
+
+    import torch
+
+    from ipex_resnet.export.onnx import export_onnx
+    from ipex_resnet.quantization import engine_module
+
+    warnings.simplefilter("ignore")
+    torch.set_num_threads(args.threads)
+    t = Table(args.threads, args.calibration)
+    torch_rows(t)
+    fp32_onnx = export_onnx(t.model, t.work / "fp32.onnx")
+    if engine_module("openvino").status()[0]:
+        openvino_rows(t, fp32_onnx)
+    if engine_module("onnxruntime").status()[0]:
+        onnxruntime_rows(t, fp32_onnx)
+    measure(t, args.rounds)
+    summary = summarize(t.rows)
+    print(f"threads={args.threads}  cpu: {t.cpu.describe().splitlines()[0]}  torch {torch.__version__}")
     print(f"{'row':28} {'b1 ms':>7} {'(min)':>7} {'b32 img/s':>10} {'(max)':>7} {'top-1 agr':>9} {'top-5 ovl':>9} "
           f"{'rel err':>8}")
-    for name, r in rows.items():
+    for name, r in t.rows.items():
         a = r["agreement"]
         print(f"{name:28} {r['b1_ms']:7.2f} {r['b1_min_ms']:7.2f} {r['b32_img_s']:10.1f} {r['b32_max_img_s']:7.1f} "
               f"{a['top1']:9.3f} {a['top5']:9.3f} {a['rel_error']:8.4f}")
     print(json.dumps(summary, indent=2))
     if args.output:
         args.output.write_text(json.dumps({"threads": args.threads, "torch": torch.__version__,
-                                           "calibration_images": len(calib_items), "held_out_images": len(held),
-                                           "rows": rows, "summary": summary}, indent=2) + "\n")
+                                           "calibration_images": len(t.calib_items), "held_out_images": len(t.held),
+                                           "rows": t.rows, "summary": summary}, indent=2) + "\n")
     return 0
 
 

@@ -26,3 +26,13 @@ class ImageError(IpexResnetError, ValueError):
         self.problem = problem
         self.code = code
         super().__init__(f"{source}: {problem}")
+
+
+class AccuracyGateError(IpexResnetError):
+    """A quantized model misses its accuracy gate (the message has the numbers, the gate and the
+    override). ``agreement`` and ``gate`` carry them as data."""
+
+    def __init__(self, message: str, agreement=None, gate=None):
+        super().__init__(message)
+        self.agreement = agreement
+        self.gate = gate

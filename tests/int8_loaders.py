@@ -9,7 +9,7 @@ from pathlib import Path
 
 def load(engine: str, out_dir: Path, threads: int = 1):
     from ipex_resnet import engines, probe
-    from ipex_resnet.policy import make_plan
+    from ipex_resnet.core.policy import make_plan
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the no-VNNI PlanWarning on CPUs without it

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "imagenet-samples"
+from conftest import SAMPLES  # noqa: E402
 
 
 def require_service() -> None:

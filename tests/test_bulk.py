@@ -43,7 +43,7 @@ def mixed_folder(tmp_path_factory, photos):
 
 
 def expected_order(folder) -> list[str]:
-    from ipex_resnet.bulk import expand_inputs
+    from ipex_resnet.apps.bulk import expand_inputs
 
     return expand_inputs([str(folder)])
 

@@ -7,14 +7,13 @@ import json
 import os
 import subprocess
 import sys
-import warnings
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from ipex_resnet import engines
-from ipex_resnet.cache import ArtifactCache, CacheWarning, entry_name
+from ipex_resnet.core.cache import ArtifactCache, CacheWarning, entry_name
 
 from conftest import REPO, require_backend
 
@@ -117,11 +116,14 @@ def test_unsafe_root_is_not_loaded_from(tmp_path):
 _WRITER = """
 import sys, time
 from pathlib import Path
-from ipex_resnet.cache import ArtifactCache
+from ipex_resnet.core.cache import ArtifactCache
 key = {"model": "m", "weights": "w1", "engine": "onnxruntime", "precision": "fp32", "versions": {"x": "1"}}
 def build(tmp):
-    (Path(sys.argv[2]) / f"built-{sys.argv[3]}").write_text("x")
-    time.sleep(1.0)  # long enough that the other writer arrives while this one builds
+    marks = Path(sys.argv[2])
+    (marks / f"built-{sys.argv[3]}").write_text("x")
+    deadline = time.monotonic() + 60
+    while not (marks / "go").exists() and time.monotonic() < deadline:  # the test says when to finish
+        time.sleep(0.01)
     (tmp / "model.bin").write_bytes(b"compiled" * 100)
     return {}
 value, meta, hit = ArtifactCache(Path(sys.argv[1])).get_or_build(key, build, lambda e, m: (e / "model.bin").read_bytes())
@@ -129,17 +131,44 @@ print(hit, len(value))
 """
 
 
+def _blocked_on_a_lock(pids: set[int]) -> set[int]:
+    """The pids among ``pids`` that wait for a file lock (``->`` lines of /proc/locks)."""
+    waiting = set()
+    for line in Path("/proc/locks").read_text().splitlines():
+        fields = line.split()
+        if "->" in fields:
+            waiting.add(int(fields[fields.index("->") + 4]))
+    return waiting & pids
+
+
+def _wait_for(condition, what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
 def test_concurrent_writers_build_once(tmp_path):
+    """Writer 0 holds the build lock until the test lets it go; writers 1 and 2 are seen blocked on
+    the lock (/proc/locks) before that, and then find writer 0's entry instead of building."""
     root, marks = tmp_path / "cache", tmp_path / "marks"
     marks.mkdir()
     env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    procs = [subprocess.Popen([sys.executable, "-c", _WRITER, str(root), str(marks), str(i)], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, env=env) for i in range(3)]
+
+    def start(i):
+        return subprocess.Popen([sys.executable, "-c", _WRITER, str(root), str(marks), str(i)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+    procs = [start(0)]
+    _wait_for(lambda: (marks / "built-0").exists() or procs[0].poll() is not None, "writer 0 to start building")
+    procs += [start(1), start(2)]
+    _wait_for(lambda: _blocked_on_a_lock({p.pid for p in procs[1:]}) == {p.pid for p in procs[1:]}
+              or any(p.poll() is not None for p in procs), "writers 1 and 2 to block on the lock")
+    (marks / "go").write_text("")
     outs = [p.communicate(timeout=120) for p in procs]
     assert all(p.returncode == 0 for p in procs), [o[1][-500:] for o in outs]
-    results = sorted(o[0].split()[0] for o in outs)
-    assert results == ["False", "True", "True"]  # one built, two waited and found its entry
-    assert len(list(marks.iterdir())) == 1
+    assert [o[0].split()[0] for o in outs] == ["False", "True", "True"]  # one built, two waited and found it
+    assert sorted(m.name for m in marks.iterdir()) == ["built-0", "go"]
     assert [p.name for p in root.iterdir() if not p.name.startswith(".")] == [entry_name(KEY)]
 
 

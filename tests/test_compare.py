@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 
 import pytest
 
@@ -68,8 +69,10 @@ def test_labels_keep_machines_apart(two_reports):
     assert "Platinum 8480+" in labs[1] and "torch 2.99.0" in labs[1] and "56 thr" in labs[1]
     assert "IPEX" not in labs[1]
     diff = C.differences(docs)
-    assert set(diff) == {"cpu", "isa", "torch", "threads"} | ({"ipex"} if docs[0]["versions"].get(
-        "intel_extension_for_pytorch") else set())
+    here, there = C.identity(docs[0]), C.identity(docs[1])
+    # the other machine is an AMX Xeon: its ISA differs from this one's unless this one has AMX too
+    assert set(diff) == {"cpu", "torch", "threads"} | ({"isa"} if here["isa"] != there["isa"] else set()) | (
+        {"ipex"} if docs[0]["versions"].get("intel_extension_for_pytorch") else set())
     # two identical reports are numbered, never merged
     same = C.labels([docs[0], docs[0]])
     assert same[0].endswith("#1") and same[1].endswith("#2")
@@ -98,3 +101,50 @@ def test_compare_bad_inputs_are_one_line_errors(tmp_path, capsys, content, messa
     assert cli_main(["compare", str(p), "--no-chart"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and message in err and "\n" not in err
+
+
+def test_compare_prices_the_best_path_per_million_images(two_reports, tmp_path, capsys):
+    """A priced report: its best path's cost per million images at its Offline rate; unpriced: "no price"."""
+    here, there = two_reports
+    priced = json.loads(there.read_text())
+    priced["price_per_hour_usd"] = 3.6
+    priced["scenarios"] = {"path": "eager/fp32", "p99_ms_bound": 100.0, "service": {"capacity_qps": 50.0}}
+    there.write_text(json.dumps(priced))
+    docs = [C.load_report(p) for p in two_reports]
+    best = C.best_offline(docs[1])
+    rate = priced["paths"]["eager/fp32"]["throughput"]["2"]  # batch sizes 1, 2: the Offline batch is 2
+    assert best["path"] == "eager/fp32" and best["batch"] == 2 and best["img_per_s"] == pytest.approx(rate)
+    assert best["cost_per_million"] == pytest.approx(3.6 / (rate * 3600) * 1e6)
+    assert best["served_qps"] == 50.0 and best["served_cost_per_million"] == pytest.approx(3.6 / (50 * 3600) * 1e6)
+    assert C.best_offline(docs[0])["cost_per_million"] is None and C.best_offline(docs[0])["served_qps"] is None
+    assert C.cost_per_million(1.0, 1e6 / 3600) == pytest.approx(1.0)  # 1 USD/h at 1M images/h: 1 USD
+    assert C.offline_batch({"batch_sizes": [1, 8, 32, 64]}) == 32 and C.offline_batch({"batch_sizes": [1, 8]}) == 8
+    png = tmp_path / "chart.png"
+    assert cli_main(["compare", str(here), str(there), "--output", str(png)]) == 0
+    out = capsys.readouterr().out
+    row1 = next(line for line in out.splitlines() if line.startswith("[1] ") and "b2" in line)
+    row2 = next(line for line in out.splitlines() if line.startswith("[2] ") and "b2" in line)
+    cells1, cells2 = (re.split(r"\s{2,}", row.strip()) for row in (row1, row2))
+    assert cells1[1] == "eager/fp32 b2" and cells1[3:] == ["no price", "no price", "not measured", "-"], cells1
+    assert float(cells2[3]) == pytest.approx(3.6) and float(cells2[4]) == pytest.approx(best["cost_per_million"], rel=1e-3)
+    assert cells2[5] == "50.0 (eager/fp32, <= 100 ms)" and float(cells2[6]) == pytest.approx(20.0, rel=1e-3), cells2
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_compare_best_path_ignores_peers(report_doc):
+    doc = copy.deepcopy(report_doc)
+    doc["price_per_hour_usd"] = 1.0
+    doc["paths"]["onnxruntime/fp32 (peer)"] = {**copy.deepcopy(doc["paths"]["eager/fp32"]), "kind": "peer"}
+    doc["paths"]["onnxruntime/fp32 (peer)"]["throughput"]["2"] *= 10
+    assert C.best_offline(doc)["path"] == "eager/fp32"
+
+
+def test_report_records_no_price_unless_given(report_doc):
+    assert report_doc["price_per_hour_usd"] is None
+
+
+@pytest.mark.parametrize("price", ["0", "-2.5", "nan"])
+def test_bench_bad_price_is_one_line_error(capsys, price):
+    assert cli_main(["bench", "--quick", "--price-per-hour", price]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --price-per-hour must be a positive number") and "\n" not in err, err

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from ipex_resnet.errors import ConfigError
-from ipex_resnet.quantization import evaluate
+from ipex_resnet.cli import evaluate as evaluate_cmd
+from ipex_resnet.core import evaluate
 
 # 4 images, 7 classes. Labels 0, 1, 2, 3.
 LOGITS = {
@@ -89,13 +90,13 @@ def test_label_errors_are_clear(tmp_path):
 
 def parse(*argv):
     p = argparse.ArgumentParser()
-    evaluate.add_arguments(p)
+    evaluate_cmd.add_arguments(p)
     return p.parse_args(list(argv))
 
 
 def test_int8_without_calibration_is_a_clear_error(labelled):
     with pytest.raises(ConfigError, match="int8 needs calibration images: add --calibration DIR"):
-        evaluate.main(parse("--data", str(labelled), "--precisions", "fp32,int8"))
+        evaluate_cmd.main(parse("--data", str(labelled), "--precisions", "fp32,int8"))
 
 
 @pytest.mark.slow
@@ -118,7 +119,7 @@ def test_cli_on_real_photos(photos, checkpoint, calibrated_state_dict, tmp_path,
         w = csv.writer(f)
         w.writerow(["file", "class_index"])
         w.writerows([str(p), i] for p, i in zip(chosen, labels))  # absolute paths work too
-    assert evaluate.main(parse("--data", str(tmp_path), "--precisions", "fp32", "--weights", str(checkpoint),
+    assert evaluate_cmd.main(parse("--data", str(tmp_path), "--precisions", "fp32", "--weights", str(checkpoint),
                                "--backend", "eager", "--json")) == 0
     (row,) = json.loads(capsys.readouterr().out)
     assert row["precision"] == "fp32 (eager)" and row["images"] == 4

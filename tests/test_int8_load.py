@@ -15,7 +15,7 @@ import pytest
 import ipex_resnet
 from ipex_resnet.quantization.accuracy import AccuracyGateError
 
-from conftest import FIXTURES, REPO, require_backend
+from conftest import FIXTURES, REPO, require_backend, random_weights_gate
 
 CALIBRATION = 40  # 30 calibrate, 10 held out: CI-sized (the flows' own tests use more)
 
@@ -33,7 +33,7 @@ def calib_dir(photos, tmp_path_factory):
 def int8_ort(checkpoint, calib_dir):
     require_backend("onnxruntime")
     return ipex_resnet.load("resnet18", weights=str(checkpoint), backend="onnxruntime", precision="int8",
-                            calibration=str(calib_dir))
+                            calibration=str(calib_dir), accuracy_gate=random_weights_gate())
 
 
 @pytest.mark.slow
@@ -53,7 +53,8 @@ def test_int8_load_quantizes_reports_and_agrees(int8_ort, agreement_batch, refer
 
 @pytest.mark.slow
 def test_int8_artifact_is_reused_without_the_calibration_images(int8_ort, checkpoint):
-    again = ipex_resnet.load("resnet18", weights=str(checkpoint), backend="onnxruntime", precision="int8")
+    again = ipex_resnet.load("resnet18", weights=str(checkpoint), backend="onnxruntime", precision="int8",
+                             accuracy_gate=random_weights_gate())
     assert again.artifact["hit"] is True and again.artifact["entry"] == int8_ort.artifact["entry"]
 
 
@@ -78,8 +79,8 @@ def test_eager_has_no_int8():
 
 def test_int8_on_a_cpu_without_vnni_warns_what_it_lacks():
     from ipex_resnet import engines
-    from ipex_resnet.cpu import parse_cpuinfo
-    from ipex_resnet.policy import make_plan
+    from ipex_resnet.hardware.cpu import parse_cpuinfo
+    from ipex_resnet.core.policy import make_plan
 
     zen3 = parse_cpuinfo((FIXTURES / "cpus" / "zen3_milan.cpuinfo").read_text())
     plan = make_plan(zen3, "onnxruntime", "int8", 2, availability=engines.availability(), env={})
@@ -97,13 +98,16 @@ def test_gate_refuses_a_bad_quantization_unless_accepted(checkpoint, photos, tmp
     require_backend("onnxruntime")
     monkeypatch.setenv("IPEX_RESNET_CACHE_DIR", str(tmp_path))
     constant = [np.full((256, 256, 3), 100 + i, dtype=np.uint8) for i in range(16)]
-    held_at = [i for i, x in enumerate(split(list(range(16)))[1])]  # where the split holds images out
-    for n, i in enumerate(split(list(range(16)))[1]):
+    calibrated_at, held_at = split(list(range(16)))  # positions the split calibrates on / holds out
+    for n, i in enumerate(held_at):
         constant[i] = str(photos[1 + 2 * n])  # held out: real photos (never calibrated on)
-    assert len(held_at) == 4
+    assert len(held_at) == 4 and not set(held_at) & set(calibrated_at)
+    # the held-out positions of the list actually passed are the real photos, the rest constant images
+    calib_items, held_items = split(constant)
+    assert all(isinstance(x, str) for x in held_items) and all(isinstance(x, np.ndarray) for x in calib_items)
     with pytest.raises(AccuracyGateError, match=r"top-1 agreement \d+\.\d%.*gate 80%"):
         ipex_resnet.load("resnet18", weights=str(checkpoint), backend="onnxruntime", precision="int8",
-                         calibration=constant)
+                         calibration=constant, accuracy_gate=random_weights_gate())
     clf = ipex_resnet.load("resnet18", weights=str(checkpoint), backend="onnxruntime", precision="int8",
                            calibration=constant, accept_accuracy=True)
     assert clf.artifact["hit"] is True and clf.artifact["accuracy"]["top1"] < 0.8
@@ -118,13 +122,14 @@ def test_cli_quantize_then_classify_int8(checkpoint, calib_dir, photos):
         return subprocess.run([sys.executable, "-m", "ipex_resnet", *args], capture_output=True, text=True,
                               timeout=600, env=env)
 
+    # --accept-accuracy: the random-weights test model agrees with FP32 below the real-weights gate
     q = cli("quantize", "--weights", str(checkpoint), "--backend", "onnxruntime", "--calibration", str(calib_dir),
-            "--json")
+            "--json", "--accept-accuracy")
     assert q.returncode == 0, q.stderr[-2000:]
     doc = json.loads(q.stdout)
     assert doc["backend"] == "onnxruntime" and doc["accuracy"]["top1"] >= 0.8
     c = cli("classify", str(photos[1]), "--weights", str(checkpoint), "--backend", "onnxruntime",
-            "--precision", "int8", "--json")
+            "--precision", "int8", "--json", "--accept-accuracy")
     assert c.returncode == 0, c.stderr[-2000:]
     out = json.loads(c.stdout)
     assert out["precision"] == "int8" and len(out["results"][0]["top"]) == 5

@@ -10,7 +10,7 @@ import torchvision
 
 import ipex_resnet
 from ipex_resnet.errors import ConfigError, WeightsError
-from ipex_resnet.models import RANDOM_INIT_LABEL, cache_path, load_checkpoint, resolve
+from ipex_resnet.models.resolve import RANDOM_INIT_LABEL, cache_path, load_checkpoint, resolve
 
 
 def test_unknown_model_suggests_close_names():
@@ -27,7 +27,7 @@ def test_other_torchvision_classifiers_by_name(name):
 
 
 def test_weights_names_resolve_through_torchvision():
-    from ipex_resnet.models import _weights_enum
+    from ipex_resnet.models.resolve import _weights_enum
 
     assert _weights_enum("resnet50", "DEFAULT") is torchvision.models.ResNet50_Weights.IMAGENET1K_V2
     assert _weights_enum("resnet50", "IMAGENET1K_V1") is torchvision.models.ResNet50_Weights.IMAGENET1K_V1

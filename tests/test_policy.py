@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from ipex_resnet.cpu import merge, parse_cpuinfo, parse_lscpu
+from ipex_resnet.hardware.cpu import merge, parse_cpuinfo, parse_lscpu
 from ipex_resnet.errors import BackendUnavailable, ConfigError
-from ipex_resnet.policy import make_plan
+from ipex_resnet.core.policy import make_plan
 
 from conftest import FIXTURES
 
@@ -41,13 +41,26 @@ def test_auto_precision(name):
     assert "\n" not in plan.reasons["precision"]
 
 
-@pytest.mark.parametrize("name", ["zen3_milan", "ice_lake", "skylake_sp"])
+@pytest.mark.parametrize("name", ["ice_lake", "skylake_sp"])
 def test_explicit_bf16_without_native_warns_and_disables_prepack(name):
     plan = make_plan(cpu(name), "ipex", "bf16", availability=ALL, env={})
     assert plan.precision == "bf16" and plan.emulated_bf16
     assert plan.options["weights_prepack"] is False
     assert any("emulated" in w and "slower" in w for w in plan.warnings)
     assert any("weights_prepack was changed to False" in w for w in plan.warnings)
+
+
+def test_ipex_runs_no_bf16_on_an_avx2_cpu():
+    """oneDNN's BF16 kernels (native or emulated) need AVX-512, IPEX INT8 needs VNNI or AMX: on Zen 3
+    both are a clear error, and auto plans FP32."""
+    with pytest.raises(BackendUnavailable, match=r"ipex cannot run bf16 on this CPU \(it runs fp32\)"):
+        make_plan(cpu("zen3_milan"), "ipex", "bf16", availability=ALL, env={})
+    assert make_plan(cpu("zen3_milan"), "ipex", availability=ALL, env={}).precision == "fp32"
+    # INT8 on IPEX needs VNNI or AMX (Ice Lake has AVX512_VNNI; Skylake-SP and Zen 3 have neither)
+    assert make_plan(cpu("ice_lake"), "ipex", "int8", availability=ALL, env={}).precision == "int8"
+    for name in ("zen3_milan", "skylake_sp"):
+        with pytest.raises(BackendUnavailable, match="ipex cannot run int8 on this CPU"):
+            make_plan(cpu(name), "ipex", "int8", availability=ALL, env={})
 
 
 def test_explicit_bf16_with_native_keeps_prepack():

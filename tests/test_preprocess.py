@@ -100,6 +100,11 @@ def test_preset_spec_round_trip():
         PresetSpec.from_torchvision(torch.nn.Identity())
     with pytest.raises(ConfigError, match="unknown preset field"):
         PresetSpec.from_dict({**spec.to_dict(), "bogus": 1})
+    # one mean/std value is the same for R, G and B, in a dict as on the command line (--mean 0.5)
+    one = PresetSpec.from_dict({"resize_size": 80, "crop_size": 64, "mean": 0.5, "std": 0.25})
+    assert one.mean == (0.5, 0.5, 0.5) and one.std == (0.25, 0.25, 0.25)
+    with pytest.raises(ConfigError, match="preset mean must be a number or 3 numbers"):
+        PresetSpec.from_dict({"mean": "grey"})
 
 
 def test_output_shape_for_mixed_sizes(pre, photos):

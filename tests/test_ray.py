@@ -25,8 +25,7 @@ def inputs(photos, tmp_path_factory):
 
 def single_process(checkpoint, inputs) -> list[dict]:
     import ipex_resnet
-    from ipex_resnet import bulk
-
+    from ipex_resnet.apps import bulk
     clf = ipex_resnet.load("resnet18", weights=str(checkpoint), backend="eager", precision="fp32", threads=1)
     out = []
     bulk.run(clf, inputs, lambda n, top, err: out.append({"input": n, "top": top} if err is None
@@ -46,7 +45,7 @@ def assert_same_results(got: list[dict], expected: list[dict]) -> None:
 
 
 def test_ray_data_actor_pool_matches_single_process(inputs, checkpoint):
-    from ipex_resnet.ray import classify_dataset, row_to_record
+    from ipex_resnet.apps.ray import classify_dataset, row_to_record
 
     expected = single_process(checkpoint, inputs)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
@@ -54,7 +53,7 @@ def test_ray_data_actor_pool_matches_single_process(inputs, checkpoint):
         ds = classify_dataset(inputs, actors=2, cpus_per_actor=1, batch_size=4, weights=str(checkpoint),
                               backend="eager", precision="fp32")
         rows = ds.take_all()
-        threads = ray.get([ray.remote(num_cpus=1)(lambda: __import__("ipex_resnet.ray").ray.assigned_cpus(99))
+        threads = ray.get([ray.remote(num_cpus=1)(lambda: __import__("ipex_resnet.apps.ray").apps.ray.assigned_cpus(99))
                            .remote()])
     finally:
         ray.shutdown()
@@ -87,7 +86,7 @@ def test_cli_ray_jsonl_matches_cli_single_process(inputs, checkpoint, tmp_path):
     assert "10 classified, 1 failed (Ray, 1 actors x 1 CPU)" in p3.stderr
     import pyarrow.parquet
 
-    from ipex_resnet.ray import row_to_record
+    from ipex_resnet.apps.ray import row_to_record
 
     rows = pyarrow.parquet.read_table(pq).to_pylist()
     by_input = {r["input"]: row_to_record(r) for r in rows}

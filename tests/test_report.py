@@ -8,7 +8,6 @@ import argparse
 import json
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -17,7 +16,7 @@ from ipex_resnet.benchmarking import coldstart, gate as G, machine, matrix as M,
 from ipex_resnet.benchmarking import peers as P, report as Rep, timing as T
 from ipex_resnet.benchmarking.memory import ChildPeakRSS, PeakRSS
 from ipex_resnet.cli import main as cli_main
-from ipex_resnet.cpu import merge, parse_cpuinfo, parse_lscpu
+from ipex_resnet.hardware.cpu import merge, parse_cpuinfo, parse_lscpu
 from ipex_resnet.errors import ConfigError
 
 from conftest import FIXTURES, REPO
@@ -170,26 +169,38 @@ def test_ratio_estimators_see_a_ten_percent_change_through_noise():
         assert 1.05 < est[name] < 1.15, (name, est[name])
 
 
-def _spin(seconds: float):
-    def f(_x=None):
-        end = time.perf_counter() + seconds
-        while time.perf_counter() < end:
-            pass
-    return f
+class VirtualClock:
+    """A clock that moves only when work is "done" on it (and by one tick per reading), so timing
+    logic is tested exactly, whatever else the machine is doing."""
+
+    TICK = 1e-6
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        self.now += self.TICK
+        return self.now
+
+    def work(self, seconds: float):
+        def f(_x=None):
+            self.now += seconds
+        return f
 
 
 def test_injected_slowdown_is_caught_by_interleaved_ratio_and_reference_is_untouched():
-    work = _spin(0.005)
-    assert T.inject_slowdown(work, 0.0) is work
-    slowed = T.inject_slowdown(work, 0.10)
-    t0 = time.perf_counter()
+    clock = VirtualClock()
+    work = clock.work(0.005)
+    assert T.inject_slowdown(work, 0.0, clock=clock) is work
+    slowed = T.inject_slowdown(work, 0.10, clock=clock)
+    t0 = clock()
     slowed(None)
-    assert time.perf_counter() - t0 >= 0.0055
-    ratio, cand, ref = T.interleaved_ratio(slowed, work, None, rounds=40)
+    assert 0.0055 <= clock() - t0 < 0.0056  # 10% more than the work, to the clock's tick
+    ratio, cand, ref = T.interleaved_ratio(slowed, work, None, rounds=40, clock=clock)
     assert len(cand) == len(ref) == 40
-    assert 1.05 < ratio < 1.25
-    same, _, _ = T.interleaved_ratio(work, work, None, rounds=40)
-    assert 0.93 < same < 1.07
+    assert 1.10 <= ratio < 1.101
+    same, _, _ = T.interleaved_ratio(work, work, None, rounds=40, clock=clock)
+    assert abs(same - 1.0) < 1e-3
 
 
 def test_time_interleaved_rotates_order_and_counts_calls():
@@ -201,9 +212,10 @@ def test_time_interleaved_rotates_order_and_counts_calls():
 
 
 def test_time_for_respects_the_budget_and_the_minimum():
-    samples = T.time_for(_spin(0.002), None, 0.05)
-    assert 10 <= len(samples) <= 30 and min(samples) >= 0.002
-    assert len(T.time_for(_spin(0.01), None, 0.0, min_calls=3)) == 3
+    clock = VirtualClock()
+    samples = T.time_for(clock.work(0.002), None, 0.05, clock=clock)
+    assert len(samples) == 25 and min(samples) >= 0.002  # 25 calls of 2 ms fill 50 ms
+    assert len(T.time_for(clock.work(0.01), None, 0.0, min_calls=3, clock=clock)) == 3
 
 
 def test_slowdown_env_is_validated(monkeypatch):

@@ -14,7 +14,7 @@ pytest.importorskip("uvicorn")
 import ipex_resnet  # noqa: E402
 from ipex_resnet.serve import ServeConfig, ServerThread, create_app  # noqa: E402
 
-SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "imagenet-samples"
+from conftest import SAMPLES  # noqa: E402
 PHOTO = SAMPLES / "n01440764_tench.JPEG"
 CHROMIUM = os.environ.get("IPEX_RESNET_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -4,6 +4,7 @@ images declare too many pixels. Each checks that ordinary requests keep being se
 
 from __future__ import annotations
 
+import io
 import json
 import select
 import socket
@@ -331,6 +332,53 @@ def test_request_pixel_budget(server):
     files = [("file", (f"big{i}.png", png_header(5000, 5000), "image/png")) for i in range(3)]
     r = httpx.post(server.url + "/v1/classify", files=files, timeout=60)
     assert r.status_code == 413 and r.json()["error"]["code"] == "too_many_pixels", r.text
+    assert classify(server.url).status_code == 200
+
+
+def encoded(fmt: str, mode: str = "RGB") -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new(mode, (16, 16)).save(buf, fmt)
+    return buf.getvalue()
+
+
+# outside the decoder's allow-list: ICO and PCX have a refused signature, MSP has none
+@pytest.mark.parametrize("fmt, mode", [("ICO", "RGB"), ("PCX", "RGB"), ("MSP", "1")])
+def test_pixel_check_runs_no_parser_outside_the_allow_list(monkeypatch, fmt, mode):
+    """The declared-pixel check reads the headers of untrusted uploads before anything else: only the
+    allowed formats' Pillow plugins may parse them, as in the decoder."""
+    from PIL import Image
+
+    from ipex_resnet.imaging.decode import ALLOWED_FORMATS
+    from ipex_resnet.serve.errors import BadImage
+    from ipex_resnet.serve.limits import declared_pixels
+
+    data = encoded(fmt, mode)
+    Image.init()
+    opened = []
+    for name, (factory, accept) in list(Image.OPEN.items()):
+        if name not in ALLOWED_FORMATS:
+            def spy(fp, filename=None, _factory=factory, _name=name):
+                opened.append(_name)
+                return _factory(fp, filename)
+
+            monkeypatch.setitem(Image.OPEN, name, (spy, accept))
+    try:
+        declared_pixels("upload", data, 64_000_000)
+        refused = None
+    except BadImage as exc:
+        refused = exc
+    assert opened == [], f"Pillow's {opened} plugin parsed the upload"
+    assert refused is not None and refused.status == 400
+
+
+def test_refused_format_is_named_in_the_answer(server):
+    r = classify(server.url, encoded("ICO"))
+    assert r.status_code == 400 and r.json()["error"]["code"] == "bad_image", r.text
+    assert r.json()["error"]["message"].startswith("body: ICO images are not accepted (accepted: JPEG")
+    r = classify(server.url, encoded("MSP", "1"))
+    assert r.status_code == 400 and r.json()["error"]["code"] in ("not_an_image", "bad_image"), r.text
     assert classify(server.url).status_code == 200
 
 

@@ -20,7 +20,7 @@ pytest.importorskip("uvicorn")
 httpx = pytest.importorskip("httpx")
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLES = ROOT.parent / "shared" / "data" / "imagenet-samples"
+from conftest import SAMPLES  # noqa: E402
 PHOTOS = sorted(SAMPLES.glob("*.JPEG"))[:16]
 if not PHOTOS:
     pytest.skip(f"no sample photos in {SAMPLES}", allow_module_level=True)
@@ -51,7 +51,7 @@ def test_sigterm_finishes_accepted_requests_then_exits():
     url = f"http://127.0.0.1:{port}"
     # batching off: the 16 requests below are served one by one, so most are still in flight at SIGTERM
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ipex_resnet.cli", "serve", "--port", str(port), "--weights", "none",
+        [sys.executable, "-m", "ipex_resnet", "serve", "--port", str(port), "--weights", "none",
          "--backend", "eager", "--precision", "fp32", "--max-batch", "1", "--log-level", "warning",
          "--workers", "1", "--drain-delay", "1.5"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -105,7 +105,7 @@ def test_sigterm_while_the_model_still_compiles_exits_at_once(tmp_path):
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ipex_resnet.cli", "serve", "--port", str(port), "--weights", "none",
+        [sys.executable, "-m", "ipex_resnet", "serve", "--port", str(port), "--weights", "none",
          "--backend", "inductor", "--precision", "fp32", "--log-level", "warning", "--workers", "1",
          "--drain-delay", "0.2"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -17,7 +17,7 @@ from ipex_resnet.errors import ConfigError
 from ipex_resnet.serve.workers import LogicalCPU, assign_cpus, default_workers
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLES = ROOT.parent / "shared" / "data" / "imagenet-samples"
+from conftest import SAMPLES  # noqa: E402
 
 
 def topo(nodes: int, cores_per_node: int, smt: int = 1) -> list[LogicalCPU]:
@@ -59,7 +59,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_workers_are_pinned_and_share_metrics():
+def _needs_two_workers():
+    """(psutil, httpx, serve_helpers.metric), or a skip naming what is missing."""
     psutil = pytest.importorskip("psutil")
     httpx = pytest.importorskip("httpx")
     pytest.importorskip("uvicorn")
@@ -67,13 +68,23 @@ def test_two_workers_are_pinned_and_share_metrics():
 
     if len(os.sched_getaffinity(0)) < 2:
         pytest.skip("needs two CPUs")
-    photo = sorted(SAMPLES.glob("*.JPEG"))[0].read_bytes()
+    return psutil, httpx, metric
+
+
+def _start_two_workers(*, max_batch: int, stdout) -> tuple[str, subprocess.Popen]:
+    """``ipex-resnet serve --workers 2`` (eager, random weights) on a free loopback port."""
     port = free_port()
-    url = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ipex_resnet.cli", "serve", "--port", str(port), "--weights", "none", "--backend",
-         "eager", "--precision", "fp32", "--workers", "2", "--max-batch", "2", "--log-level", "warning"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [sys.executable, "-m", "ipex_resnet", "serve", "--port", str(port), "--weights", "none", "--backend",
+         "eager", "--precision", "fp32", "--workers", "2", "--max-batch", str(max_batch), "--log-level", "warning"],
+        cwd=ROOT, stdout=stdout, stderr=subprocess.PIPE, text=True)
+    return f"http://127.0.0.1:{port}", proc
+
+
+def test_two_workers_are_pinned_and_share_metrics():
+    psutil, httpx, metric = _needs_two_workers()
+    photo = sorted(SAMPLES.glob("*.JPEG"))[0].read_bytes()
+    url, proc = _start_two_workers(max_batch=2, stdout=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 180
         ready = 0
@@ -91,7 +102,6 @@ def test_two_workers_are_pinned_and_share_metrics():
         assert len(workers) == 2, [w.cmdline() for w in workers]
         sets = [set(os.sched_getaffinity(w.pid)) for w in workers]
         assert all(len(s) == 1 for s in sets) and not sets[0] & sets[1], sets
-        assert all(w.num_threads() >= 1 for w in workers)
         n = 6
         for _ in range(n):
             assert httpx.post(url + "/v1/classify", content=photo, headers={"content-type": "image/jpeg"},
@@ -107,6 +117,71 @@ def test_two_workers_are_pinned_and_share_metrics():
         assert proc.wait(timeout=60) == 0
         assert not any(psutil.pid_exists(w.pid) and psutil.Process(w.pid).status() != psutil.STATUS_ZOMBIE
                        for w in workers)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def worker_processes(psutil, parent_pid: int) -> list:
+    out = []
+    for w in psutil.Process(parent_pid).children():
+        try:
+            cmd = " ".join(w.cmdline())
+        except psutil.Error:
+            continue
+        if "multiprocessing" in cmd and "resource_tracker" not in cmd:
+            out.append(w)
+    return out
+
+
+def test_restarted_worker_takes_no_requests_before_its_model_is_ready():
+    """kill -9 one of two workers: the parent restarts it, and while its model loads the surviving worker
+    takes every connection on the shared socket. No client sees 503 "not_ready" from the new worker."""
+    psutil, httpx, metric = _needs_two_workers()
+    photo = sorted(SAMPLES.glob("*.JPEG"))[0].read_bytes()
+    url, proc = _start_two_workers(max_batch=4, stdout=subprocess.DEVNULL)
+
+    def all_ready() -> bool:  # both workers alive and ready (the gauge is the least ready worker's)
+        try:
+            text = httpx.get(url + "/metrics", timeout=5).text
+        except httpx.HTTPError:
+            return False
+        return metric(text, "ipex_resnet_workers") == 2 and metric(text, "ipex_resnet_ready") == 1
+
+    def classify() -> httpx.Response:
+        for attempt in (1, 2):  # a connection the killed worker had accepted is reset: retry it once
+            try:
+                return httpx.post(url + "/v1/classify", content=photo, headers={"content-type": "image/jpeg"},
+                                  timeout=60)
+            except httpx.TransportError:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    try:
+        deadline = time.monotonic() + 180
+        while not all_ready():
+            assert proc.poll() is None, proc.stderr.read()[-3000:]
+            assert time.monotonic() < deadline, "never ready"
+            time.sleep(0.2)
+        before = worker_processes(psutil, proc.pid)
+        assert len(before) == 2
+        victim = before[0]
+        os.kill(victim.pid, signal.SIGKILL)
+        statuses, restarted = [], None
+        deadline = time.monotonic() + 120
+        while restarted is None or len(statuses) < restarted + 5:  # until the new worker is up, and a few more
+            assert time.monotonic() < deadline, f"the worker was not restarted and ready in time: {statuses}"
+            r = classify()
+            statuses.append(r.status_code)
+            assert r.status_code == 200, (len(statuses), r.status_code, r.text)
+            pids = {w.pid for w in worker_processes(psutil, proc.pid)}
+            if restarted is None and victim.pid not in pids and len(pids) == 2 and all_ready():
+                restarted = len(statuses)
+        assert restarted >= 5, f"only {restarted} request(s) while the new worker loaded: the test saw nothing"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
     finally:
         if proc.poll() is None:
             proc.kill()

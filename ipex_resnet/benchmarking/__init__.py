@@ -13,8 +13,12 @@ isolated       one path alone in a fresh process (latency b1 + largest-batch thr
 coldstart      ``classify`` in a fresh process with a warm artifact cache: time to top-5, peak RSS
 machine        versions, thread settings, the machine key that separates baselines
 gate           the regression gate over pytest-benchmark results
+verdict        a bench report as the gate's entries; the verdicts as text and a Markdown table
+baseline       saved baselines, per machine key and model spec (``--save-baseline`` / ``--gate``)
+gated          a bench run with its baseline: checked before, judged and saved after
+pytest_plugin  the ``ipex_resnet_bench`` fixture for users' own tests (entry point ``pytest11``)
 report         ratios, targets and the table; ``run``: the bench run; ``cli``: ``ipex-resnet bench``
-compare        ``ipex-resnet compare``: reports side by side + a PNG chart (matplotlib on use)
+compare        ``ipex-resnet compare``: reports side by side, cost per million images, a PNG chart
 =============  ===================================================================================
 
 Importing this package imports no engine library (torch, OpenVINO, ONNX Runtime, matplotlib).

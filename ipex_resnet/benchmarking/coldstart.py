@@ -4,6 +4,7 @@ process's peak RSS (its own high-water mark, :class:`.memory.ChildPeakRSS`)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -13,9 +14,9 @@ import threading
 import time
 from pathlib import Path
 
-from .memory import ChildPeakRSS
+from ipex_resnet.benchmarking.memory import ChildPeakRSS
 
-# Targets (issue 8): lean engines (no torch at run time) vs torch engines; the lean process's peak RSS
+# Cold-start targets: lean engines (no torch at run time) vs torch engines; the lean process's peak RSS
 # against a 210 MB process that decodes a JPEG with PIL/numpy and runs resnet18 in ONNX Runtime.
 LEAN_TARGET_S = 1.5
 TORCH_TARGET_S = 3.0
@@ -26,9 +27,11 @@ TIMEOUT_S = 900
 
 
 def classify_command(engine: str, image: str | os.PathLike, model: str = "resnet18",
-                     threads: int | None = None) -> list[str]:
-    cmd = [sys.executable, "-m", "ipex_resnet", "classify", "--weights", "none", "--backend", engine,
+                     threads: int | None = None, *, weights: str = "none",
+                     preset_file: str | os.PathLike | None = None) -> list[str]:
+    cmd = [sys.executable, "-m", "ipex_resnet", "classify", "--weights", weights, "--backend", engine,
            "--model", model, str(image)]
+    cmd += ["--preset", str(preset_file)] if preset_file else []
     return cmd + (["--threads", str(threads)] if threads else [])
 
 
@@ -65,7 +68,7 @@ def time_classify(cmd: list[str], env: dict | None = None, timeout: float = TIME
 
 def target_for(engine: str) -> tuple[float, float | None]:
     """(seconds, peak-RSS MB or None) targets for ``engine``'s cold start."""
-    from .. import engines
+    from ipex_resnet import engines
 
     if engines.get(engine).needs_torch:
         return TORCH_TARGET_S, None
@@ -73,9 +76,18 @@ def target_for(engine: str) -> tuple[float, float | None]:
 
 
 def cold_start(engine: str, image: str | os.PathLike, *, model: str = "resnet18", threads: int | None = None,
-               env: dict | None = None) -> dict:
+               env: dict | None = None, weights: str = "none", preset: dict | None = None) -> dict:
     """Warm the artifact cache with one ``classify`` process, then time a second one."""
-    cmd = classify_command(engine, image, model, threads)
+    with tempfile.TemporaryDirectory(prefix="ipex_resnet_cold_") as tmp:
+        preset_file = None
+        if preset:
+            preset_file = Path(tmp) / "preset.json"
+            preset_file.write_text(json.dumps(preset))
+        cmd = classify_command(engine, image, model, threads, weights=weights, preset_file=preset_file)
+        return _cold_start(engine, cmd, env)
+
+
+def _cold_start(engine: str, cmd: list[str], env: dict | None) -> dict:
     env = dict(os.environ if env is None else env)
     env["PYTHONUNBUFFERED"] = "1"  # each printed line reaches us when it is printed, not at exit
     warm = time_classify(cmd, env)
@@ -94,7 +106,7 @@ def cold_start(engine: str, image: str | os.PathLike, *, model: str = "resnet18"
 
 def write_image(directory: str | os.PathLike, data: bytes | None = None) -> Path:
     """``one.jpg`` in ``directory`` (a synthetic photo unless ``data`` is given), for classify."""
-    from .inputs import synthetic_jpeg
+    from ipex_resnet.benchmarking.inputs import synthetic_jpeg
 
     p = Path(directory) / "one.jpg"
     p.write_bytes(data or synthetic_jpeg())

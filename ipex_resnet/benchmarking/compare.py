@@ -2,19 +2,19 @@
 
 Each report is one column, labelled with its CPU model, ISA level, torch (and IPEX) version and
 thread count. Reports that differ in any of those are never averaged or merged: the differences are
-listed above the table, and two reports that share a label are numbered.
+listed above the table, and two reports that share a label are numbered. A report made with
+``bench --price-per-hour USD`` also gets its cost per million images: its best path (ours, not a peer)
+at its Offline rate (img/s at batch 32, else its largest batch), USD/hour / (img/s * 3600) * 1e6.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..errors import ConfigError
+from ipex_resnet.errors import ConfigError
 
 IDENTITY_FIELDS = ("cpu", "isa", "torch", "ipex", "threads", "model")
 
@@ -30,7 +30,7 @@ def _upgrade(doc: dict) -> dict:
 
 
 def load_report(path: str | Path) -> dict:
-    from .report import REPORT_SCHEMA
+    from ipex_resnet.benchmarking.report import REPORT_SCHEMA
 
     p = Path(path)
     if not p.is_file():
@@ -91,6 +91,63 @@ def _fmt(v: float | None, nd: int = 1) -> str:
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{nd}f}"
 
 
+OFFLINE_BATCH = 32
+
+
+def offline_batch(doc: dict) -> int:
+    """The Offline (throughput) batch of a report: 32 where it was measured, else its largest."""
+    sizes = [int(b) for b in doc.get("batch_sizes", [1])] or [1]
+    return OFFLINE_BATCH if OFFLINE_BATCH in sizes else max(sizes)
+
+
+def cost_per_million(price_per_hour: float, img_per_s: float) -> float:
+    """USD per million images at ``img_per_s`` on a machine costing ``price_per_hour`` USD."""
+    return price_per_hour / (img_per_s * 3600) * 1e6
+
+
+def best_offline(doc: dict) -> dict:
+    """The report's best path (ours, not a peer) at its Offline rate, its price and cost per million
+    images (``cost`` None when the report has no price)."""
+    bs = offline_batch(doc)
+    rates = [(float(r["throughput"][str(bs)]), n) for n, r in doc["paths"].items()
+             if r.get("kind") != "peer" and r.get("throughput", {}).get(str(bs))]
+    rate, path = max(rates) if rates else (None, None)
+    price = doc.get("price_per_hour_usd")
+    cost = cost_per_million(float(price), rate) if price and rate else None
+    return {"path": path, "batch": bs, "img_per_s": rate, "price_per_hour": price, "cost_per_million": cost,
+            **served(doc)}
+
+
+def served(doc: dict) -> dict:
+    """The report's served capacity (LoadGen Server against the HTTP service, MLPerf-style) and its
+    cost per million images; None where the report has no such run (or no price)."""
+    sc = doc.get("scenarios") or {}
+    qps = (sc.get("service") or {}).get("capacity_qps") or None
+    price = doc.get("price_per_hour_usd")
+    return {"served_path": sc.get("path") if qps else None, "served_qps": qps, "served_p99_ms": sc.get("p99_ms_bound"),
+            "served_cost_per_million": cost_per_million(float(price), qps) if price and qps else None}
+
+
+def cost_lines(docs: Sequence[dict]) -> list[str]:
+    """Per report: the best path, its Offline rate, the price and the cost per million images."""
+    head = ["report", "best path (Offline)", "img/s", "USD/hour", "USD per 1M images", "served QPS (path, p99)",
+            "USD per 1M served"]
+    rows = []
+    for k, d in enumerate(docs):
+        b = best_offline(d)
+        no_price = "no price" if not b["price_per_hour"] else "-"
+        rows.append([f"[{k + 1}]", f"{b['path'] or '-'}" + (f" b{b['batch']}" if b["path"] else ""),
+                     _fmt(b["img_per_s"]), f"{b['price_per_hour']:g}" if b["price_per_hour"] else "no price",
+                     f"{b['cost_per_million']:.3f}" if b["cost_per_million"] is not None else no_price,
+                     f"{_fmt(b['served_qps'])} ({b['served_path']}, <= {b['served_p99_ms']:g} ms)" if b["served_qps"]
+                     else "not measured",
+                     f"{b['served_cost_per_million']:.3f}" if b["served_cost_per_million"] is not None
+                     else (no_price if b["served_qps"] else "-")])
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
+    fmt = lambda cells: "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))  # noqa: E731
+    return [fmt(head), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows]
+
+
 def table(docs: Sequence[dict]) -> str:
     labs = labels(docs)
     bmax = common_batch(docs)
@@ -115,6 +172,10 @@ def table(docs: Sequence[dict]) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
     fmt = lambda cells: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))  # noqa: E731
     lines += [fmt(head), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows]
+    lines += ["", "cost: the best of our paths at its Offline rate (img/s at batch 32, else the largest batch), and at "
+              "the served capacity (bench --scenarios service: the HTTP service's highest Poisson rate whose p99 stays "
+              "under the bound; MLPerf-style, not an official MLPerf result); "
+              "USD per 1M images = USD/hour / (img/s * 3600) * 1e6"] + cost_lines(docs)
     return "\n".join(lines)
 
 
@@ -133,10 +194,11 @@ def chart(docs: Sequence[dict], out: str | Path) -> Path:
         paths += [p for p in d["paths"] if p not in paths]
     n = len(docs)
     width = 0.8 / n
-    fig, axes = plt.subplots(2, 1, figsize=(max(8, 1.1 * len(paths) + 3), 9), constrained_layout=True)
+    fig, axes = plt.subplots(3, 1, figsize=(max(8, 1.1 * len(paths) + 3), 13), constrained_layout=True,
+                             height_ratios=(3, 3, 2))
     metrics = [("throughput", str(bmax), f"images/s at batch {bmax} (higher is better)"),
                ("latency", "1", "batch-1 latency p50, ms (lower is better)")]
-    for ax, (kind, key, title) in zip(axes, metrics):
+    for ax, (kind, key, title) in zip(axes[:2], metrics):
         for k, d in enumerate(docs):
             vals = []
             for p in paths:
@@ -149,6 +211,7 @@ def chart(docs: Sequence[dict], out: str | Path) -> Path:
         ax.set_xticklabels(paths, rotation=30, ha="right")
         ax.set_title(title)
         ax.grid(axis="y", alpha=0.3)
+    _cost_panel(axes[2], docs)
     handles, names = axes[0].get_legend_handles_labels()
     fig.legend(handles, names, fontsize=8, loc="outside lower center", ncols=1)
     models = sorted({d.get("model", "?") for d in docs})
@@ -159,26 +222,27 @@ def chart(docs: Sequence[dict], out: str | Path) -> Path:
     return out
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("reports", nargs="+", help="JSON reports written by ipex-resnet bench")
-    p.add_argument("--output", "-o", default="bench-compare.png", help="PNG chart path (default: bench-compare.png)")
-    p.add_argument("--no-chart", action="store_true", help="print the table only")
+def _cost_panel(ax, docs: Sequence[dict]) -> None:
+    """One bar per report: USD per million images of its best path at its Offline rate ("no price" when
+    the report has none)."""
+    costs = [best_offline(d) for d in docs]
+    xs = range(len(docs))
+    for offset, key, what in ((-0.2, "cost_per_million", "Offline"), (0.2, "served_cost_per_million", "served")):
+        ax.bar([k + offset for k in xs], [c[key] or 0.0 for c in costs], 0.38,
+               color=[f"C{k}" for k in xs], alpha=1.0 if what == "Offline" else 0.55)
+        for k, c in enumerate(costs):
+            if c[key] is not None:
+                text = f"{c[key]:.3f} USD\n{what}: " + (f"{c['path']} b{c['batch']}" if what == "Offline"
+                                                        else f"{c['served_qps']:.0f} QPS")
+            else:
+                text = "no price" if not c["price_per_hour"] else f"{what}: not measured"
+            ax.annotate(text, (k + offset, c[key] or 0.0), ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(list(xs))
+    ax.set_xticklabels([f"[{k + 1}]" for k in xs])
+    ax.set_title("USD per million images (lower is better): best path at its Offline rate (solid), and the HTTP "
+                 "service at its served capacity (light; MLPerf-style)")
+    ax.grid(axis="y", alpha=0.3)
+    ax.margins(y=0.25)
 
 
-def main(args: argparse.Namespace) -> int:
-    try:
-        docs = [load_report(r) for r in args.reports]
-        if not args.no_chart:
-            out_dir = Path(args.output).resolve().parent
-            if not out_dir.is_dir():
-                raise ConfigError(f"--output directory {str(out_dir)!r} does not exist")
-        print(table(docs))
-        if not args.no_chart:
-            print(f"chart: {chart(docs, args.output)}")
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
-
-
-__all__ = ["add_arguments", "chart", "differences", "identity", "labels", "load_report", "main", "table"]
+__all__ = ["best_offline", "chart", "cost_lines", "cost_per_million", "offline_batch", "served", "differences", "identity", "labels", "load_report", "table"]

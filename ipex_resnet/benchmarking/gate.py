@@ -11,8 +11,8 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from .matrix import REFERENCE
-from .options import MEMORY_SLACK_MB, MEMORY_TOLERANCE, TIME_TOLERANCE
+from ipex_resnet.benchmarking.matrix import REFERENCE
+from ipex_resnet.benchmarking.options import MEMORY_SLACK_MB, MEMORY_TOLERANCE, TIME_TOLERANCE
 
 TIME_KEYS = ("ratio_to_ref",)
 MEMORY_KEYS = ("load_delta_rss_mb", "infer_delta_rss_mb", "cold_peak_rss_mb")

@@ -5,29 +5,43 @@ from __future__ import annotations
 
 import functools
 import io
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..errors import ConfigError
+from ipex_resnet.errors import ConfigError
+from ipex_resnet.imaging.decode import IMAGE_EXTENSIONS
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 CALIBRATION_IMAGES = 32
 
 
-@functools.cache
-def preset(model: str) -> dict:
-    """The weights' preprocessing preset as data (crop and resize sizes, mean/std, ...)."""
-    from ..artifacts import preset_dict
-    from ..models import resolve
+@functools.lru_cache(maxsize=4)
+def _resolved(model: str, weights: str, preset_json: str | None):
+    from ipex_resnet.imaging import PresetSpec
+    from ipex_resnet.models.resolve import resolve
 
-    return preset_dict(resolve(model, "none").transforms)
+    transforms = PresetSpec.from_dict(json.loads(preset_json)) if preset_json else None
+    return resolve(model, weights, transforms=transforms)
 
 
-def crop_size(model: str) -> int:
-    from ..artifacts import crop_of
+def resolved(model: str, weights: str = "none", preset_spec: dict | None = None):
+    """The benchmarked model (a torchvision name with random weights by default, or the user's model
+    by import path with its checkpoint), built once per process; ``preset_spec`` overrides its preset."""
+    return _resolved(model, weights, json.dumps(preset_spec, sort_keys=True) if preset_spec else None)
 
-    return crop_of(preset(model))
+
+def preset(model: str, weights: str = "none", preset_spec: dict | None = None) -> dict:
+    """The preprocessing preset as data (crop and resize sizes, mean/std, ...)."""
+    from ipex_resnet.core.build import preset_dict
+
+    return preset_dict(resolved(model, weights, preset_spec).transforms)
+
+
+def crop_size(model: str, weights: str = "none", preset_spec: dict | None = None) -> int:
+    from ipex_resnet.core.build import crop_of
+
+    return crop_of(preset(model, weights, preset_spec))
 
 
 def batch(n: int, crop: int, seed: int = 0):
@@ -66,7 +80,7 @@ def image_files(directory: str | os.PathLike) -> list[Path]:
     d = Path(directory)
     if not d.is_dir():
         raise ConfigError(f"--images {str(d)!r} is not a directory")
-    files = sorted(p for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    files = sorted(p for p in d.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
     if not files:
         raise ConfigError(f"--images {str(d)!r} holds no .jpg/.jpeg/.png files")
     return files
@@ -81,19 +95,16 @@ def jpegs(directory: str | os.PathLike | None, limit: int | None = None) -> list
     return load_images(directory, limit) if directory else [synthetic_jpeg(seed=s) for s in range(4)]
 
 
-def calibration_batches(model: str, images: Sequence[bytes], limit: int = CALIBRATION_IMAGES) -> list:
-    """Preprocessed images (the weights' preset), one 1x3xHxW float32 array each, for INT8 peers."""
-    from PIL import Image
+def calibration_batches(model: str, images: Sequence[bytes], limit: int = CALIBRATION_IMAGES, *,
+                        weights: str = "none", preset_spec: dict | None = None) -> list:
+    """Preprocessed images (the model's preset, exact), one 1x3xHxW float32 array each, for INT8 peers."""
+    import numpy as np
 
-    from ..models import resolve
+    from ipex_resnet.imaging import Preprocessor
 
-    transforms = resolve(model, "none").transforms
-    out = []
-    for data in list(images)[:limit]:
-        img = Image.open(io.BytesIO(data)).convert("RGB")
-        out.append(transforms(img).unsqueeze(0).numpy())
-    return out
+    pre = Preprocessor.from_preset(resolved(model, weights, preset_spec).transforms, mode="exact")
+    return [np.asarray(pre(data), dtype=np.float32)[None] for data in list(images)[:limit]]
 
 
-__all__ = ["batch", "calibration_batches", "crop_size", "image_files", "jpegs", "load_images", "preset",
+__all__ = ["batch", "calibration_batches", "crop_size", "image_files", "jpegs", "load_images", "preset", "resolved",
            "synthetic_jpeg", "upscale_jpeg"]

@@ -16,16 +16,18 @@ import sys
 import time
 from pathlib import Path
 
-from .matrix import PathSpec
+from ipex_resnet.benchmarking.matrix import PathSpec
 
 TIMEOUT_S = 900  # a cold artifact cache means a compile (AOTInductor: a minute or more on 2 cores)
 
 
 def measure_alone(spec: PathSpec, *, model: str, threads: int, budget_s: float, batch_sizes: list[int], crop: int,
-                  onnx_path: Path | None = None, images: str | None = None, timeout: float = TIMEOUT_S) -> dict:
+                  onnx_path: Path | None = None, images: str | None = None, timeout: float = TIMEOUT_S,
+                  weights: str = "none", preset: dict | None = None) -> dict:
     """Run ``spec`` in a fresh interpreter; returns its latency/throughput, load time and peak RSS, or
     ``{"error": ...}`` (one path failing must not sink the report)."""
     req = {"backend": spec.backend, "precision": spec.precision, "peer": spec.peer, "model": model,
+           "weights": weights, "preset": preset,
            "threads": threads, "budget": budget_s, "batch_sizes": sorted({1, max(batch_sizes)}), "crop": crop,
            "onnx": str(onnx_path) if onnx_path else None, "images": images}
     try:
@@ -45,15 +47,16 @@ def _child(req: dict) -> dict:
 
     warnings.simplefilter("ignore")
     t_start = time.perf_counter()
-    from .inputs import batch, jpegs
-    from .memory import process_peak_mb
-    from .paths import Workspace, build_path
-    from .timing import summarize, time_for
+    from ipex_resnet.benchmarking.inputs import batch, jpegs
+    from ipex_resnet.benchmarking.memory import process_peak_mb
+    from ipex_resnet.benchmarking.paths import Workspace, build_path
+    from ipex_resnet.benchmarking.timing import summarize, time_for
 
     images = jpegs(req["images"], 32) if req.get("images") else None
     # a peer child gets the parent's ONNX export and the crop size: an FP32 peer never imports torch
     ws = Workspace(req["model"], images, directory=str(Path(req["onnx"]).parent) if req.get("onnx") else None,
-                   crop=req["crop"], onnx_path=req.get("onnx"))
+                   crop=req["crop"], onnx_path=req.get("onnx"), weights=req.get("weights", "none"),
+                   preset=req.get("preset"))
     spec = PathSpec(req["backend"], req["precision"], bool(req["peer"]))
     built = build_path(spec, ws, req["threads"])
     out: dict = {"load_s": built.load_s, "process_to_loaded_s": time.perf_counter() - t_start,

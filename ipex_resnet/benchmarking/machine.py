@@ -8,14 +8,14 @@ import platform
 import re
 from collections.abc import Mapping
 
-from ..engines.base import dist_version
+from ipex_resnet.util.deps import dist_version
 
 DISTS = {"torch": "torch", "torchvision": "torchvision", "intel_extension_for_pytorch": "intel-extension-for-pytorch",
          "onnxruntime": "onnxruntime", "openvino": "openvino", "nncf": "nncf", "torchao": "torchao"}
 
 
 def versions() -> dict[str, str | None]:
-    from .. import __version__
+    from ipex_resnet.util.version import __version__
 
     out: dict[str, str | None] = {"python": platform.python_version()}
     out.update({k: dist_version(d) for k, d in DISTS.items()})

@@ -8,7 +8,6 @@ ratio and the gate are taken against it.
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -37,19 +36,18 @@ class PathSpec:
         return ("peer-" if self.peer else "") + f"{self.backend}-{self.precision}"
 
 
-def _has_module(name: str) -> bool:
-    try:
-        return importlib.util.find_spec(name) is not None
-    except (ImportError, ValueError):
-        return False
-
-
 def int8_ready(engine: str) -> str | None:
-    """None when ``load(..., precision="int8", calibration=...)`` can run for ``engine``, else why not."""
-    for mod in ("ipex_resnet.quantization.calibration", f"ipex_resnet.quantization.{engine}"):
-        if not _has_module(mod):
-            return f"the int8 flow for {engine} ({mod}) is not installed in this build"
-    return None
+    """None when ``load(..., precision="int8", calibration=...)`` can run for ``engine``, else why not
+    (the engine's quantization flow asks for its own libraries: torchao, NNCF, ONNX Runtime, IPEX)."""
+    from ipex_resnet.errors import ConfigError
+    from ipex_resnet.quantization import engine_module
+
+    try:
+        flow = engine_module(engine)
+    except ConfigError as exc:
+        return str(exc)
+    ok, why = flow.status()
+    return None if ok else why
 
 
 def matrix(cpu, backends: Sequence[str] | None = None, precisions: Sequence[str] | None = None, *,
@@ -62,10 +60,10 @@ def matrix(cpu, backends: Sequence[str] | None = None, precisions: Sequence[str]
     ``availability`` (engines), ``peer_availability`` (peer rows by name) and ``int8`` (engine ->
     None or why its INT8 flow cannot run) default to what is installed; tests inject them.
     """
-    from .. import engines
-    from ..errors import IpexResnetError
-    from ..policy import make_plan
-    from . import peers as peer_registry
+    from ipex_resnet import engines
+    from ipex_resnet.errors import IpexResnetError
+    from ipex_resnet.core.policy import make_plan
+    from ipex_resnet.benchmarking import peers as peer_registry
 
     avail = engines.availability() if availability is None else availability
     names = [n for n in engines.names() if backends is None or n in backends]

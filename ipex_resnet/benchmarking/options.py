@@ -5,11 +5,12 @@ are both generated from :data:`OPTIONS`, and both are validated by :func:`settin
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import ConfigError
+from ipex_resnet.errors import ConfigError
 
 DEFAULT_BATCH_SIZES = (1, 8, 32)
 QUICK_BATCH_SIZES = (1, 8)
@@ -17,6 +18,8 @@ QUICK_BATCH_SIZES = (1, 8)
 TIME_TOLERANCE = 0.04
 MEMORY_TOLERANCE = 0.10
 MEMORY_SLACK_MB = 24.0
+# The Server scenarios' latency bound (MLPerf's ResNet-50 server bound is 15 ms; this is for a served path).
+P99_MS = 100.0
 
 CLI, PYTEST = "cli", "pytest"
 
@@ -61,7 +64,18 @@ class Option:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("model", "torchvision model name, random weights (default: resnet18)", "resnet18"),
+    Option("model", "a torchvision model name (random weights unless --weights) or your model as an import path "
+           "pkg.module:attr (default: resnet18)", "resnet18"),
+    Option("weights", "none (default: random weights) | DEFAULT | an enum name | PATH to a state dict", "none"),
+    Option("preset", "preprocessing preset JSON {resize_size, crop_size, mean, std, interpolation} "
+           "(default: the weights' own)", metavar="JSON"),
+    Option("resize", "preset: resize the short side to N", type=int, metavar="N"),
+    Option("crop", "preset: center crop NxN", type=int, metavar="N"),
+    Option("mean", "preset: per-channel mean (1 or 3 values)", metavar="R,G,B"),
+    Option("std", "preset: per-channel std (1 or 3 values)", metavar="R,G,B"),
+    Option("interpolation", "preset: bilinear | bicubic | ..."),
+    Option("labels", "labelled images (a folder with labels.csv, or one sub-folder per class): top-1/top-5 of "
+           "every path beside its speed, and its drop vs eager fp32 in points", metavar="DIR"),
     Option("threads", "intra-op threads for every path, peers included (default: the plan's)", type=int),
     Option("batch_sizes", "comma-separated batch sizes; 1 (latency) is always included "
            "(default: 1,8,32; --quick: 1,8)", aliases=("--batch-size",)),
@@ -87,13 +101,32 @@ OPTIONS: tuple[Option, ...] = (
     Option("enforce_targets", "exit non-zero (CLI: 3; pytest: a failed test) when a speed, cold-start or memory "
            "target is not met", flag=True),
     Option("rounds", "rounds for batch-1 latency (default: 40; quick: 16)", type=int, scopes=(PYTEST,)),
-    Option("gate", "judge this run against a saved baseline (the newest, or the one whose file name ends "
-           "with BASELINE) in this machine key's storage; exit non-zero on regression",
-           scopes=(PYTEST,), nargs="?", const="latest", metavar="BASELINE"),
+    Option("gate", "judge this run against a saved baseline of this machine key (and, CLI: this model spec): "
+           "BASELINE is its name (pytest: the end of its file name; no value: the newest); exit 1 (pytest: a "
+           "failed session) on a regression, 2 when the baseline is missing or from another machine key",
+           nargs="?", const="latest", metavar="BASELINE"),
+    Option("save_baseline", "save this run as baseline NAME for this machine key and model spec (after --gate, "
+           "only when it passes)", scopes=(CLI,), metavar="NAME"),
+    Option("baseline_dir", "where baselines live (default: <artifact cache root>/baselines, i.e. "
+           "$IPEX_RESNET_CACHE_DIR/baselines or ~/.cache/ipex_resnet/artifacts/baselines)", scopes=(CLI,),
+           metavar="DIR"),
+    Option("summary_md", "append the gate's verdicts as a Markdown table to FILE (a PR comment, "
+           "$GITHUB_STEP_SUMMARY); needs --gate", scopes=(CLI,), metavar="FILE"),
+    Option("price_per_hour", "this machine's price in USD per hour, recorded in the report (compare: cost per "
+           "million images)", type=float, scopes=(CLI,), metavar="USD"),
+    Option("scenarios", "MLPerf-style scenarios driven by MLCommons' LoadGen, comma-separated: single-stream, "
+           "offline, server, service (Server against the HTTP service: the served capacity), peer (Server against "
+           "LitServe serving the same engine), all, none (default: none)", scopes=(CLI,), metavar="LIST"),
+    Option("scenario_path", "ENGINE/PRECISION the scenarios run on (default: our path with the most img/s at the "
+           "largest batch)", scopes=(CLI,), metavar="PATH"),
+    Option("p99_ms", f"the Server scenarios' p99 latency bound in ms (default {P99_MS:g})", P99_MS, type=float,
+           scopes=(CLI,), metavar="MS"),
+    Option("scenario_budget", "seconds per LoadGen run (default 10; --quick 3)", type=float, scopes=(CLI,),
+           metavar="S"),
     Option("time_tolerance", f"allowed growth of a ratio to the eager reference (default {TIME_TOLERANCE})",
-           TIME_TOLERANCE, type=float, scopes=(PYTEST,)),
+           TIME_TOLERANCE, type=float, metavar="FRACTION"),
     Option("memory_tolerance", f"allowed relative growth of peak RSS (default {MEMORY_TOLERANCE}, plus "
-           f"{MEMORY_SLACK_MB:g} MB)", MEMORY_TOLERANCE, type=float, scopes=(PYTEST,)),
+           f"{MEMORY_SLACK_MB:g} MB)", MEMORY_TOLERANCE, type=float, metavar="FRACTION"),
 )
 
 
@@ -166,6 +199,9 @@ def parse_batch_sizes(value: str | Sequence[int] | None, default: Sequence[int] 
 @dataclass
 class Settings:
     model: str = "resnet18"
+    weights: str = "none"
+    preset: dict | None = None             # the preset as data (PresetSpec.to_dict()); None: the weights' own
+    labels: str | None = None              # labelled images: accuracy columns
     threads: int | None = None
     batch_sizes: list[int] = field(default_factory=lambda: list(DEFAULT_BATCH_SIZES))
     backends: list[str] | None = None      # None: every engine that runs here
@@ -182,19 +218,41 @@ class Settings:
     enforce_targets: bool = False
     rounds: int = 40
     gate: str | None = None
+    save_baseline: str | None = None
+    baseline_dir: str | None = None        # None: <artifact cache root>/baselines
+    summary_md: str | None = None
+    price_per_hour: float | None = None    # USD per hour of this machine
+    scenarios: list[str] = field(default_factory=list)   # MLPerf-style scenarios to run (none by default)
+    scenario_path: str | None = None       # None: our path with the most img/s at the largest batch
+    p99_ms: float = P99_MS
+    scenario_budget: float = 10.0          # seconds per LoadGen run
     time_tolerance: float = TIME_TOLERANCE
     memory_tolerance: float = MEMORY_TOLERANCE
 
 
 def settings(raw: Mapping[str, Any]) -> Settings:
     """Validate raw option values (from either front end) into :class:`Settings`."""
-    from .. import engines
-    from ..models import _check_name
-    from . import peers as peer_registry
+    from ipex_resnet import engines
+    from ipex_resnet.models.resolve import _check_name
+    from ipex_resnet.models.spec import is_import_path, preset_from_options
+    from ipex_resnet.benchmarking import peers as peer_registry
 
     quick = bool(raw.get("quick"))
     s = Settings(quick=quick)
-    s.model = _check_name(raw.get("model") or "resnet18")
+    model = raw.get("model") or "resnet18"
+    s.model = model if is_import_path(model) else _check_name(model)
+    s.weights = raw.get("weights") or "none"
+    spec = preset_from_options(raw.get("preset"), raw.get("resize"), raw.get("crop"), raw.get("mean"), raw.get("std"),
+                               raw.get("interpolation"))
+    s.preset = spec.to_dict() if spec else None
+    from ipex_resnet.benchmarking.inputs import resolved
+
+    model = resolved(s.model, s.weights, s.preset)  # a bad model, checkpoint or preset fails here, in one line
+    s.labels = raw.get("labels") or None
+    if s.labels:
+        from ipex_resnet.core.evaluate import read_labels
+
+        read_labels(s.labels, model.categories)  # bad labels fail before anything is measured
     s.threads = raw.get("threads")
     if s.threads is not None and s.threads < 1:
         raise ConfigError(f"--threads must be at least 1, got {s.threads}")
@@ -206,7 +264,7 @@ def settings(raw: Mapping[str, Any]) -> Settings:
     s.emulated_bf16 = bool(raw.get("emulated_bf16"))
     s.images = raw.get("images") or None
     if s.images is not None:
-        from .inputs import image_files
+        from ipex_resnet.benchmarking.inputs import image_files
 
         image_files(s.images)  # fails early, naming the directory
     for key, full, short in (("budget", 15.0, 4.0), ("alone_budget", 6.0, 2.0)):
@@ -229,9 +287,58 @@ def settings(raw: Mapping[str, Any]) -> Settings:
         raise ConfigError(f"--bench-rounds must be at least 2, got {rounds}")
     s.rounds = rounds or (16 if quick else 40)
     s.gate = raw.get("gate")
-    s.time_tolerance = float(raw.get("time_tolerance", TIME_TOLERANCE))
-    s.memory_tolerance = float(raw.get("memory_tolerance", MEMORY_TOLERANCE))
+    _gate_settings(s, raw)
+    _scenario_settings(s, raw)
     return s
+
+
+def _scenario_settings(s: Settings, raw: Mapping[str, Any]) -> None:
+    """The LoadGen scenarios' options; with scenarios asked for, their packages must be installed."""
+    from ipex_resnet.benchmarking.scenarios import parse_scenarios
+    from ipex_resnet.util.deps import first_missing
+
+    s.scenarios = parse_scenarios(raw.get("scenarios"))
+    s.scenario_path = (raw.get("scenario_path") or "").strip().lower() or None
+    p99 = raw.get("p99_ms")
+    p99 = P99_MS if p99 is None else float(p99)
+    if not (p99 > 0 and math.isfinite(p99)):
+        raise ConfigError(f"--p99-ms must be a positive number of milliseconds, got {p99:g}")
+    s.p99_ms = p99
+    budget = raw.get("scenario_budget")
+    budget = (3.0 if s.quick else 10.0) if budget is None else float(budget)
+    if not (budget > 0 and math.isfinite(budget)):
+        raise ConfigError(f"--scenario-budget must be a positive number of seconds, got {budget:g}")
+    s.scenario_budget = budget
+    needs = {"mlperf_loadgen": "mlcommons-loadgen"}
+    if {"service", "peer"} & set(s.scenarios):
+        needs["httpx"] = "httpx"
+    if "peer" in s.scenarios:
+        needs["litserve"] = "litserve"
+    missing = first_missing(*needs) if s.scenarios else None
+    if missing:
+        raise ConfigError(f"--scenarios {','.join(s.scenarios)} needs {needs[missing]}: pip install {needs[missing]} "
+                          "(or pip install 'ipex_resnet[loadgen]')")
+
+
+def _gate_settings(s: Settings, raw: Mapping[str, Any]) -> None:
+    """The baseline, gate and price options (checked before anything is measured)."""
+    from ipex_resnet.benchmarking.baseline import check_name
+
+    s.save_baseline = check_name(raw.get("save_baseline"), "--save-baseline")
+    s.baseline_dir = raw.get("baseline_dir") or None
+    s.summary_md = raw.get("summary_md") or None
+    if s.summary_md and not s.gate:
+        raise ConfigError("--summary-md needs --gate NAME (the table is the gate's verdicts)")
+    price = raw.get("price_per_hour")
+    if price is not None and not (price > 0 and math.isfinite(price)):
+        raise ConfigError(f"--price-per-hour must be a positive number of USD per hour, got {price:g}")
+    s.price_per_hour = float(price) if price is not None else None
+    for key in ("time_tolerance", "memory_tolerance"):
+        value = raw.get(key)
+        value = float(value) if value is not None else (TIME_TOLERANCE if key == "time_tolerance" else MEMORY_TOLERANCE)
+        if not value >= 0:
+            raise ConfigError(f"--{key.replace('_', '-')} must be 0 or more, got {value:g}")
+        setattr(s, key, value)
 
 
 __all__ = ["OPTIONS", "Option", "Settings", "add_cli_arguments", "add_pytest_options", "parse_batch_sizes",

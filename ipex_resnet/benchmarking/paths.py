@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .matrix import REFERENCE, PathSpec
-from .memory import PeakRSS
-from .timing import Runner, inject_slowdown
+from ipex_resnet.benchmarking.matrix import REFERENCE, PathSpec
+from ipex_resnet.benchmarking.memory import PeakRSS
+from ipex_resnet.benchmarking.timing import Runner, inject_slowdown
 
 
 @dataclass
@@ -32,8 +32,9 @@ class Workspace:
     the crop size, and the INT8 calibration batches (from ``images``: a list of JPEG bytes)."""
 
     def __init__(self, model: str = "resnet18", images: list[bytes] | None = None, directory: str | None = None,
-                 *, crop: int | None = None, onnx_path: str | Path | None = None):
-        self.model = model
+                 *, crop: int | None = None, onnx_path: str | Path | None = None, weights: str = "none",
+                 preset: dict | None = None):
+        self.model, self.weights, self.preset = model, weights, preset
         self.images = images
         self._crop = crop
         self._tmp = None if directory else tempfile.TemporaryDirectory(prefix="ipex_resnet_bench_")
@@ -44,9 +45,9 @@ class Workspace:
     @property
     def crop(self) -> int:
         if self._crop is None:
-            from .inputs import crop_size
+            from ipex_resnet.benchmarking.inputs import crop_size
 
-            self._crop = crop_size(self.model)
+            self._crop = crop_size(self.model, self.weights, self.preset)
         return self._crop
 
     def get_module(self):
@@ -55,24 +56,25 @@ class Workspace:
     @property
     def module(self):
         if self._module is None:
-            from ..models import resolve
+            from ipex_resnet.benchmarking.inputs import resolved
 
-            self._module = resolve(self.model, "none").module
+            self._module = resolved(self.model, self.weights, self.preset).module
         return self._module
 
     @property
     def onnx_path(self) -> Path:
         if self._onnx is None:
-            from ..engines.onnx_export import export_onnx
+            from ipex_resnet.export.onnx import export_onnx
 
             self._onnx = export_onnx(self.module, self.dir / "model.onnx", self.crop)
         return self._onnx
 
     def calibration(self) -> list:
         if self._calibration is None:
-            from .inputs import calibration_batches, jpegs
+            from ipex_resnet.benchmarking.inputs import calibration_batches, jpegs
 
-            self._calibration = calibration_batches(self.model, self.images or jpegs(None))
+            self._calibration = calibration_batches(self.model, self.images or jpegs(None), weights=self.weights,
+                                                    preset_spec=self.preset)
         return self._calibration
 
     def cleanup(self) -> None:
@@ -81,19 +83,19 @@ class Workspace:
 
 
 def build_path(spec: PathSpec, ws: Workspace, threads: int | None = None, *, slowdown: float = 0.0) -> Built:
-    """Load one path (random weights), warmed up, with its load time and peak RSS.
+    """Load one path (the workspace's model and weights), warmed up, with its load time and peak RSS.
 
     ``slowdown`` is applied to every path but the eager FP32 reference (see ``inject_slowdown``).
     """
-    from ..loader import load, plan_for
-    from . import peers
+    from ipex_resnet.core.api import load, plan_for
+    from ipex_resnet.benchmarking import peers
 
     clf, plan, detail = None, None, ""
     threads = threads or plan_for().threads
     with PeakRSS() as mem:
         t0 = time.perf_counter()
         if spec.peer:
-            from .inputs import batch
+            from ipex_resnet.benchmarking.inputs import batch
 
             row = peers.REGISTRY[f"{spec.backend}/{spec.precision}"]
             src = peers.PeerInput(ws.get_module, ws.onnx_path, ws.crop, threads, ws.dir, ws.calibration)
@@ -103,13 +105,14 @@ def build_path(spec: PathSpec, ws: Workspace, threads: int | None = None, *, slo
         else:
             kwargs = {}
             if spec.precision == "int8":
-                from .inputs import jpegs
+                from ipex_resnet.benchmarking.inputs import jpegs
 
                 kwargs["calibration"] = ws.images or jpegs(None)
+                kwargs["accept_accuracy"] = True  # timed whatever its accuracy: --labels reports that beside it
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                clf = load(ws.model, weights="none", backend=spec.backend, precision=spec.precision,
-                           threads=threads, measure=False, **kwargs)
+                clf = load(ws.model, weights=ws.weights, transforms=ws.preset, backend=spec.backend,
+                           precision=spec.precision, threads=threads, measure=False, **kwargs)
             runner = clf
             plan = clf.plan.to_dict()
             detail = clf.plan.reasons.get("backend", "")

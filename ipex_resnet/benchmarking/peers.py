@@ -1,6 +1,6 @@
 """Peer rows: each runtime used directly, the way its own documentation shows, with no tuning of
 ours -- only the thread count (and the precision the row is about) is set, as for every row. They
-run the same FP32 ONNX export (:func:`ipex_resnet.engines.onnx_export.export_onnx`) on the same
+run the same FP32 ONNX export (:func:`ipex_resnet.export.onnx.export_onnx`) on the same
 inputs, so the report shows what ipex_resnet adds over calling the runtime yourself.
 
 The set is pluggable: one :func:`register` call adds a row. The INT8 rows (OpenVINO + NNCF, ONNX
@@ -10,14 +10,14 @@ Runners take a float32 NCHW numpy batch (or a torch tensor) and return logits of
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..engines.base import dist_version, numpy_runner
-from ..errors import BackendUnavailable
+from ipex_resnet.engines.base import numpy_runner
+from ipex_resnet.util.deps import dist_version, installed
+from ipex_resnet.errors import BackendUnavailable
 
 
 @dataclass
@@ -49,8 +49,7 @@ class Peer:
 
     def status(self, cpu=None) -> tuple[bool, str]:
         for mod in self.needs:
-            if importlib.util.find_spec(mod.split(".")[0]) is None or (
-                    "." in mod and _missing_submodule(mod)):
+            if not installed(mod):
                 return False, f"{mod} is not installed; {self.hint}"
         if cpu is not None:
             why = self.native(cpu)
@@ -58,13 +57,6 @@ class Peer:
                 return False, why
         version = dist_version(self.engine) or "?"
         return True, f"{self.engine} {version.split('-')[0]} (CPU){': ' + self.describe if self.describe else ''}"
-
-
-def _missing_submodule(mod: str) -> bool:
-    try:
-        return importlib.util.find_spec(mod) is None
-    except (ImportError, ValueError):
-        return True
 
 
 REGISTRY: dict[str, Peer] = {}
@@ -133,7 +125,7 @@ def _openvino(precision: str):
 
 def _int8(engine: str):
     def prepare(src: PeerInput):
-        from ..quantization import peers as qpeers
+        from ipex_resnet.quantization import peers as qpeers
 
         return qpeers.prepare(engine, src.module(), src.calibration() if src.calibration else None,
                               threads=src.threads, crop=src.crop, workdir=src.workdir)

@@ -1,4 +1,4 @@
-"""Input pipeline in the report (issue 11): what turning a JPEG into the model's input costs on one
+"""Input pipeline in the report: what turning a JPEG into the model's input costs on one
 core, the floor of that cost (JPEG entropy decoding, which no DCT scaling removes), and bulk
 classification against model-only batch throughput at the same threads.
 
@@ -13,9 +13,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from .timing import quantile, summarize
+from ipex_resnet.benchmarking.fields import latency
+from ipex_resnet.benchmarking.timing import quantile, summarize
 
-# Targets (issue 11), ratios within one run.
+# Input-pipeline targets, ratios within one run.
 E2E_PHOTO_MAX = 1.15   # JPEG -> top-5 of a 500x375 photo / model-only b1 latency
 E2E_1080P_MAX = 1.50   # the same for a 1920x1080 JPEG
 BULK_MIN = 0.90        # bulk classify img/s / model-only batch img/s, same threads
@@ -80,8 +81,8 @@ def bulk_vs_model(clf, images: Sequence[bytes | Path], directory: Path | None, *
     both. ``sink`` gets the results (default: dropped); ``run_kwargs`` go to ``bulk.run``."""
     import numpy as np
 
-    from .. import bulk
-    from .memory import PeakRSS
+    from ipex_resnet.apps import bulk
+    from ipex_resnet.benchmarking.memory import PeakRSS
 
     files = []
     for i, data in enumerate(images):
@@ -141,8 +142,6 @@ def measure_e2e(clf, cases: dict[str, Sequence[bytes]], reps: int) -> dict[str, 
 def pipeline_targets(doc) -> list[dict]:
     """End-to-end ratios of the planned path (e2e p50 / its interleaved b1 p50) and the bulk ratio,
     each with the bound the decode floor puts on it."""
-    from .report import latency
-
     pipe = doc.get("input_pipeline") or {}
     name = pipe.get("path")
     r = doc["paths"].get(name) if name else None

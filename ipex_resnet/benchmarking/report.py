@@ -6,25 +6,18 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 
-from .matrix import REFERENCE
+from ipex_resnet.benchmarking.fields import latency, throughput
+from ipex_resnet.benchmarking.pipeline import format_costs, pipeline_targets
+from ipex_resnet.benchmarking.matrix import REFERENCE
+from ipex_resnet.benchmarking.scenarios import scenario_lines, scenario_targets
 
 REPORT_SCHEMA = "ipex_resnet.bench/2"
 MODES = ("interleaved", "alone")
-# Targets (issue 8), as ratios measured in one run.
+# Targets: our paths against the peers, as ratios measured in one run.
 BEST_PATH_LATENCY_MAX = 1.00     # our best path's b1 p50 / the best peer's, same precision
 BEST_PATH_THROUGHPUT_MIN = 1.00  # our best path's largest-batch img/s / the best peer's
 NATIVE_LATENCY_MAX = 1.10        # inductor/bf16 b1 p50 / openvino/bf16 (peer)
 NATIVE_PAIR = ("inductor/bf16", "openvino/bf16 (peer)")
-
-
-def latency(r: Mapping, mode: str = "interleaved", bs: int = 1) -> float | None:
-    src = r if mode == "interleaved" else r.get("alone") or {}
-    return (src.get("latency") or {}).get(str(bs), {}).get("p50_ms")
-
-
-def throughput(r: Mapping, bs: int, mode: str = "interleaved") -> float | None:
-    src = r if mode == "interleaved" else r.get("alone") or {}
-    return (src.get("throughput") or {}).get(str(bs))
 
 
 def _best(paths: Mapping[str, dict], kind: str, precision: str, key: Callable[[dict], float | None],
@@ -68,7 +61,8 @@ def _target(name: str, mode: str, ours: str, ours_v: float, other: str, other_v:
 
 
 def targets(doc: Mapping) -> list[dict]:
-    """Every target (issues 8 and 11) that this run measured, each with its value and whether it is met."""
+    """Every target (peers, cold start, input pipeline) that this run measured, each with its value
+    and whether it is met."""
     paths, out = doc["paths"], []
     bmax = max(doc["batch_sizes"])
     precisions = list(dict.fromkeys(r["precision"] for r in paths.values() if r["kind"] == "peer"))
@@ -99,9 +93,7 @@ def targets(doc: Mapping) -> list[dict]:
             out.append({"name": f"cold start {engine} peak RSS (lean path)", "mode": "fresh process",
                         "ours": engine, "ours_value": c["peak_rss_mb"], "unit": "MB",
                         "target": f"<= {c['target_rss_mb']:.0f} MB", "met": c["met_rss"]})
-    from .pipeline import pipeline_targets
-
-    return out + pipeline_targets(doc)
+    return out + pipeline_targets(doc) + scenario_targets(doc.get("scenarios"))
 
 
 def describe_target(t: Mapping) -> str:
@@ -128,12 +120,21 @@ def _grid(head: list[str], rows: list[list[str]]) -> list[str]:
     return [fmt(head), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows]
 
 
+def _accuracy_cells(acc: Mapping | None) -> list[str]:
+    if not acc:
+        return ["-", "-", "-"]
+    drop = acc.get("drop_pts")
+    return [f"{acc['top1']:.1%}", f"{acc['top5']:.1%}", "-" if drop is None else f"{drop:+.1f}"]
+
+
 def format_table(doc: Mapping) -> str:
     bss = [b for b in doc["batch_sizes"] if b > 1]
     bmax = max(doc["batch_sizes"])
     head = ["path", "p50 ms", "p90 ms", "p99 ms"] + [f"img/s b{b}" for b in bss]
     head += ["alone p50", f"alone b{bmax}", "e2e ms", "e2e 1080p", "load RSS MB", "infer RSS MB", "x eager",
              "lat x peer", "thr x peer", "alone lat x peer", "alone thr x peer"]
+    with_accuracy = any("accuracy" in r for r in doc["paths"].values())
+    head += ["top-1", "top-5", "drop pts"] if with_accuracy else []
     rows = []
     for name, r in doc["paths"].items():
         lat = r["latency"].get("1", {})
@@ -149,7 +150,7 @@ def format_table(doc: Mapping) -> str:
             _f(sp.get("vs_eager_fp32", {}).get(str(bmax)), 2),
             _f(vi.get("latency_b1"), 2), _f(vi.get(f"throughput_b{bmax}"), 2),
             _f(va.get("latency_b1"), 2), _f(va.get(f"throughput_b{bmax}"), 2),
-        ])
+        ] + (_accuracy_cells(r.get("accuracy")) if with_accuracy else []))
     cpu = doc["cpu"]
     v = doc["versions"]
     lines = [f"{doc['model']} (crop {doc['inputs']['crop_size']}) on {cpu.get('model_name')} "
@@ -174,9 +175,9 @@ def format_table(doc: Mapping) -> str:
         lines += _grid(["cold start (classify, warm cache)", "to top-5 s", "to exit s", "peak RSS MB", "target",
                         ""], crow)
     if doc.get("input_pipeline"):
-        from .pipeline import format_costs
-
         lines += [""] + format_costs(doc["input_pipeline"])
+    if doc.get("scenarios"):
+        lines += [""] + scenario_lines(doc["scenarios"])
     if doc.get("targets"):
         lines.append("")
     lines += [f"target [{t['mode']}] {describe_target(t)}" for t in doc.get("targets", [])]

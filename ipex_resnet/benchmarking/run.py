@@ -12,11 +12,12 @@ import sys
 import time
 from pathlib import Path
 
-from .matrix import REFERENCE, matrix
-from .options import Settings
-from .paths import Built, Workspace, build_path
-from .report import REPORT_SCHEMA, add_ratios, targets
-from .timing import rounds_for, slowdown_fraction, summarize, time_interleaved
+from ipex_resnet.benchmarking.matrix import REFERENCE, matrix
+from ipex_resnet.benchmarking.options import Settings
+from ipex_resnet.benchmarking.paths import Built, Workspace, build_path
+from ipex_resnet.benchmarking.report import REPORT_SCHEMA, add_ratios, targets
+from ipex_resnet.benchmarking.timing import rounds_for, slowdown_fraction, summarize, time_interleaved
+from ipex_resnet.errors import ConfigError
 
 
 class Progress:
@@ -52,48 +53,121 @@ def _first_line(exc: BaseException) -> str:
 
 def run_report(s: Settings, progress: Progress | None = None) -> dict:
     """Measure every path of the matrix (interleaved and alone), cold starts, and return the report."""
-    from ..cpu import probe
-    from ..loader import plan_for
-    from .coldstart import cold_start, write_image
-    from .inputs import batch, jpegs, upscale_jpeg
-    from .isolated import measure_alone
-    from .machine import machine_key, thread_settings, versions
-    from .memory import PeakRSS
+    from ipex_resnet.hardware.cpu import probe
+    from ipex_resnet.core.api import plan_for
+    from ipex_resnet.benchmarking.inputs import jpegs
 
     progress = progress or Progress(enabled=False)
     cpu = probe()
     auto_plan = plan_for(cpu, "auto", "auto", s.threads)
     threads = s.threads or auto_plan.threads
     paths, skipped = matrix(cpu, s.backends, s.precisions, emulated_bf16=s.emulated_bf16, peers=s.peers)
+    ours = [p.name for p in paths if not p.peer]
+    if s.scenarios and s.scenario_path and s.scenario_path not in ours:
+        raise ConfigError(f"--scenario-path {s.scenario_path!r} is not a path this run measures: {', '.join(ours)}")
     small = jpegs(s.images, 32)
-    ws = Workspace(s.model, small)
+    ws = Workspace(s.model, small, weights=s.weights, preset=s.preset)
     crop = ws.crop
     results: dict[str, dict] = {p.name: {"kind": p.kind, "backend": p.backend, "precision": p.precision,
                                          "latency": {}, "throughput": {}} for p in paths}
 
     # -- 1. subprocess phase: alone, cold start ---------------------------------------------------
-    if s.alone_budget > 0:
-        for i, spec in enumerate(paths, 1):
-            progress.step(f"alone in a fresh process: {spec.name} ({i}/{len(paths)})")
-            onnx = None
-            if spec.peer:
-                try:
-                    onnx = ws.onnx_path
-                except Exception as exc:  # noqa: BLE001
-                    results[spec.name]["alone"] = {"error": f"ONNX export failed: {_first_line(exc)}"}
-                    continue
-            results[spec.name]["alone"] = measure_alone(spec, model=s.model, threads=threads, budget_s=s.alone_budget,
-                                                        batch_sizes=s.batch_sizes, crop=crop, onnx_path=onnx,
-                                                        images=s.images)
+    _measure_alone(s, paths, ws, threads, results, progress)
+    cold = _cold_starts(s, paths, ws, small, threads, progress)
+
+    # -- 2. interleaved, in this process ----------------------------------------------------------
+    slow = slowdown_fraction()
+    built = _load_paths(paths, ws, threads, slow, skipped, results, progress)
+    runners = {name: b.runner for name, b in built.items()}
+    _time_batches(s, runners, crop, results, progress)
+    _measure_memory(s, runners, crop, results, progress)
+    cases, pipeline = _measure_inputs(s, built, results, auto_plan, small, ws, progress)
+    if s.labels:
+        _measure_accuracy(s, built, ws, results, progress)
+    doc = _document(s, cpu, auto_plan, threads, slow, crop, small, cases)
+    if s.scenarios:
+        doc["scenarios"] = _measure_scenarios(s, built, results, small, scenario_logs(s, doc), progress)
+    progress.step("done")
+    progress.close()
+    ws.cleanup()
+    results = {n: r for n, r in results.items() if r["latency"] or r.get("alone", {}).get("latency")}
+
+    add_ratios(results, s.batch_sizes)
+    doc.update(reference=REFERENCE, paths=results, cold_start=cold, input_pipeline=pipeline, skipped=skipped)
+    doc["targets"] = targets(doc)
+    return doc
+
+
+def _measure_accuracy(s: Settings, built: dict, ws: Workspace, results: dict, progress: Progress) -> None:
+    """Top-1/top-5 against ``s.labels`` for every built path, into ``results[name]["accuracy"]``."""
+    from ipex_resnet.benchmarking import accuracy
+    from ipex_resnet.benchmarking.inputs import resolved
+    from ipex_resnet.core.evaluate import read_labels
+    from ipex_resnet.imaging import Preprocessor
+
+    progress.step("accuracy against the labels")
+    model = resolved(s.model, s.weights, s.preset)
+    samples = read_labels(s.labels, model.categories)
+    exact = Preprocessor.from_preset(model.transforms, mode="exact")
+    for name, acc in accuracy.measure(built, samples, exact).items():
+        results[name]["accuracy"] = acc
+
+
+def _measure_scenarios(s: Settings, built: dict, results: dict, small: list[bytes], logs: Path,
+                       progress: Progress) -> dict:
+    """The MLPerf-style scenarios on one path (LoadGen's logs under ``logs``); a failure is recorded, not raised."""
+    from ipex_resnet.benchmarking.scenarios import run_scenarios
+
+    try:
+        return run_scenarios(s, built, results, small, logs, progress)
+    except ConfigError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the measurements so far must not be lost
+        return {"error": _first_line(exc), "logs": str(logs)}
+
+
+def scenario_logs(s: Settings, doc: dict) -> Path:
+    """Where LoadGen's logs go: beside the report, ``<report name>-loadgen/``."""
+    out = Path(s.output) if s.output else default_output(doc)
+    return out.with_name(out.stem + "-loadgen")
+
+
+def _measure_alone(s: Settings, paths, ws: Workspace, threads: int, results: dict, progress: Progress) -> None:
+    """Each path alone in a fresh process, into ``results[name]["alone"]``."""
+    from ipex_resnet.benchmarking.isolated import measure_alone
+
+    if s.alone_budget <= 0:
+        return
+    for i, spec in enumerate(paths, 1):
+        progress.step(f"alone in a fresh process: {spec.name} ({i}/{len(paths)})")
+        onnx = None
+        if spec.peer:
+            try:
+                onnx = ws.onnx_path
+            except Exception as exc:  # noqa: BLE001
+                results[spec.name]["alone"] = {"error": f"ONNX export failed: {_first_line(exc)}"}
+                continue
+        results[spec.name]["alone"] = measure_alone(
+            spec, model=s.model, weights=s.weights, preset=s.preset, threads=threads, budget_s=s.alone_budget,
+            batch_sizes=s.batch_sizes, crop=ws.crop, onnx_path=onnx, images=s.images)
+
+
+def _cold_starts(s: Settings, paths, ws: Workspace, small, threads: int, progress: Progress) -> dict[str, dict]:
+    """The cold start of each of our engines (peers excluded), by engine name."""
+    from ipex_resnet.benchmarking.coldstart import cold_start, write_image
+
     cold: dict[str, dict] = {}
     if s.cold_start:
         image = write_image(ws.dir, small[0])
         for engine in dict.fromkeys(p.backend for p in paths if not p.peer):
             progress.step(f"cold start (classify, warm cache): {engine}")
-            cold[engine] = cold_start(engine, image, model=s.model, threads=threads)
+            cold[engine] = cold_start(engine, image, model=s.model, weights=s.weights, preset=s.preset, threads=threads)
+    return cold
 
-    # -- 2. interleaved, in this process ----------------------------------------------------------
-    slow = slowdown_fraction()
+
+def _load_paths(paths, ws: Workspace, threads: int, slow: float, skipped: dict, results: dict,
+                progress: Progress) -> dict[str, Built]:
+    """Load every path in this process; one that fails (other than the reference) is skipped."""
     built: dict[str, Built] = {}
     for i, spec in enumerate(paths, 1):
         progress.step(f"loading {spec.name} ({i}/{len(paths)})")
@@ -111,7 +185,13 @@ def run_report(s: Settings, progress: Progress | None = None) -> dict:
     for name, b in built.items():
         results[name].update(detail=b.detail, plan=b.plan, load_s=b.load_s, load_peak_rss_mb=b.load_peak_rss_mb,
                              load_delta_rss_mb=b.load_delta_rss_mb)
-    runners = {name: b.runner for name, b in built.items()}
+    return built
+
+
+def _time_batches(s: Settings, runners: dict, crop: int, results: dict, progress: Progress) -> None:
+    """Latency and throughput of every runner at each batch size, timed interleaved round-robin."""
+    from ipex_resnet.benchmarking.inputs import batch
+
     for bs in s.batch_sizes:
         x = batch(bs, crop, seed=bs)
         per_round = 0.0
@@ -130,15 +210,26 @@ def run_report(s: Settings, progress: Progress | None = None) -> dict:
             results[name]["latency"][str(bs)] = stats
             results[name]["throughput"][str(bs)] = bs / (stats["p50_ms"] / 1e3)
 
+
+def _measure_memory(s: Settings, runners: dict, crop: int, results: dict, progress: Progress) -> None:
+    """Peak RSS during inference at the largest batch, one path at a time."""
+    from ipex_resnet.benchmarking.inputs import batch
+    from ipex_resnet.benchmarking.memory import PeakRSS
+
     xb = batch(max(s.batch_sizes), crop, seed=99)
-    for name, fn in runners.items():  # peak RSS during inference at the largest batch, one path at a time
+    for name, fn in runners.items():
         progress.step(f"memory at batch {xb.shape[0]}: {name}")
         with PeakRSS() as mem:
             fn(xb)
         results[name]["infer_peak_rss_mb"] = mem.peak_mb
         results[name]["infer_delta_rss_mb"] = mem.delta_mb
 
-    from .pipeline import bulk_vs_model, input_costs, measure_e2e, pick_photos
+
+def _measure_inputs(s: Settings, built: dict[str, Built], results: dict, plan, small, ws: Workspace,
+                    progress: Progress) -> tuple[dict, dict]:
+    """End to end for our paths, then the input pipeline's costs; returns (cases, pipeline section)."""
+    from ipex_resnet.benchmarking.inputs import upscale_jpeg
+    from ipex_resnet.benchmarking.pipeline import bulk_vs_model, input_costs, measure_e2e, pick_photos
 
     cases = {"photo": pick_photos(small), "1920x1080": [upscale_jpeg(small[0])]}
     reps = 2 if s.quick else 5
@@ -146,7 +237,7 @@ def run_report(s: Settings, progress: Progress | None = None) -> dict:
         if b.classifier is not None:
             progress.step(f"end to end (JPEG -> top-5): {name}")
             results[name]["end_to_end"] = measure_e2e(b.classifier, cases, reps)
-    pipe_path = _pipeline_path(built, results, auto_plan)
+    pipe_path = _pipeline_path(built, results, plan)
     pipeline: dict = {"path": pipe_path}
     if pipe_path:
         clf = built[pipe_path].classifier
@@ -154,40 +245,36 @@ def run_report(s: Settings, progress: Progress | None = None) -> dict:
         pipeline["costs"] = input_costs(clf.preprocessor, cases, reps=reps * 2)
         progress.step(f"input pipeline: bulk classify vs model-only, {pipe_path}")
         pipeline["bulk"] = bulk_vs_model(clf, small, ws.dir / "bulk", count=64 if s.quick else 320)
-    progress.step("done")
-    progress.close()
-    ws.cleanup()
-    results = {n: r for n, r in results.items() if r["latency"] or r.get("alone", {}).get("latency")}
+    return cases, pipeline
 
-    add_ratios(results, s.batch_sizes)
+
+def _document(s: Settings, cpu, plan, threads: int, slow: float, crop: int, small, cases: dict) -> dict:
+    """The report's header: the machine, versions, settings and inputs (the measurements go in after)."""
+    from ipex_resnet.benchmarking.machine import machine_key, thread_settings, versions
+
     vers = versions()
-    doc = {
+    return {
         "schema": REPORT_SCHEMA,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "model": s.model,
-        "weights": "none (random init)",
+        "preset": s.preset,
+        "weights": "none (random init)" if s.weights.lower() in ("none", "random") else s.weights,
         "cpu": cpu.to_dict(),
         "machine_key": machine_key(cpu, vers, threads),
         "platform": platform.platform(),
         "versions": vers,
         "threads": {**thread_settings(), "used": threads},
-        "plan": auto_plan.to_dict(),
+        "plan": plan.to_dict(),
         "batch_sizes": list(s.batch_sizes),
         "quick": s.quick,
         "budgets_s": {"interleaved_per_batch": s.budget, "alone_per_path": s.alone_budget},
         "injected_slowdown": slow,
+        "price_per_hour_usd": s.price_per_hour,
         "inputs": {"crop_size": crop, "synthetic_tensor": f"standard normal N x 3 x {crop} x {crop} (float32)",
                    "jpeg": f"{len(small)} JPEGs from {s.images}" if s.images else "4 synthetic 500x375 JPEGs",
                    "e2e_photos": f"{len(cases['photo'])} of them, 500x375 where there are such",
                    "large_jpeg": "1920x1080 JPEG upscaled from the first"},
-        "reference": REFERENCE,
-        "paths": results,
-        "cold_start": cold,
-        "input_pipeline": pipeline,
-        "skipped": skipped,
     }
-    doc["targets"] = targets(doc)
-    return doc
 
 
 def _pipeline_path(built: dict[str, Built], results: dict, plan) -> str | None:
@@ -204,4 +291,4 @@ def default_output(doc: dict) -> Path:
     return Path(f"bench-report-{doc['machine_key']}.json")
 
 
-__all__ = ["Progress", "default_output", "run_report"]
+__all__ = ["Progress", "default_output", "run_report", "scenario_logs"]

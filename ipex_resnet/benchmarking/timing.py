@@ -8,7 +8,7 @@ import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 
-from ..errors import ConfigError
+from ipex_resnet.errors import ConfigError
 
 Runner = Callable[[object], object]
 SLOWDOWN_ENV = "IPEX_RESNET_BENCH_SLOWDOWN"
@@ -40,8 +40,8 @@ def summarize(samples: Sequence[float]) -> dict[str, float]:
 
 
 def time_interleaved(runners: Mapping[str, Runner], x, *, rounds: int, calls_per_round: int = 1,
-                     switch_warmup: int = 0,
-                     progress: Callable[[int, int], None] | None = None) -> dict[str, list[float]]:
+                     switch_warmup: int = 0, progress: Callable[[int, int], None] | None = None,
+                     clock: Callable[[], float] = time.perf_counter) -> dict[str, list[float]]:
     """Seconds per call for every runner, measured round-robin (order rotated every round).
 
     Interleaving means a burst of noise from a neighbour lands on all paths alike, so ratios between
@@ -51,7 +51,6 @@ def time_interleaved(runners: Mapping[str, Runner], x, *, rounds: int, calls_per
     """
     names = list(runners)
     out: dict[str, list[float]] = {n: [] for n in names}
-    clock = time.perf_counter
     for r in range(rounds):
         k = r % len(names)
         for name in names[k:] + names[:k]:
@@ -67,10 +66,10 @@ def time_interleaved(runners: Mapping[str, Runner], x, *, rounds: int, calls_per
     return out
 
 
-def time_for(fn: Runner, x, budget_s: float, *, min_calls: int = 5, max_calls: int = 2000) -> list[float]:
+def time_for(fn: Runner, x, budget_s: float, *, min_calls: int = 5, max_calls: int = 2000,
+             clock: Callable[[], float] = time.perf_counter) -> list[float]:
     """Seconds per call of ``fn(x)``, called back to back for about ``budget_s`` seconds."""
     out: list[float] = []
-    clock = time.perf_counter
     end = clock() + budget_s
     while len(out) < max_calls and (len(out) < min_calls or clock() < end):
         t0 = clock()
@@ -98,10 +97,10 @@ def ratio_estimates(cand: Sequence[float], ref: Sequence[float]) -> dict[str, fl
     }
 
 
-def interleaved_ratio(candidate: Runner, reference: Runner, x,
-                      rounds: int = 30) -> tuple[float, list[float], list[float]]:
+def interleaved_ratio(candidate: Runner, reference: Runner, x, rounds: int = 30, *,
+                      clock: Callable[[], float] = time.perf_counter) -> tuple[float, list[float], list[float]]:
     """Candidate / reference time (the gate's estimator), measured alternately call by call."""
-    t = time_interleaved({"cand": candidate, "ref": reference}, x, rounds=rounds)
+    t = time_interleaved({"cand": candidate, "ref": reference}, x, rounds=rounds, clock=clock)
     return ratio_estimates(t["cand"], t["ref"])[GATE_ESTIMATOR], t["cand"], t["ref"]
 
 
@@ -119,16 +118,16 @@ def slowdown_fraction() -> float:
     return value
 
 
-def inject_slowdown(fn: Runner, fraction: float) -> Runner:
+def inject_slowdown(fn: Runner, fraction: float, *, clock: Callable[[], float] = time.perf_counter) -> Runner:
     """Make every call ``fraction`` slower by spinning after it (extra CPU work, not sleep)."""
     if fraction <= 0:
         return fn
 
     def slowed(x):
-        t0 = time.perf_counter()
+        t0 = clock()
         out = fn(x)
-        end = t0 + (time.perf_counter() - t0) * (1 + fraction)
-        while time.perf_counter() < end:
+        end = t0 + (clock() - t0) * (1 + fraction)
+        while clock() < end:
             pass
         return out
 

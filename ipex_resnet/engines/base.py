@@ -6,8 +6,11 @@ saves/loads the compiled artifact that makes the next start fast. Every engine m
 * declares ``@register class XEngine(Engine)`` with ``name``;
 * ``status()`` -> ``(available, reason or install hint)``: cheap, imports nothing heavy;
 * ``precisions(cpu)`` -> the precisions it can run on this CPU (``native`` ones first);
-* ``build(module, plan, example, out_dir, calibration=None)`` -> writes its artifact files into
-  ``out_dir`` (a fresh private directory the cache renames into place atomically);
+* ``build(module, plan, example, out_dir)`` -> writes its FP32/BF16 artifact files into ``out_dir``
+  (a fresh private directory the cache renames into place atomically);
+* ``finish(out_dir, plan, info)`` -> completes an artifact written by ``build`` or by the engine's
+  INT8 flow in :mod:`ipex_resnet.quantization` (graph optimization, a compiled blob); engines and
+  quantization do not import each other: :mod:`ipex_resnet.core` runs one, then the other;
 * ``load(out_dir, plan)`` -> a :data:`Runner` from the files ``build`` wrote.
 
 Runners take and return numpy arrays (float32, NCHW in, NxC logits out). Torch engines also accept
@@ -23,16 +26,14 @@ onnxruntime    ``model.onnx`` (optimized by ORT for this CPU)
 eager          ``weights.pt`` (state dict; loaded with ``weights_only=True``)
 =============  ==========================================================
 
-The cache (``ipex_resnet.cache``) writes ``meta.json`` beside them: the key, the preset (sizes,
+The cache (``ipex_resnet.core.cache``) writes ``meta.json`` beside them: the key, the preset (sizes,
 interpolation, mean/std), the categories, and for INT8 the accuracy report.
 """
 
 from __future__ import annotations
 
-import shutil
-import sys
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -102,44 +103,24 @@ class Engine:
         """What the engine does, one line, for the plan."""
         return self.name
 
-    def build(self, module, plan, example, out_dir: Path,
-              calibration: Sequence[Any] | Iterable[Any] | None = None) -> dict:
-        """Compile ``module`` for ``plan`` and write the artifact files into ``out_dir``."""
+    def build(self, module, plan, example, out_dir: Path) -> dict:
+        """Compile ``module`` for ``plan`` (FP32 or BF16) and write the artifact files into ``out_dir``."""
         raise NotImplementedError
+
+    def finish(self, out_dir: Path, plan, info: dict) -> dict:
+        """Complete the artifact in ``out_dir`` (after :meth:`build`, or after the INT8 flow wrote it)."""
+        return info
 
     def load(self, out_dir: Path, plan) -> Runner:
         """A warmed-up runner from the files :meth:`build` wrote."""
         raise NotImplementedError
 
-    def prepare(self, module, plan, example, calibration=None) -> Runner:
-        """Build and load without the cache (a throwaway directory)."""
-        tmp = Path(tempfile.mkdtemp(prefix=f"ipex_resnet_{self.name}_"))
-        try:
-            self.build(module, plan, example, tmp, calibration=calibration)
-            return self.load(tmp, plan)
-        finally:
+    def prepare(self, module, plan, example) -> Runner:
+        """Build and load FP32/BF16 without the cache (a throwaway directory)."""
+        with tempfile.TemporaryDirectory(prefix=f"ipex_resnet_{self.name}_") as tmp:
             # Runners keep what they need in memory (ORT/OpenVINO/AOTInductor read the files at load).
-            shutil.rmtree(tmp, ignore_errors=True)
+            self.build(module, plan, example, Path(tmp))
+            return self.load(Path(tmp), plan)
 
     def __repr__(self) -> str:
         return f"<engine {self.name}>"
-
-
-def dist_version(dist: str) -> str | None:
-    import importlib.metadata
-
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-def have(module: str) -> bool:
-    import importlib.util
-
-    if module in sys.modules:
-        return True
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):
-        return False

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from . import register
-from .base import Engine, have, torch_runner
+from ipex_resnet.engines import register
+from ipex_resnet.engines.base import Engine, torch_runner
+from ipex_resnet.util.deps import installed
 
 
 @register
@@ -13,16 +14,16 @@ class EagerEngine(Engine):
     memory_format = "contiguous"
 
     def status(self) -> tuple[bool, str]:
-        if not have("torch"):
+        if not installed("torch"):
             return False, "torch is not installed; pip install torch torchvision"
         return True, "eager PyTorch always runs (the unoptimized reference)"
 
     def describe(self) -> str:
         return "the unmodified module (the FP32 reference)"
 
-    def prepare(self, module, plan, example, calibration=None):
+    def prepare(self, module, plan, example):
         if plan.precision == "int8":
-            from ..errors import BackendUnavailable
+            from ipex_resnet.errors import BackendUnavailable
 
             raise BackendUnavailable("eager runs fp32 or bf16 only; for int8 choose inductor, ipex, openvino "
                                      "or onnxruntime")

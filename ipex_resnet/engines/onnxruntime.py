@@ -6,13 +6,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import BackendUnavailable
-from . import register
-from ..quantization import quantize
-from .base import Engine, dist_version, have, numpy_runner
+from ipex_resnet.errors import BackendUnavailable
+from ipex_resnet.engines import register
+from ipex_resnet.engines.base import Engine, numpy_runner
+from ipex_resnet.util.deps import dist_version, installed
 
 HINT = "pip install onnxruntime onnx onnxscript (or pip install 'ipex_resnet[onnxruntime]')"
 ARTIFACT = "model.onnx"
+RAW = "model.raw.onnx"  # before ORT optimized it for this CPU
 
 
 def session(path: Path, threads: int, *, optimize_to: Path | None = None):
@@ -39,7 +40,7 @@ class OnnxRuntimeEngine(Engine):
     extra = "onnxruntime"
 
     def status(self) -> tuple[bool, str]:
-        if not have("onnxruntime"):
+        if not installed("onnxruntime"):
             return False, f"onnxruntime is not installed; {HINT}"
         return True, f"ONNX Runtime {dist_version('onnxruntime') or '?'} (CPU execution provider)"
 
@@ -52,20 +53,20 @@ class OnnxRuntimeEngine(Engine):
     def describe(self) -> str:
         return "ONNX Runtime CPU provider, graph optimized once for this CPU"
 
-    def build(self, module, plan, example, out_dir, calibration=None) -> dict:
-        out_dir = Path(out_dir)
-        if not have("onnxruntime"):
-            raise BackendUnavailable(f"onnxruntime is not installed; {HINT}")
-        if plan.precision == "int8":
-            info = quantize(self.name, module, list(calibration or []), out_dir, threads=plan.threads,
-                                        example=example, bf16=False)
-            raw = out_dir / "model.raw.onnx"
-            (out_dir / ARTIFACT).rename(raw)
-        else:
-            from .onnx_export import export_onnx
+    def build(self, module, plan, example, out_dir) -> dict:
+        from ipex_resnet.export.onnx import export_onnx
 
-            raw = export_onnx(module, out_dir / "model.raw.onnx", int(example.shape[-1]))
-            info = {"artifact": ARTIFACT}
+        if not installed("onnxruntime"):
+            raise BackendUnavailable(f"onnxruntime is not installed; {HINT}")
+        export_onnx(module, Path(out_dir) / RAW, int(example.shape[-1]))
+        return self.finish(out_dir, plan, {"artifact": ARTIFACT})
+
+    def finish(self, out_dir, plan, info: dict) -> dict:
+        """Optimize the graph at ``model.onnx`` (FP32 export or QDQ INT8) for this CPU, in place."""
+        out_dir = Path(out_dir)
+        raw = out_dir / RAW
+        if not raw.exists():  # the INT8 flow wrote model.onnx
+            (out_dir / ARTIFACT).rename(raw)
         session(raw, plan.threads, optimize_to=out_dir / ARTIFACT)
         raw.unlink()
         for extra in out_dir.glob("*.data"):  # external-data side files of the raw export

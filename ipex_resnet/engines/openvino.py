@@ -7,10 +7,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..errors import BackendUnavailable
-from . import register
-from ..quantization import quantize
-from .base import Engine, dist_version, have, numpy_runner
+from ipex_resnet.errors import BackendUnavailable
+from ipex_resnet.engines import register
+from ipex_resnet.engines.base import Engine, numpy_runner
+from ipex_resnet.util.deps import dist_version, installed
 
 HINT = "pip install openvino onnx onnxscript (or pip install 'ipex_resnet[openvino]')"
 XML = "model.xml"
@@ -25,8 +25,8 @@ def compile_config(threads: int, precision: str, native_bf16: bool = False) -> d
         "PERFORMANCE_HINT": "LATENCY",
         "INFERENCE_PRECISION_HINT": "bf16" if bf16 else "f32",
         # The plugin pins its threads to the first cores of the process's CPU mask, as if it owned
-        # them: two 1-thread processes (Ray actors) then share one core (measured: 2 x 64 img/s vs 129
-        # alone). Pin only when the threads cover the whole mask (one process, or a worker that was
+        # them: two 1-thread processes (Ray actors) then share one core, each at about half speed.
+        # Pin only when the threads cover the whole mask (one process, or a worker that has been
         # given its own cores); otherwise leave placement to the OS.
         "ENABLE_CPU_PINNING": int(threads) >= _mask_size(),
     }
@@ -69,7 +69,7 @@ class OpenVINOEngine(Engine):
     extra = "openvino"
 
     def status(self) -> tuple[bool, str]:
-        if not have("openvino"):
+        if not installed("openvino"):
             return False, f"openvino is not installed; {HINT}"
         return True, f"OpenVINO {(dist_version('openvino') or '?').split('-')[0]} (CPU plugin)"
 
@@ -83,23 +83,22 @@ class OpenVINOEngine(Engine):
     def describe(self) -> str:
         return "OpenVINO IR on the CPU plugin (latency hint)"
 
-    def build(self, module, plan, example, out_dir, calibration=None) -> dict:
+    def build(self, module, plan, example, out_dir) -> dict:
         out_dir = Path(out_dir)
-        if plan.precision == "int8":
-            info = quantize(self.name, module, list(calibration or []), out_dir, threads=plan.threads,
-                                        example=example, bf16=plan.native_bf16)
-        else:
-            if not have("openvino"):
-                raise BackendUnavailable(f"openvino is not installed; {HINT}")
-            import openvino as ov
+        if not installed("openvino"):
+            raise BackendUnavailable(f"openvino is not installed; {HINT}")
+        import openvino as ov
 
-            from .onnx_export import export_onnx
+        from ipex_resnet.export.onnx import export_onnx
 
-            onnx = export_onnx(module, out_dir / "model.onnx", int(example.shape[-1]))
-            ov.save_model(ov.convert_model(str(onnx)), str(out_dir / XML), compress_to_fp16=False)
-            onnx.unlink()
-            info = {"artifact": XML}
-        # compile once now, so the blob is in the cache before the entry is published
+        onnx = export_onnx(module, out_dir / "model.onnx", int(example.shape[-1]))
+        ov.save_model(ov.convert_model(str(onnx)), str(out_dir / XML), compress_to_fp16=False)
+        onnx.unlink()
+        return self.finish(out_dir, plan, {"artifact": XML})
+
+    def finish(self, out_dir, plan, info: dict) -> dict:
+        """Compile the IR once now, so the blob is in the cache before the entry is published."""
+        out_dir = Path(out_dir)
         compiled_runner(out_dir / XML, plan.threads, plan.precision, out_dir / "ov_cache", plan.native_bf16)
         return info
 

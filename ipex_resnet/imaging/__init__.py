@@ -3,11 +3,11 @@
 Imports PIL and numpy only; torch and torchvision are imported on first use of the exact path.
 """
 
-from ..errors import ImageError
-from .decode import (ALLOWED_FORMATS, ALLOWED_TEXT, DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, Decoded, decode,
+from ipex_resnet.errors import ImageError
+from ipex_resnet.imaging.decode import (ALLOWED_FORMATS, ALLOWED_TEXT, DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, Decoded, decode,
                      describe_source, open_image, to_rgb)
-from .preprocessor import DEFAULT_MAX_RESIZED_PIXELS, MODE_ENV, MODES, Preprocessor
-from .preset import PresetSpec
+from ipex_resnet.imaging.preprocessor import DEFAULT_MAX_RESIZED_PIXELS, MODE_ENV, MODES, Preprocessor
+from ipex_resnet.imaging.preset import PresetSpec
 
 __all__ = [
     "ALLOWED_FORMATS", "ALLOWED_TEXT", "DEFAULT_MAX_PIXELS", "DEFAULT_MAX_RESIZED_PIXELS", "IMAGE_EXTENSIONS",

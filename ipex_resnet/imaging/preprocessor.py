@@ -16,10 +16,10 @@ import os
 import numpy as np
 from PIL import Image
 
-from ..errors import ConfigError, ImageError
-from . import fast
-from .decode import DEFAULT_MAX_PIXELS, decode, describe_source
-from .preset import PresetSpec
+from ipex_resnet.errors import ConfigError, ImageError
+from ipex_resnet.imaging import fast
+from ipex_resnet.imaging.decode import DEFAULT_MAX_PIXELS, decode, describe_source
+from ipex_resnet.imaging.preset import PresetSpec
 
 MODES = ("fast", "exact")
 MODE_ENV = "IPEX_RESNET_PREPROCESS"
@@ -62,6 +62,8 @@ class Preprocessor:
     @classmethod
     def from_preset(cls, preset: object, **kwargs) -> "Preprocessor":
         """From a torchvision preset (``Weights.transforms()``); a custom transform runs in exact mode."""
+        if isinstance(preset, PresetSpec):
+            return cls(preset, **kwargs)  # the exact path builds torchvision's transform from it
         try:
             spec = PresetSpec.from_torchvision(preset)
         except ConfigError:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-from ..errors import ConfigError
+from ipex_resnet.errors import ConfigError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -49,7 +49,12 @@ class PresetSpec:
         object.__setattr__(self, "interpolation", interp)
         object.__setattr__(self, "antialias", True if self.antialias is None else bool(self.antialias))
         for field in ("mean", "std"):
-            vals = tuple(float(v) for v in getattr(self, field))
+            raw = getattr(self, field)
+            raw = [raw] * 3 if isinstance(raw, (int, float)) else raw  # one value: the same for R, G and B
+            try:
+                vals = tuple(float(v) for v in raw)
+            except (TypeError, ValueError):
+                raise ConfigError(f"preset {field} must be a number or 3 numbers (RGB), got {raw!r}") from None
             if len(vals) != 3:
                 raise ConfigError(f"preset {field} must have 3 values (RGB), got {vals}")
             object.__setattr__(self, field, vals)

@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError
+from ipex_resnet.errors import ConfigError
+from ipex_resnet.imaging.decode import IMAGE_EXTENSIONS
 
 #: Suffixes Pillow decodes (compared case-insensitively); anything else in the folder is ignored.
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm"})
 #: Images used at most: enough for stable per-tensor ranges (NNCF's default subset is 300 too).
 DEFAULT_COUNT = 300
 #: Share of the images held out for the accuracy report, and its bounds.
@@ -60,11 +60,11 @@ def find_images(folder: str | os.PathLike) -> list[Path]:
     if not root.is_dir():
         raise ConfigError(f"calibration {root} is not a folder; {HOW}")
     found = sorted(p for p in root.rglob("*")
-                   if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+                   if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
                    and not any(part.startswith(".") for part in p.relative_to(root).parts))
     if not found:
         kind = "is empty" if not any(root.iterdir()) else \
-            f"has no image files ({', '.join(sorted(IMAGE_SUFFIXES))})"
+            f"has no image files ({', '.join(sorted(IMAGE_EXTENSIONS))})"
         raise ConfigError(f"calibration folder {root} {kind}; {HOW}")
     return found
 
@@ -186,5 +186,5 @@ def batches(items: Sequence[Any], preprocess: Callable[[Any], Any], *, batch_siz
     return out
 
 
-__all__ = ["BATCH_SIZE", "CalibrationSet", "DEFAULT_COUNT", "HELD_OUT_FRACTION", "IMAGE_SUFFIXES",
+__all__ = ["BATCH_SIZE", "CalibrationSet", "DEFAULT_COUNT", "HELD_OUT_FRACTION",
            "MAX_HELD_OUT", "batches", "collect", "find_images", "fingerprint", "split"]

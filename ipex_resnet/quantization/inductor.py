@@ -15,21 +15,33 @@ Two details decide whether it works:
   partition with several outputs, and the quantizer's conv+add+relu annotation raises "Input
   partition has more than one output node" (pytorch/ao#4478, fixed only for Linear in #4480).
   Strict export (Dynamo) gives each call site its own partition.
+
+``keep_float`` leaves submodules unquantized with the quantizer's own
+``X86InductorQuantizer.set_module_name_qconfig(name, None)``: it matches the ``nn_module_stack``
+that export records on every node (keyed by the ``named_modules()`` name), annotates the
+submodule's conv/linear as "not quantized", and so ``convert_pt2e`` leaves its weight in float and
+Inductor lowers it as a float (or, under BF16 autocast, bfloat16) op. :func:`quantized_layers`
+reads that back from the converted graph; ``kept_float`` in the info lists only names it confirms.
 """
 
 from __future__ import annotations
 
-import logging
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ._common import check_calibration, count, missing, torch_threads, version
+from ipex_resnet.export.aoti import MAX_BATCH, compile_package
+from ipex_resnet.quantization._common import (
+    check_calibration,
+    check_keep_float,
+    count,
+    inside,
+    torch_threads,
+)
+from ipex_resnet.util.deps import dist_version, first_missing
 
 ARTIFACT = "model.pt2"
-DYNAMIC = "model"   #: the package's default model: any batch size
-BATCH1 = "batch1"   #: the same model specialized for a batch of one
-MAX_BATCH = 1024
 
 
 def status() -> tuple[bool, str]:
@@ -42,8 +54,8 @@ def status() -> tuple[bool, str]:
         return False, f"torch {torch.__version__} has no torch.compile; pip install -U torch"
     if not (shutil.which(os.environ.get("CXX", "g++")) or shutil.which("c++") or shutil.which("clang++")):
         return False, "Inductor needs a C++ compiler (g++ or clang++) on PATH"
-    if missing("torchao.quantization.pt2e.quantizer.x86_inductor_quantizer") and \
-            missing("torch.ao.quantization.quantizer.x86_inductor_quantizer"):
+    if first_missing("torchao.quantization.pt2e.quantizer.x86_inductor_quantizer") and \
+            first_missing("torch.ao.quantization.quantizer.x86_inductor_quantizer"):
         return False, ("the PT2E X86InductorQuantizer is missing: on torch >= 2.10 pip install torchao "
                        "(or pip install 'ipex_resnet[int8]')")
     return True, "PT2E X86InductorQuantizer + AOTInductor"
@@ -55,14 +67,14 @@ def _pt2e():
         import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as xiq
         from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-        return prepare_pt2e, convert_pt2e, xiq, f"torchao {version('torchao')}"
+        return prepare_pt2e, convert_pt2e, xiq, f"torchao {(dist_version('torchao') or '?')}"
     except ImportError:
         pass
     try:
         import torch.ao.quantization.quantizer.x86_inductor_quantizer as xiq
         from torch.ao.quantization.quantize_pt2e import convert_pt2e, prepare_pt2e
     except ImportError:
-        from ..errors import BackendUnavailable
+        from ipex_resnet.errors import BackendUnavailable
 
         raise BackendUnavailable("Inductor INT8 needs the PT2E X86InductorQuantizer: on torch >= 2.10 "
                                  "pip install torchao (or pip install 'ipex_resnet[int8]')") from None
@@ -78,38 +90,74 @@ def _export(module, x, strict: bool):
     return torch.export.export(module, (x,), dynamic_shapes=({0: batch},), strict=strict)
 
 
-def _compile(module, x, path: Path, bf16: bool) -> None:
-    """AOTInductor package with two models: ``model`` (any batch) and ``batch1`` (batch of one).
-
-    oneDNN picks faster int8 kernels when it knows the batch; batch 1 (the latency case) is ~10%
-    faster specialized. Both use the package format's documented multi-model layout
-    (``torch._inductor.package.package_aoti``): ``torch._inductor.aoti_load_package(path)`` loads
-    ``model``; ``torch._inductor.package.load_package(path, BATCH1)`` the specialized one.
-    """
-    import torch
-    from torch._inductor.package import package_aoti
-
-    options = {"aot_inductor.package": True, "freezing": True}
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16), warnings.catch_warnings():
-        # Inductor's own int8 lowering copy-constructs a tensor; not the user's business
-        warnings.filterwarnings("ignore", message="To copy construct from a tensor", category=UserWarning)
-        files = {
-            DYNAMIC: torch._inductor.aot_compile(_export(module, x, strict=True).module(), (x,),
-                                                 options=options),
-        }
-        one = x[:1].clone(memory_format=torch.channels_last)
-        files[BATCH1] = torch._inductor.aot_compile(
-            torch.export.export(module, (one,), strict=True).module(), (one,), options=options)
-    package_aoti(str(path), files)
-
-
-def quantize(module, calibration, out_dir: Path, *, threads: int, example, bf16: bool = False) -> dict[str, Any]:
+def _example(example):
     import torch
 
-    batches = check_calibration(calibration)
     x = torch.from_numpy(check_calibration([example])[0])
     if x.shape[0] < 2:  # an example batch of 1 would specialize the batch dimension to 1
         x = x.expand(2, *x.shape[1:]).contiguous()
+    return x
+
+
+def quantized_graph(module, calibration, *, example, threads: int = 0, keep_float: Sequence[str] = ()):
+    """The PT2E-converted ``torch.fx.GraphModule`` (before Inductor) and the tool's name:
+    strict export -> ``X86InductorQuantizer`` (default config; ``keep_float`` submodules set to
+    ``None``) -> ``prepare_pt2e`` -> calibrate -> ``convert_pt2e``."""
+    import torch
+
+    batches = check_calibration(calibration)
+    keep = check_keep_float(module, keep_float)
+    x = _example(example)
+    with torch_threads(threads), torch.no_grad(), warnings.catch_warnings():
+        # torch 2.8's torch.ao PT2E announces its move to torchao: we use torchao where it exists
+        warnings.filterwarnings("ignore", message="torch.ao.quantization is deprecated", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", message=r"erase_node\(.*\) on an already erased node")  # torch 2.8
+        prepare_pt2e, convert_pt2e, xiq, tool = _pt2e()
+        exported = _export(module.eval(), x, strict=True).module()
+        quantizer = xiq.X86InductorQuantizer()
+        quantizer.set_global(xiq.get_default_x86_inductor_quantization_config())
+        for name in keep:
+            quantizer.set_module_name_qconfig(name, None)
+        prepared = prepare_pt2e(exported, quantizer)
+        for b in batches:
+            prepared(torch.from_numpy(b))
+        return convert_pt2e(prepared), tool
+
+
+def _owner(node) -> str | None:
+    """The innermost submodule a graph node was traced from (its ``nn_module_stack``)."""
+    stack = node.meta.get("nn_module_stack") or {}
+    names = [path for path, _ in stack.values()]
+    if not names:
+        return None
+    name = names[-1]
+    return name.removeprefix("L['self'].")
+
+
+def quantized_layers(graph_module) -> dict[str, bool]:
+    """``{submodule name: whether its conv/linear runs in int8}`` for a converted PT2E graph: an op is
+    int8 when its weight comes from a ``dequantize_per_channel`` (a quantized weight), float when the
+    weight is the float parameter itself."""
+    import torch
+
+    ops = {torch.ops.aten.conv1d.default, torch.ops.aten.conv2d.default, torch.ops.aten.linear.default}
+    out: dict[str, bool] = {}
+    for node in graph_module.graph.nodes:
+        if node.op != "call_function" or node.target not in ops or len(node.args) < 2:
+            continue
+        weight = node.args[1]
+        target = getattr(weight, "target", None)
+        out[_owner(node) or node.name] = "dequantize" in str(target)
+    return out
+
+
+def quantize(module, calibration, out_dir: Path, *, threads: int, example, bf16: bool = False,
+             keep_float: Sequence[str] = ()) -> dict[str, Any]:
+    import torch
+
+    batches = check_calibration(calibration)
+    keep = check_keep_float(module, keep_float)
+    x = _example(example)
 
     class Float32Out(torch.nn.Module):
         """The quantized graph with float32 logits out (BF16 autocast would return bfloat16)."""
@@ -121,33 +169,19 @@ def quantize(module, calibration, out_dir: Path, *, threads: int, example, bf16:
         def forward(self, inp):
             return self.inner(inp).float()
 
+    converted, tool = quantized_graph(module, batches, example=x.numpy(), threads=threads, keep_float=keep)
+    layers = quantized_layers(converted)
+    kept = [k for k in keep if any(inside(name, k) for name in layers)
+            and not any(q for name, q in layers.items() if inside(name, k))]
     with torch_threads(threads), torch.no_grad(), warnings.catch_warnings():
-        # torch 2.8's torch.ao PT2E announces its move to torchao: we use torchao where it exists
-        warnings.filterwarnings("ignore", message="torch.ao.quantization is deprecated", category=DeprecationWarning)
         warnings.filterwarnings("ignore", message=r"erase_node\(.*\) on an already erased node")  # torch 2.8
-        prepare_pt2e, convert_pt2e, xiq, tool = _pt2e()
-        exported = _export(module.eval(), x, strict=True).module()
-        quantizer = xiq.X86InductorQuantizer()
-        quantizer.set_global(xiq.get_default_x86_inductor_quantization_config())
-        prepared = prepare_pt2e(exported, quantizer)
-        for b in batches:
-            prepared(torch.from_numpy(b))
-        converted = convert_pt2e(prepared)
-
-        log = logging.getLogger("torch.utils.cpp_extension")  # "No CUDA runtime is found": not news
-        level = log.level
-        log.setLevel(logging.ERROR)
-        try:
-            # channels-last input, as the engine's loader feeds it (AOTInductor trusts the strides it
-            # was compiled for: a contiguous-compiled package fed NHWC would compute garbage)
-            _compile(Float32Out(converted), x.contiguous(memory_format=torch.channels_last),
-                     Path(out_dir) / ARTIFACT, bf16)
-        finally:
-            log.setLevel(level)
+        compile_package(Float32Out(converted), x, Path(out_dir) / ARTIFACT, strict=True, autocast_bf16=bf16)
     return {
         "scheme": "static PT2E (X86InductorQuantizer): per-channel symmetric int8 weights, "
-                  "per-tensor affine uint8 activations" + (", BF16 for the rest" if bf16 else ""),
+                  "per-tensor affine uint8 activations" + (", BF16 for the rest" if bf16 else "")
+                  + (f", {len(kept)} submodule(s) kept in {'BF16' if bf16 else 'FP32'}" if kept else ""),
         "tool": tool,
         "calibration_images": count(batches),
         "bf16": bool(bf16),
+        "kept_float": kept,
     }

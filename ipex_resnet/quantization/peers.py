@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._common import check_calibration
+from ipex_resnet.quantization._common import check_calibration
 
 INT8_PEERS = ("openvino", "onnxruntime")
 
@@ -23,7 +23,7 @@ NumpyRunner = Callable[[np.ndarray], np.ndarray]
 
 
 def _export(module, crop: int, workdir: Path) -> Path:
-    from ..engines.onnx_export import export_onnx
+    from ipex_resnet.export.onnx import export_onnx
 
     return export_onnx(module, workdir / "fp32.onnx", crop=crop)
 
@@ -31,7 +31,7 @@ def _export(module, crop: int, workdir: Path) -> Path:
 def openvino_int8(module, calibration, *, threads: int, crop: int = 224,
                   workdir: str | Path | None = None) -> NumpyRunner:
     """NNCF ``nncf.quantize`` on the ONNX export, compiled by OpenVINO for CPU."""
-    from .openvino import quantize_model
+    from ipex_resnet.quantization.openvino import quantize_model
 
     check_calibration(calibration)
     workdir = Path(workdir or tempfile.mkdtemp(prefix="ipex_resnet_peer_ov_"))
@@ -53,7 +53,7 @@ def openvino_int8(module, calibration, *, threads: int, crop: int = 224,
 def onnxruntime_int8(module, calibration, *, threads: int, crop: int = 224,
                      workdir: str | Path | None = None) -> NumpyRunner:
     """ORT ``quantize_static`` (QDQ, per-channel, S8S8) on the ONNX export, default CPU session."""
-    from .onnxruntime import quantize_onnx
+    from ipex_resnet.quantization.onnxruntime import quantize_onnx
 
     check_calibration(calibration)
     workdir = Path(workdir or tempfile.mkdtemp(prefix="ipex_resnet_peer_ort_"))
@@ -80,7 +80,7 @@ def prepare(name: str, module, calibration, *, threads: int, crop: int = 224,
         return openvino_int8(module, calibration, threads=threads, crop=crop, workdir=workdir)
     if name == "onnxruntime":
         return onnxruntime_int8(module, calibration, threads=threads, crop=crop, workdir=workdir)
-    from ..errors import ConfigError
+    from ipex_resnet.errors import ConfigError
 
     raise ConfigError(f"unknown INT8 peer {name!r}; choose one of {', '.join(INT8_PEERS)}")
 

@@ -1,5 +1,7 @@
 """The Starlette app: the service's state, the request pipeline shared by ``/v1`` and the Open
-Inference Protocol (``/v2``, in :mod:`.oip`), and the health endpoints.
+Inference Protocol (``/v2``, in :mod:`.oip`), and the health endpoints. What is done with the model
+(decode, predict, encode) is the :class:`~ipex_resnet.serve.handler.Handler`'s; this module decides
+when and whether.
 
 Pipeline of one request: cheap checks -> the whole body within a byte limit and a deadline (no queue
 place is held meanwhile) -> admission (at most ``max_queue`` requests admitted, else 503 at once) ->
@@ -15,22 +17,21 @@ import concurrent.futures
 import contextlib
 import logging
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-
 import numpy as np
 
-from .batching import BatchFailed, Batcher, QueueFull, Stopped, warmup_sizes
-from .budget import BodyBudget
-from .config import ServeConfig
-from .connections import ConnectionStats
-from .errors import BadImage, BadParameter, ClientGone, InferenceFailed, ServiceError, Timeout, Unavailable
-from .limits import check_request_pixels, read_body
-from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE, MetricsMiddleware, ServiceMetrics
-from .requests import content_kind, disconnected, images_from
+from ipex_resnet.serve.batching import BatchFailed, Batcher, QueueFull, Stopped
+from ipex_resnet.serve.budget import BodyBudget
+from ipex_resnet.serve.config import ServeConfig
+from ipex_resnet.serve.connections import ConnectionStats
+from ipex_resnet.serve.errors import BadParameter, ClientGone, InferenceFailed, ServiceError, Timeout, Unavailable
+from ipex_resnet.serve.handler import Cached, Handler, Keyed
+from ipex_resnet.serve.limits import check_request_pixels, read_body
+from ipex_resnet.serve.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE, MetricsMiddleware, ServiceMetrics
+from ipex_resnet.serve.requests import content_kind, disconnected, images_from
 
 log = logging.getLogger("ipex_resnet.serve")
 
@@ -43,7 +44,8 @@ class Service:
 
     def __init__(self, loader: Callable[[], object], cfg: ServeConfig, on_fatal=None):
         self.loader, self.cfg, self.on_fatal = loader, cfg, on_fatal
-        self.clf = None
+        self.handler: Handler | None = None
+        self.clf = None  # the handler's classifier, once loaded
         self.batcher: Batcher | None = None
         self.ready = False
         self.draining = False  # readiness is 503 (SIGTERM received); requests are still served
@@ -51,71 +53,80 @@ class Service:
         self.load_error: str | None = None
         self.in_flight = self.upstream = 0
         self.info: dict = {}
-        self.image_shape: tuple[int, int, int] | None = None  # what clf.preprocess returns
+        self.image_shape: tuple[int, int, int] | None = None  # what the handler's decode_request returns
         self.metrics = ServiceMetrics()
         self.pool = concurrent.futures.ThreadPoolExecutor(cfg.preprocess_workers, thread_name_prefix="ipex-resnet-pre")
         self.tasks: list[asyncio.Task] = []
+        self.loading: concurrent.futures.Future | None = None
         self.load_thread: threading.Thread | None = None
         self.bodies = BodyBudget(cfg.max_buffered_bytes, on_change=self.metrics.buffered_bytes.set)
+        self.result_cache = None
+        if cfg.result_cache != "off":
+            from ipex_resnet.core.result_cache import ResultCache
+
+            self.result_cache = ResultCache(cfg.result_cache, max_entries=cfg.result_cache_size,
+                                            max_bytes=cfg.result_cache_bytes)
+            counter = self.metrics.result_cache
+            self.result_cache.listeners.append(lambda event: counter.labels(event).inc())
         self.connections = ConnectionStats(cfg.max_connections, cfg.header_timeout_s, cfg.retry_after_s,
                                            on_event=lambda why: self.metrics.connections_refused.labels(why).inc(),
                                            linger_s=cfg.linger_timeout_s)
 
     # -- startup and shutdown -------------------------------------------------------------------------
-    def _load_and_warm(self):
-        from PIL import Image
+    def _load_and_warm(self) -> Handler:
+        handler = Handler(self.loader(), pad_batches=self.cfg.pad_batches)
+        handler.warm_up(self.cfg.max_batch)
+        return handler
 
-        clf = self.loader()
-        pad = self.cfg.pad_batches == "on" or (self.cfg.pad_batches == "auto" and clf.plan.backend == "inductor")
-        shape = tuple(clf.preprocess(Image.new("RGB", (320, 240), (120, 90, 60))).shape)
-        for n in warmup_sizes(self.cfg.max_batch, pad):
-            x = np.random.default_rng(n).standard_normal((n, *shape), dtype=np.float32)
-            for _ in range(2):
-                clf(x)
-        return clf, pad, shape
+    def start_loading(self) -> concurrent.futures.Future:
+        """Load and warm up the model (once) on a daemon thread of its own, not the loop's executor,
+        whose threads the interpreter joins at exit: a server stopped while its model still compiles
+        does not wait for it. The future holds the :class:`Handler`."""
+        if self.loading is None:
+            self.loading = done = concurrent.futures.Future()
 
-    async def _in_load_thread(self):
-        """Run the load on a daemon thread of its own (not the loop's executor, whose threads the
-        interpreter joins at exit): a server stopped while its model still compiles does not wait for it.
-        ``asyncio.wrap_future`` drops the result if the loop has closed by then."""
-        done: concurrent.futures.Future = concurrent.futures.Future()
+            def work():
+                try:
+                    done.set_result(self._load_and_warm())
+                except BaseException as exc:  # noqa: BLE001 - handed to whoever waits for the future
+                    done.set_exception(exc)
 
-        def work():
-            try:
-                done.set_result(self._load_and_warm())
-            except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task
-                done.set_exception(exc)
+            self.load_thread = threading.Thread(target=work, name="ipex-resnet-load", daemon=True)
+            self.load_thread.start()
+        return self.loading
 
-        self.load_thread = threading.Thread(target=work, name="ipex-resnet-load", daemon=True)
-        self.load_thread.start()
-        return await asyncio.wrap_future(done)
+    def report_load_error(self, exc: BaseException) -> None:
+        """Remember and log why the model could not be loaded (for /healthz and the log)."""
+        from ipex_resnet.errors import IpexResnetError
+
+        # an IpexResnetError's message is written for the user; anything else stays in the log
+        known = isinstance(exc, IpexResnetError)
+        self.load_error = str(exc) if known else f"{type(exc).__name__} (see the server log)"
+        log.error("error: could not load the model: %s", exc, exc_info=not known)
 
     async def load(self) -> None:
+        """Wait for the model (loading it unless :meth:`start_loading` already did), then start the
+        batcher and turn ready. ``asyncio.wrap_future`` drops the result if the loop has closed by then."""
         try:
-            clf, pad, shape = await self._in_load_thread()
+            handler = await asyncio.wrap_future(self.start_loading())
         except Exception as exc:  # noqa: BLE001 - report, stay alive for /healthz, tell the runner
-            from ..errors import IpexResnetError
-
-            # an IpexResnetError's message is written for the user; anything else stays in the log
-            known = isinstance(exc, IpexResnetError)
-            self.load_error = str(exc) if known else f"{type(exc).__name__} (see the server log)"
-            log.error("error: could not load the model: %s", exc, exc_info=not known)
+            self.report_load_error(exc)
             if self.on_fatal is not None:
                 self.on_fatal(exc)
             return
         cfg = self.cfg
-        self.clf, self.image_shape = clf, shape
-        self.info = {"model": clf.plan.model, "backend": clf.plan.backend, "precision": clf.plan.precision,
-                     "weights": clf.plan.weights}
-        self.batcher = Batcher(clf, self.topk, max_batch=cfg.max_batch, max_wait_s=cfg.max_wait_ms / 1000,
-                               max_queue=cfg.max_queue * cfg.max_files, pad=pad, metrics=self.metrics,
-                               more_coming=lambda: self.upstream > 0)
+        clf = handler.clf
+        self.handler, self.clf, self.image_shape, self.info = handler, clf, handler.image_shape, handler.info
+        self.batcher = Batcher(handler.predict, handler.topk, max_batch=cfg.max_batch,
+                               max_wait_s=cfg.max_wait_ms / 1000, max_queue=cfg.max_queue * cfg.max_files,
+                               pad=handler.pad, metrics=self.metrics, more_coming=lambda: self.upstream > 0)
         self.batcher.start()
         self.metrics.info.labels(clf.plan.model, clf.plan.backend, clf.plan.precision).set(1)
         self.ready = True
-        log.info("ready: %s, backend=%s, precision=%s, threads=%d, max_batch=%d, max_wait=%.1f ms%s", clf.plan.model,
-                 clf.plan.backend, clf.plan.precision, clf.plan.threads, cfg.max_batch, cfg.max_wait_ms,
-                 ", padded batches" if pad else "")
+        log.info("ready: %s, backend=%s, precision=%s, threads=%d, max_batch=%d, max_wait=%.1f ms%s; %s",
+                 clf.plan.model, clf.plan.backend, clf.plan.precision, clf.plan.threads, cfg.max_batch,
+                 cfg.max_wait_ms, ", padded batches" if handler.pad else "",
+                 self.result_cache.describe() if self.result_cache is not None else "result cache off")
 
     async def watch(self) -> None:
         """Keep the ready gauge and the per-worker process metrics current; hand freed heap pages back
@@ -175,13 +186,10 @@ class Service:
             raise problem
 
     # -- the pipeline ---------------------------------------------------------------------------------
-    def topk(self, logits: np.ndarray, k: int) -> list[list[dict]]:
-        return self.clf.topk(logits, k)
-
     def parse_topk(self, raw) -> int:
         if raw is None:
             return 5
-        limit = len(self.clf.categories) if self.clf is not None else MAX_TOPK
+        limit = self.handler.max_topk if self.handler is not None else MAX_TOPK
         try:
             k = int(raw)
         except (TypeError, ValueError):
@@ -203,19 +211,19 @@ class Service:
             self.in_flight -= 1
             self.metrics.in_flight.set(self.in_flight)
 
-    def _decode(self, name: str, data: bytes) -> np.ndarray:
-        from ..errors import ImageError
-
-        try:
-            return self.clf.preprocess(data, name=name)
-        except ImageError as exc:  # the decoder's message is written for the user; its code, if typed
-            raise BadImage(str(exc), code=getattr(exc, "code", None) or "bad_image") from None
-
-    async def preprocess(self, images: list[tuple[str, bytes]]) -> list[np.ndarray]:
+    async def preprocess(self, images: list[tuple[str, bytes]], topk: int | None = None) -> list:
+        """Check the declared pixels, then decode + preprocess each image in the pool. With the result
+        cache and ``topk``, an image may come back as a :class:`Cached` hit (no inference; in exact mode
+        not decoded) or a :class:`Keyed` tensor whose result :meth:`infer` stores."""
         loop = asyncio.get_running_loop()
         cfg = self.cfg
         await loop.run_in_executor(self.pool, check_request_pixels, images, cfg.max_pixels, cfg.max_request_pixels)
-        jobs = [loop.run_in_executor(self.pool, self._decode, n, d) for n, d in images]
+        if self.result_cache is not None and topk is not None:
+            cache, decode_cached = self.result_cache, self.handler.decode_cached
+            jobs = [loop.run_in_executor(self.pool, decode_cached, cache, n, d, topk) for n, d in images]
+        else:
+            decode = self.handler.decode_request
+            jobs = [loop.run_in_executor(self.pool, decode, n, d) for n, d in images]
         try:
             return list(await asyncio.gather(*jobs))
         except BaseException:
@@ -223,7 +231,24 @@ class Service:
                 j.cancel()
             raise
 
-    async def infer(self, tensors: list[np.ndarray], topk: int) -> list[list[dict]]:
+    async def infer(self, items: list, topk: int) -> list[list[dict]]:
+        """Top-k per item: a :class:`Cached` hit as it is, the rest through the micro-batcher (a
+        :class:`Keyed` result is stored in the result cache)."""
+        if not any(isinstance(x, (Cached, Keyed)) for x in items):
+            return await self._infer(items, topk)
+        todo = [i for i, x in enumerate(items) if not isinstance(x, Cached)]
+        tops = await self._infer([items[i].tensor if isinstance(items[i], Keyed) else items[i] for i in todo],
+                                 topk) if todo else []
+        out = [x.top if isinstance(x, Cached) else None for x in items]
+        for i, top in zip(todo, tops):
+            x = items[i]
+            out[i] = self.result_cache.put(x.key, top, topk) if isinstance(x, Keyed) else top
+        self.metrics.result_cache_entries.set(len(self.result_cache))
+        return out
+
+    async def _infer(self, tensors: list[np.ndarray], topk: int) -> list[list[dict]]:
+        if not tensors:
+            return []
         try:
             futures = self.batcher.submit(tensors, topk)
         except QueueFull as exc:
@@ -309,7 +334,7 @@ def create_app(loader: Callable[[], object], config: ServeConfig | None = None, 
     from starlette.responses import FileResponse, JSONResponse, Response
     from starlette.routing import Route
 
-    from .oip import oip_routes
+    from ipex_resnet.serve.oip import oip_routes
 
     cfg = config or ServeConfig()
     svc = Service(loader, cfg, on_fatal)
@@ -338,11 +363,10 @@ def create_app(loader: Callable[[], object], config: ServeConfig | None = None, 
                 kind = content_kind(request)
                 body = await read_body(request, cfg.max_body_bytes, cfg.body_timeout_s, held)
                 images = await images_from(request, kind, body, cfg.max_files)
-                tops = await svc.run(request, lambda: svc.preprocess(images), topk)
+                tops = await svc.run(request, lambda: svc.preprocess(images, topk), topk)
             except Exception as exc:  # noqa: BLE001 - typed errors map to their status; anything else is a 500
                 return svc.error_response(exc)
-            return JSONResponse({**svc.info, "topk": topk,
-                                 "results": [{"input": name, "top": top} for (name, _), top in zip(images, tops)]})
+            return JSONResponse(svc.handler.encode_response([name for name, _ in images], tops, topk))
 
     routes = [
         Route("/", index, methods=["GET"]),

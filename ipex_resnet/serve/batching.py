@@ -60,7 +60,8 @@ def warmup_sizes(max_batch: int, pad: bool) -> list[int]:
 
 
 class Batcher:
-    """Groups queued images into micro-batches and runs ``infer(batch_nchw) -> logits`` on them.
+    """Groups queued images into micro-batches and runs ``infer(batch_nchw) -> logits`` on them (the
+    service passes its :class:`~ipex_resnet.serve.handler.Handler`'s ``predict`` and ``topk``).
 
     ``topk(logits, k)`` turns logits into per-row results. With ``pad=True`` every batch is padded
     (with copies of its last image) up to the next size in :func:`bucket_sizes`, so a backend that

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 
-from .errors import Unavailable
+from ipex_resnet.serve.errors import Unavailable
 
 
 class BodyBudget:

@@ -7,6 +7,8 @@ import argparse
 import dataclasses
 from dataclasses import dataclass, field
 
+from ipex_resnet.imaging.decode import DEFAULT_MAX_PIXELS
+
 
 def _opt(default, help: str, *, flag: str | None = None, minimum: float | None = None, choices=None,
          group: str = "service", type=None):
@@ -28,6 +30,14 @@ class ServeConfig:
                                     "inductor, which recompiles for every new batch shape",
                               choices=("auto", "on", "off"))
     preprocess_workers: int = _opt(2, "threads decoding and resizing images (per worker)", minimum=1)
+    # -- result cache -------------------------------------------------------------------------------
+    result_cache: str = _opt("off", "cache top-k results of repeated images, keyed by the model's artifact key + "
+                                    "exact: SHA-256 of the image bytes (a hit skips decoding and inference), or "
+                                    "perceptual: a perceptual hash of the decoded image (re-encoded or resized "
+                                    "copies hit; pip install 'ipex_resnet[resultcache]')",
+                             choices=("off", "exact", "perceptual"))
+    result_cache_size: int = _opt(4096, "entries the result cache holds (LRU), per worker", minimum=1)
+    result_cache_bytes: int = _opt(64 * 2**20, "bytes the result cache holds at most (LRU), per worker", minimum=1)
     # -- admission and limits -------------------------------------------------------------------------
     max_queue: int = _opt(64, "requests admitted (body received) and not yet answered, per worker; "
                               "past it 503 + Retry-After", minimum=1)
@@ -38,7 +48,7 @@ class ServeConfig:
                                                 "together (arriving, or admitted and not yet answered); past "
                                                 "it 503 + Retry-After. At least --max-body-bytes", minimum=1)
     max_files: int = _opt(16, "most images in one request (multipart parts or OIP batch)", minimum=1)
-    max_pixels: int = _opt(64_000_000, "refuse an image whose declared size exceeds this many pixels",
+    max_pixels: int = _opt(DEFAULT_MAX_PIXELS, "refuse an image whose declared size exceeds this many pixels",
                            minimum=1, group="model")
     max_request_pixels: int = _opt(128_000_000, "refuse a request whose images declare more pixels than "
                                                 "this in total (read from the headers, before decoding)",

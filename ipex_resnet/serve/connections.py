@@ -73,114 +73,124 @@ class _Transport:
             self._raw.resume_reading()
 
 
+class GuardedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol with the guards; :func:`guarded_protocol` binds it to one server's stats."""
+
+    guard_stats: ConnectionStats
+    guard_refuse: bytes  # the 503 for a connection over the cap
+    guard_too_slow: bytes  # the 408 for headers that did not arrive in time
+
+    def connection_made(self, transport):
+        self.guard_raw = transport
+        self.guard_timer: asyncio.TimerHandle | None = None
+        self.guard_lingering, self.guard_discarded = False, 0
+        self.guard_got_bytes = False
+        stats = self.guard_stats
+        self.guard_refused = stats.open >= stats.max_connections
+        if self.guard_refused:  # answer once the request arrives (no RST on unread data), then close
+            stats.on_event("refused")
+            self.guard_timer = asyncio.get_running_loop().call_later(stats.header_timeout_s, transport.close)
+            return
+        stats.open += 1
+        super().connection_made(_Transport(transport, self))
+        self.guard_arm()
+
+    def guard_arm(self) -> None:
+        """Wait for the next request's headers (a fresh connection, or the next one on keep-alive)."""
+        self.guard_cancel()
+        self.guard_tail, self.guard_got_bytes = b"", False
+        timeout_s = self.guard_stats.header_timeout_s
+        self.guard_timer = asyncio.get_running_loop().call_later(timeout_s, self.guard_expired)
+
+    def guard_cancel(self) -> None:
+        if self.guard_timer is not None:
+            self.guard_timer.cancel()
+            self.guard_timer = None
+
+    def guard_expired(self) -> None:
+        self.guard_timer = None
+        if self.guard_raw.is_closing() or self.guard_lingering:
+            return
+        if self.guard_got_bytes:
+            self.guard_stats.on_event("header_timeout")
+            self.guard_raw.write(self.guard_too_slow)
+            self.guard_linger()  # it may still be sending its headers
+        else:
+            self.guard_raw.close()
+
+    # -- closing -----------------------------------------------------------------------------
+    def guard_close(self) -> None:
+        """uvicorn closes the connection: linger if the client may still be sending its request
+        (its body, or the headers of one that has begun), else close at once."""
+        if self.guard_lingering or self.guard_raw.is_closing():
+            return
+        their = self.conn.their_state
+        if their is h11.SEND_BODY or (their is h11.IDLE and self.guard_got_bytes):
+            self.guard_linger()
+        else:
+            self.guard_raw.close()
+
+    def guard_linger(self) -> None:
+        """Send what is written and then FIN; read and discard until the client closes or a bound."""
+        raw, stats = self.guard_raw, self.guard_stats
+        if stats.linger_s <= 0:
+            raw.close()
+            return
+        self.guard_cancel()
+        self.guard_lingering = True
+        stats.lingering += 1
+        if raw.can_write_eof():
+            raw.write_eof()  # the FIN follows the answer's bytes still buffered
+        raw.resume_reading()  # uvicorn may have paused reading (flow control)
+        self.guard_timer = asyncio.get_running_loop().call_later(stats.linger_s, raw.close)
+
+    def shutdown(self) -> None:
+        if self.guard_lingering:  # the server is stopping: no need to wait for the client
+            self.guard_raw.close()
+            return
+        super().shutdown()
+
+    # -- asyncio.Protocol callbacks ----------------------------------------------------------
+    def data_received(self, data: bytes) -> None:
+        if self.guard_lingering:
+            self.guard_discarded += len(data)
+            if self.guard_discarded > LINGER_MAX_BYTES:
+                self.guard_raw.close()
+            return
+        if self.guard_refused:
+            if not self.guard_raw.is_closing():
+                self.guard_raw.write(self.guard_refuse)
+                self.guard_linger()  # it may be sending a body
+            return
+        if self.guard_timer is not None:
+            self.guard_got_bytes = True
+            if b"\r\n\r\n" in self.guard_tail + data:  # the headers are complete: the body has its own deadline
+                self.guard_cancel()
+            else:
+                self.guard_tail = (self.guard_tail + data)[-3:]
+        super().data_received(data)
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing():
+            self.guard_arm()
+
+    def connection_lost(self, exc) -> None:
+        self.guard_cancel()
+        if self.guard_lingering:
+            self.guard_stats.lingering -= 1
+        if self.guard_refused:
+            return
+        self.guard_stats.open -= 1
+        super().connection_lost(exc)
+
+
 def guarded_protocol(stats: ConnectionStats) -> type[H11Protocol]:
+    """The protocol class to hand uvicorn (``Config(http=...)``) for one server, counting in ``stats``."""
     refuse = _raw_response(503, "Service Unavailable", "too_many_connections",
                            f"the server has {stats.max_connections} open connections, its limit; retry shortly",
                            stats.retry_after_s)
     too_slow = _raw_response(408, "Request Timeout", "header_timeout",
                              f"the request headers did not arrive within {stats.header_timeout_s:g} s")
-
-    class GuardedH11Protocol(H11Protocol):
-        def connection_made(self, transport):
-            self.guard_raw = transport
-            self.guard_timer: asyncio.TimerHandle | None = None
-            self.guard_lingering, self.guard_discarded = False, 0
-            self.guard_got_bytes = False
-            self.guard_refused = stats.open >= stats.max_connections
-            if self.guard_refused:  # answer once the request arrives (no RST on unread data), then close
-                stats.on_event("refused")
-                self.guard_timer = asyncio.get_running_loop().call_later(stats.header_timeout_s, transport.close)
-                return
-            stats.open += 1
-            super().connection_made(_Transport(transport, self))
-            self.guard_arm()
-
-        def guard_arm(self) -> None:
-            """Wait for the next request's headers (a fresh connection, or the next one on keep-alive)."""
-            self.guard_cancel()
-            self.guard_tail, self.guard_got_bytes = b"", False
-            self.guard_timer = asyncio.get_running_loop().call_later(stats.header_timeout_s, self.guard_expired)
-
-        def guard_cancel(self) -> None:
-            if self.guard_timer is not None:
-                self.guard_timer.cancel()
-                self.guard_timer = None
-
-        def guard_expired(self) -> None:
-            self.guard_timer = None
-            if self.guard_raw.is_closing() or self.guard_lingering:
-                return
-            if self.guard_got_bytes:
-                stats.on_event("header_timeout")
-                self.guard_raw.write(too_slow)
-                self.guard_linger()  # it may still be sending its headers
-            else:
-                self.guard_raw.close()
-
-        # -- closing -----------------------------------------------------------------------------
-        def guard_close(self) -> None:
-            """uvicorn closes the connection: linger if the client may still be sending its request
-            (its body, or the headers of one that has begun), else close at once."""
-            if self.guard_lingering or self.guard_raw.is_closing():
-                return
-            their = self.conn.their_state
-            if their is h11.SEND_BODY or (their is h11.IDLE and self.guard_got_bytes):
-                self.guard_linger()
-            else:
-                self.guard_raw.close()
-
-        def guard_linger(self) -> None:
-            """Send what is written and then FIN; read and discard until the client closes or a bound."""
-            raw = self.guard_raw
-            if stats.linger_s <= 0:
-                raw.close()
-                return
-            self.guard_cancel()
-            self.guard_lingering = True
-            stats.lingering += 1
-            if raw.can_write_eof():
-                raw.write_eof()  # the FIN follows the answer's bytes still buffered
-            raw.resume_reading()  # uvicorn may have paused reading (flow control)
-            self.guard_timer = asyncio.get_running_loop().call_later(stats.linger_s, raw.close)
-
-        def shutdown(self) -> None:
-            if self.guard_lingering:  # the server is stopping: no need to wait for the client
-                self.guard_raw.close()
-                return
-            super().shutdown()
-
-        # -- asyncio.Protocol callbacks ----------------------------------------------------------
-        def data_received(self, data: bytes) -> None:
-            if self.guard_lingering:
-                self.guard_discarded += len(data)
-                if self.guard_discarded > LINGER_MAX_BYTES:
-                    self.guard_raw.close()
-                return
-            if self.guard_refused:
-                if not self.guard_raw.is_closing():
-                    self.guard_raw.write(refuse)
-                    self.guard_linger()  # it may be sending a body
-                return
-            if self.guard_timer is not None:
-                self.guard_got_bytes = True
-                if b"\r\n\r\n" in self.guard_tail + data:  # the headers are complete: the body has its own deadline
-                    self.guard_cancel()
-                else:
-                    self.guard_tail = (self.guard_tail + data)[-3:]
-            super().data_received(data)
-
-        def on_response_complete(self) -> None:
-            super().on_response_complete()
-            if not self.transport.is_closing():
-                self.guard_arm()
-
-        def connection_lost(self, exc) -> None:
-            self.guard_cancel()
-            if self.guard_lingering:
-                stats.lingering -= 1
-            if self.guard_refused:
-                return
-            stats.open -= 1
-            super().connection_lost(exc)
-
-    return GuardedH11Protocol
+    return type("GuardedH11Protocol", (GuardedH11Protocol,),
+                {"guard_stats": stats, "guard_refuse": refuse, "guard_too_slow": too_slow})

@@ -8,8 +8,9 @@ import asyncio
 import io
 import warnings
 
-from .budget import Reservation
-from .errors import BadImage, BadRequest, BodyTooLarge, ClientGone, RequestTimeout, TooManyPixels
+from ipex_resnet.imaging.decode import ALLOWED_FORMATS, ALLOWED_TEXT, sniff_refused
+from ipex_resnet.serve.budget import Reservation
+from ipex_resnet.serve.errors import BadImage, BadRequest, BodyTooLarge, ClientGone, RequestTimeout, TooManyPixels
 
 
 async def read_body(request, limit: int, deadline_s: float, held: Reservation) -> bytes:
@@ -49,7 +50,9 @@ async def read_body(request, limit: int, deadline_s: float, held: Reservation) -
 
 
 def declared_pixels(name: str, data: bytes, max_pixels: int) -> int:
-    """Width x height as the image header declares it (PIL opens lazily: nothing is decoded)."""
+    """Width x height as the image header declares it (PIL opens lazily: nothing is decoded). Only the
+    decoder's allowed formats are tried, so no other Pillow plugin parses an untrusted upload; a known
+    refused format is named as the decoder names it."""
     from PIL import Image, UnidentifiedImageError
 
     if not data:
@@ -57,9 +60,12 @@ def declared_pixels(name: str, data: bytes, max_pixels: int) -> int:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as img:
+            with Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS) as img:
                 w, h = img.size
     except UnidentifiedImageError:
+        refused = sniff_refused(data[:32])
+        if refused:
+            raise BadImage(f"{name}: {refused} images are not accepted (accepted: {ALLOWED_TEXT})") from None
         raise BadImage(f"{name}: not an image (unrecognized format)", code="not_an_image") from None
     except Image.DecompressionBombError:
         raise BadImage(f"{name}: declared size exceeds the {max_pixels / 1e6:.0f} MP limit",

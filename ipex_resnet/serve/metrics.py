@@ -25,7 +25,7 @@ def multiprocess_dir() -> str | None:
 
 
 class ServiceMetrics:
-    """The series the HTTP service exports (names as before the move to prometheus_client)."""
+    """The series the HTTP service exports. Their names are a contract with dashboards and alerts: keep them."""
 
     def __init__(self):
         self.multiprocess = multiprocess_dir() is not None
@@ -56,6 +56,10 @@ class ServiceMetrics:
                                       multiprocess_mode="livesum")
         self.ready = Gauge(p + "ready", "1 when the model is loaded and warmed up and inference makes progress "
                            "(with several workers: the least ready one).", registry=r, multiprocess_mode="livemin")
+        self.result_cache = Counter(p + "result_cache_events", "Result cache lookups and evictions, by event "
+                                    "(hit, miss, eviction); only with --result-cache.", ("event",), registry=r)
+        self.result_cache_entries = Gauge(p + "result_cache_entries", "Results held in the result cache now.",
+                                          registry=r, multiprocess_mode="livesum")
         self.info = Gauge(p + "model_info", "The model being served (value is always 1).",
                           ("model", "backend", "precision"), registry=r, multiprocess_mode="livemax")
         if self.multiprocess:

@@ -11,11 +11,12 @@ from __future__ import annotations
 import base64
 import json
 import struct
+from collections.abc import Callable
 
 import numpy as np
 
-from .errors import BadInferRequest, BadTensor, NotFound, TooManyPixels
-from .limits import read_body
+from ipex_resnet.serve.errors import BadInferRequest, BadTensor, NotFound, TooManyPixels
+from ipex_resnet.serve.limits import read_body
 
 VERSION = "1"
 HEADER_LENGTH = "inference-header-content-length"
@@ -83,39 +84,179 @@ def _flatten(data) -> list:
     return out
 
 
+# -- requests -----------------------------------------------------------------------------------------
+def check_model(svc, name: str, version: str | None = None) -> None:
+    """Raise unless the service is ready and serves model ``name`` (version ``version``, if given)."""
+    problem = svc.readiness_problem()
+    if problem is not None:
+        raise problem
+    if name != svc.info["model"] or version not in (None, "", VERSION):
+        raise NotFound(f"unknown model {name!r}" + (f" version {version!r}" if version else "") +
+                       f"; this server serves {svc.info['model']!r} version {VERSION}")
+
+
+def model_metadata(svc) -> dict:
+    c, h, w = svc.image_shape
+    return {"name": svc.info["model"], "versions": [VERSION], "platform": f"pytorch_{svc.info['backend']}",
+            "inputs": [{"name": "image", "datatype": "BYTES", "shape": [-1]},
+                       {"name": "tensor", "datatype": "FP32", "shape": [-1, c, h, w]}],
+            "outputs": [{"name": "labels", "datatype": "BYTES", "shape": [-1, -1]},
+                        {"name": "scores", "datatype": "FP32", "shape": [-1, -1]},
+                        {"name": "indices", "datatype": "INT64", "shape": [-1, -1]}],
+            "parameters": {"precision": svc.info["precision"], "max_batch": svc.cfg.max_batch}}
+
+
+def _image_items(data, n: int) -> list[bytes]:
+    """The encoded images of input ``image``: the binary BYTES layout, or base64 strings in JSON."""
+    if isinstance(data, bytes):
+        items = _unpack_bytes(data)
+    else:
+        try:
+            items = [base64.b64decode(x, validate=True) for x in _flatten(data)]
+        except (TypeError, ValueError):
+            raise BadInferRequest("input 'image': JSON BYTES elements must be base64 strings") from None
+    if len(items) != n:
+        raise BadInferRequest(f"input 'image': shape says {n} element(s), the data has {len(items)}")
+    return items
+
+
+def _tensor_batch(svc, data, dtype, shape: list[int]) -> np.ndarray:
+    """Input ``tensor``: preprocessed images, FP32 of shape [N, *image_shape], finite, within the pixel cap."""
+    n = shape[0]
+    want = [n, *svc.image_shape]
+    if dtype != "FP32" or shape != want:
+        raise BadTensor(f"input 'tensor' must be FP32 of shape {want} (preprocessed images), got {dtype} {shape}")
+    if n * shape[2] * shape[3] > svc.cfg.max_request_pixels:
+        raise TooManyPixels(f"the request carries more than {svc.cfg.max_request_pixels / 1e6:.0f} MP")
+    count = int(np.prod(want))
+    if isinstance(data, bytes):
+        if len(data) != 4 * count:
+            raise BadTensor(f"input 'tensor': {len(data)} bytes of data for shape {want} (want {4 * count})")
+        arr = np.frombuffer(data, dtype="<f4")
+    else:
+        flat = _flatten(data)
+        if len(flat) != count or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in flat):
+            raise BadTensor(f"input 'tensor': want {count} numbers for shape {want}")
+        arr = np.asarray(flat, dtype=np.float32)
+    t = arr.astype(np.float32).reshape(want)
+    if not bool(np.isfinite(t).all()):
+        raise BadTensor("input 'tensor' holds NaN or infinite values")
+    return t
+
+
+def inputs_to_prepare(svc, doc: dict, binary: bytes, topk: int | None = None):
+    """Validate the single input and return (names, prepare) where ``await prepare()`` -> tensors (or,
+    with the result cache and ``topk``, cache hits and keyed tensors for images)."""
+    if len(doc["inputs"]) != 1:
+        raise BadInferRequest(f"send exactly one input ('image' or 'tensor'), got {len(doc['inputs'])}")
+    inp = doc["inputs"][0]
+    name, dtype, shape = inp.get("name"), inp.get("datatype"), inp.get("shape")
+    if not isinstance(shape, list) or not shape or not all(isinstance(d, int) and d >= 0 for d in shape):
+        raise BadInferRequest(f"input {name!r}: shape must be a list of non-negative integers, got {shape!r}")
+    n = shape[0]
+    if not 1 <= n <= svc.cfg.max_files:
+        raise BadInferRequest(f"input {name!r}: batch of {n}; send 1 to {svc.cfg.max_files} images per request")
+    data, _ = _input_data(inp, binary, 0)
+    if name == "image":
+        if dtype != "BYTES" or shape not in ([n], [n, 1]):
+            raise BadInferRequest(f"input 'image' must be BYTES of shape [N] or [N,1], got {dtype} {shape}")
+        images = [(f"image[{i}]", b) for i, b in enumerate(_image_items(data, n))]
+        return [nm for nm, _ in images], lambda: svc.preprocess(images, topk)
+    if name == "tensor":
+        t = _tensor_batch(svc, data, dtype, shape)
+
+        async def prepare():
+            return list(t)
+
+        return [f"tensor[{i}]" for i in range(n)], prepare
+    raise BadInferRequest(f"unknown input {name!r}; this model takes 'image' (BYTES) or 'tensor' (FP32)")
+
+
+def requested_outputs(svc, doc: dict) -> tuple[list[tuple[str, bool, int | None]], int]:
+    """The outputs to send as (name, binary?, classification count or None), and the top-k to compute."""
+    params = doc.get("parameters") or {}
+    k = svc.parse_topk(params.get("topk"))
+    default_binary = bool(params.get("binary_data_output", False))
+    outs = doc.get("outputs")
+    if not outs:
+        return [(o, default_binary, None) for o in ("labels", "scores", "indices")], k
+    chosen = []
+    for o in outs:
+        oname = o.get("name") if isinstance(o, dict) else None
+        if oname not in ("labels", "scores", "indices"):
+            raise BadInferRequest(f"unknown output {oname!r}; outputs are 'labels', 'scores', 'indices'")
+        op = o.get("parameters") or {}
+        cls = op.get("classification")
+        if cls is not None:
+            k = max(k, svc.parse_topk(cls))
+        chosen.append((oname, bool(op.get("binary_data", default_binary)), cls))
+    return chosen, k
+
+
+# -- responses ----------------------------------------------------------------------------------------
+COLUMNS = {"labels": ("BYTES", lambda r: r["label"].encode()), "scores": ("FP32", lambda r: r["score"]),
+           "indices": ("INT64", lambda r: r["index"])}
+
+
+def _output(tops: list[list[dict]], oname: str, binary: bool, cls, k: int) -> tuple[dict, bytes | None]:
+    """One output tensor: its JSON description (with the data, unless binary) and its binary data."""
+    if cls is not None:  # classification extension: "score:index:label", top `cls` per image
+        dtype = "BYTES"
+        rows = [[f"{r['score']:f}:{r['index']}:{r['label']}".encode() for r in top[:int(cls)]] for top in tops]
+    else:
+        dtype, get = COLUMNS[oname]
+        rows = [[get(r) for r in top[:k]] for top in tops]
+    flat = [v for row in rows for v in row]
+    out = {"name": oname, "datatype": dtype, "shape": [len(rows), len(rows[0]) if rows else 0]}
+    if not binary:
+        out["data"] = [v.decode() for v in flat] if dtype == "BYTES" else flat
+        return out, None
+    raw = _pack_bytes(flat) if dtype == "BYTES" else np.asarray(flat, dtype=NP_TYPES[dtype]).astype(
+        np.dtype(NP_TYPES[dtype]).newbyteorder("<")).tobytes()
+    out["parameters"] = {"binary_data_size": len(raw)}
+    return out, raw
+
+
+def encode_response(model: str, tops: list[list[dict]], outputs, k: int, doc: dict):
+    """The inference response: JSON, or JSON then the binary outputs (binary tensor data extension)."""
+    from starlette.responses import Response
+
+    results, blobs = [], []
+    for oname, binary, cls in outputs:
+        out, raw = _output(tops, oname, binary, cls, k)
+        results.append(out)
+        if raw is not None:
+            blobs.append(raw)
+    head = {"model_name": model, "model_version": VERSION, "outputs": results}
+    if "id" in doc:
+        head["id"] = doc["id"]
+    text = json.dumps(head).encode()
+    if not blobs:
+        return Response(text, media_type="application/json")
+    return Response(text + b"".join(blobs), media_type="application/octet-stream",
+                    headers={"Inference-Header-Content-Length": str(len(text))})
+
+
+# -- routes -------------------------------------------------------------------------------------------
+async def server_metadata(request):
+    from starlette.responses import JSONResponse
+
+    from ipex_resnet.util.version import __version__
+
+    return JSONResponse({"name": "ipex-resnet", "version": __version__, "extensions": ["binary_tensor_data",
+                                                                                       "classification"]})
+
+
 def oip_routes(svc) -> list:
+    """The ``/v2`` routes of the service ``svc``."""
     from starlette.requests import Request
-    from starlette.responses import JSONResponse, Response
+    from starlette.responses import JSONResponse
     from starlette.routing import Route
 
     cfg = svc.cfg
 
     def fail(exc):
         return svc.error_response(exc, oip=True)
-
-    def model_or_raise(name: str, version: str | None = None) -> None:
-        problem = svc.readiness_problem()
-        if problem is not None:
-            raise problem
-        if name != svc.info["model"] or version not in (None, "", VERSION):
-            raise NotFound(f"unknown model {name!r}" + (f" version {version!r}" if version else "") +
-                           f"; this server serves {svc.info['model']!r} version {VERSION}")
-
-    def metadata() -> dict:
-        c, h, w = svc.image_shape
-        return {"name": svc.info["model"], "versions": [VERSION], "platform": f"pytorch_{svc.info['backend']}",
-                "inputs": [{"name": "image", "datatype": "BYTES", "shape": [-1]},
-                           {"name": "tensor", "datatype": "FP32", "shape": [-1, c, h, w]}],
-                "outputs": [{"name": "labels", "datatype": "BYTES", "shape": [-1, -1]},
-                            {"name": "scores", "datatype": "FP32", "shape": [-1, -1]},
-                            {"name": "indices", "datatype": "INT64", "shape": [-1, -1]}],
-                "parameters": {"precision": svc.info["precision"], "max_batch": cfg.max_batch}}
-
-    async def server_metadata(request: Request):
-        from .. import __version__
-
-        return JSONResponse({"name": "ipex-resnet", "version": __version__, "extensions": ["binary_tensor_data",
-                                                                                           "classification"]})
 
     async def live(request: Request):
         problem = svc.health_problem()
@@ -125,133 +266,29 @@ def oip_routes(svc) -> list:
         problem = svc.readiness_problem()
         return fail(problem) if problem else JSONResponse({"ready": True})
 
-    async def model_metadata(request: Request):
+    def about_model(request: Request, body: Callable[[], dict]):
         try:
-            model_or_raise(request.path_params["name"], request.path_params.get("version"))
+            check_model(svc, request.path_params["name"], request.path_params.get("version"))
         except Exception as exc:  # noqa: BLE001
             return fail(exc)
-        return JSONResponse(metadata())
+        return JSONResponse(body())
+
+    async def metadata(request: Request):
+        return about_model(request, lambda: model_metadata(svc))
 
     async def model_ready(request: Request):
-        try:
-            model_or_raise(request.path_params["name"], request.path_params.get("version"))
-        except Exception as exc:  # noqa: BLE001
-            return fail(exc)
-        return JSONResponse({"name": svc.info["model"], "ready": True})
-
-    def inputs_to_prepare(doc: dict, binary: bytes):
-        """Validate the single input and return (names, prepare) where ``await prepare()`` -> tensors."""
-        if len(doc["inputs"]) != 1:
-            raise BadInferRequest(f"send exactly one input ('image' or 'tensor'), got {len(doc['inputs'])}")
-        inp = doc["inputs"][0]
-        name, dtype, shape = inp.get("name"), inp.get("datatype"), inp.get("shape")
-        if not isinstance(shape, list) or not shape or not all(isinstance(d, int) and d >= 0 for d in shape):
-            raise BadInferRequest(f"input {name!r}: shape must be a list of non-negative integers, got {shape!r}")
-        n = shape[0]
-        if not 1 <= n <= cfg.max_files:
-            raise BadInferRequest(f"input {name!r}: batch of {n}; send 1 to {cfg.max_files} images per request")
-        data, _ = _input_data(inp, binary, 0)
-        if name == "image":
-            if dtype != "BYTES" or shape not in ([n], [n, 1]):
-                raise BadInferRequest(f"input 'image' must be BYTES of shape [N] or [N,1], got {dtype} {shape}")
-            if isinstance(data, bytes):
-                items = _unpack_bytes(data)
-            else:
-                try:
-                    items = [base64.b64decode(x, validate=True) for x in _flatten(data)]
-                except (TypeError, ValueError):
-                    raise BadInferRequest("input 'image': JSON BYTES elements must be base64 strings") from None
-            if len(items) != n:
-                raise BadInferRequest(f"input 'image': shape says {n} element(s), the data has {len(items)}")
-            images = [(f"image[{i}]", b) for i, b in enumerate(items)]
-            return [nm for nm, _ in images], lambda: svc.preprocess(images)
-        if name == "tensor":
-            want = [n, *svc.image_shape]
-            if dtype != "FP32" or shape != want:
-                raise BadTensor(f"input 'tensor' must be FP32 of shape {want} (preprocessed images), "
-                                f"got {dtype} {shape}")
-            if n * shape[2] * shape[3] > cfg.max_request_pixels:
-                raise TooManyPixels(f"the request carries more than {cfg.max_request_pixels / 1e6:.0f} MP")
-            count = int(np.prod(want))
-            if isinstance(data, bytes):
-                if len(data) != 4 * count:
-                    raise BadTensor(f"input 'tensor': {len(data)} bytes of data for shape {want} (want {4 * count})")
-                arr = np.frombuffer(data, dtype="<f4")
-            else:
-                flat = _flatten(data)
-                if len(flat) != count or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in flat):
-                    raise BadTensor(f"input 'tensor': want {count} numbers for shape {want}")
-                arr = np.asarray(flat, dtype=np.float32)
-            t = arr.astype(np.float32).reshape(want)
-            if not bool(np.isfinite(t).all()):
-                raise BadTensor("input 'tensor' holds NaN or infinite values")
-
-            async def prepare():
-                return list(t)
-
-            return [f"tensor[{i}]" for i in range(n)], prepare
-        raise BadInferRequest(f"unknown input {name!r}; this model takes 'image' (BYTES) or 'tensor' (FP32)")
-
-    def requested_outputs(doc: dict) -> tuple[list[tuple[str, bool, int | None]], int]:
-        params = doc.get("parameters") or {}
-        k = svc.parse_topk(params.get("topk"))
-        default_binary = bool(params.get("binary_data_output", False))
-        outs = doc.get("outputs")
-        if not outs:
-            return [(o, default_binary, None) for o in ("labels", "scores", "indices")], k
-        chosen = []
-        for o in outs:
-            oname = o.get("name") if isinstance(o, dict) else None
-            if oname not in ("labels", "scores", "indices"):
-                raise BadInferRequest(f"unknown output {oname!r}; outputs are 'labels', 'scores', 'indices'")
-            op = o.get("parameters") or {}
-            cls = op.get("classification")
-            if cls is not None:
-                k = max(k, svc.parse_topk(cls))
-            chosen.append((oname, bool(op.get("binary_data", default_binary)), cls))
-        return chosen, k
-
-    def encode(tops: list[list[dict]], outputs, k: int, doc: dict):
-        cols = {"labels": ("BYTES", lambda r: r["label"].encode()), "scores": ("FP32", lambda r: r["score"]),
-                "indices": ("INT64", lambda r: r["index"])}
-        results, blobs = [], []
-        for oname, binary, cls in outputs:
-            if cls is not None:  # classification extension: "score:index:label", top `cls` per image
-                dtype = "BYTES"
-                rows = [[f"{r['score']:f}:{r['index']}:{r['label']}".encode() for r in top[:int(cls)]] for top in tops]
-            else:
-                dtype, get = cols[oname]
-                rows = [[get(r) for r in top[:k]] for top in tops]
-            shape = [len(rows), len(rows[0]) if rows else 0]
-            flat = [v for row in rows for v in row]
-            out = {"name": oname, "datatype": dtype, "shape": shape}
-            if binary:
-                raw = _pack_bytes(flat) if dtype == "BYTES" else np.asarray(flat, dtype=NP_TYPES[dtype]).astype(
-                    np.dtype(NP_TYPES[dtype]).newbyteorder("<")).tobytes()
-                out["parameters"] = {"binary_data_size": len(raw)}
-                blobs.append(raw)
-            else:
-                out["data"] = [v.decode() for v in flat] if dtype == "BYTES" else flat
-            results.append(out)
-        head = {"model_name": svc.info["model"], "model_version": VERSION, "outputs": results}
-        if "id" in doc:
-            head["id"] = doc["id"]
-        text = json.dumps(head).encode()
-        if not blobs:
-            return Response(text, media_type="application/json")
-        return Response(text + b"".join(blobs), media_type="application/octet-stream",
-                        headers={"Inference-Header-Content-Length": str(len(text))})
+        return about_model(request, lambda: {"name": svc.info["model"], "ready": True})
 
     async def infer(request: Request):
         with svc.bodies.hold() as held:  # the body's bytes count against the budget until this returns
             try:
-                model_or_raise(request.path_params["name"], request.path_params.get("version"))
+                check_model(svc, request.path_params["name"], request.path_params.get("version"))
                 body = await read_body(request, cfg.max_body_bytes, cfg.body_timeout_s, held)
                 doc, binary = parse_request(body, request.headers.get(HEADER_LENGTH))
-                outputs, k = requested_outputs(doc)
-                _, prepare = inputs_to_prepare(doc, binary)
+                outputs, k = requested_outputs(svc, doc)
+                _, prepare = inputs_to_prepare(svc, doc, binary, k)
                 tops = await svc.run(request, prepare, k)
-                return encode(tops, outputs, k, doc)
+                return encode_response(svc.info["model"], tops, outputs, k, doc)
             except Exception as exc:  # noqa: BLE001 - typed errors map to their status; anything else is a 500
                 return fail(exc)
 
@@ -259,7 +296,7 @@ def oip_routes(svc) -> list:
               Route("/v2/health/live", live, methods=["GET"]),
               Route("/v2/health/ready", ready, methods=["GET"])]
     for base in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
-        routes += [Route(base, model_metadata, methods=["GET"]),
+        routes += [Route(base, metadata, methods=["GET"]),
                    Route(base + "/ready", model_ready, methods=["GET"]),
                    Route(base + "/infer", infer, methods=["POST"])]
     return routes

@@ -3,7 +3,7 @@ and whether its client is still there."""
 
 from __future__ import annotations
 
-from .errors import BadMultipart, EmptyBody, NoFiles, TooManyFiles, UnsupportedMediaType
+from ipex_resnet.serve.errors import BadMultipart, EmptyBody, NoFiles, TooManyFiles, UnsupportedMediaType
 
 RAW_TYPES = ("application/octet-stream",)
 

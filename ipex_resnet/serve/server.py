@@ -13,8 +13,8 @@ import sys
 import threading
 import time
 
-from .config import ServeConfig
-from .connections import guarded_protocol
+from ipex_resnet.serve.config import ServeConfig
+from ipex_resnet.serve.connections import guarded_protocol
 
 log = logging.getLogger("ipex_resnet.serve")
 
@@ -62,16 +62,20 @@ def serve(app, cfg: ServeConfig, sock: socket.socket | None = None) -> int:
     # lifespan failed (uvicorn logged why)
     loading = svc.load_thread
     if loading is not None and loading.is_alive():
-        # Stopped while the model was still loading (compiling, on a cold cache): nothing was admitted,
-        # so nothing is lost by not waiting. Skip interpreter teardown, which would run under the
-        # loader thread (torch's static destructors); an artifact half-written to the cache is in a
-        # temporary directory that is never published.
-        log.warning("stopped while the model was still loading; exiting without waiting for it")
-        logging.shutdown()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
+        exit_while_loading(code)
     return code
+
+
+def exit_while_loading(code: int) -> None:
+    """End the process now: it was stopped while the model was still loading (compiling, on a cold
+    cache). Nothing was admitted, so nothing is lost by not waiting. Interpreter teardown is skipped:
+    it would run under the loader thread (torch's static destructors). An artifact half-written to the
+    cache is in a temporary directory that is never published."""
+    log.warning("stopped while the model was still loading; exiting without waiting for it")
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 class ServerThread:

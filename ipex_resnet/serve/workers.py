@@ -3,7 +3,8 @@
 The parent binds the socket, creates the ``prometheus_client`` multiprocess directory, and starts each
 worker (``multiprocessing`` spawn: a fresh interpreter, no forked OpenMP state) with the socket and its
 CPU set. The worker pins itself (``os.sched_setaffinity``) before any inference thread exists and runs
-``threads = its cores``. CPU sets are one logical CPU per physical core (SMT siblings add nothing to
+``threads = its cores``. A worker accepts on the shared socket only once its model is loaded and warmed
+up, so while one (re)starts, the others take every connection. CPU sets are one logical CPU per physical core (SMT siblings add nothing to
 GEMM-bound inference), and never span NUMA nodes when the worker count allows it -- what
 ``torch.backends.xeon.run_cpu`` and TorchServe's CPU launcher do. The parent forwards SIGTERM/SIGINT,
 restarts a worker that dies, and removes the metrics directory at the end.
@@ -22,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ..errors import ConfigError
+from ipex_resnet.errors import ConfigError
 
 log = logging.getLogger("ipex_resnet.serve")
 
@@ -105,9 +106,9 @@ def _split(cpus: list[int], parts: int) -> list[list[int]]:
 
 def default_workers(topology: list[LogicalCPU], sockets: int = 1) -> tuple[int, str]:
     """What the plan decides. Up to 4 physical cores per NUMA node: one worker per node with all its cores
-    (on 2 cores, one batching queue with 2 intra-op threads matched two single-core workers in throughput
-    and beat them on p99: docs/serve.md, workers table). More: workers of 4 cores, an equal number per
-    node, since intra-op scaling of small batches flattens past a few cores (as TorchServe's launcher)."""
+    (on so few cores one batching queue with intra-op threads serves as much as single-core workers, with
+    a lower p99: docs/serve.md, workers table). More: workers of 4 cores, an equal number per node, since
+    intra-op scaling of small batches flattens past a few cores (as TorchServe's launcher)."""
     by_node = physical_cores(topology)
     per_node = min(len(v) for v in by_node.values())
     if per_node <= 4:
@@ -123,10 +124,10 @@ def default_workers(topology: list[LogicalCPU], sockets: int = 1) -> tuple[int, 
 def _worker_main(cfg_dict: dict, model: dict, cpus: list[int], sock: socket.socket, index: int) -> None:
     os.sched_setaffinity(0, cpus)
     os.environ["OMP_NUM_THREADS"] = str(model.get("threads") or len(cpus))
-    from . import run_one  # imports torch only now, pinned
+    from ipex_resnet.serve.process import run_one  # imports torch only now, pinned
 
     raise SystemExit(run_one(cfg_dict, model, sock, threads=model.get("threads") or len(cpus),
-                             label=f"worker {index} (pid {os.getpid()}, CPUs {cpus})"))
+                             label=f"worker {index} (pid {os.getpid()}, CPUs {cpus})", load_first=True))
 
 
 def run_workers(cfg_dict: dict, model: dict, cpu_sets: list[list[int]], sock: socket.socket,

@@ -1,0 +1,300 @@
+"""The MLPerf-style scenarios of a bench report, driven by MLCommons' LoadGen (:mod:`.loadgen`):
+SingleStream (p90 latency), Offline (throughput) and Server (the highest Poisson rate whose p99 stays
+under the bound) for one path in this process; then Server against the HTTP service (``ipex-resnet
+serve`` in its own process, real JPEGs posted to ``/v1/classify``: decoding, micro-batching and HTTP
+count — the served capacity) and against a peer serving stack, LitServe, serving the same engine
+(:mod:`.peer_service`). Every number is labelled "MLPerf-style, not an official MLPerf result"."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from ipex_resnet.benchmarking import loadgen as L
+from ipex_resnet.errors import ConfigError
+
+SCENARIO_NAMES = ("single-stream", "offline", "server", "service", "peer")
+
+
+def parse_scenarios(value: str | Sequence[str] | None) -> list[str]:
+    """``--scenarios`` -> the list to run ("all" is every one; None or "none" is none)."""
+    if value is None:
+        return []
+    items = [v.strip().lower() for v in (value.split(",") if isinstance(value, str) else value) if v.strip()]
+    if items in (["none"], []):
+        return []
+    if "all" in items:
+        return list(SCENARIO_NAMES)
+    for item in items:
+        if item not in SCENARIO_NAMES:
+            raise ConfigError(f"unknown scenario {item!r}: choose from {', '.join(SCENARIO_NAMES)}, all, none")
+    return [n for n in SCENARIO_NAMES if n in items]
+
+
+def pick_path(results: dict, built: dict, wanted: str | None, bmax: int) -> str:
+    """The path the scenarios run: ``wanted``, else ours (not a peer) with the best img/s at ``bmax``."""
+    ours = [n for n, b in built.items() if b.classifier is not None]
+    if wanted:
+        if wanted not in ours:
+            raise ConfigError(f"--scenario-path {wanted!r} is not one of the measured paths: {', '.join(ours)}")
+        return wanted
+    return max(ours, key=lambda n: results[n]["throughput"].get(str(bmax), 0.0))
+
+
+def run_scenarios(s, built: dict, results: dict, jpegs: list[bytes], logs: Path, progress) -> dict:
+    """Every scenario ``s.scenarios`` asks for, on one path; LoadGen's logs under ``logs``."""
+    import numpy as np
+
+    bmax = max(s.batch_sizes)
+    name = pick_path(results, built, s.scenario_path, bmax)
+    b = built[name]
+    arrays = [b.classifier.preprocess(j) for j in jpegs]
+    n = len(arrays)
+    steps = 3 if s.quick else 5
+    out: dict = {"label": L.LABEL, "path": name, "p99_ms_bound": s.p99_ms, "duration_s": s.scenario_budget,
+                 "samples": n, "max_batch": bmax, "logs": str(logs)}
+
+    def run_batch(idx: list[int]):
+        return b.runner(np.stack([arrays[i] for i in idx]))
+
+    b1 = results[name]["latency"].get("1", {}).get("p50_ms") or 10.0
+    rate = results[name]["throughput"].get(str(bmax)) or 1e3 / b1
+    if "single-stream" in s.scenarios:
+        progress.step(f"LoadGen SingleStream: {name}")
+        out["single_stream"] = _queued(run_batch, 1, "single-stream",
+                                       L.RunSettings(s.scenario_budget, n, expected_qps=1e3 / b1), logs)
+    if "offline" in s.scenarios or any(x in s.scenarios for x in ("server", "service", "peer")):
+        progress.step(f"LoadGen Offline: {name}")
+        # LoadGen sizes Offline's one query from the expected rate; a SUT faster than that ends before the
+        # minimum duration (an invalid run), so it is told half again the report's rate
+        out["offline"] = _queued(run_batch, bmax, "offline",
+                                 L.RunSettings(s.scenario_budget, n, expected_qps=rate * 1.5), logs)
+        out["offline"]["vs_report_throughput"] = out["offline"]["samples_per_s"] / rate
+    upper = max(out.get("offline", {}).get("samples_per_s") or rate, 1.0) * 1.05
+    rs = L.RunSettings(s.scenario_budget, n, p99_ms=s.p99_ms)
+    if "server" in s.scenarios:
+        progress.step(f"LoadGen Server (p99 <= {s.p99_ms:g} ms): {name}")
+        sut = L.QueuedSUT(run_batch, bmax)
+        try:
+            out["server"] = L.server_search(sut, rs, logs / "server", upper, steps)
+        finally:
+            sut.close()
+    served = {"service": ("the HTTP service", _service_command, "/v1/classify", _raw_request),
+              "peer": ("LitServe with the same engine", _peer_command, "/predict", _multipart_request)}
+    for key, (what, command, route, request) in served.items():
+        if key in s.scenarios:
+            progress.step(f"LoadGen Server against {what}: {name}")
+            out[key] = _guarded(lambda: _served(command(s, b, bmax, jpegs, logs / key), route, request(jpegs), rs,
+                                                logs / key, upper, steps, bmax))
+    _ratios(out)
+    return out
+
+
+def _guarded(measure) -> dict:
+    """One served scenario; a server that fails to start or answer is recorded, the rest goes on."""
+    try:
+        return measure()
+    except ConfigError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - recorded in the report with the server's log
+        text = str(exc).strip()
+        return {"error": (text.splitlines()[0] if text else type(exc).__name__)[:300]}
+
+
+def _ratios(out: dict) -> None:
+    offline = (out.get("offline") or {}).get("samples_per_s")
+    service = (out.get("service") or {}).get("capacity_qps")
+    peer = (out.get("peer") or {}).get("capacity_qps")
+    if offline and service is not None:
+        out["served_vs_offline"] = service / offline
+    if service is not None and peer:
+        out["served_vs_peer"] = service / peer
+
+
+def _queued(run_batch, max_batch: int, scenario: str, rs: L.RunSettings, logs: Path) -> dict:
+    sut = L.QueuedSUT(run_batch, max_batch)
+    try:
+        return L.run(sut, scenario, rs, logs / scenario)
+    finally:
+        sut.close()
+
+
+def _served(cmd: list[str], route: str, request, rs: L.RunSettings, logs: Path, upper: float, steps: int,
+            max_batch: int) -> dict:
+    """Start the server ``cmd`` on a free loopback port, wait until it answers, run the Server search
+    against ``route``, stop it. Its log is kept beside LoadGen's."""
+    logs.mkdir(parents=True, exist_ok=True)
+    port = _free_port()
+    with open(logs / "server.log", "w") as log:
+        proc = subprocess.Popen(cmd + ["--port", str(port)], stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            _wait_ready(url, proc, route, request, logs / "server.log")
+            sut = L.HttpSUT(url + route, request)
+            try:
+                # the search's upper end: what the endpoint answers with a few batches' worth in flight
+                probed = sut.probe(min(rs.duration_s, 5.0), rs.samples, concurrency=2 * max_batch)
+                result = L.server_search(sut, rs, logs, min(upper, probed * 1.1), steps)
+                result["probed_qps"] = probed
+            finally:
+                sut.close()
+        finally:
+            _stop(proc)
+    result["command"] = " ".join(cmd[1:] if cmd[0] == sys.executable else cmd)
+    return result
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_ready(url: str, proc: subprocess.Popen, route: str, request, log: Path, timeout_s: float = 300) -> None:
+    """Until one real request to ``route`` answers 200 (both stacks load the model before that)."""
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    content, headers = request(0)
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = log.read_text(errors="replace").strip().splitlines()[-3:]
+            raise RuntimeError(f"the server exited ({proc.returncode}) before it was ready: {' | '.join(tail)}")
+        try:
+            if httpx.post(url + route, content=content, headers=headers, timeout=30).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"the server at {url} was not ready within {timeout_s:.0f} s (log: {log})")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(30)
+
+
+def _spec_args(s, b, jpegs: list[bytes], logs: Path) -> list[str]:
+    """The model spec and path as ``ipex-resnet`` options: the preset as a JSON file, and for INT8 the
+    bench's own calibration images as a folder (the same images, so the same cached artifact)."""
+    logs.mkdir(parents=True, exist_ok=True)
+    args = ["--model", s.model, "--weights", s.weights, "--backend", b.spec.backend, "--precision", b.spec.precision]
+    if s.preset:
+        (logs / "preset.json").write_text(json.dumps(s.preset))
+        args += ["--preset", str(logs / "preset.json")]
+    if b.plan and b.plan.get("threads"):
+        args += ["--threads", str(b.plan["threads"])]
+    if b.spec.precision == "int8":
+        calib = logs / "calibration"
+        calib.mkdir(exist_ok=True)
+        for i, j in enumerate(jpegs):
+            (calib / f"{i:04d}.jpg").write_bytes(j)
+        args += ["--calibration", str(calib), "--accept-accuracy"]
+    return args
+
+
+def _service_command(s, b, max_batch: int, jpegs: list[bytes], logs: Path) -> list[str]:
+    return [sys.executable, "-m", "ipex_resnet.cli", "serve", *_spec_args(s, b, jpegs, logs), "--host", "127.0.0.1",
+            "--max-batch", str(max_batch), "--log-level", "warning"]
+
+
+def _peer_command(s, b, max_batch: int, jpegs: list[bytes], logs: Path) -> list[str]:
+    return [sys.executable, "-m", "ipex_resnet.benchmarking.peer_service", *_spec_args(s, b, jpegs, logs),
+            "--max-batch", str(max_batch)]
+
+
+def _raw_request(jpegs: list[bytes]):
+    def request(i: int) -> tuple[bytes, dict]:
+        return jpegs[i], {"content-type": "image/jpeg"}
+    return request
+
+
+def _multipart_request(jpegs: list[bytes]):
+    """Multipart bodies (LitServe's documented way to upload a file), encoded once by httpx."""
+    import httpx
+
+    bodies = []
+    for i, j in enumerate(jpegs):
+        req = httpx.Request("POST", "http://x/", files={"image": (f"{i}.jpg", j, "image/jpeg")})
+        bodies.append((req.read(), {"content-type": req.headers["content-type"]}))
+    return lambda i: bodies[i]
+
+
+# Targets (docs/benchmarks.md): LoadGen's Offline agrees with the report's own largest-batch throughput;
+# the service keeps most of it when it also decodes and answers HTTP; and beats a peer stack on the same engine.
+OFFLINE_CONSISTENCY = 0.05
+SERVED_VS_OFFLINE_MIN = 0.75
+SERVED_VS_PEER_MIN = 1.2
+
+
+def scenario_targets(sc: dict | None) -> list[dict]:
+    """The scenarios' targets that this run measured, each with its value and whether it is met."""
+    if not sc or "error" in sc:
+        return []
+    out = []
+
+    def target(name: str, value: float, op: str, limit: float, met: bool) -> None:
+        out.append({"name": f"{name} [{L.LABEL}]", "mode": "loadgen", "ours": sc["path"], "ours_value": value,
+                    "unit": "x", "target": f"{op} {limit:.2f}", "met": met})
+
+    ratio = (sc.get("offline") or {}).get("vs_report_throughput")
+    if ratio is not None:
+        target(f"Offline img/s / the report's b{sc['max_batch']} img/s", ratio, "within +-", OFFLINE_CONSISTENCY,
+               abs(ratio - 1) <= OFFLINE_CONSISTENCY)
+    if "served_vs_offline" in sc:
+        target(f"served capacity (p99 <= {sc['p99_ms_bound']:g} ms) / Offline", sc["served_vs_offline"], ">=",
+               SERVED_VS_OFFLINE_MIN, sc["served_vs_offline"] >= SERVED_VS_OFFLINE_MIN)
+    if "served_vs_peer" in sc:
+        target("served capacity / LitServe's, same engine", sc["served_vs_peer"], ">=", SERVED_VS_PEER_MIN,
+               sc["served_vs_peer"] >= SERVED_VS_PEER_MIN)
+    return out
+
+
+def scenario_lines(sc: dict) -> list[str]:
+    """The scenarios' section of the text report."""
+    def f(v, nd=1):
+        return "-" if v is None else f"{v:.{nd}f}"
+
+    if "error" in sc:
+        return [f"{L.LABEL}: the scenarios failed: {sc['error']} (logs in {sc.get('logs')})"]
+    lines = [f"{sc['label']} (MLCommons LoadGen; path {sc['path']}, {sc['samples']} real JPEGs, "
+             f"{sc['duration_s']:g} s per run, logs in {sc['logs']})"]
+    if "single_stream" in sc:
+        r = sc["single_stream"]
+        lines.append(f"  SingleStream: p90 {f(r['p90_ms'], 2)} ms, p50 {f(r['p50_ms'], 2)} ms"
+                     + ("" if r["valid"] else " (LoadGen: INVALID)"))
+    if "offline" in sc:
+        r = sc["offline"]
+        lines.append(f"  Offline: {f(r['samples_per_s'])} img/s (batches of {sc['max_batch']}; "
+                     f"{r['vs_report_throughput']:.2f}x the report's b{sc['max_batch']} throughput)")
+    for key, what in (("server", "Server, in process"), ("service", "Server, HTTP service (served capacity)"),
+                      ("peer", "Server, LitServe with the same engine")):
+        if key in sc and "error" in sc[key]:
+            lines.append(f"  {what}: failed: {sc[key]['error']}")
+        elif key in sc:
+            r = sc[key]
+            at = r.get("at_capacity") or {}
+            lines.append(f"  {what}: {f(r['capacity_qps'])} QPS with p99 <= {sc['p99_ms_bound']:g} ms "
+                         f"(p99 there {f(at.get('p99_ms'))} ms)")
+    if "served_vs_offline" in sc:
+        lines.append(f"  served capacity / Offline: {sc['served_vs_offline']:.2f}x")
+    if "served_vs_peer" in sc:
+        lines.append(f"  served capacity / LitServe: {sc['served_vs_peer']:.2f}x")
+    return lines
+
+
+__all__ = ["OFFLINE_CONSISTENCY", "SCENARIO_NAMES", "SERVED_VS_OFFLINE_MIN", "SERVED_VS_PEER_MIN", "parse_scenarios",
+           "pick_path", "run_scenarios", "scenario_lines", "scenario_targets"]

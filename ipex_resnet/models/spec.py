@@ -1,0 +1,150 @@
+"""The model spec every entry point shares: a torchvision name or an import path ``pkg.module:attr``
+(an ``nn.Module`` or a callable returning one), its weights, its preprocessing preset and its
+categories. Parsing here imports no torch; :func:`import_model` imports the user's code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import inspect
+import json
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from ipex_resnet.errors import ConfigError
+from ipex_resnet.imaging.preset import INTERPOLATIONS, PresetSpec
+
+_IDENT = r"[A-Za-z_]\w*"
+IMPORT_PATH = re.compile(rf"^{_IDENT}(\.{_IDENT})*:{_IDENT}(\.{_IDENT})*$")
+PRESET_FIELDS = ("resize_size", "crop_size", "mean", "std", "interpolation")
+MAX_CATEGORIES_BYTES = 16 * 2**20
+
+
+def is_import_path(model: object) -> bool:
+    return isinstance(model, str) and IMPORT_PATH.match(model) is not None
+
+
+def import_model(path: str):
+    """The ``nn.Module`` that ``pkg.module:attr`` names, or that calling it returns."""
+    import torch
+
+    module_name, _, attr = path.partition(":")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())  # as `python -m` does: the user's package in the working directory
+    try:
+        obj = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"model {path!r}: cannot import module {module_name!r} ({exc})") from None
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise ConfigError(f"model {path!r}: module {module_name!r} has no attribute {attr!r}")
+        obj = getattr(obj, part)
+    if isinstance(obj, torch.nn.Module):
+        return obj
+    if not callable(obj):
+        raise ConfigError(f"model {path!r} is a {type(obj).__name__}, not an nn.Module or a callable returning one")
+    try:
+        built = obj()
+    except Exception as exc:  # noqa: BLE001 - the user's code: say whose error it is
+        raise ConfigError(f"model {path!r}: calling it failed: {type(exc).__name__}: {exc}") from None
+    if not isinstance(built, torch.nn.Module):
+        raise ConfigError(f"model {path!r} returned a {type(built).__name__}, not an nn.Module")
+    return built
+
+
+def source_id(module) -> str:
+    """A hash of the source file that defines ``module``'s class (its forward), so an edited model is
+    another artifact even when its weights keep their shapes."""
+    h = hashlib.sha256(f"{type(module).__module__}.{type(module).__qualname__}".encode())
+    try:
+        h.update(Path(inspect.getsourcefile(type(module)) or "").read_bytes())
+    except (OSError, TypeError):
+        pass  # built-in or generated classes: their name is all there is
+    return h.hexdigest()[:16]
+
+
+def read_categories(path: str | os.PathLike) -> list[str]:
+    """One category name per line (blank lines ignored)."""
+    p = Path(path)
+    try:
+        if p.stat().st_size > MAX_CATEGORIES_BYTES:
+            raise ConfigError(f"categories file {str(p)!r} is larger than {MAX_CATEGORIES_BYTES // 2**20} MB")
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"categories file {str(p)!r} not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"categories file {str(p)!r} cannot be read as UTF-8 text: {exc}") from None
+    names = [line.strip() for line in text.splitlines() if line.strip()]
+    if not names:
+        raise ConfigError(f"categories file {str(p)!r} has no names (one per line)")
+    return names
+
+
+def _floats(text: str, option: str) -> tuple[float, ...]:
+    try:
+        vals = tuple(float(v) for v in str(text).replace(" ", "").split(",") if v)
+    except ValueError:
+        raise ConfigError(f"{option} must be numbers separated by commas, got {text!r}") from None
+    if len(vals) == 1:
+        vals = vals * 3  # one value for every channel
+    if len(vals) != 3:
+        raise ConfigError(f"{option} needs 1 or 3 values (R,G,B), got {len(vals)}: {text!r}")
+    return vals
+
+
+def read_preset_json(path: str | os.PathLike) -> dict[str, Any]:
+    p = Path(path)
+    try:
+        doc = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"preset file {str(p)!r} not found") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ConfigError(f"preset file {str(p)!r} is not JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise ConfigError(f"preset file {str(p)!r} must hold an object with {', '.join(PRESET_FIELDS)}")
+    unknown = sorted(set(doc) - set(PRESET_FIELDS) - {"antialias"})
+    if unknown:
+        raise ConfigError(f"preset file {str(p)!r}: unknown field(s) {', '.join(unknown)}; "
+                          f"known: {', '.join(PRESET_FIELDS)}")
+    return doc
+
+
+def preset_from_options(preset_file=None, resize=None, crop=None, mean=None, std=None,
+                        interpolation=None) -> PresetSpec | None:
+    """The preset the options describe: each option overrides the JSON file, which overrides
+    ImageNet's defaults (resize 256, crop 224, ImageNet mean/std, bilinear). None when none is given."""
+    fields: dict[str, Any] = read_preset_json(preset_file) if preset_file else {}
+    if resize is not None:
+        fields["resize_size"] = resize
+    if crop is not None:
+        fields["crop_size"] = crop
+    if mean is not None:
+        fields["mean"] = _floats(mean, "--mean")
+    if std is not None:
+        fields["std"] = _floats(std, "--std")
+    if interpolation is not None:
+        if interpolation not in INTERPOLATIONS:
+            raise ConfigError(f"--interpolation {interpolation!r} unknown; one of {', '.join(INTERPOLATIONS)}")
+        fields["interpolation"] = interpolation
+    for key in ("mean", "std"):
+        if key in fields and isinstance(fields[key], (int, float)):
+            fields[key] = (float(fields[key]),) * 3
+    return PresetSpec(**fields) if fields else None
+
+
+def as_preset(transforms):
+    """``transforms`` as given to load(): a preset dict (the JSON form) becomes a :class:`PresetSpec`."""
+    if isinstance(transforms, dict):
+        unknown = sorted(set(transforms) - set(PRESET_FIELDS) - {"antialias"})
+        if unknown:
+            raise ConfigError(f"preset: unknown field(s) {', '.join(unknown)}; known: {', '.join(PRESET_FIELDS)}")
+        return PresetSpec(**transforms)
+    return transforms
+
+
+__all__ = ["IMPORT_PATH", "as_preset", "import_model", "is_import_path", "preset_from_options", "read_categories",
+           "read_preset_json", "source_id"]
