@@ -237,6 +237,45 @@ def test_keep_float_leaves_those_layers_unquantized(engine, fp32_module, data, t
     assert 1e-3 < a.rel_error < 0.5, a  # still INT8 (not silently all float), still close
 
 
+@pytest.mark.parametrize("reduce", [False, True])
+def test_inductor_activations_get_7_bits_without_vnni(reduce, fp32_module, data):
+    """On a CPU without VNNI/AMX oneDNN's u8*s8 kernels can saturate, so the quantizer's activations
+    get 7 bits (``reduce_range``), as X86InductorQuantizer's docs advise; with VNNI the full 8 bits."""
+    require("inductor")
+    from ipex_resnet.hardware.cpu import probe
+    from ipex_resnet.quantization import inductor
+    from ipex_resnet.quantization._common import reduced_range_here
+
+    calib, held = data
+    graph, _ = inductor.quantized_graph(fp32_module, calib[:1], example=held[:1], reduce_range=reduce)
+    qmax = {n.args[4] for n in graph.graph.nodes
+            if n.op == "call_function" and "quantize_per_tensor" in str(n.target) and len(n.args) > 4}
+    assert qmax == {127 if reduce else 255}, qmax
+    assert reduced_range_here() is (probe(check_torch=False).int8_dot_isa is None)
+
+
+def test_onnxruntime_weights_get_7_bits_on_request(fp32_module, data, tmp_path):
+    """ONNX Runtime's ``reduce_range`` (7-bit weights, the default on a CPU without VNNI/AMX)."""
+    require("onnxruntime")
+    import onnx
+    from onnx import numpy_helper
+
+    from ipex_resnet.export.onnx import export_onnx
+    from ipex_resnet.quantization.onnxruntime import quantize_onnx
+
+    calib, held = data
+    fp32 = export_onnx(fp32_module, tmp_path / "fp32.onnx", crop=int(held.shape[-1]))
+    widest = {}
+    for reduce in (False, True):
+        out = tmp_path / f"q{int(reduce)}.onnx"
+        info = quantize_onnx(fp32, calib[:1], out, reduce_range=reduce)
+        assert info["reduce_range"] is reduce and ("7 bits" in info["scheme"]) is reduce
+        weights = [numpy_helper.to_array(t) for t in onnx.load(str(out)).graph.initializer
+                   if t.data_type == onnx.TensorProto.INT8 and len(t.dims) == 4]
+        widest[reduce] = max(int(abs(w.astype(int)).max()) for w in weights)
+    assert widest[True] <= 64 < widest[False], widest
+
+
 def test_keep_float_rejects_unknown_names(fp32_module, data, tmp_path):
     calib, held = data
     for engine in ENGINES:

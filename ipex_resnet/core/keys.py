@@ -11,6 +11,7 @@ from ipex_resnet import engines
 from ipex_resnet.core.cache import file_sha256
 from ipex_resnet.core.policy import Plan
 from ipex_resnet.errors import WeightsError
+from ipex_resnet.hardware.cpu import probe
 from ipex_resnet.models.spec import source_id
 from ipex_resnet.models.weights import NO_WEIGHTS, looks_like_path
 from ipex_resnet.util.deps import dist_version
@@ -61,6 +62,8 @@ def artifact_key(model_name: str, wid: str, plan: Plan, calibration_id: str | No
         libs[dist] = dist_version(dist)
     key = {"model": model_name, "weights": wid, "engine": engine.name, "precision": plan.precision,
            "isa": plan.isa_level, "versions": {"ipex_resnet": __version__, **libs}}
+    if plan.precision == "int8":  # the quantization recipe follows the CPU's int8 dot product (VNNI or not)
+        key["int8_isa"] = probe(check_torch=False).int8_dot_isa
     if engine.name == "ipex":
         key["weights_prepack"] = plan.options.get("weights_prepack")
     if calibration_id:

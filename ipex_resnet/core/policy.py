@@ -97,13 +97,7 @@ def _pick(name: str, explicit: object, env: Mapping[str, str], env_key: str,
 
 def cpu_int8_hardware(cpu: CPUInfo) -> str | None:
     """What runs INT8 dot products natively on this CPU, or None."""
-    if cpu.has("amx_tile", "amx_int8"):
-        return "AMX-INT8 tiles"
-    if cpu.has("avx512_vnni"):
-        return "AVX512_VNNI"
-    if cpu.has("avx_vnni"):
-        return "AVX_VNNI"
-    return None
+    return cpu.int8_dot_isa
 
 
 def default_threads(cpu: CPUInfo, affinity: int | None = None) -> tuple[int, str]:

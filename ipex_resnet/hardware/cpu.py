@@ -83,6 +83,18 @@ class CPUInfo:
         return self.has_amx_bf16 or self.has_avx512_bf16
 
     @property
+    def int8_dot_isa(self) -> str | None:
+        """What runs 8-bit dot products natively (accumulating in int32), or None: without it, oneDNN's
+        u8*s8 kernels sum pairs in saturating int16 (its "Nuances of int8 Computations")."""
+        if self.has("amx_tile", "amx_int8"):
+            return "AMX-INT8 tiles"
+        if self.has("avx512_vnni"):
+            return "AVX512_VNNI"
+        if self.has("avx_vnni"):
+            return "AVX_VNNI"
+        return None
+
+    @property
     def isa_level(self) -> str:
         if not self.has_avx512_core:
             return "avx2" if self.has("avx2", "fma") else "default"

@@ -117,3 +117,15 @@ def torch_threads(threads: int):
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def reduced_range_here() -> bool:
+    """True on a CPU without VNNI or AMX-INT8. There oneDNN's and ONNX Runtime's u8*s8 kernels
+    (``vpmaddubsw``) add pairs of products in saturating int16, so one 8-bit operand gets 7 bits, as
+    both tools advise ("reduce_range ... on earlier CPUs without VNNI", X86InductorQuantizer;
+    "reduce_range ... non-VNNI machine", ONNX Runtime's quantization guide). Measured on an AVX2-only
+    EPYC, EfficientNet-Lite1: Inductor and ONNX Runtime INT8 then pass the 1-point gate without the
+    layer fallback (docs/accuracy.md)."""
+    from ipex_resnet.hardware.cpu import probe
+
+    return probe(check_torch=False).int8_dot_isa is None

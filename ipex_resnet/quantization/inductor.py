@@ -37,6 +37,7 @@ from ipex_resnet.quantization._common import (
     check_keep_float,
     count,
     inside,
+    reduced_range_here,
     torch_threads,
 )
 from ipex_resnet.util.deps import dist_version, first_missing
@@ -99,15 +100,18 @@ def _example(example):
     return x
 
 
-def quantized_graph(module, calibration, *, example, threads: int = 0, keep_float: Sequence[str] = ()):
+def quantized_graph(module, calibration, *, example, threads: int = 0, keep_float: Sequence[str] = (),
+                    reduce_range: bool | None = None):
     """The PT2E-converted ``torch.fx.GraphModule`` (before Inductor) and the tool's name:
-    strict export -> ``X86InductorQuantizer`` (default config; ``keep_float`` submodules set to
-    ``None``) -> ``prepare_pt2e`` -> calibrate -> ``convert_pt2e``."""
+    strict export -> ``X86InductorQuantizer`` (default config, 7-bit activations when
+    ``reduce_range``, by default on a CPU without VNNI; ``keep_float`` submodules set to ``None``)
+    -> ``prepare_pt2e`` -> calibrate -> ``convert_pt2e``."""
     import torch
 
     batches = check_calibration(calibration)
     keep = check_keep_float(module, keep_float)
     x = _example(example)
+    reduce = reduced_range_here() if reduce_range is None else bool(reduce_range)
     with torch_threads(threads), torch.no_grad(), warnings.catch_warnings():
         # torch 2.8's torch.ao PT2E announces its move to torchao: we use torchao where it exists
         warnings.filterwarnings("ignore", message="torch.ao.quantization is deprecated", category=DeprecationWarning)
@@ -115,7 +119,7 @@ def quantized_graph(module, calibration, *, example, threads: int = 0, keep_floa
         prepare_pt2e, convert_pt2e, xiq, tool = _pt2e()
         exported = _export(module.eval(), x, strict=True).module()
         quantizer = xiq.X86InductorQuantizer()
-        quantizer.set_global(xiq.get_default_x86_inductor_quantization_config())
+        quantizer.set_global(xiq.get_default_x86_inductor_quantization_config(reduce_range=reduce))
         for name in keep:
             quantizer.set_module_name_qconfig(name, None)
         prepared = prepare_pt2e(exported, quantizer)
@@ -169,7 +173,9 @@ def quantize(module, calibration, out_dir: Path, *, threads: int, example, bf16:
         def forward(self, inp):
             return self.inner(inp).float()
 
-    converted, tool = quantized_graph(module, batches, example=x.numpy(), threads=threads, keep_float=keep)
+    reduce = reduced_range_here()
+    converted, tool = quantized_graph(module, batches, example=x.numpy(), threads=threads, keep_float=keep,
+                                      reduce_range=reduce)
     layers = quantized_layers(converted)
     kept = [k for k in keep if any(inside(name, k) for name in layers)
             and not any(q for name, q in layers.items() if inside(name, k))]
@@ -178,10 +184,12 @@ def quantize(module, calibration, out_dir: Path, *, threads: int, example, bf16:
         compile_package(Float32Out(converted), x, Path(out_dir) / ARTIFACT, strict=True, autocast_bf16=bf16)
     return {
         "scheme": "static PT2E (X86InductorQuantizer): per-channel symmetric int8 weights, "
-                  "per-tensor affine uint8 activations" + (", BF16 for the rest" if bf16 else "")
+                  "per-tensor affine uint8 activations"
+                  + (" in 7 bits (reduce_range: no VNNI or AMX)" if reduce else "") + (", BF16 for the rest" if bf16 else "")
                   + (f", {len(kept)} submodule(s) kept in {'BF16' if bf16 else 'FP32'}" if kept else ""),
         "tool": tool,
         "calibration_images": count(batches),
         "bf16": bool(bf16),
         "kept_float": kept,
+        "reduce_range": reduce,
     }

@@ -32,6 +32,7 @@ from ipex_resnet.quantization._common import (
     images,
     module_names,
     owned_by,
+    reduced_range_here,
 )
 from ipex_resnet.util.deps import dist_version, first_missing
 
@@ -86,9 +87,10 @@ def input_producers(onnx_path: Path, nodes: Collection[str]) -> set[str]:
 
 
 def quantize_onnx(fp32_onnx: Path, calibration, out_path: Path, *, keep_float: Sequence[str] = (),
-                  known: Collection[str] = ()) -> dict[str, Any]:
+                  known: Collection[str] = (), reduce_range: bool | None = None) -> dict[str, Any]:
     """Quantize an FP32 ONNX file to ``out_path`` (QDQ, per-channel, S8S8). ``keep_float`` names
-    submodules (``known`` holds every submodule name of the exported module) to leave in FP32."""
+    submodules (``known`` holds every submodule name of the exported module) to leave in FP32.
+    ``reduce_range`` (7-bit weights) defaults to on for a CPU without VNNI or AMX."""
     try:
         from onnxruntime.quantization import (
             CalibrationDataReader,
@@ -100,6 +102,7 @@ def quantize_onnx(fp32_onnx: Path, calibration, out_path: Path, *, keep_float: S
     except ImportError:
         raise BackendUnavailable(f"ONNX Runtime INT8 needs onnxruntime: {HINT}") from None
     batches = check_calibration(calibration)
+    reduce = reduced_range_here() if reduce_range is None else bool(reduce_range)
 
     class Reader(CalibrationDataReader):
         def __init__(self, name: str):
@@ -120,14 +123,17 @@ def quantize_onnx(fp32_onnx: Path, calibration, out_path: Path, *, keep_float: S
         nodes = [n for ns in excluded.values() for n in ns]
         extra = {"OpTypesToExcludeOutputQuantization": sorted(input_producers(pre, set(nodes)))} if nodes else {}
         quantize_static(str(pre), str(out_path), Reader(name), quant_format=QuantFormat.QDQ,
-                        per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                        per_channel=True, reduce_range=reduce, activation_type=QuantType.QInt8,
+                        weight_type=QuantType.QInt8,
                         nodes_to_exclude=nodes, extra_options=extra)
     return {
-        "scheme": "static QDQ (MinMax): per-channel int8 weights, per-tensor int8 activations (S8S8)"
+        "scheme": "static QDQ (MinMax): per-channel int8 weights"
+                  + (" in 7 bits (reduce_range: no VNNI or AMX)" if reduce else "") + ", per-tensor int8 activations (S8S8)"
                   + (f", {len(excluded)} submodule(s) kept in FP32" if excluded else ""),
         "tool": f"onnxruntime {(dist_version('onnxruntime') or '?')}",
         "calibration_images": count(batches),
         "kept_float": list(excluded),
+        "reduce_range": reduce,
     }
 
 
