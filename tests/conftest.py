@@ -31,6 +31,23 @@ EXPECTED_SKIPS_FILE = os.environ.get("IPEX_RESNET_EXPECTED_SKIPS")
 _skips: list[tuple[str, str]] = []
 
 
+# Tests of code that runs the same on either torch stack (HTTP hardening, the result cache, bulk, reports,
+# compare, the gate's CLI, LoadGen, the package's shape): marked ``any_stack``. CI runs them on the latest
+# stack only (``-m "not any_stack"`` on the IPEX stack, README); the IPEX stack runs every test that
+# touches torch, an engine or quantization.
+ANY_STACK_MODULES = frozenset({
+    "test_architecture", "test_bulk", "test_compare", "test_gate_cli", "test_hostile_inputs", "test_report",
+    "test_result_cache", "test_scenarios", "test_serve_budget", "test_serve_hostile", "test_serve_oip",
+    "test_serve_shutdown", "test_serve_workers",
+})
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.path.stem in ANY_STACK_MODULES:
+            item.add_marker(pytest.mark.any_stack)
+
+
 def pytest_runtest_logreport(report):
     if report.skipped:
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
@@ -54,12 +71,17 @@ def pytest_sessionfinish(session, exitstatus):
         session.exitstatus = 1
 
 
-def random_weights_gate():
+def random_weights_gate(engine: str | None = None):
     """The INT8 agreement gate for the tests' seeded ResNet-18. Its weights are random (BN-calibrated):
     its top logits nearly tie, so correct INT8 agrees with FP32 on only 0.87-0.93 of the photos, where
-    a model with real weights agrees on 0.985-1.0 (the default gate is set from those)."""
+    a model with real weights agrees on 0.985-1.0 (the default gate is set from those). ONNX Runtime's
+    7-bit weights on a CPU without VNNI (``reduce_range``) cost a little more there: 0.78 measured with
+    two layers kept in FP32 (EfficientNet-Lite1 with real weights: 0.0 top-1 points lost)."""
+    from ipex_resnet.quantization._common import reduced_range_here
     from ipex_resnet.quantization.accuracy import Gate
 
+    if engine == "onnxruntime" and reduced_range_here():
+        return Gate(min_top1=0.70, min_top5=0.80)
     return Gate(min_top1=0.80, min_top5=0.80)
 
 

@@ -233,7 +233,7 @@ def test_keep_float_leaves_those_layers_unquantized(engine, fp32_module, data, t
 
     reference = logits(fp32_module, held)
     a = accuracy.agreement(load(engine, tmp_path)(held), reference)
-    accuracy.check(a, random_weights_gate(), what=f"{engine} int8 with {', '.join(KEEP)} in fp32")
+    accuracy.check(a, random_weights_gate(engine), what=f"{engine} int8 with {', '.join(KEEP)} in fp32")
     assert 1e-3 < a.rel_error < 0.5, a  # still INT8 (not silently all float), still close
 
 
