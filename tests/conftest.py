@@ -75,8 +75,9 @@ def random_weights_gate(engine: str | None = None):
     """The INT8 agreement gate for the tests' seeded ResNet-18. Its weights are random (BN-calibrated):
     its top logits nearly tie, so correct INT8 agrees with FP32 on only 0.87-0.93 of the photos, where
     a model with real weights agrees on 0.985-1.0 (the default gate is set from those). ONNX Runtime's
-    7-bit weights on a CPU without VNNI (``reduce_range``) cost a little more there: 0.78 measured with
-    two layers kept in FP32 (EfficientNet-Lite1 with real weights: 0.0 top-1 points lost)."""
+    7-bit weights on a CPU without VNNI (``reduce_range``) cost a little more there: 0.78 measured
+    with the hostile layer of test_int8_fallback kept in FP32 (EfficientNet-Lite1 with real weights: 0.0
+    top-1 points lost)."""
     from ipex_resnet.quantization._common import reduced_range_here
     from ipex_resnet.quantization.accuracy import Gate
 

@@ -336,6 +336,6 @@ def test_keep_float_repairs_a_hostile_layer(engine, hostile_module, data, tmp_pa
     plain = agreement([], tmp_path / "plain")
     kept = agreement([HOSTILE], tmp_path / "kept")
     # plain INT8 fails the test model's gate on the outlier; keeping that one layer in float passes it
-    assert not random_weights_gate().passes(plain), (plain, kept)
-    accuracy.check(kept, random_weights_gate(), what=f"{engine} int8 with {HOSTILE} in fp32")
+    assert not random_weights_gate(engine).passes(plain), (plain, kept)
+    accuracy.check(kept, random_weights_gate(engine), what=f"{engine} int8 with {HOSTILE} in fp32")
     assert kept.top1 >= plain.top1 + 0.25 and kept.rel_error < 0.75 * plain.rel_error, (plain, kept)
