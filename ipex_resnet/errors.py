@@ -1,5 +1,13 @@
 """Errors a user can act on. The CLI prints them as one line; everything else is a bug."""
 
+from __future__ import annotations
+
+
+def first_line(exc: BaseException, limit: int | None = 300) -> str:
+    """An exception as one line for a report or a message: its first line, else its type's name."""
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:limit]
+
 
 class IpexResnetError(Exception):
     """Base class: the message says what is wrong and what to do."""

@@ -17,7 +17,7 @@ from ipex_resnet.benchmarking.options import Settings
 from ipex_resnet.benchmarking.paths import Built, Workspace, build_path
 from ipex_resnet.benchmarking.report import REPORT_SCHEMA, add_ratios, targets
 from ipex_resnet.benchmarking.timing import rounds_for, slowdown_fraction, summarize, time_interleaved
-from ipex_resnet.errors import ConfigError
+from ipex_resnet.errors import ConfigError, first_line
 
 
 class Progress:
@@ -44,11 +44,6 @@ class Progress:
         if self.enabled and self.tty:
             self.stream.write("\n")
             self.stream.flush()
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:300]
 
 
 def run_report(s: Settings, progress: Progress | None = None) -> dict:
@@ -123,7 +118,7 @@ def _measure_scenarios(s: Settings, built: dict, results: dict, small: list[byte
     except ConfigError:
         raise
     except Exception as exc:  # noqa: BLE001 - the measurements so far must not be lost
-        return {"error": _first_line(exc), "logs": str(logs)}
+        return {"error": first_line(exc), "logs": str(logs)}
 
 
 def scenario_logs(s: Settings, doc: dict) -> Path:
@@ -145,7 +140,7 @@ def _measure_alone(s: Settings, paths, ws: Workspace, threads: int, results: dic
             try:
                 onnx = ws.onnx_path
             except Exception as exc:  # noqa: BLE001
-                results[spec.name]["alone"] = {"error": f"ONNX export failed: {_first_line(exc)}"}
+                results[spec.name]["alone"] = {"error": f"ONNX export failed: {first_line(exc)}"}
                 continue
         results[spec.name]["alone"] = measure_alone(
             spec, model=s.model, weights=s.weights, preset=s.preset, threads=threads, budget_s=s.alone_budget,
@@ -176,7 +171,7 @@ def _load_paths(paths, ws: Workspace, threads: int, slow: float, skipped: dict, 
         except Exception as exc:  # noqa: BLE001 - one path failing must not sink the report
             if spec.name == REFERENCE:
                 raise
-            skipped[spec.name] = f"failed to load: {_first_line(exc)}"
+            skipped[spec.name] = f"failed to load: {first_line(exc)}"
             results[spec.name]["error"] = skipped[spec.name]
     if "torch" in sys.modules:
         import torch

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ipex_resnet.benchmarking import loadgen as L
-from ipex_resnet.errors import ConfigError
+from ipex_resnet.errors import ConfigError, first_line
 
 SCENARIO_NAMES = ("single-stream", "offline", "server", "service", "peer")
 
@@ -104,8 +104,7 @@ def _guarded(measure) -> dict:
     except ConfigError:
         raise
     except Exception as exc:  # noqa: BLE001 - recorded in the report with the server's log
-        text = str(exc).strip()
-        return {"error": (text.splitlines()[0] if text else type(exc).__name__)[:300]}
+        return {"error": first_line(exc)}
 
 
 def _ratios(out: dict) -> None:

@@ -9,6 +9,7 @@ A disagreement is recorded in ``CPUInfo.disagreements``, never hidden.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import re
 import shutil
@@ -220,6 +221,17 @@ def _count_numa_nodes_sysfs() -> int:
     return len([p for p in base.glob("node[0-9]*")]) if base.is_dir() else 0
 
 
+@functools.lru_cache(maxsize=1)
+def _live_texts() -> tuple[str | None, str | None]:
+    """This machine's ``/proc/cpuinfo`` and ``lscpu`` text, read once per process (the CPU does not change
+    under it; the INT8 flows and the artifact key ask on every build)."""
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        cpuinfo = None
+    return cpuinfo, _read_lscpu()
+
+
 def _read_lscpu() -> str | None:
     exe = shutil.which("lscpu")
     if not exe:
@@ -291,11 +303,7 @@ def probe(cpuinfo_text: str | None = None, lscpu_text: str | None = None, *,
     level when the caller has it: IPEX lives in the engine layer above this one)."""
     live = cpuinfo_text is None and lscpu_text is None
     if live:
-        try:
-            cpuinfo_text = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            cpuinfo_text = None
-        lscpu_text = _read_lscpu()
+        cpuinfo_text, lscpu_text = _live_texts()
     info = merge(parse_cpuinfo(cpuinfo_text) if cpuinfo_text else None,
                  parse_lscpu(lscpu_text) if lscpu_text else None)
     if live and not info.numa_nodes:

@@ -17,7 +17,7 @@ import torchvision
 from torchvision.models import get_model, get_model_weights, list_models
 from torchvision.transforms._presets import ImageClassification
 
-from ipex_resnet.errors import ConfigError, WeightsError
+from ipex_resnet.errors import ConfigError, WeightsError, first_line
 from ipex_resnet.models.spec import import_model, is_import_path
 from ipex_resnet.models.weights import CHECKPOINT_SUFFIXES, NO_WEIGHTS, looks_like_path  # noqa: F401 - re-exported
 
@@ -99,8 +99,8 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - pickle errors, zip errors, unsafe globals
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise WeightsError(f"checkpoint {str(p)!r} is not a loadable weights-only state dict: {first}") from None
+        raise WeightsError(f"checkpoint {str(p)!r} is not a loadable weights-only state dict: "
+                           f"{first_line(exc, None)}") from None
     for key in ("state_dict", "model_state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
