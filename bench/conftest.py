@@ -33,7 +33,8 @@ DEFAULT_STORAGE = "file://./.benchmarks"
 def pytest_addoption(parser):
     # the same declarations as `ipex-resnet bench`; the suites default to the real photos when present
     O.add_pytest_options(parser.getgroup("ipex_resnet bench"),
-                         images=str(DEFAULT_IMAGES) if DEFAULT_IMAGES.is_dir() else None)
+                         images=str(DEFAULT_IMAGES) if DEFAULT_IMAGES.is_dir() else None,
+                         time_tolerance=O.SUITE_TIME_TOLERANCE)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ _skips: list[tuple[str, str]] = []
 # stack only (``-m "not any_stack"`` on the IPEX stack, README); the IPEX stack runs every test that
 # touches torch, an engine or quantization.
 ANY_STACK_MODULES = frozenset({
-    "test_architecture", "test_bulk", "test_compare", "test_gate_cli", "test_hostile_inputs", "test_report",
+    "test_architecture", "test_bulk", "test_compare", "test_gate_cli", "test_gate_timing", "test_hostile_inputs", "test_report",
     "test_result_cache", "test_scenarios", "test_serve_budget", "test_serve_hostile", "test_serve_oip",
     "test_serve_shutdown", "test_serve_workers",
 })

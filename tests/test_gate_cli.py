@@ -47,6 +47,11 @@ def test_ci_recipe_saves_passes_catches_and_refuses(user_repo):
     assert {b["fullname"] for b in base["benchmarks"]} >= {"onnxruntime/fp32 b1", "onnxruntime/fp32 b2",
                                                            "eager/fp32 memory"}
     assert f"baseline 'main' saved: {path}" in save.stdout
+    # the gate's own timing: paired calls in 3 fresh 1-thread processes, pooled, at b1 and the run's batch 2
+    g = report["gate"]
+    assert (g["estimator"], g["threads"], g["processes"], g["rounds"]) == ("pooled-min", 1, 3, 32)
+    assert len(g["per_process"]) == 3 and set(g["ratios"]["onnxruntime/fp32"]) == {"1", "2"}
+    assert base["gate_method"] == {"estimator": "pooled-min", "threads": 1, "rounds": 32, "processes": 3}
 
     same = sh(user_repo, cmd["gate"])
     if same.returncode == 1:  # timing noise: one retry
@@ -66,7 +71,19 @@ def test_ci_recipe_saves_passes_catches_and_refuses(user_repo):
     assert "**REGRESSION**" in row and float(row.split("|")[5].strip().rstrip("x")) > 1.2, row
     assert json.loads(path.read_text()) == base  # --gate alone never touches the baseline
 
+    _refuses_another_timing(user_repo, cmd, path, base)
     _refuses_other_machine_key(user_repo, cmd, path, base)
+
+
+def _refuses_another_timing(user_repo, cmd, path: Path, base: dict) -> None:
+    """A baseline saved by the older gate (ratio of minimums, no ``gate_method``) is refused, not misjudged."""
+    path.write_text(json.dumps({k: v for k, v in base.items() if k != "gate_method"}))
+    refused = sh(user_repo, cmd["gate"])
+    assert refused.returncode == 2, refused.stdout[-2000:] + refused.stderr[-2000:]
+    err = refused.stderr.strip().splitlines()
+    assert len(err) == 1 and "was timed by an older gate (ratio of minimums)" in err[0], err
+    assert "save it again with --save-baseline" in err[0] and refused.stdout == ""
+    path.write_text(json.dumps(base))
 
 
 def _refuses_other_machine_key(user_repo, cmd, path: Path, base: dict) -> None:
@@ -91,6 +108,8 @@ def _refuses_other_machine_key(user_repo, cmd, path: Path, base: dict) -> None:
     ("--save-baseline 'a/b'", "--save-baseline 'a/b': a baseline name is"),
     ("--summary-md out.md", "--summary-md needs --gate"),
     ("--time-tolerance -1", "--time-tolerance must be 0 or more"),
+    ("--gate-processes 0", "--gate-processes must be a whole number from 1 to 1000"),
+    ("--gate-rounds 2", "--gate-rounds must be a whole number from 4 to 1000"),
 ])
 def test_usage_errors_exit_2_in_one_line(user_repo, tmp_path, extra, words):
     proc = sh(user_repo, f"ipex-resnet bench $BENCH_ARGS --baseline-dir {tmp_path} {extra}")

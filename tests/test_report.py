@@ -188,7 +188,7 @@ class VirtualClock:
         return f
 
 
-def test_injected_slowdown_is_caught_by_interleaved_ratio_and_reference_is_untouched():
+def test_injected_slowdown_is_caught_by_paired_ratio_and_reference_is_untouched():
     clock = VirtualClock()
     work = clock.work(0.005)
     assert T.inject_slowdown(work, 0.0, clock=clock) is work
@@ -196,10 +196,10 @@ def test_injected_slowdown_is_caught_by_interleaved_ratio_and_reference_is_untou
     t0 = clock()
     slowed(None)
     assert 0.0055 <= clock() - t0 < 0.0056  # 10% more than the work, to the clock's tick
-    ratio, cand, ref = T.interleaved_ratio(slowed, work, None, rounds=40, clock=clock)
+    ratio, cand, ref = T.paired_ratio(slowed, work, None, rounds=40, clock=clock)
     assert len(cand) == len(ref) == 40
     assert 1.10 <= ratio < 1.101
-    same, _, _ = T.interleaved_ratio(work, work, None, rounds=40, clock=clock)
+    same, _, _ = T.paired_ratio(work, work, None, rounds=40, clock=clock)
     assert abs(same - 1.0) < 1e-3
 
 

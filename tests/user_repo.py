@@ -17,8 +17,8 @@ from conftest import FIXTURES, require_backend
 BIN = Path(sys.executable).parent
 SMALL = ("--quick --backends eager,onnxruntime --precisions fp32 --peers none --batch-sizes 2 --budget 0.5 "
          "--alone-budget 0.3 --no-cold-start --threads 1")
-# Explicit: a tiny CNN on a shared 2-core machine is noisier than the 4% default; the injected
-# slowdown is 50%, far beyond it.
+# Explicit: a tiny CNN (well under a millisecond a call) on a shared 2-core machine is noisier than
+# the 2% default; the injected slowdown is 50%, far beyond it.
 TOLERANCE = "--time-tolerance 0.2"
 PRESET = {"resize_size": 80, "crop_size": 64, "mean": 0.5, "std": 0.25}
 

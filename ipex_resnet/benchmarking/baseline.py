@@ -93,8 +93,17 @@ def find(directory: Path, machine_key: str, spec: Mapping, name: str) -> Path:
                       "save one first with --save-baseline NAME")
 
 
-def load(path: Path, machine_key: str, spec: Mapping) -> dict:
-    """Read a baseline file; refuse one of another machine key or model spec (ConfigError, one line)."""
+def _method_key(method: Mapping | None) -> str | None:
+    """What must match between a baseline's timing and this run's: the estimator and the threads (rounds
+    and processes only change how tight the estimate is)."""
+    if not method:
+        return None
+    return f"the {method.get('estimator')} estimator at {method.get('threads')} thread(s)"
+
+
+def load(path: Path, machine_key: str, spec: Mapping, method: Mapping) -> dict:
+    """Read a baseline file; refuse one of another machine key, model spec or timing method (ConfigError,
+    one line)."""
     try:
         doc = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -103,20 +112,25 @@ def load(path: Path, machine_key: str, spec: Mapping) -> dict:
         raise ConfigError(f"baseline {str(path)!r} is not an ipex-resnet baseline (schema {BASELINE_SCHEMA})")
     if doc.get("machine_key") != machine_key:
         raise _mismatch(doc.get("name", Path(path).stem), str(doc.get("machine_key")), machine_key)
+    theirs, ours = _method_key(doc.get("gate_method")), _method_key(method)
+    if theirs != ours:
+        raise ConfigError(f"baseline {str(path)!r} was timed by {theirs or 'an older gate (ratio of minimums)'}, this "
+                          f"gate times by {ours}: the ratios are not comparable; save it again with --save-baseline")
     if doc.get("model_spec") != dict(spec):
         raise ConfigError(f"baseline {str(path)!r} is of model spec {doc.get('model_spec')}, this run is {dict(spec)}")
     doc["_file"] = str(path)
     return doc
 
 
-def save(directory: Path, name: str, report: Mapping, spec: Mapping, benchmarks: list[dict]) -> Path:
+def save(directory: Path, name: str, report: Mapping, spec: Mapping, benchmarks: list[dict],
+         method: Mapping) -> Path:
     """Write baseline ``name`` for the report's machine key and ``spec`` (atomically); returns its path."""
     from ipex_resnet.util.files import write_json_atomic
 
     path = directory / report["machine_key"] / spec_key(spec) / f"{name}.json"
     write_json_atomic(path, {"schema": BASELINE_SCHEMA, "name": name, "saved": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                              "machine_key": report["machine_key"], "model_spec": dict(spec),
-                             "benchmarks": benchmarks, "report": dict(report)}, indent=1, default=str)
+                             "gate_method": dict(method), "benchmarks": benchmarks, "report": dict(report)}, indent=1, default=str)
     return path
 
 

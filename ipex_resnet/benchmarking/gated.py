@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ipex_resnet.benchmarking import baseline as B
 from ipex_resnet.benchmarking.gate import GateResult, gate
+from ipex_resnet.benchmarking.gate_timing import method
 from ipex_resnet.benchmarking.options import MEMORY_SLACK_MB, Settings
 from ipex_resnet.errors import ConfigError
 
@@ -47,7 +48,8 @@ def prepare(s: Settings) -> Prepared:
     p = Prepared(B.base_dir(s.baseline_dir), B.model_spec(s.model, s.weights, s.preset))
     if s.gate:
         p.machine_key = B.current_machine_key(s.threads)
-        p.baseline = B.load(B.find(p.directory, p.machine_key, p.spec, s.gate), p.machine_key, p.spec)
+        p.baseline = B.load(B.find(p.directory, p.machine_key, p.spec, s.gate), p.machine_key, p.spec,
+                            method(s.gate_rounds, s.gate_processes))
     if s.summary_md:
         out_dir = Path(s.summary_md).resolve().parent
         if not out_dir.is_dir():
@@ -60,6 +62,8 @@ def finish(p: Prepared, s: Settings, doc: dict) -> Outcome:
     (only when the gate passed: a regressed run never replaces a good baseline)."""
     from ipex_resnet.benchmarking import verdict as V
 
+    if (s.gate or s.save_baseline) and (doc.get("gate") or {}).get("error"):
+        raise ConfigError(f"the gate could not time this run: {doc['gate']['error']}")
     current = V.entries(doc)
     out = Outcome()
     if p.baseline is not None:
@@ -78,7 +82,8 @@ def finish(p: Prepared, s: Settings, doc: dict) -> Outcome:
                 f.write(out.markdown + "\n")
     if s.save_baseline:
         if out.ok:
-            out.saved = B.save(p.directory, s.save_baseline, doc, p.spec, current)
+            out.saved = B.save(p.directory, s.save_baseline, doc, p.spec, current,
+                               method(s.gate_rounds, s.gate_processes))
             out.lines.append(f"baseline {s.save_baseline!r} saved: {out.saved}")
         else:
             out.lines.append(f"baseline {s.save_baseline!r} NOT saved: the gate failed")

@@ -30,9 +30,15 @@ def measure_alone(spec: PathSpec, *, model: str, threads: int, budget_s: float, 
            "weights": weights, "preset": preset,
            "threads": threads, "budget": budget_s, "batch_sizes": sorted({1, max(batch_sizes)}), "crop": crop,
            "onnx": str(onnx_path) if onnx_path else None, "images": images}
+    return json_child(__name__, req, timeout)
+
+
+def json_child(module: str, req: dict, timeout: float, env: dict | None = None) -> dict:
+    """``python -m module '<req as JSON>'`` in a fresh interpreter; its last JSON line on stdout, or
+    ``{"error": ...}`` with the exit code and the last line of its stderr (or the timeout)."""
     try:
-        proc = subprocess.run([sys.executable, "-m", __name__, json.dumps(req)], capture_output=True, text=True,
-                              timeout=timeout, env=dict(os.environ))
+        proc = subprocess.run([sys.executable, "-m", module, json.dumps(req)], capture_output=True, text=True,
+                              timeout=timeout, env=env or dict(os.environ))
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {timeout:.0f} s"}
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]

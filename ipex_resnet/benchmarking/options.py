@@ -14,8 +14,13 @@ from ipex_resnet.errors import ConfigError
 
 DEFAULT_BATCH_SIZES = (1, 8, 32)
 QUICK_BATCH_SIZES = (1, 8)
-# Gate thresholds, chosen from measured noise (docs/benchmarks.md, bench/gate_experiment.py).
-TIME_TOLERANCE = 0.04
+# Gate thresholds, chosen from measured noise (docs/benchmarks.md, bench/gate_experiment.py): the package's
+# gate (GATE_ROUNDS paired rounds in each of GATE_PROCESSES fresh processes, the fastest calls pooled) and
+# bench/'s suites (the fastest of pytest-benchmark's rounds in one process).
+TIME_TOLERANCE = 0.025
+SUITE_TIME_TOLERANCE = 0.04
+GATE_ROUNDS = 32
+GATE_PROCESSES = 3
 MEMORY_TOLERANCE = 0.10
 MEMORY_SLACK_MB = 24.0
 # The Server scenarios' latency bound (MLPerf's ResNet-50 server bound is 15 ms; this is for a served path).
@@ -123,8 +128,12 @@ OPTIONS: tuple[Option, ...] = (
            scopes=(CLI,), metavar="MS"),
     Option("scenario_budget", "seconds per LoadGen run (default 10; --quick 3)", type=float, scopes=(CLI,),
            metavar="S"),
-    Option("time_tolerance", f"allowed growth of a ratio to the eager reference (default {TIME_TOLERANCE})",
-           TIME_TOLERANCE, type=float, metavar="FRACTION"),
+    Option("time_tolerance", f"allowed growth of a ratio to the eager reference (default {TIME_TOLERANCE}; "
+           f"bench/ suites: {SUITE_TIME_TOLERANCE})", TIME_TOLERANCE, type=float, metavar="FRACTION"),
+    Option("gate_rounds", f"--gate/--save-baseline: paired rounds (reference call, path call) per path and batch "
+           f"size in each gate process (default {GATE_ROUNDS})", GATE_ROUNDS, type=int, scopes=(CLI,), metavar="N"),
+    Option("gate_processes", f"--gate/--save-baseline: fresh single-threaded processes whose median ratio the gate "
+           f"judges (default {GATE_PROCESSES})", GATE_PROCESSES, type=int, scopes=(CLI,), metavar="N"),
     Option("memory_tolerance", f"allowed relative growth of peak RSS (default {MEMORY_TOLERANCE}, plus "
            f"{MEMORY_SLACK_MB:g} MB)", MEMORY_TOLERANCE, type=float, metavar="FRACTION"),
 )
@@ -228,6 +237,8 @@ class Settings:
     scenario_budget: float = 10.0          # seconds per LoadGen run
     time_tolerance: float = TIME_TOLERANCE
     memory_tolerance: float = MEMORY_TOLERANCE
+    gate_rounds: int = GATE_ROUNDS
+    gate_processes: int = GATE_PROCESSES
 
 
 def settings(raw: Mapping[str, Any]) -> Settings:
@@ -338,6 +349,12 @@ def _gate_settings(s: Settings, raw: Mapping[str, Any]) -> None:
         value = float(value) if value is not None else (TIME_TOLERANCE if key == "time_tolerance" else MEMORY_TOLERANCE)
         if not value >= 0:
             raise ConfigError(f"--{key.replace('_', '-')} must be 0 or more, got {value:g}")
+        setattr(s, key, value)
+    for key, default, low in (("gate_rounds", GATE_ROUNDS, 4), ("gate_processes", GATE_PROCESSES, 1)):
+        value = raw.get(key)
+        value = default if value is None else value
+        if not (isinstance(value, int) and low <= value <= 1000):
+            raise ConfigError(f"--{key.replace('_', '-')} must be a whole number from {low} to 1000, got {value!r}")
         setattr(s, key, value)
 
 

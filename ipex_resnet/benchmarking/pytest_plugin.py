@@ -10,6 +10,9 @@ gate as ``ipex-resnet bench --gate``::
     python -m pytest --ipex-resnet-save-baseline main     # on main
     python -m pytest --ipex-resnet-gate main              # on a PR: the test fails on a regression
 
+With a gate or a baseline to save, the fixture times the gate's paired calls in fresh single-threaded
+processes as the CLI does (``gate_rounds=``, ``gate_processes=``; docs/ci.md).
+
 Options (all ``--ipex-resnet-``, never clashing with ipex_resnet's own ``--bench-`` suites):
 ``save-baseline NAME``, ``gate NAME``, ``baseline-dir DIR``, ``summary-md FILE``. The fixture's
 ``save_baseline=``/``gate=``/``baseline_dir=`` arguments win over them. Nothing heavy is imported until

@@ -69,6 +69,7 @@ def run_report(s: Settings, progress: Progress | None = None) -> dict:
     # -- 1. subprocess phase: alone, cold start ---------------------------------------------------
     _measure_alone(s, paths, ws, threads, results, progress)
     cold = _cold_starts(s, paths, ws, small, threads, progress)
+    gate_times = _gate_timing(s, paths, ws, progress)
 
     # -- 2. interleaved, in this process ----------------------------------------------------------
     slow = slowdown_fraction()
@@ -80,6 +81,8 @@ def run_report(s: Settings, progress: Progress | None = None) -> dict:
     if s.labels:
         _measure_accuracy(s, built, ws, results, progress)
     doc = _document(s, cpu, auto_plan, threads, slow, crop, small, cases)
+    if gate_times is not None:
+        doc["gate"] = gate_times
     if s.scenarios:
         doc["scenarios"] = _measure_scenarios(s, built, results, small, scenario_logs(s, doc), progress)
     progress.step("done")
@@ -158,6 +161,18 @@ def _cold_starts(s: Settings, paths, ws: Workspace, small, threads: int, progres
             progress.step(f"cold start (classify, warm cache): {engine}")
             cold[engine] = cold_start(engine, image, model=s.model, weights=s.weights, preset=s.preset, threads=threads)
     return cold
+
+
+def _gate_timing(s: Settings, paths, ws: Workspace, progress: Progress) -> dict | None:
+    """With ``--gate`` or ``--save-baseline``: the gate's ratios from paired calls in fresh single-threaded processes
+    (:mod:`.gate_timing`), measured while this process holds no runtime."""
+    from ipex_resnet.benchmarking import gate_timing
+
+    if not (s.gate or s.save_baseline):
+        return None
+    return gate_timing.measure(paths, model=s.model, weights=s.weights, preset=s.preset, images=s.images,
+                               crop=ws.crop, sizes=gate_timing.batch_sizes(s.batch_sizes), rounds=s.gate_rounds,
+                               processes=s.gate_processes, step=progress.step)
 
 
 def _load_paths(paths, ws: Workspace, threads: int, slow: float, skipped: dict, results: dict,
