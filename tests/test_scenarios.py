@@ -170,3 +170,21 @@ def test_bad_scenario_options_exit_2_in_one_line(user_repo, extra, words):  # no
     assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], proc.stderr
+
+
+def test_int8_calibration_copies_stay_out_of_the_logs_beside_the_report(tmp_path):
+    """The served INT8 paths get the bench's calibration photos as a folder; that folder is scratch space,
+    never the LoadGen log folder kept beside the report (the user's photos must not be copied there)."""
+    from types import SimpleNamespace
+
+    from ipex_resnet.benchmarking.matrix import PathSpec
+    from ipex_resnet.benchmarking.scenarios import _service_command
+
+    s = SimpleNamespace(model="resnet18", weights="none", preset={"crop_size": 64})
+    b = SimpleNamespace(spec=PathSpec("openvino", "int8", False), plan={"threads": 1})
+    logs, scratch = tmp_path / "report-loadgen" / "service", tmp_path / "scratch" / "service"
+    cmd = _service_command(s, b, 8, [b"\xff\xd8a", b"\xff\xd8b"], logs, scratch)
+    calib = cmd[cmd.index("--calibration") + 1]
+    assert calib == str(scratch / "calibration") and sorted(p.name for p in (scratch / "calibration").iterdir()) \
+        == ["0000.jpg", "0001.jpg"]
+    assert [p.name for p in logs.iterdir()] == ["preset.json"]

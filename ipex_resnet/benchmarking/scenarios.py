@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -88,11 +89,12 @@ def run_scenarios(s, built: dict, results: dict, jpegs: list[bytes], logs: Path,
             sut.close()
     served = {"service": ("the HTTP service", _service_command, "/v1/classify", _raw_request),
               "peer": ("LitServe with the same engine", _peer_command, "/predict", _multipart_request)}
-    for key, (what, command, route, request) in served.items():
-        if key in s.scenarios:
-            progress.step(f"LoadGen Server against {what}: {name}")
-            out[key] = _guarded(lambda: _served(command(s, b, bmax, jpegs, logs / key), route, request(jpegs), rs,
-                                                logs / key, upper, steps, bmax))
+    with tempfile.TemporaryDirectory(prefix="ipex_resnet_scenarios_") as scratch:  # INT8 calibration images
+        for key, (what, command, route, request) in served.items():
+            if key in s.scenarios:
+                progress.step(f"LoadGen Server against {what}: {name}")
+                out[key] = _guarded(lambda: _served(command(s, b, bmax, jpegs, logs / key, Path(scratch) / key), route,
+                                                    request(jpegs), rs, logs / key, upper, steps, bmax))
     _ratios(out)
     return out
 
@@ -186,9 +188,10 @@ def _stop(proc: subprocess.Popen) -> None:
             proc.wait(30)
 
 
-def _spec_args(s, b, jpegs: list[bytes], logs: Path) -> list[str]:
-    """The model spec and path as ``ipex-resnet`` options: the preset as a JSON file, and for INT8 the
-    bench's own calibration images as a folder (the same images, so the same cached artifact)."""
+def _spec_args(s, b, jpegs: list[bytes], logs: Path, scratch: Path) -> list[str]:
+    """The model spec and path as ``ipex-resnet`` options: the preset as a JSON file (in ``logs``, beside
+    LoadGen's), and for INT8 the bench's own calibration images as a folder in ``scratch`` (the same
+    images, so the same cached artifact; copies of the user's photos never land beside the report)."""
     logs.mkdir(parents=True, exist_ok=True)
     args = ["--model", s.model, "--weights", s.weights, "--backend", b.spec.backend, "--precision", b.spec.precision]
     if s.preset:
@@ -197,21 +200,21 @@ def _spec_args(s, b, jpegs: list[bytes], logs: Path) -> list[str]:
     if b.plan and b.plan.get("threads"):
         args += ["--threads", str(b.plan["threads"])]
     if b.spec.precision == "int8":
-        calib = logs / "calibration"
-        calib.mkdir(exist_ok=True)
+        calib = scratch / "calibration"
+        calib.mkdir(parents=True, exist_ok=True)
         for i, j in enumerate(jpegs):
             (calib / f"{i:04d}.jpg").write_bytes(j)
         args += ["--calibration", str(calib), "--accept-accuracy"]
     return args
 
 
-def _service_command(s, b, max_batch: int, jpegs: list[bytes], logs: Path) -> list[str]:
-    return [sys.executable, "-m", "ipex_resnet.cli", "serve", *_spec_args(s, b, jpegs, logs), "--host", "127.0.0.1",
-            "--max-batch", str(max_batch), "--log-level", "warning"]
+def _service_command(s, b, max_batch: int, jpegs: list[bytes], logs: Path, scratch: Path) -> list[str]:
+    return [sys.executable, "-m", "ipex_resnet.cli", "serve", *_spec_args(s, b, jpegs, logs, scratch),
+            "--host", "127.0.0.1", "--max-batch", str(max_batch), "--log-level", "warning"]
 
 
-def _peer_command(s, b, max_batch: int, jpegs: list[bytes], logs: Path) -> list[str]:
-    return [sys.executable, "-m", "ipex_resnet.benchmarking.peer_service", *_spec_args(s, b, jpegs, logs),
+def _peer_command(s, b, max_batch: int, jpegs: list[bytes], logs: Path, scratch: Path) -> list[str]:
+    return [sys.executable, "-m", "ipex_resnet.benchmarking.peer_service", *_spec_args(s, b, jpegs, logs, scratch),
             "--max-batch", str(max_batch)]
 
 
