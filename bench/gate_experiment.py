@@ -11,9 +11,10 @@ order of the gate's benchmarks; every round's two times are kept, so one data se
 every number of rounds up to ``--rounds`` and with every estimator.
 
 Scoring mimics a gate run made of ``k`` fresh processes (the package gate, ``ipex-resnet bench --gate``:
-the paired estimator, 32 rounds, k = 2; ``benchmarking/gate_timing.py``): a baseline is the
-median, over ``k`` workers, of each one's first unchanged trial; a run is the median, over ``k``
-*other* workers, of their j-th trial of one condition; it fails if any path's ratio exceeds the
+``pooled-min``, 32 rounds, k = 3; ``benchmarking/gate_timing.py``): a baseline combines ``k`` workers'
+first unchanged trials; a run combines ``k`` *other* workers' j-th trials of one condition (a
+per-process estimator by the median over the workers; ``pooled-min`` as the fastest candidate call of
+all over the fastest reference call of all); it fails if any path's ratio exceeds the
 baseline's by the tolerance. Every disjoint choice of baseline and run workers is scored. Catch rate
 = failing slowed runs; false-alarm rate = failing unchanged runs.
 """

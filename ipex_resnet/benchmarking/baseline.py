@@ -130,7 +130,8 @@ def save(directory: Path, name: str, report: Mapping, spec: Mapping, benchmarks:
     path = directory / report["machine_key"] / spec_key(spec) / f"{name}.json"
     write_json_atomic(path, {"schema": BASELINE_SCHEMA, "name": name, "saved": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                              "machine_key": report["machine_key"], "model_spec": dict(spec),
-                             "gate_method": dict(method), "benchmarks": benchmarks, "report": dict(report)}, indent=1, default=str)
+                             "gate_method": dict(method), "benchmarks": benchmarks, "report": dict(report)},
+                      indent=1, default=str)
     return path
 
 

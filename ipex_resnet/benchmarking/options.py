@@ -132,8 +132,8 @@ OPTIONS: tuple[Option, ...] = (
            f"bench/ suites: {SUITE_TIME_TOLERANCE})", TIME_TOLERANCE, type=float, metavar="FRACTION"),
     Option("gate_rounds", f"--gate/--save-baseline: paired rounds (reference call, path call) per path and batch "
            f"size in each gate process (default {GATE_ROUNDS})", GATE_ROUNDS, type=int, scopes=(CLI,), metavar="N"),
-    Option("gate_processes", f"--gate/--save-baseline: fresh single-threaded processes whose median ratio the gate "
-           f"judges (default {GATE_PROCESSES})", GATE_PROCESSES, type=int, scopes=(CLI,), metavar="N"),
+    Option("gate_processes", f"--gate/--save-baseline: fresh single-threaded processes whose fastest calls the gate "
+           f"pools (default {GATE_PROCESSES})", GATE_PROCESSES, type=int, scopes=(CLI,), metavar="N"),
     Option("memory_tolerance", f"allowed relative growth of peak RSS (default {MEMORY_TOLERANCE}, plus "
            f"{MEMORY_SLACK_MB:g} MB)", MEMORY_TOLERANCE, type=float, metavar="FRACTION"),
 )

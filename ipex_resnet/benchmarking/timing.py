@@ -102,8 +102,8 @@ def ratio_estimates(cand: Sequence[float], ref: Sequence[float]) -> dict[str, fl
 
 def paired_ratio(candidate: Runner, reference: Runner, x, rounds: int = 32, *,
                  clock: Callable[[], float] = time.perf_counter) -> tuple[float, list[float], list[float]]:
-    """Candidate / reference time by the gate's estimator: ``rounds`` rounds of (reference call, candidate
-    call), the median of the per-round ratios. Returns (ratio, candidate seconds, reference seconds)."""
+    """``rounds`` rounds of (reference call, candidate call), the package gate's timing. Returns (candidate /
+    reference time by the gate's estimator, the fastest over the fastest; candidate seconds; reference seconds)."""
     cand: list[float] = []
     ref: list[float] = []
     for _ in range(rounds):
@@ -155,4 +155,5 @@ def inject_slowdown(fn: Runner, fraction: float, *, clock: Callable[[], float] =
 
 
 __all__ = ["GATE_ESTIMATOR", "RATIO_ESTIMATORS", "SLOWDOWN_ENV", "inject_slowdown", "paired_ratio", "pooled_min_ratio",
-           "quantile", "ratio_estimates", "rounds_for", "slowdown_fraction", "summarize", "time_for", "time_interleaved"]
+           "quantile", "ratio_estimates", "rounds_for", "slowdown_fraction", "summarize", "time_for",
+           "time_interleaved"]

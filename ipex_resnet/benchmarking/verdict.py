@@ -4,8 +4,8 @@ verdicts as text lines (stdout) and a Markdown table (a PR comment, ``$GITHUB_ST
 
 Entries: ``"<path> b<N>"`` carries ``ratio_to_ref``, the path's ratio to the eager FP32 reference at batch
 N from the report's ``gate`` section (:mod:`.gate_timing`: paired calls in fresh single-threaded
-processes, the fastest path call of all over the fastest reference call of all); ``"<path> memory"`` carries the peak-RSS deltas
-(load, inference) and the engine's cold-start peak RSS where it was measured.
+processes, the fastest path call of all over the fastest reference call of all); ``"<path> memory"``
+carries the peak-RSS deltas (load, inference) and the engine's cold-start peak RSS where it was measured.
 """
 
 from __future__ import annotations
