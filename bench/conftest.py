@@ -11,6 +11,7 @@ threads) unless ``--benchmark-storage`` is given, so two SKUs or stacks never ju
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 import warnings
@@ -26,7 +27,7 @@ from ipex_resnet.benchmarking.memory import PeakRSS
 from ipex_resnet.benchmarking.paths import Built, Workspace, build_path
 
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_IMAGES = REPO.parent / "shared" / "data" / "imagenet-samples"
+DEFAULT_IMAGES = Path(os.environ.get("IPEX_RESNET_SAMPLES") or REPO.parent / "shared" / "data" / "imagenet-samples")
 DEFAULT_STORAGE = "file://./.benchmarks"
 
 
