@@ -68,7 +68,7 @@ def lines(result: GateResult, verdict: Mapping[str, str], baseline: Mapping, tol
     tt, mt, slack = tolerances
     out = [f"gate vs baseline {baseline.get('name')!r} ({baseline.get('_file')}; machine key "
            f"{baseline.get('machine_key')}): {len(result.checked)} checks; time: "
-           f"{method_text(baseline.get('gate_method'))} +{tt:.0%}; memory: peak RSS +{mt:.0%} +{slack:g} MB"]
+           f"{method_text(baseline.get('gate_method'))} +{tt * 100:g}%; memory: peak RSS +{mt:.0%} +{slack:g} MB"]
     for path, v in verdict.items():
         n = sum(1 for f in result.checked if _path_of(f.name) == path)
         note = " (the reference: memory only)" if path == REFERENCE else ""
