@@ -19,8 +19,8 @@ import warnings
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-SAMPLES = REPO.parent / "shared" / "data" / "imagenet-samples"
 USERMODELS = REPO / "tests" / "fixtures" / "usermodels"
+from shared_photos import SAMPLES  # noqa: E402
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(USERMODELS))
 PATHS = [("eager", "fp32"), ("eager", "bf16"), ("ipex", "fp32"), ("ipex", "bf16"), ("ipex", "int8"),

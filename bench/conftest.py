@@ -11,7 +11,6 @@ threads) unless ``--benchmark-storage`` is given, so two SKUs or stacks never ju
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 import warnings
@@ -25,9 +24,10 @@ from ipex_resnet.benchmarking import timing as T
 from ipex_resnet.benchmarking.matrix import REFERENCE, PathSpec, matrix
 from ipex_resnet.benchmarking.memory import PeakRSS
 from ipex_resnet.benchmarking.paths import Built, Workspace, build_path
+from shared_photos import SAMPLES
 
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_IMAGES = Path(os.environ.get("IPEX_RESNET_SAMPLES") or REPO.parent / "shared" / "data" / "imagenet-samples")
+DEFAULT_IMAGES = SAMPLES
 DEFAULT_STORAGE = "file://./.benchmarks"
 
 

@@ -24,6 +24,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))  # the tests' BN-calibrated ResNet-18
 from calibrated import bn_calibrated_resnet18  # noqa: E402
 from ipex_resnet.imaging import Preprocessor, preprocessor as P  # noqa: E402
+from shared_photos import SAMPLES  # noqa: E402
 
 
 def logits(model, arrays) -> torch.Tensor:
@@ -54,7 +55,7 @@ def upscale(path: Path) -> bytes:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--images", default=str(REPO.parent / "shared" / "data" / "imagenet-samples"))
+    ap.add_argument("--images", default=str(SAMPLES))
     ap.add_argument("--draft-margins", default="1,2,inf")
     ap.add_argument("--large", type=int, default=48, help="how many photos to also test as 1920x1080 upscales")
     ap.add_argument("--json", default=None)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-IMAGES = REPO.parent / "shared" / "data" / "imagenet-samples"
+from shared_photos import SAMPLES as IMAGES  # noqa: E402
 
 
 def photos(d: Path) -> list[Path]:

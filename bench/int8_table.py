@@ -28,7 +28,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-SAMPLES = REPO.parent / "shared" / "data" / "imagenet-samples"
+from shared_photos import SAMPLES  # noqa: E402
 
 sys.path.insert(0, str(REPO / "tests"))  # the tests' BN-calibrated ResNet-18
 from calibrated import bn_calibrated_resnet18  # noqa: E402

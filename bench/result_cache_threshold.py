@@ -32,9 +32,9 @@ from ipex_resnet.core.result_cache import (
     perceptual_hash,
 )
 from ipex_resnet.imaging import DEFAULT_MAX_PIXELS
+from shared_photos import SAMPLES
 
 REPO = Path(__file__).resolve().parent.parent
-SAMPLES = REPO.parent / "shared" / "data" / "imagenet-samples"
 OUT = REPO / "docs" / "result-cache.json"
 
 
