@@ -42,11 +42,11 @@ def probe(cpuinfo_text: str | None = None, lscpu_text: str | None = None, *,
 
 
 def plan_for(cpu: CPUInfo | None = None, backend: str | None = "auto", precision: str | None = "auto",
-             threads: int | None = None) -> Plan:
+             threads: int | None = None, streams: int | str | None = "auto") -> Plan:
     """The static plan for this machine (or an injected CPU), given which engines can run here."""
     cpu = cpu or hardware.probe()
     return make_plan(cpu, backend, precision, threads, availability=engines.availability(),
-                     affinity=len(allowed_cpus() or ()) or None)
+                     affinity=len(allowed_cpus() or ()) or None, streams=streams)
 
 
 def _warn(plan: Plan) -> None:
@@ -55,17 +55,19 @@ def _warn(plan: Plan) -> None:
 
 
 def optimize(module, backend: str | None = "auto", precision: str | None = "auto", threads: int | None = None,
-             *, cpu: CPUInfo | None = None, example=None, plan: Plan | None = None, calibration=None):
+             *, cpu: CPUInfo | None = None, example=None, plan: Plan | None = None, calibration=None,
+             streams: int | str | None = "auto"):
     """Optimize any image classifier for this CPU: returns ``(runner, plan)``, where ``runner`` maps a
     float NCHW batch (torch tensor or numpy array) to float32 logits, already warmed up on ``example``
     (default 1x3x224x224). ``module``: an nn.Module or an import path ``"pkg.module:attr"`` (an
     nn.Module or a callable returning one). INT8 takes ``calibration`` (preprocessed float NCHW
-    batches). Not cached: :func:`load` caches compiled artifacts."""
+    batches). Not cached: :func:`load` caches compiled artifacts. The runner is safe to share between
+    threads (``streams`` model calls run at once; default one)."""
     import numpy as np
 
     module = _module_of(module)
 
-    plan = plan or plan_for(cpu, backend, precision, threads)
+    plan = plan or plan_for(cpu, backend, precision, threads, streams)
     _warn(plan)
     set_threads(plan)
     engine = engines.get(plan.backend)
@@ -92,7 +94,7 @@ def load(model="resnet18", weights="DEFAULT", backend: str | None = "auto", prec
          cpu: CPUInfo | None = None, max_pixels: int = DEFAULT_MAX_PIXELS, warmup_batch: int = 1,
          calibration=None, cache: bool | None = None, measure: bool | None = None,
          accept_accuracy: bool = False, accuracy_gate=None, labels=None,
-         accuracy_budget: float | None = None, result_cache=None) -> Classifier:
+         accuracy_budget: float | None = None, result_cache=None, streams: int | str | None = "auto") -> Classifier:
     """Probe the CPU, plan, build or reuse the compiled artifact, warm up.
 
     ``model``: a torchvision name, an import path ``"pkg.module:attr"`` (an nn.Module or a callable
@@ -120,9 +122,14 @@ def load(model="resnet18", weights="DEFAULT", backend: str | None = "auto", prec
     decoded image, for re-encoded or resized copies) turns on a bounded cache of top-k results that
     :meth:`Classifier.predict` consults, keyed by the artifact key plus the image; or a
     :class:`~ipex_resnet.core.result_cache.ResultCache`. Off by default.
+
+    ``streams``: how many model calls run at once, each on ``threads // streams`` cores (argument -> env
+    ``IPEX_RESNET_STREAMS`` -> auto). Auto is measured with the engine (batch-1 throughput with every
+    stream busy; more than one only where it beats one stream by 10%), else one. The classifier is safe
+    to share between threads whatever the count.
     """
     cpu = cpu or hardware.probe(check_torch=False)
-    plan = plan_for(cpu, backend, precision, threads)  # bad options fail before any weights are fetched
+    plan = plan_for(cpu, backend, precision, threads, streams)  # bad options fail before any weights are fetched
     use_cache = cache_enabled() if cache is None else bool(cache)
     if isinstance(model, str) and not is_import_path(model):
         model = model.lower()  # torchvision names are lower case; an import path is the user's spelling
@@ -136,7 +143,7 @@ def load(model="resnet18", weights="DEFAULT", backend: str | None = "auto", prec
             req = dataclasses.replace(req, accuracy_gate=float(accuracy_budget))
     if autoselect.wanted(backend, measure) and use_cache:
         plan = autoselect.choose(cpu, plan, req.model, weights, precision, threads,
-                                 lambda p: make_classifier(p, req, use_cache), budget=budget)
+                                 lambda p: make_classifier(p, req, use_cache), budget=budget, streams=streams)
     cache = make_result_cache(result_cache)  # a bad mode or a missing imagehash fails before any build
     clf = make_classifier(plan, req, use_cache)
     _warn(clf.plan)

@@ -21,7 +21,7 @@ from ipex_resnet.core.keys import weights_id
 from ipex_resnet.util.files import write_json_atomic
 from ipex_resnet.util.deps import dist_version
 from ipex_resnet.errors import IpexResnetError
-from ipex_resnet.core.policy import AUTO, ENV_BACKEND, make_plan
+from ipex_resnet.core.policy import AUTO, ENV_BACKEND, make_plan, requested_streams
 
 ENV_AUTO = "IPEX_RESNET_AUTO"
 TIMED_CALLS = 15
@@ -158,6 +158,51 @@ def _decide(static_plan, rows: dict[str, dict], budget) -> dict:
             "why": f"fastest batch-1 latency that agrees with eager fp32{within} ({good[best]['b1_ms']:.2f} ms)"}
 
 
+STREAMS_SECONDS = 1.0   # timed per candidate stream count
+STREAMS_GAIN = 1.10     # more streams must beat one by this much: one stream answers a lone call fastest
+
+
+def measure_streams(plan, load_plan) -> dict:
+    """Batch-1 throughput with every stream busy (twice as many calls in flight as streams) and the
+    lone-call latency, for each stream count that divides the plan's threads; the most throughput
+    wins if it beats one stream by :data:`STREAMS_GAIN`."""
+    import numpy as np
+
+    from ipex_resnet.engines.streams import stream_counts
+
+    rows: dict[str, dict] = {}
+    for n in stream_counts(plan.threads):
+        clf = load_plan(dataclasses.replace(plan, streams=n))
+        try:
+            crop = clf.preprocessor.crop_size
+            x = np.zeros((1, 3, crop, crop), dtype=np.float32)
+            lone = _latency_ms(clf, x)
+            done, in_flight = 0, [clf.submit(x) for _ in range(2 * n)]
+            t0 = time.perf_counter()
+            while time.perf_counter() - t0 < STREAMS_SECONDS:
+                in_flight.pop(0).result()
+                done += 1
+                in_flight.append(clf.submit(x))
+            rate = done / (time.perf_counter() - t0)
+            for f in in_flight:
+                f.result()
+        finally:
+            clf.close()
+        rows[f"{n}x{plan.threads // n}"] = {"streams": n, "img_s": round(rate, 1), "b1_ms": round(lone, 3)}
+    one = next(iter(rows.values()))
+    best = max(rows.values(), key=lambda r: r["img_s"])
+    chosen = best if best["img_s"] >= STREAMS_GAIN * one["img_s"] else one
+    return {"threads": plan.threads, "chosen": chosen["streams"], "rows": rows,
+            "when": time.strftime("%Y-%m-%d %H:%M")}
+
+
+def streams_reason(record: dict) -> str:
+    rows = ", ".join(f"{name} {r['img_s']:g} img/s (lone call {r['b1_ms']:.1f} ms)" for name, r in record["rows"].items())
+    rule = (f"the most batch-1 throughput with every stream busy" if record["chosen"] > 1
+            else f"more streams gain less than {STREAMS_GAIN - 1:.0%} here, and one answers a lone call fastest")
+    return f"auto, measured {record.get('when', '')}: {rule}; streams x threads: {rows}"
+
+
 def _read(path: Path, key: dict) -> dict | None:
     try:
         record = json.loads(path.read_text())
@@ -168,9 +213,10 @@ def _read(path: Path, key: dict) -> dict | None:
     return record
 
 
-def choose(cpu, static_plan, model, weights, precision, threads, load_plan, budget=None):
+def choose(cpu, static_plan, model, weights, precision, threads, load_plan, budget=None, streams=AUTO):
     """The plan with the measured backend (measuring first if this machine has no decision yet).
-    With an accuracy ``budget`` (:mod:`.budget`) INT8 competes too, within it."""
+    With an accuracy ``budget`` (:mod:`.budget`) INT8 competes too, within it. With ``streams`` auto,
+    the stream count is measured on the chosen engine too (:func:`measure_streams`)."""
     key = decision_key(cpu, model, weights, precision, static_plan)
     if budget is not None:
         key.update(budget_pts=budget.max_drop_pts, budget_images=budget.fingerprint)
@@ -181,7 +227,13 @@ def choose(cpu, static_plan, model, weights, precision, threads, load_plan, budg
         record = {"key": key, **measure(cpu, static_plan, precision, threads, load_plan, budget)}
         write_json_atomic(path, record, indent=1)
     plan = make_plan(cpu, record["backend"], record.get("precision", precision) if budget else precision, threads,
-                     availability=engines.availability())
+                     availability=engines.availability(), streams=streams)
+    if requested_streams(streams, os.environ)[0] is None and plan.threads > 1:
+        if (record.get("streams") or {}).get("threads") != plan.threads:  # a record from before streams
+            record["streams"] = measure_streams(plan, load_plan)
+            write_json_atomic(path, record, indent=1)
+        plan = dataclasses.replace(plan, streams=record["streams"]["chosen"],
+                                   reasons={**plan.reasons, "streams": streams_reason(record["streams"])})
     timings = ", ".join(f"{n.split('/')[0]}/{r['precision']} {r['b1_ms']:.2f} ms"
                         + (f" ({-r['drop_pts']:+.1f} pts)" if "drop_pts" in r else "")
                         for n, r in record["engines"].items() if "b1_ms" in r)

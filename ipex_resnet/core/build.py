@@ -129,7 +129,7 @@ def cached(plan, req: Request):
         return {"model_name": loaded.name, "weights_label": loaded.weights, "categories": loaded.categories,
                 "random_init": loaded.random_init, "preset": preset, **extras}
 
-    runner, meta, hit = ArtifactCache().get_or_build(key, build, lambda entry, meta: engine.load(entry, plan))
+    runner, meta, hit = ArtifactCache().get_or_build(key, build, lambda entry, meta: engine.open(entry, plan))
     if plan.precision == "int8":
         int8.remember(base_key, key)
         int8.check(meta, accept=req.accept_accuracy, gate=req.accuracy_gate)
@@ -137,12 +137,12 @@ def cached(plan, req: Request):
 
 
 def prepare_uncached(engine, module, plan, example, calibration=None):
-    """A runner built in memory (a throwaway directory), INT8 from ``calibration`` batches."""
+    """Streams built in memory (a throwaway directory), INT8 from ``calibration`` batches."""
     if plan.precision != "int8":
         return engine.prepare(module, plan, example)
     with tempfile.TemporaryDirectory(prefix=f"ipex_resnet_{engine.name}_int8_") as tmp:
         int8.quantize_into(engine, module, plan, example, Path(tmp), list(calibration or []))
-        return engine.load(Path(tmp), plan)
+        return engine.open(Path(tmp), plan)
 
 
 def build_uncached(plan, req: Request) -> Classifier:

@@ -6,6 +6,8 @@ path is PIL + numpy + the engine. Torch tensors in give torch tensors out.
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import os
 from collections.abc import Sequence
 
@@ -39,7 +41,14 @@ def topk_rows(logits: np.ndarray, k: int, label) -> list[list[dict]]:
 
 
 class Classifier:
-    """An optimized image classifier. Build it with :func:`ipex_resnet.load`."""
+    """An optimized image classifier. Build it with :func:`ipex_resnet.load`.
+
+    Safe to share between threads: :meth:`predict`, :meth:`predict_tensors`, :meth:`submit` and calling
+    it may come from any number of threads at once, with the answers sequential calls give. Model calls
+    run on the plan's inference streams (``plan.streams``: that many at once, each on its own thread
+    with ``plan.threads // plan.streams`` cores); callers beyond that wait for a free stream. Setting
+    :attr:`result_cache` is configuration: do it before sharing the classifier.
+    """
 
     def __init__(self, runner: Runner, plan: Plan, *, model_name: str, categories: Sequence[str],
                  preprocessor, cpu, random_init: bool = False, artifact: dict | None = None):
@@ -78,6 +87,10 @@ class Classifier:
 
     def __call__(self, batch):
         """Float32 logits for a preprocessed NCHW float batch (numpy array or torch tensor, same kind out)."""
+        return self._runner(self._checked(batch))
+
+    @staticmethod
+    def _checked(batch):
         shape = getattr(batch, "shape", None)
         if shape is None or len(shape) != 4 or shape[1] != 3:
             got = tuple(shape) if shape is not None else type(batch).__name__
@@ -87,7 +100,28 @@ class Classifier:
         floating = batch.is_floating_point() if is_torch_tensor(batch) else np.issubdtype(dtype, np.floating)
         if not floating:
             raise ConfigError(f"expected a float tensor (normalized), got {dtype}")
-        return self._runner(batch)
+        return batch
+
+    def submit(self, batch) -> "concurrent.futures.Future":
+        """Start :meth:`__call__` on the next free stream; the future holds the logits. Never blocks."""
+        batch = self._checked(batch)
+        submit = getattr(self._runner, "submit", None)
+        if submit is not None:
+            return submit(batch)
+        done: concurrent.futures.Future = concurrent.futures.Future()
+        done.set_result(self._runner(batch))
+        return done
+
+    @property
+    def streams(self) -> int:
+        """How many model calls run at once (the plan's inference streams)."""
+        return int(getattr(self._runner, "count", 1))
+
+    def close(self) -> None:
+        """Stop the stream threads (after the calls already queued). The classifier must not be used after."""
+        close = getattr(self._runner, "close", None)
+        if close is not None:
+            close()
 
     def preprocess(self, image: object, *, name: str | None = None):
         """One image (path, bytes, file object, PIL, numpy, tensor) -> normalized 3xHxW float32 array."""
@@ -157,11 +191,19 @@ class Classifier:
             raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
         if topk < 1:
             raise ConfigError(f"topk must be at least 1, got {topk}")
+        # with several streams the images are split so that every stream gets a share; at most two
+        # chunks per stream are stacked at once (memory stays bounded on a long list)
+        size = min(batch_size, max(1, -(-len(tensors) // self.streams)))
+        in_flight: collections.deque[concurrent.futures.Future] = collections.deque()
         out: list[list[dict]] = []
-        for start in range(0, len(tensors), batch_size):
+        for start in range(0, len(tensors), size):
             chunk = [t.detach().float().numpy() if is_torch_tensor(t) else np.asarray(t, dtype=np.float32)
-                     for t in tensors[start:start + batch_size]]
-            out.extend(self.topk(self(np.stack(chunk)), topk))
+                     for t in tensors[start:start + size]]
+            in_flight.append(self.submit(np.stack(chunk)))
+            if len(in_flight) >= 2 * self.streams:
+                out.extend(self.topk(in_flight.popleft().result(), topk))
+        while in_flight:
+            out.extend(self.topk(in_flight.popleft().result(), topk))
         return out
 
 

@@ -22,6 +22,7 @@ AUTO = "auto"
 ENV_BACKEND = "IPEX_RESNET_BACKEND"
 ENV_PRECISION = "IPEX_RESNET_PRECISION"
 ENV_THREADS = "IPEX_RESNET_THREADS"
+ENV_STREAMS = "IPEX_RESNET_STREAMS"
 
 
 
@@ -47,6 +48,12 @@ class Plan:
     notes: tuple[str, ...] = ()
     model: str = "?"
     weights: str = "?"
+    #: inference streams: calls that run at once, each on threads // streams of the cores
+    streams: int = 1
+
+    @property
+    def threads_per_stream(self) -> int:
+        return max(1, self.threads // max(1, self.streams))
 
     @property
     def emulated_bf16(self) -> bool:
@@ -66,6 +73,8 @@ class Plan:
         rows = [("model", self.model, None), ("weights", self.weights, None)]
         rows += [(k, getattr(self, k), self.reasons.get(k))
                  for k in ("backend", "precision", "memory_format", "threads")]
+        rows.append(("streams", f"{self.streams} x {self.threads_per_stream} thread"
+                     f"{'s' if self.threads_per_stream != 1 else ''}", self.reasons.get("streams")))
         lines = []
         for key, value, why in rows:
             lines.append(f"{key + ':':<15}{value}" + (f"  -- {why}" if why else ""))
@@ -205,6 +214,34 @@ def _resolve_threads(cpu: CPUInfo, threads: int | None, env: Mapping[str, str],
     return n, why
 
 
+STREAMS_DEFAULT = ("one stream: every call gets all the threads (lowest latency for one caller); "
+                   "the measured auto picks more where they pay")
+
+
+def requested_streams(streams: int | str | None, env: Mapping[str, str]) -> tuple[int | None, str]:
+    """``(count or None for auto, reason)``: argument -> env ``IPEX_RESNET_STREAMS`` -> auto."""
+    raw, via = streams, "argument"
+    if raw is None or str(raw).strip().lower() == AUTO:
+        raw, via = env.get(ENV_STREAMS, "").strip(), f"env {ENV_STREAMS}"
+        if not raw or raw.lower() == AUTO:
+            return None, STREAMS_DEFAULT
+    text = str(raw).strip()
+    if not text.isdigit() or int(text) < 1:
+        where = f"{ENV_STREAMS}={raw!r}" if via.startswith("env") else f"streams={raw!r}"
+        raise ConfigError(f"{where} is not a positive whole number (or auto)")
+    return int(text), f"requested ({via})"
+
+
+def _resolve_streams(streams, env: Mapping[str, str], threads: int) -> tuple[int, str]:
+    n, why = requested_streams(streams, env)
+    if n is None:
+        return 1, why
+    if n > threads:
+        raise ConfigError(f"{n} streams need at least {n} threads (one each); the plan has {threads}: "
+                          f"ask for fewer streams or more threads")
+    return n, why
+
+
 def make_plan(
     cpu: CPUInfo,
     backend: str | None = AUTO,
@@ -214,6 +251,7 @@ def make_plan(
     availability: Mapping[str, tuple[bool, str]],
     env: Mapping[str, str] | None = None,
     affinity: int | None = None,
+    streams: int | str | None = AUTO,
 ) -> Plan:
     """Decide the plan.
 
@@ -231,11 +269,13 @@ def make_plan(
     options, option_warnings = engine.plan_options(prec, cpu.has_native_bf16)
     warnings.extend(option_warnings)
     n, reasons["threads"] = _resolve_threads(cpu, threads, env, affinity)
+    n_streams, reasons["streams"] = _resolve_streams(streams, env, n)
     return Plan(
         backend=backend_name,
         precision=prec,
         memory_format=mem,
         threads=n,
+        streams=n_streams,
         native_bf16=cpu.has_native_bf16,
         isa_level=cpu.isa_level,
         reasons=reasons,

@@ -18,11 +18,20 @@ def set_threads(plan: Plan) -> None:
 
 
 def warm_up(runner, engine, example) -> None:
-    """Run ``example`` through ``runner`` as many times as the engine needs to reach its steady speed."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # IPEX's "JIT pass will be deprecated" notice on the first run
-        for _ in range(engine.warmup_iters):
-            runner(example)
+    """Run ``example`` through ``runner`` (every stream of a :class:`~ipex_resnet.engines.streams.Streams`,
+    in its own thread) as many times as the engine needs to reach its steady speed."""
+
+    def calls(run):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # IPEX's "JIT pass will be deprecated" notice on the first run
+            for _ in range(engine.warmup_iters):
+                run(example)
+
+    each = getattr(runner, "each", None)
+    if each is not None:
+        each(calls)
+    else:
+        calls(runner)
 
 
 __all__ = ["set_threads", "warm_up"]

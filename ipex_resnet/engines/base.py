@@ -11,7 +11,14 @@ saves/loads the compiled artifact that makes the next start fast. Every engine m
 * ``finish(out_dir, plan, info)`` -> completes an artifact written by ``build`` or by the engine's
   INT8 flow in :mod:`ipex_resnet.quantization` (graph optimization, a compiled blob); engines and
   quantization do not import each other: :mod:`ipex_resnet.core` runs one, then the other;
-* ``load(out_dir, plan)`` -> a :data:`Runner` from the files ``build`` wrote.
+* ``load(out_dir, plan)`` -> a :data:`Runner` from the files ``build`` wrote, for one caller at a time
+  with ``plan.threads`` threads;
+* ``open(out_dir, plan)`` -> :class:`~ipex_resnet.engines.streams.Streams`: ``plan.streams`` runners that
+  split ``plan.threads`` between them, safe to share between threads (the default loads ``plan.streams``
+  runners with ``load``; OpenVINO compiles once with that many streams).
+
+A plain runner is not safe to call from two threads at once (OpenVINO's request is busy; torch would
+start an OpenMP team per caller): the classifier only ever holds :class:`Streams`.
 
 Runners take and return numpy arrays (float32, NCHW in, NxC logits out). Torch engines also accept
 tensors. Lean engines (OpenVINO, ONNX Runtime) import neither torch nor torchvision in ``load``.
@@ -32,10 +39,13 @@ interpolation, mean/std), the categories, and for INT8 the accuracy report.
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from ipex_resnet.engines.streams import Streams, split_threads
 
 Runner = Callable[[Any], Any]  # np.ndarray (or torch.Tensor) NCHW float32 -> logits of the same kind
 
@@ -112,15 +122,27 @@ class Engine:
         return info
 
     def load(self, out_dir: Path, plan) -> Runner:
-        """A warmed-up runner from the files :meth:`build` wrote."""
+        """A runner for one caller at a time from the files :meth:`build` wrote."""
         raise NotImplementedError
 
-    def prepare(self, module, plan, example) -> Runner:
-        """Build and load FP32/BF16 without the cache (a throwaway directory)."""
+    def open(self, out_dir: Path, plan) -> Streams:
+        """``plan.streams`` runners, each with its share of ``plan.threads``, shared safely by any caller."""
+        return self.streams_of(lambda p: self.load(out_dir, p), plan)
+
+    def streams_of(self, load_one: Callable[[Any], Runner], plan) -> Streams:
+        """:class:`Streams` over ``load_one(plan with one stream's threads)``, called once per stream."""
+        streams = int(getattr(plan, "streams", 1) or 1)
+        per = split_threads(plan.threads, streams)
+        one = dataclasses.replace(plan, threads=per) if dataclasses.is_dataclass(plan) else plan
+        return Streams([load_one(one) for _ in range(streams)], threads_per_stream=per,
+                       torch_threads=self.needs_torch, name=self.name)
+
+    def prepare(self, module, plan, example) -> Streams:
+        """Build and open FP32/BF16 without the cache (a throwaway directory)."""
         with tempfile.TemporaryDirectory(prefix=f"ipex_resnet_{self.name}_") as tmp:
             # Runners keep what they need in memory (ORT/OpenVINO/AOTInductor read the files at load).
             self.build(module, plan, example, Path(tmp))
-            return self.load(Path(tmp), plan)
+            return self.open(Path(tmp), plan)
 
     def __repr__(self) -> str:
         return f"<engine {self.name}>"

@@ -37,4 +37,6 @@ class EagerEngine(Engine):
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 return model(x).float()
 
-        return torch_runner(run)
+        # every stream calls the one module (an eval-mode forward reads its weights, writes nothing)
+        runner = torch_runner(run)
+        return self.streams_of(lambda _plan: runner, plan)

@@ -16,13 +16,16 @@ HINT = "pip install openvino onnx onnxscript (or pip install 'ipex_resnet[openvi
 XML = "model.xml"
 
 
-def compile_config(threads: int, precision: str, native_bf16: bool = False) -> dict:
-    """The CPU plugin settings for one synchronous request at a time (the classifier's use). FP32 is
-    asked for explicitly: the plugin's default on BF16-capable CPUs is BF16."""
+def compile_config(threads: int, precision: str, native_bf16: bool = False, streams: int = 1) -> dict:
+    """The CPU plugin settings: ``threads`` in all, split over ``streams`` (one: the latency hint; more:
+    the throughput hint with that many streams, one request each). FP32 is asked for explicitly: the
+    plugin's default on BF16-capable CPUs is BF16."""
     bf16 = precision == "bf16" or (precision == "int8" and native_bf16)  # int8: the unquantized ops
+    streams = max(1, int(streams))
     return {
         "INFERENCE_NUM_THREADS": int(threads),
-        "PERFORMANCE_HINT": "LATENCY",
+        "PERFORMANCE_HINT": "LATENCY" if streams == 1 else "THROUGHPUT",
+        **({} if streams == 1 else {"NUM_STREAMS": streams}),
         "INFERENCE_PRECISION_HINT": "bf16" if bf16 else "f32",
         # The plugin pins its threads to the first cores of the process's CPU mask, as if it owned
         # them: two 1-thread processes (Ray actors) then share one core, each at about half speed.
@@ -39,13 +42,12 @@ def _mask_size() -> int:
         return os.cpu_count() or 1
 
 
-def compiled_runner(xml: Path, threads: int, precision: str, cache_dir: Path | None = None,
-                    native_bf16: bool = False):
-    import numpy as np
+def compile_model(xml: Path, threads: int, precision: str, cache_dir: Path | None = None,
+                  native_bf16: bool = False, streams: int = 1):
     import openvino as ov
 
     core = ov.Core()
-    config = compile_config(threads, precision, native_bf16)
+    config = compile_config(threads, precision, native_bf16, streams)
     if cache_dir is not None:
         config["CACHE_DIR"] = str(cache_dir)
     try:
@@ -53,13 +55,24 @@ def compiled_runner(xml: Path, threads: int, precision: str, cache_dir: Path | N
     except Exception as exc:  # noqa: BLE001 - e.g. a bf16 hint on a CPU without BF16
         raise BackendUnavailable(f"openvino could not compile the model for CPU ({precision}): "
                                  f"{str(exc).strip().splitlines()[0][:200]}") from None
+    return compiled
+
+
+def request_runner(compiled):
+    """A runner over one new ``InferRequest`` of ``compiled``: one caller at a time (OpenVINO's rule)."""
     request = compiled.create_infer_request()
 
-    def run(x: np.ndarray) -> np.ndarray:
+    def run(x):
         request.infer({0: x})
         return request.get_output_tensor(0).data.copy()
 
     return run
+
+
+def compiled_runner(xml: Path, threads: int, precision: str, cache_dir: Path | None = None,
+                    native_bf16: bool = False):
+    """One request of a model compiled for one stream (peers and the INT8 flows use it)."""
+    return request_runner(compile_model(xml, threads, precision, cache_dir, native_bf16))
 
 
 @register
@@ -78,10 +91,10 @@ class OpenVINOEngine(Engine):
         return ("fp32", "bf16", "int8") if cpu.has_native_bf16 else ("fp32", "int8")
 
     def plan_options(self, precision, native_bf16):
-        return {"hint": "LATENCY", "ir": "OpenVINO IR + compiled-blob cache"}, []
+        return {"ir": "OpenVINO IR + compiled-blob cache"}, []
 
     def describe(self) -> str:
-        return "OpenVINO IR on the CPU plugin (latency hint)"
+        return "OpenVINO IR on the CPU plugin (latency hint; throughput hint with streams)"
 
     def build(self, module, plan, example, out_dir) -> dict:
         out_dir = Path(out_dir)
@@ -103,7 +116,19 @@ class OpenVINOEngine(Engine):
         return info
 
     def load(self, out_dir, plan):
+        return self._compiled(out_dir, plan, 1)[1]
+
+    def open(self, out_dir, plan):
+        """One compiled model with ``plan.streams`` CPU streams (``plan.threads`` in all) and one
+        ``InferRequest`` per stream."""
+        streams = int(getattr(plan, "streams", 1) or 1)
+        compiled, first = self._compiled(out_dir, plan, streams)
+        runners = iter([first] + [numpy_runner(request_runner(compiled)) for _ in range(streams - 1)])
+        return self.streams_of(lambda _plan: next(runners), plan)
+
+    def _compiled(self, out_dir, plan, streams: int):
         out_dir = Path(out_dir)
         cache = out_dir / "ov_cache"
-        return numpy_runner(compiled_runner(out_dir / XML, plan.threads, plan.precision,
-                                            cache if cache.is_dir() else None, plan.native_bf16))
+        compiled = compile_model(out_dir / XML, plan.threads, plan.precision, cache if cache.is_dir() else None,
+                                 plan.native_bf16, streams)
+        return compiled, numpy_runner(request_runner(compiled))
