@@ -63,7 +63,7 @@ def test_logits_call_validates(clf):
 
 def test_plan_is_exposed(clf):
     assert clf.plan.backend == "eager" and clf.plan.model == "resnet18"
-    assert set(clf.plan.reasons) == {"backend", "precision", "memory_format", "threads"}
+    assert set(clf.plan.reasons) == {"backend", "precision", "memory_format", "threads", "streams"}
     assert torch.get_num_threads() == clf.plan.threads
 
 

@@ -49,14 +49,18 @@ def test_server_search_finds_the_rate_a_sut_sustains_under_the_bound(tmp_path):
     p99 <= 60 ms lies well below that and well above nothing; above it LoadGen reports the bound missed."""
     sut = L.QueuedSUT(sleeper(per_sample_s=0.010), 1)
     try:
-        r = L.server_search(sut, L.RunSettings(2.0, 16, p99_ms=60), tmp_path, upper_qps=200, steps=4)
+        r = L.server_search(sut, L.RunSettings(2.0, 16, p99_ms=60), tmp_path, upper_qps=200, max_runs=8)
     finally:
         sut.close()
     assert 20 < r["capacity_qps"] < 100, [(t["target_qps"], t["p99_ms"]) for t in r["tried"]]
     assert r["at_capacity"]["p99_ms"] <= 60 and r["at_capacity"]["latency_bound_met"]
     assert any(not t["latency_bound_met"] for t in r["tried"])
+    # it ends between a passing and a failing rate within 10%, not after a fixed number of halvings
+    lo, hi = r["bracket"]
+    assert r["resolved"] and lo == r["capacity_qps"] and lo < hi <= 1.1 * lo, r["bracket"]
+    assert any(t["target_qps"] == hi and not t["latency_bound_met"] for t in r["tried"])
     assert r["label"] == "MLPerf-style, not an official MLPerf result"
-    assert len(list(tmp_path.glob("qps-*/mlperf_log_summary.txt"))) == 4
+    assert len(list(tmp_path.glob("qps-*/mlperf_log_summary.txt"))) == len(r["tried"]) <= 8
 
 
 def test_a_failed_sample_makes_the_run_invalid_and_says_why(tmp_path):
@@ -143,10 +147,14 @@ def test_bench_scenarios_on_a_user_model_with_service_and_peer(user_repo):  # no
     sc = json.loads((root / "report.json").read_text())["scenarios"]
     assert sc["label"] == "MLPerf-style, not an official MLPerf result" and sc["p99_ms_bound"] == 1000
     assert sc["single_stream"]["p90_ms"] > 0 and sc["offline"]["samples_per_s"] > 0
-    for key in ("server", "service", "peer"):
+    for key in ("server", "server_decode", "service", "peer"):
         assert "error" not in sc[key], sc[key]
         assert sc[key]["capacity_qps"] > 0 and sc[key]["at_capacity"]["p99_ms"] <= 1000, (key, sc[key])
-    assert sc["served_vs_offline"] > 0 and sc["served_vs_peer"] > 0
+    assert sc["served_vs_offline"] > 0 and sc["served_vs_peer"] > 0 and sc["served_vs_server_decode"] > 0
+    # each service step carries the service's own histograms for that step
+    observed = [t["observed"] for t in sc["service"]["tried"]]
+    assert observed and all(o["batch_size"]["count"] >= 1 and o["inference_ms"]["mean"] > 0 for o in observed)
+    assert "queue wait mean" in proc.stdout and "decoding the JPEGs" in proc.stdout
     logs = root / "report-loadgen"
     for part in ("single-stream", "offline"):
         assert "Result is" in (logs / part / "mlperf_log_summary.txt").read_text()
@@ -180,7 +188,7 @@ def test_int8_calibration_copies_stay_out_of_the_logs_beside_the_report(tmp_path
     from ipex_resnet.benchmarking.matrix import PathSpec
     from ipex_resnet.benchmarking.scenarios import _service_command
 
-    s = SimpleNamespace(model="resnet18", weights="none", preset={"crop_size": 64})
+    s = SimpleNamespace(model="resnet18", weights="none", preset={"crop_size": 64}, p99_ms=100.0)
     b = SimpleNamespace(spec=PathSpec("openvino", "int8", False), plan={"threads": 1})
     logs, scratch = tmp_path / "report-loadgen" / "service", tmp_path / "scratch" / "service"
     cmd = _service_command(s, b, 8, [b"\xff\xd8a", b"\xff\xd8b"], logs, scratch)

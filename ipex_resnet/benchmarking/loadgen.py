@@ -5,6 +5,7 @@ process, micro-batched from a queue) or an :class:`HttpSUT` (an HTTP endpoint on
 
 from __future__ import annotations
 
+import dataclasses
 import queue
 import threading
 from collections.abc import Callable
@@ -36,6 +37,7 @@ class RunSettings:
     expected_qps: float = 100.0          # Offline: sizes its single query (qps x duration x 1.1)
     target_qps: float = 10.0             # Server: the Poisson arrival rate
     p99_ms: float = 100.0                # Server: the latency bound
+    min_queries: int = 1                 # Server: at least this many samples per run (p99 rests on them)
 
     def test_settings(self, scenario: str):
         m = lg()
@@ -44,7 +46,7 @@ class RunSettings:
         ts.mode = m.TestMode.PerformanceOnly
         ts.min_duration_ms = int(self.duration_s * 1000)
         ts.max_duration_ms = int(self.duration_s * 1000 * 4 + 10_000)
-        ts.min_query_count = 1
+        ts.min_query_count = max(1, int(self.min_queries)) if scenario == "server" else 1
         ts.offline_expected_qps = self.expected_qps
         ts.single_stream_expected_latency_ns = int(1e9 / max(self.expected_qps, 1e-3))
         ts.server_target_qps = self.target_qps
@@ -74,18 +76,34 @@ class _Completions:
 
 class QueuedSUT:
     """Samples wait in a queue; one thread takes up to ``max_batch`` of those waiting and runs
-    ``run_batch(indices)`` on them (no waiting for company: a lone sample runs alone)."""
+    ``run_batch(items)`` on them (no waiting for company: a lone sample runs alone). ``items`` are the
+    samples' indices, or with ``prepare`` what ``prepare(index)`` returned: run on ``workers`` threads as
+    the samples arrive (a server's decoding), so a sample joins the queue once it is prepared."""
 
-    def __init__(self, run_batch: Callable[[list[int]], object], max_batch: int):
-        self.run_batch, self.max_batch = run_batch, max(1, max_batch)
+    def __init__(self, run_batch: Callable[[list], object], max_batch: int, *,
+                 prepare: Callable[[int], object] | None = None, workers: int = 2):
+        import concurrent.futures
+
+        self.run_batch, self.max_batch, self.prepare = run_batch, max(1, max_batch), prepare
         self.q: queue.SimpleQueue = queue.SimpleQueue()
         self.stats = _Completions()
+        self.pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="loadgen-prepare") \
+            if prepare is not None else None
         self.thread = threading.Thread(target=self._loop, daemon=True, name="loadgen-sut")
         self.thread.start()
 
     def issue(self, samples) -> None:
         for s in samples:
-            self.q.put(s)
+            if self.pool is None:
+                self.q.put((s, s.index))
+            else:
+                self.pool.submit(self._prepare, s)
+
+    def _prepare(self, sample) -> None:
+        try:
+            self.q.put((sample, self.prepare(sample.index)))
+        except Exception as exc:  # noqa: BLE001 - counted, and the run is reported invalid
+            self.stats.complete([sample], f"{type(exc).__name__}: {exc}")
 
     def flush(self) -> None:
         pass
@@ -105,13 +123,16 @@ class QueuedSUT:
                     self.q.put(None)
                     break
                 items.append(nxt)
+            samples = [s for s, _ in items]
             try:
-                self.run_batch([s.index for s in items])
-                self.stats.complete(items)
+                self.run_batch([x for _, x in items])
+                self.stats.complete(samples)
             except Exception as exc:  # noqa: BLE001 - counted, and the run is reported invalid
-                self.stats.complete(items, f"{type(exc).__name__}: {exc}")
+                self.stats.complete(samples, f"{type(exc).__name__}: {exc}")
 
     def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
         self.q.put(None)
         self.thread.join(30)
 
@@ -251,25 +272,35 @@ def run(sut, scenario: str, rs: RunSettings, outdir: str | Path) -> dict:
     return result
 
 
-def server_search(sut, rs: RunSettings, outdir: str | Path, upper_qps: float, steps: int = 5) -> dict:
-    """The highest Server target QPS in (0, ``upper_qps``] whose p99 stays under ``rs.p99_ms`` (LoadGen's
-    own latency constraint), by bisection over ``steps`` runs; every run is kept in ``tried``."""
-    lo, hi = 0.0, upper_qps
+def server_search(sut, rs: RunSettings, outdir: str | Path, upper_qps: float, *, resolution: float = 0.10,
+                  max_runs: int = 10, observe: Callable[[], Callable[[], dict]] | None = None) -> dict:
+    """The highest Server target QPS whose p99 stays under ``rs.p99_ms`` (LoadGen's own latency
+    constraint): runs until a passing and a failing rate lie within ``resolution`` of each other
+    (geometric bisection; from 0.7x ``upper_qps``, going up while every rate passes), or ``max_runs``.
+    ``bracket`` holds the two rates; ``resolved`` says whether they closed in; every run is in ``tried``.
+    ``observe()``, called before each run, returns what to call after it: its dict lands in the run's
+    ``observed`` (the service's own histograms for that step)."""
+    lo, hi = 0.0, None
     tried: list[dict] = []
     best: dict | None = None
     qps = upper_qps * 0.7
-    for k in range(steps):
-        r = run(sut, "server", RunSettings(rs.duration_s, rs.samples, target_qps=qps, p99_ms=rs.p99_ms),
-                Path(outdir) / f"qps-{qps:.1f}")
+    while len(tried) < max_runs:
+        after = observe() if observe is not None else None
+        r = run(sut, "server", dataclasses.replace(rs, target_qps=qps), Path(outdir) / f"qps-{qps:.1f}")
         r["target_qps"] = qps
+        if after is not None:
+            r["observed"] = after()
         tried.append(r)
         if r["latency_bound_met"]:
             lo, best = qps, r
         else:
             hi = qps
-        qps = (lo + hi) / 2
+        if lo > 0 and hi is not None and hi / lo <= 1 + resolution:
+            break
+        qps = (upper_qps if qps < upper_qps else qps * 1.5) if hi is None else hi / 2 if lo == 0 else (lo * hi) ** 0.5
     return {"capacity_qps": lo, "p99_ms_bound": rs.p99_ms, "at_capacity": best, "tried": tried,
-            "label": LABEL}
+            "bracket": [lo, hi], "resolved": lo > 0 and hi is not None and hi / lo <= 1 + resolution,
+            "resolution": resolution, "label": LABEL}
 
 
 __all__ = ["HINT", "HttpSUT", "LABEL", "QueuedSUT", "RunSettings", "SCENARIOS", "lg", "parse_summary", "run",

@@ -74,7 +74,7 @@ def _load_for_classify(args: argparse.Namespace):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         clf = load(**model_kwargs(args), backend=args.backend, precision=args.precision,
-                   threads=args.threads, **int8_kwargs(args), result_cache=getattr(args, "result_cache", None))
+                   threads=args.threads, streams=args.streams, **int8_kwargs(args), result_cache=getattr(args, "result_cache", None))
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
     if clf.random_init:

@@ -13,6 +13,9 @@ def add_plan_options(p: argparse.ArgumentParser | argparse._ArgumentGroup, *, pr
         p.add_argument("--precision", default="auto",
                        help="auto|bf16|fp32|int8 (default: auto, never int8; int8 needs --calibration once)")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: from the plan)")
+    p.add_argument("--streams", default="auto", metavar="N",
+                   help="inference streams: model calls that run at once, each on threads/N cores "
+                        "(default: auto, measured with --backend auto, else 1)")
     p.add_argument("--calibration", default=None, metavar="DIR",
                    help="int8: folder of calibration images (once; the quantized artifact is cached)")
     p.add_argument("--labels", default=None, metavar="DIR",

@@ -18,7 +18,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     cpu = probe()
     avail = engines.availability()
-    plan = plan_for(cpu, args.backend, args.precision, args.threads)
+    plan = plan_for(cpu, args.backend, args.precision, args.threads, args.streams)
     if args.json:
         print(json.dumps({"cpu": cpu.to_dict(), "backends": {k: {"available": v[0], "reason": v[1]}
                                                             for k, v in avail.items()},

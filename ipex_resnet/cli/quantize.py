@@ -27,7 +27,7 @@ def main(args: argparse.Namespace) -> int:
         raise ConfigError("quantize needs --calibration DIR: a folder of images like the ones you will classify")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        clf = load(**model_kwargs(args), backend=args.backend, precision="int8", threads=args.threads,
+        clf = load(**model_kwargs(args), backend=args.backend, precision="int8", threads=args.threads, streams=args.streams,
                    measure=False, **int8_kwargs(args))
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)

@@ -31,7 +31,7 @@ def main(args: argparse.Namespace) -> int:
         return 2
     setup_logging(cfg.log_level)
     model = {**model_kwargs(args), **int8_kwargs(args), "backend": args.backend, "precision": args.precision,
-             "threads": args.threads}
+             "threads": args.threads, "streams": args.streams}
     topology = read_topology()
     if cfg.workers is None:
         n, why = default_workers(topology, probe(check_torch=False).sockets or 1)

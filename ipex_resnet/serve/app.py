@@ -74,8 +74,21 @@ class Service:
 
     # -- startup and shutdown -------------------------------------------------------------------------
     def _load_and_warm(self) -> Handler:
-        handler = Handler(self.loader(), pad_batches=self.cfg.pad_batches)
-        handler.warm_up(self.cfg.max_batch)
+        """Load, warm up every batch size, measure the latency-vs-batch curve and cap the batch by the
+        target (a target one batch-1 call misses raises ConfigError: the service refuses to start)."""
+        from ipex_resnet.serve import tuning
+        from ipex_resnet.serve.batching import warmup_sizes
+
+        cfg = self.cfg
+        handler = Handler(self.loader(), pad_batches=cfg.pad_batches)
+        handler.warm_up(cfg.max_batch)
+        plan = handler.clf.plan
+        curve = tuning.latency_curve(handler.predict, handler.image_shape, warmup_sizes(cfg.max_batch, True),
+                                     stop_above_ms=cfg.p99_ms / 2)
+        tuning.check_target(cfg.p99_ms, curve, f"{plan.model} on {plan.backend}/{plan.precision}")
+        cap = tuning.batch_cap(cfg.p99_ms, cfg.max_wait_ms, curve)
+        handler.max_batch = min(cfg.max_batch, cap)
+        handler.shaping = tuning.describe(cfg.p99_ms, handler.max_batch, curve)
         return handler
 
     def start_loading(self) -> concurrent.futures.Future:
@@ -117,15 +130,17 @@ class Service:
         cfg = self.cfg
         clf = handler.clf
         self.handler, self.clf, self.image_shape, self.info = handler, clf, handler.image_shape, handler.info
-        self.batcher = Batcher(handler.predict, handler.topk, max_batch=cfg.max_batch,
+        self.batcher = Batcher(handler.predict, handler.topk, max_batch=handler.max_batch,
                                max_wait_s=cfg.max_wait_ms / 1000, max_queue=cfg.max_queue * cfg.max_files,
-                               pad=handler.pad, metrics=self.metrics, more_coming=lambda: self.upstream > 0)
+                               pad=handler.pad, metrics=self.metrics, more_coming=lambda: self.upstream > 0,
+                               streams=clf.streams)
         self.batcher.start()
         self.metrics.info.labels(clf.plan.model, clf.plan.backend, clf.plan.precision).set(1)
         self.ready = True
-        log.info("ready: %s, backend=%s, precision=%s, threads=%d, max_batch=%d, max_wait=%.1f ms%s; %s",
-                 clf.plan.model, clf.plan.backend, clf.plan.precision, clf.plan.threads, cfg.max_batch,
-                 cfg.max_wait_ms, ", padded batches" if handler.pad else "",
+        log.info("ready: %s, backend=%s, precision=%s, streams=%d x %d thread(s), max_batch=%d, max_wait=%.1f ms%s;"
+                 " %s; %s", clf.plan.model, clf.plan.backend, clf.plan.precision, clf.streams,
+                 clf.plan.threads_per_stream, handler.max_batch, cfg.max_wait_ms,
+                 ", padded batches" if handler.pad else "", handler.shaping,
                  self.result_cache.describe() if self.result_cache is not None else "result cache off")
 
     async def watch(self) -> None:
@@ -133,8 +148,8 @@ class Service:
         to the OS now and then (glibc keeps them per thread arena, so RSS creeps up under load)."""
         trim = _malloc_trim()
         while True:
-            if trim is not None:
-                trim(0)
+            if trim is not None:  # off the loop: trimming a large heap takes milliseconds
+                await asyncio.to_thread(trim, 0)
             self.metrics.ready.set(0 if self.readiness_problem() else 1)
             if self.connections is not None:
                 self.metrics.open_connections.set(self.connections.open)

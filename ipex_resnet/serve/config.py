@@ -24,7 +24,12 @@ class ServeConfig:
     workers: int | None = _opt(None, "server processes on the port, each pinned to its own physical cores; "
                                      "default: the plan for this CPU (stated at startup)", minimum=1, type=int)
     # -- batching -------------------------------------------------------------------------------------
-    max_batch: int = _opt(16, "images per micro-batch; 1 turns batching off", minimum=1)
+    p99_ms: float = _opt(100.0, "latency target in ms: micro-batches stay within what the model's latency-vs-batch "
+                                "curve, measured at startup, allows for it (an image can wait for one batch and "
+                                "run in the next); a target below one batch-1 model call is refused at startup",
+                         minimum=0.001)
+    max_batch: int = _opt(16, "images per micro-batch at most (the --p99-ms target may allow fewer); 1 turns "
+                              "batching off", minimum=1)
     max_wait_ms: float = _opt(5.0, "longest the first image of a batch waits for company, in ms", minimum=0)
     pad_batches: str = _opt("auto", "pad batches to power-of-two sizes warmed up at start; auto = on for "
                                     "inductor, which recompiles for every new batch shape",

@@ -58,6 +58,9 @@ class Handler:
         self.pad = pad_batches == "on" or (pad_batches == "auto" and plan.backend == "inductor")
         self.info = {"model": plan.model, "backend": plan.backend, "precision": plan.precision,
                      "weights": plan.weights}
+        #: the largest micro-batch the batcher may form (the service caps it by its latency target)
+        self.max_batch: int | None = None
+        self.shaping = "no latency target"  # how the batch was capped, for the ready line
         sample = Image.new("RGB", WARMUP_IMAGE_SIZE, (120, 90, 60))
         self.image_shape: tuple[int, int, int] = tuple(clf.preprocess(sample).shape)  # what decode_request returns
 
