@@ -144,7 +144,12 @@ def test_bench_scenarios_on_a_user_model_with_service_and_peer(user_repo):  # no
     proc = sh(user_repo, "ipex-resnet bench $BENCH_ARGS --scenarios all --scenario-budget 1 --p99-ms 1000 "
                          "--price-per-hour 2.5 -o report.json")
     assert proc.returncode in (0, 3), proc.stdout[-3000:] + proc.stderr[-3000:]
-    sc = json.loads((root / "report.json").read_text())["scenarios"]
+    report = json.loads((root / "report.json").read_text())
+    sc = report["scenarios"]
+    # the streams row: one row per stream count that divides the threads (--threads 1: one)
+    streams = report["input_pipeline"]["streams"]
+    assert set(streams["rows"]) == {"1x1"} and streams["rows"]["1x1"]["img_s"] > 0, streams
+    assert "streams x threads on" in proc.stdout
     assert sc["label"] == "MLPerf-style, not an official MLPerf result" and sc["p99_ms_bound"] == 1000
     assert sc["single_stream"]["p90_ms"] > 0 and sc["offline"]["samples_per_s"] > 0
     for key in ("server", "server_decode", "service", "peer"):

@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 
 from ipex_resnet.benchmarking.fields import latency, throughput
 from ipex_resnet.benchmarking.pipeline import format_costs, pipeline_targets
+from ipex_resnet.benchmarking.streams import lines as streams_lines
 from ipex_resnet.benchmarking.matrix import REFERENCE
 from ipex_resnet.benchmarking.scenarios import scenario_lines, scenario_targets
 
@@ -175,7 +176,7 @@ def format_table(doc: Mapping) -> str:
         lines += _grid(["cold start (classify, warm cache)", "to top-5 s", "to exit s", "peak RSS MB", "target",
                         ""], crow)
     if doc.get("input_pipeline"):
-        lines += [""] + format_costs(doc["input_pipeline"])
+        lines += [""] + format_costs(doc["input_pipeline"]) + streams_lines(doc["input_pipeline"].get("streams"))
     if doc.get("scenarios"):
         lines += [""] + scenario_lines(doc["scenarios"])
     if doc.get("targets"):

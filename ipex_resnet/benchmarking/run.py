@@ -255,7 +255,18 @@ def _measure_inputs(s: Settings, built: dict[str, Built], results: dict, plan, s
         pipeline["costs"] = input_costs(clf.preprocessor, cases, reps=reps * 2)
         progress.step(f"input pipeline: bulk classify vs model-only, {pipe_path}")
         pipeline["bulk"] = bulk_vs_model(clf, small, ws.dir / "bulk", count=64 if s.quick else 320)
+        progress.step(f"streams x threads: {pipe_path}")
+        pipeline["streams"] = _measure_streams(built[pipe_path], ws, clf.plan.threads)
     return cases, pipeline
+
+
+def _measure_streams(b: Built, ws: Workspace, threads: int) -> dict:
+    from ipex_resnet.benchmarking import streams
+
+    try:
+        return streams.measure(b, ws, threads)
+    except Exception as exc:  # noqa: BLE001 - recorded in the report, the rest goes on
+        return {"error": first_line(exc)}
 
 
 def _document(s: Settings, cpu, plan, threads: int, slow: float, crop: int, small, cases: dict) -> dict:

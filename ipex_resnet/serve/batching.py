@@ -214,6 +214,10 @@ class Batcher:
             self._post(batch, None, None)
             return
         started = time.monotonic()
+        if self.metrics is not None:
+            for j in live:
+                self.metrics.queue_wait.observe(started - j.enqueued)
+            self.metrics.batch_size.observe(len(live))
         self._busy[index] = started
         try:
             results = self._infer_batch([j.tensor for j in live], max(j.topk for j in live))
@@ -224,9 +228,6 @@ class Batcher:
         finally:
             self._busy.pop(index, None)
         if self.metrics is not None:
-            for j in live:
-                self.metrics.queue_wait.observe(started - j.enqueued)
-            self.metrics.batch_size.observe(len(live))
             self.metrics.inference.observe(time.monotonic() - started)
             self.metrics.images.inc(len(live))
         self._post(live, results, None, count=len(batch))
