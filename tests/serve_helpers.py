@@ -3,12 +3,20 @@ batches) through the public API only, and Prometheus text parsed with prometheus
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from conftest import SAMPLES  # noqa: E402
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def require_service() -> None:

@@ -133,7 +133,7 @@ def test_serve_takes_the_users_model(user_pkg, photos):
     port = _free_port()
     root, env = user_pkg
     proc = subprocess.Popen([SCRIPT, "serve", *spec(user_pkg), "--backend", "eager", "--precision", "fp32",
-                             "--port", str(port), "--workers", "1", "--log-level", "warning"],
+                             "--port", str(port), "--workers", "1", "--no-tune", "--log-level", "warning"],
                             cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 300

@@ -53,7 +53,7 @@ def test_sigterm_finishes_accepted_requests_then_exits():
     proc = subprocess.Popen(
         [sys.executable, "-m", "ipex_resnet", "serve", "--port", str(port), "--weights", "none",
          "--backend", "eager", "--precision", "fp32", "--max-batch", "1", "--log-level", "warning",
-         "--workers", "1", "--drain-delay", "1.5"],
+         "--workers", "1", "--no-tune", "--drain-delay", "1.5"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
@@ -106,7 +106,7 @@ def test_sigterm_while_the_model_still_compiles_exits_at_once(tmp_path):
     url = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen(
         [sys.executable, "-m", "ipex_resnet", "serve", "--port", str(port), "--weights", "none",
-         "--backend", "inductor", "--precision", "fp32", "--log-level", "warning", "--workers", "1",
+         "--backend", "inductor", "--precision", "fp32", "--log-level", "warning", "--workers", "1", "--no-tune",
          "--drain-delay", "0.2"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1", "IPEX_RESNET_CACHE_DIR": str(tmp_path / "cold-cache")})

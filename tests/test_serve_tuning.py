@@ -15,6 +15,9 @@ import time
 import numpy as np
 import pytest
 
+from serve_helpers import free_port
+from user_repo import user_repo  # noqa: F401 - a fixture
+
 from ipex_resnet.errors import ConfigError
 from ipex_resnet.serve import tuning
 from ipex_resnet.serve.batching import Batcher
@@ -116,10 +119,61 @@ def _console_script() -> str:
 def test_serve_refuses_a_target_below_one_model_call_in_one_line():
     pytest.importorskip("uvicorn")
     proc = subprocess.run([_console_script(), "serve", "--weights", "none", "--backend", "onnxruntime",
-                           "--precision", "fp32", "--port", "0", "--p99-ms", "0.5", "--log-level", "warning"],
+                           "--precision", "fp32", "--port", "0", "--p99-ms", "0.5", "--no-tune", "--log-level", "warning"],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2, proc.stderr[-2000:]
     errors = [line for line in proc.stderr.splitlines() if "error:" in line]
     assert len(errors) == 1 and "--p99-ms 0.5 cannot be met here: one batch-1 call of resnet18 on " \
         "onnxruntime/fp32 takes" in errors[0] and "ask for at least" in errors[0], proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
+
+
+def _serve_until_ready(user_repo, *extra: str) -> str:
+    """``ipex-resnet serve`` (the console script) on the user's model with its defaults (--tune on): wait
+    until /readyz answers 200, stop it with SIGTERM; its stderr."""
+    import httpx
+
+    root, env = user_repo
+    port = free_port()
+    proc = subprocess.Popen([_console_script(), "serve", "--model", "mypkg.net:build", "--preset", "preset.json",
+                             "--backend", "onnxruntime", "--precision", "fp32", "--port", str(port), *extra],
+                            cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 600
+        while True:
+            assert proc.poll() is None, proc.stderr.read()[-3000:]
+            assert time.monotonic() < deadline, "the service was not ready within 600 s"
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=120)
+    return err
+
+
+@pytest.mark.slow
+def test_tune_measures_once_then_starts_from_the_cached_choice(user_repo):  # noqa: F811
+    pytest.importorskip("mlperf_loadgen")
+    first = _serve_until_ready(user_repo, "--p99-ms", "200")
+    steps = [line for line in first.splitlines() if "ipex-resnet serve: tuning " in line]
+    assert len(steps) >= 2, first[-3000:]          # at least two candidates (streams or workers) and the wait
+    assert any("-> " in line and "QPS" in line for line in first.splitlines()), first[-3000:]
+    ready = [line for line in first.splitlines() if "ready:" in line]
+    assert ready and "tuned (measured" in ready[-1] and "QPS with p99 <= 200 ms" in ready[-1], first[-3000:]
+    # the same machine, model and target: the cached choice, no measuring
+    again = _serve_until_ready(user_repo, "--p99-ms", "200")
+    assert "ipex-resnet serve: tuning " not in again
+    ready2 = [line for line in again.splitlines() if "ready:" in line]
+    assert ready2 and "tuned (cached" in ready2[-1], again[-3000:]
+    root, _ = user_repo
+    records = list((root / "cache" / "serve-tuning").glob("*.json"))
+    assert len(records) == 1
+    import json
+
+    record = json.loads(records[0].read_text())
+    assert record["key"]["p99_ms"] == 200 and record["key"]["model"]["model"] == "mypkg.net:build"
+    assert record["best"]["capacity_qps"] == max(r.get("capacity_qps") or 0 for r in record["rows"])

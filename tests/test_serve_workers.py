@@ -76,7 +76,7 @@ def _start_two_workers(*, max_batch: int, stdout) -> tuple[str, subprocess.Popen
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "ipex_resnet", "serve", "--port", str(port), "--weights", "none", "--backend",
-         "eager", "--precision", "fp32", "--workers", "2", "--max-batch", str(max_batch), "--log-level", "warning"],
+         "eager", "--precision", "fp32", "--workers", "2", "--no-tune", "--max-batch", str(max_batch), "--log-level", "warning"],
         cwd=ROOT, stdout=stdout, stderr=subprocess.PIPE, text=True)
     return f"http://127.0.0.1:{port}", proc
 

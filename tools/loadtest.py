@@ -119,7 +119,7 @@ def start_server(args: argparse.Namespace, max_batch: int, extra: list[str] | No
     cmd = [sys.executable, "-m", "ipex_resnet.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
            "--model", args.model, "--weights", args.weights, "--backend", args.backend,
            "--precision", args.precision, "--max-batch", str(max_batch), "--max-wait-ms", str(args.max_wait_ms),
-           "--max-queue", str(max_queue or max(args.clients) * 2), "--log-level", "warning"]
+           "--max-queue", str(max_queue or max(args.clients) * 2), "--no-tune", "--log-level", "warning"]
     extra = list(extra or [])
     if args.threads and "--threads" not in extra:
         cmd += ["--threads", str(args.threads)]

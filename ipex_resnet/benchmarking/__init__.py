@@ -18,6 +18,9 @@ baseline       saved baselines, per machine key and model spec (``--save-baselin
 gated          a bench run with its baseline: checked before, judged and saved after
 pytest_plugin  the ``ipex_resnet_bench`` fixture for users' own tests (entry point ``pytest11``)
 report         ratios, targets and the table; ``run``: the bench run; ``cli``: ``ipex-resnet bench``
+streams        the report's streams x threads row (batch-1 throughput with every stream busy)
+service_metrics  the service's /metrics histograms before and after a served-scenario step
+serve_tune     ``ipex-resnet serve --tune``: candidate settings measured with LoadGen against the service
 compare        ``ipex-resnet compare``: reports side by side, cost per million images, a PNG chart
 =============  ===================================================================================
 

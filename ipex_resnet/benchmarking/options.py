@@ -120,8 +120,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("price_per_hour", "this machine's price in USD per hour, recorded in the report (compare: cost per "
            "million images)", type=float, scopes=(CLI,), metavar="USD"),
     Option("scenarios", "MLPerf-style scenarios driven by MLCommons' LoadGen, comma-separated: single-stream, "
-           "offline, server, service (Server against the HTTP service: the served capacity), peer (Server against "
-           "LitServe serving the same engine), all, none (default: none)", scopes=(CLI,), metavar="LIST"),
+           "offline, server (in process: on preprocessed images and decoding the JPEGs), service (Server against the "
+           "HTTP service: the served capacity), peer (Server against LitServe serving the same engine), ray-serve "
+           "(against Ray Serve, the same engine; 'all' includes it where Ray Serve is installed), all, none "
+           "(default: none)", scopes=(CLI,), metavar="LIST"),
     Option("scenario_path", "ENGINE/PRECISION the scenarios run on (default: our path with the most img/s at the "
            "largest batch)", scopes=(CLI,), metavar="PATH"),
     Option("p99_ms", f"the Server scenarios' p99 latency bound in ms (default {P99_MS:g})", P99_MS, type=float,
@@ -321,10 +323,14 @@ def _scenario_settings(s: Settings, raw: Mapping[str, Any]) -> None:
         raise ConfigError(f"--scenario-budget must be a positive number of seconds, got {budget:g}")
     s.scenario_budget = budget
     needs = {"mlperf_loadgen": "mlcommons-loadgen"}
-    if {"service", "peer"} & set(s.scenarios):
+    if {"service", "peer", "ray-serve"} & set(s.scenarios):
         needs["httpx"] = "httpx"
     if "peer" in s.scenarios:
         needs["litserve"] = "litserve"
+    if "ray-serve" in s.scenarios and first_missing("ray.serve", "grpc", "fastapi"):  # Ray without its serve extra
+        if "all" not in str(raw.get("scenarios") or "").lower():
+            raise ConfigError(f"--scenarios {','.join(s.scenarios)} needs Ray Serve: pip install 'ray[serve]'")
+        s.scenarios = [n for n in s.scenarios if n != "ray-serve"]  # 'all': what this install can run
     missing = first_missing(*needs) if s.scenarios else None
     if missing:
         raise ConfigError(f"--scenarios {','.join(s.scenarios)} needs {needs[missing]}: pip install {needs[missing]} "

@@ -23,7 +23,7 @@ from pathlib import Path
 from ipex_resnet.benchmarking import loadgen as L, service_metrics
 from ipex_resnet.errors import ConfigError, first_line
 
-SCENARIO_NAMES = ("single-stream", "offline", "server", "service", "peer")
+SCENARIO_NAMES = ("single-stream", "offline", "server", "service", "peer", "ray-serve")
 
 
 def parse_scenarios(value: str | Sequence[str] | None) -> list[str]:
@@ -73,7 +73,7 @@ def run_scenarios(s, built: dict, results: dict, jpegs: list[bytes], logs: Path,
         progress.step(f"LoadGen SingleStream: {name}")
         out["single_stream"] = _queued(run_batch, 1, "single-stream",
                                        L.RunSettings(s.scenario_budget, n, expected_qps=1e3 / b1), logs)
-    if "offline" in s.scenarios or any(x in s.scenarios for x in ("server", "service", "peer")):
+    if "offline" in s.scenarios or any(x in s.scenarios for x in ("server", "service", "peer", "ray-serve")):
         progress.step(f"LoadGen Offline: {name}")
         # LoadGen sizes Offline's one query from the expected rate; a SUT faster than that ends before the
         # minimum duration (an invalid run), so it is told half again the report's rate
@@ -96,13 +96,15 @@ def run_scenarios(s, built: dict, results: dict, jpegs: list[bytes], logs: Path,
             out["server_decode"] = L.server_search(sut, rs, logs / "server-decode", upper, **search)
         finally:
             sut.close()
-    served = {"service": ("the HTTP service", _service_command, "/v1/classify", _raw_request),
-              "peer": ("LitServe with the same engine", _peer_command, "/predict", _multipart_request)}
+    served = {"service": ("the HTTP service", _service_command, "/v1/classify", raw_request),
+              "peer": ("LitServe with the same engine", _peer_command, "/predict", _multipart_request),
+              "ray-serve": ("Ray Serve with the same engine", _ray_command, "/classify", raw_request)}
     with tempfile.TemporaryDirectory(prefix="ipex_resnet_scenarios_") as scratch:  # INT8 calibration images
-        for key, (what, command, route, request) in served.items():
-            if key in s.scenarios:
+        for name_, (what, command, route, request) in served.items():
+            key = name_.replace("-", "_")
+            if name_ in s.scenarios:
                 progress.step(f"LoadGen Server against {what}: {name}")
-                out[key] = _guarded(lambda: _served(command(s, b, bmax, jpegs, logs / key, Path(scratch) / key), route,
+                out[key] = _guarded(lambda: served_capacity(command(s, b, bmax, jpegs, logs / key, Path(scratch) / key), route,
                                                     request(jpegs), rs, logs / key, upper, search, bmax,
                                                     observe=key == "service"))
     _ratios(out)
@@ -127,6 +129,9 @@ def _ratios(out: dict) -> None:
         out["served_vs_offline"] = service / offline
     if service is not None and peer:
         out["served_vs_peer"] = service / peer
+    ray_serve = (out.get("ray_serve") or {}).get("capacity_qps")
+    if service is not None and ray_serve:
+        out["served_vs_ray_serve"] = service / ray_serve
     decode = (out.get("server_decode") or {}).get("capacity_qps")
     if service is not None and decode:
         out["served_vs_server_decode"] = service / decode
@@ -140,7 +145,7 @@ def _queued(run_batch, max_batch: int, scenario: str, rs: L.RunSettings, logs: P
         sut.close()
 
 
-def _served(cmd: list[str], route: str, request, rs: L.RunSettings, logs: Path, upper: float, search: dict,
+def served_capacity(cmd: list[str], route: str, request, rs: L.RunSettings, logs: Path, upper: float, search: dict,
             max_batch: int, *, observe: bool = False) -> dict:
     """Start the server ``cmd`` on a free loopback port, wait until it answers, run the Server search
     against ``route``, stop it. Its log is kept beside LoadGen's. With ``observe``, each step records the
@@ -175,7 +180,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _wait_ready(url: str, proc: subprocess.Popen, route: str, request, log: Path, timeout_s: float = 300) -> None:
+def _wait_ready(url: str, proc: subprocess.Popen, route: str, request, log: Path, timeout_s: float = 900) -> None:
     """Until one real request to ``route`` answers 200 (both stacks load the model before that)."""
     import httpx
 
@@ -225,10 +230,9 @@ def _spec_args(s, b, jpegs: list[bytes], logs: Path, scratch: Path) -> list[str]
 
 
 def _service_command(s, b, max_batch: int, jpegs: list[bytes], logs: Path, scratch: Path) -> list[str]:
-    streams = (b.plan or {}).get("streams") or 1
+    # with its defaults: --tune measures workers x streams against the service itself (cached per machine)
     return [sys.executable, "-m", "ipex_resnet.cli", "serve", *_spec_args(s, b, jpegs, logs, scratch),
-            "--host", "127.0.0.1", "--max-batch", str(max_batch), "--p99-ms", f"{s.p99_ms:g}",
-            "--streams", str(streams), "--log-level", "warning"]
+            "--host", "127.0.0.1", "--max-batch", str(max_batch), "--p99-ms", f"{s.p99_ms:g}", "--log-level", "info"]
 
 
 def _peer_command(s, b, max_batch: int, jpegs: list[bytes], logs: Path, scratch: Path) -> list[str]:
@@ -236,10 +240,15 @@ def _peer_command(s, b, max_batch: int, jpegs: list[bytes], logs: Path, scratch:
             "--max-batch", str(max_batch)]
 
 
-def _raw_request(jpegs: list[bytes]):
+def raw_request(jpegs: list[bytes]):
     def request(i: int) -> tuple[bytes, dict]:
         return jpegs[i], {"content-type": "image/jpeg"}
     return request
+
+
+def _ray_command(s, b, max_batch: int, jpegs: list[bytes], logs: Path, scratch: Path) -> list[str]:
+    return [sys.executable, "-m", "ipex_resnet.benchmarking.peer_ray_serve", *_spec_args(s, b, jpegs, logs, scratch),
+            "--max-batch", str(max_batch)]
 
 
 def _multipart_request(jpegs: list[bytes]):
@@ -284,6 +293,9 @@ def scenario_targets(sc: dict | None) -> list[dict]:
     if "served_vs_peer" in sc:
         target("served capacity / LitServe's, same engine", sc["served_vs_peer"], ">=", SERVED_VS_PEER_MIN,
                sc["served_vs_peer"] >= SERVED_VS_PEER_MIN)
+    if "served_vs_ray_serve" in sc:
+        target("served capacity / Ray Serve's, same engine", sc["served_vs_ray_serve"], ">=", SERVED_VS_PEER_MIN,
+               sc["served_vs_ray_serve"] >= SERVED_VS_PEER_MIN)
     return out
 
 
@@ -306,7 +318,8 @@ def scenario_lines(sc: dict) -> list[str]:
                      f"{r['vs_report_throughput']:.2f}x the report's b{sc['max_batch']} throughput)")
     for key, what in (("server", "Server, in process"), ("server_decode", "Server, in process, decoding the JPEGs"),
                       ("service", "Server, HTTP service (served capacity)"),
-                      ("peer", "Server, LitServe with the same engine")):
+                      ("peer", "Server, LitServe with the same engine"),
+                      ("ray_serve", "Server, Ray Serve with the same engine")):
         if key in sc and "error" in sc[key]:
             lines.append(f"  {what}: failed: {sc[key]['error']}")
         elif key in sc:
@@ -327,6 +340,8 @@ def scenario_lines(sc: dict) -> list[str]:
         lines.append(f"  served capacity / in-process Server with decode: {sc['served_vs_server_decode']:.2f}x")
     if "served_vs_peer" in sc:
         lines.append(f"  served capacity / LitServe: {sc['served_vs_peer']:.2f}x")
+    if "served_vs_ray_serve" in sc:
+        lines.append(f"  served capacity / Ray Serve: {sc['served_vs_ray_serve']:.2f}x")
     return lines
 
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import sys
+import tempfile
 
+from ipex_resnet.benchmarking import serve_tune
 from ipex_resnet.cli.options import add_model_options, add_plan_options, int8_kwargs, model_kwargs
 from ipex_resnet.hardware.cpu import probe
 from ipex_resnet.serve import config
@@ -33,18 +36,24 @@ def main(args: argparse.Namespace) -> int:
     model = {**model_kwargs(args), **int8_kwargs(args), "backend": args.backend, "precision": args.precision,
              "threads": args.threads, "streams": args.streams}
     topology = read_topology()
-    if cfg.workers is None:
+    try:
+        sock = bind(cfg.host, cfg.port)  # first: a taken port fails before minutes of tuning
+    except OSError as exc:
+        print(f"error: cannot listen on {cfg.host}:{cfg.port}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    tuned = _tuned(args, cfg, model, topology) if cfg.tune else None
+    if tuned is not None:
+        best = tuned["best"]
+        n, why = best["workers"], "--tune"
+        model["streams"] = best["streams"]
+        cfg = dataclasses.replace(cfg, workers=n, max_wait_ms=best["max_wait_ms"], tuned=serve_tune.describe(tuned))
+    elif cfg.workers is None:
         n, why = default_workers(topology, probe(check_torch=False).sockets or 1)
     else:
         n, why = cfg.workers, "--workers"
     cpu_sets = assign_cpus(topology, n)  # ConfigError: the CLI prints it
-    try:
-        sock = bind(cfg.host, cfg.port)
-    except OSError as exc:
-        print(f"error: cannot listen on {cfg.host}:{cfg.port}: {exc.strerror or exc}", file=sys.stderr)
-        return 2
     host, port = sock.getsockname()[:2]
-    threads = args.threads or len(cpu_sets[0])
+    threads = args.threads or (tuned["best"]["threads"] if tuned else None) or len(cpu_sets[0])
     print(f"ipex-resnet serve: http://{host}:{port} -- {n} worker(s), CPUs "
           f"{' | '.join(','.join(map(str, s)) for s in cpu_sets)}, {threads} thread(s) each ({why})",
           file=sys.stderr, flush=True)
@@ -53,3 +62,48 @@ def main(args: argparse.Namespace) -> int:
         os.sched_setaffinity(0, cpu_sets[0])
         return run_one(cfg_dict, model, sock, threads=threads)
     return run_workers(cfg_dict, model, cpu_sets, sock, cfg.drain_delay_s + cfg.graceful_timeout_s + 15)
+
+
+def _tuned(args: argparse.Namespace, cfg: ServeConfig, model: dict, topology) -> dict | None:
+    """``--tune``: the cached choice for this machine, model and target, or measure the candidates now
+    (each one this command run as a child on a free loopback port, with ``--no-tune``). None when the
+    user fixed everything it would choose."""
+    fixed_streams = None if str(args.streams).strip().lower() == "auto" else int(args.streams)
+    if cfg.workers is not None and fixed_streams is not None:
+        return None
+    cpus = len(topology)
+    cands = serve_tune.candidates(cpus, cfg.workers, fixed_streams, args.threads)
+    key = serve_tune.key(model, cfg.p99_ms, cfg.max_batch, cpus)
+    scratch = tempfile.mkdtemp(prefix="ipex_resnet_tune_args_")
+
+    def command(c: serve_tune.Candidate) -> list[str]:
+        child = {**vars(args), "workers": c.workers, "streams": str(c.streams), "threads": c.threads,
+                 "max_wait_ms": c.max_wait_ms, "tune": False, "host": "127.0.0.1", "log_level": "warning",
+                 "access_log": False}
+        path = os.path.join(scratch, f"w{c.workers}s{c.streams}t{c.threads}m{c.max_wait_ms:g}.json")
+        with open(path, "w") as f:
+            json.dump({k: v for k, v in child.items() if k != "port" and isinstance(v, (str, int, float, bool, type(None)))}, f)
+        return [sys.executable, "-m", "ipex_resnet.cli.serve", path]
+
+    def progress(line: str) -> None:
+        print(f"ipex-resnet serve: {line}", file=sys.stderr, flush=True)
+
+    try:
+        return serve_tune.tune(key, command, cands, cfg.p99_ms, progress)
+    finally:
+        import shutil
+
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _child(path: str, port: str) -> int:
+    """A tuning candidate: the parent's parsed options with the candidate's settings, on ``port``."""
+    with open(path) as f:
+        args = argparse.Namespace(**json.load(f), port=int(port))
+    return main(args)
+
+
+if __name__ == "__main__":  # python -m ipex_resnet.cli.serve OPTIONS.json --port N (a --tune candidate)
+    if len(sys.argv) != 4 or sys.argv[2] != "--port":
+        sys.exit("usage: python -m ipex_resnet.cli.serve OPTIONS.json --port N (used by --tune)")
+    sys.exit(_child(sys.argv[1], sys.argv[3]))

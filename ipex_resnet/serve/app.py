@@ -140,7 +140,8 @@ class Service:
         log.info("ready: %s, backend=%s, precision=%s, streams=%d x %d thread(s), max_batch=%d, max_wait=%.1f ms%s;"
                  " %s; %s", clf.plan.model, clf.plan.backend, clf.plan.precision, clf.streams,
                  clf.plan.threads_per_stream, handler.max_batch, cfg.max_wait_ms,
-                 ", padded batches" if handler.pad else "", handler.shaping,
+                 ", padded batches" if handler.pad else "",
+                 f"{cfg.tuned}; {handler.shaping}" if cfg.tuned else handler.shaping,
                  self.result_cache.describe() if self.result_cache is not None else "result cache off")
 
     async def watch(self) -> None:

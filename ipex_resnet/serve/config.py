@@ -79,6 +79,11 @@ class ServeConfig:
                                            "cancelling them", flag="--graceful-timeout", minimum=0)
     log_level: str = _opt("info", "logging level", choices=("critical", "error", "warning", "info", "debug"))
     access_log: bool = _opt(False, "log every request")
+    tune: bool = _opt(True, "on the first start with this machine, model and --p99-ms: measure workers x streams "
+                            "(and the batch wait) with LoadGen's Server scenario against the service itself, "
+                            "start with the best and cache the choice (--no-tune: the plan's settings)")
+    #: what --tune chose, for the ready line (set by the command, not a flag)
+    tuned: str = _opt("", "", group="internal")
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
@@ -94,7 +99,7 @@ class ServeConfig:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "ServeConfig":
-        return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})
+        return cls(**{f.name: getattr(args, f.name, f.default) for f in dataclasses.fields(cls)})
 
 
 def flag(f: dataclasses.Field) -> str:
@@ -104,13 +109,15 @@ def flag(f: dataclasses.Field) -> str:
 def add_arguments(p: argparse.ArgumentParser, groups: dict[str, argparse._ArgumentGroup]) -> None:
     """One ``--flag`` per field, into ``groups[field group]``; defaults and help come from the field."""
     for f in dataclasses.fields(ServeConfig):
+        if f.metadata["group"] == "internal":
+            continue
         g = groups[f.metadata["group"]]
         default = f.default
         shown = "" if default is None else f" (default: {default:g})" if isinstance(default, float) else \
             f" (default: {default})"
         kw = {"dest": f.name, "default": default, "help": f.metadata["help"] + shown}
-        if isinstance(default, bool):
-            g.add_argument(flag(f), action="store_true", **kw)
+        if isinstance(default, bool):  # off by default: --flag; on by default: --flag / --no-flag
+            g.add_argument(flag(f), action=argparse.BooleanOptionalAction if default else "store_true", **kw)
             continue
         kw["type"] = f.metadata["type"] or type(default)
         kw["metavar"] = flag(f)[2:].upper().replace("-", "_")
