@@ -152,10 +152,15 @@ def test_bench_scenarios_on_a_user_model_with_service_and_peer(user_repo):  # no
     assert "streams x threads on" in proc.stdout
     assert sc["label"] == "MLPerf-style, not an official MLPerf result" and sc["p99_ms_bound"] == 1000
     assert sc["single_stream"]["p90_ms"] > 0 and sc["offline"]["samples_per_s"] > 0
-    for key in ("server", "server_decode", "service", "peer"):
+    from ipex_resnet.util.deps import first_missing
+
+    ray_serve = first_missing("ray.serve", "grpc", "fastapi") is None  # 'all' includes it where installed
+    assert ("ray_serve" in sc) == ray_serve
+    for key in ("server", "server_decode", "service", "peer") + (("ray_serve",) if ray_serve else ()):
         assert "error" not in sc[key], sc[key]
         assert sc[key]["capacity_qps"] > 0 and sc[key]["at_capacity"]["p99_ms"] <= 1000, (key, sc[key])
     assert sc["served_vs_offline"] > 0 and sc["served_vs_peer"] > 0 and sc["served_vs_server_decode"] > 0
+    assert not ray_serve or (sc["served_vs_ray_serve"] > 0 and "Ray Serve with the same engine" in proc.stdout)
     # each service step carries the service's own histograms for that step
     observed = [t["observed"] for t in sc["service"]["tried"]]
     assert observed and all(o["batch_size"]["count"] >= 1 and o["inference_ms"]["mean"] > 0 for o in observed)

@@ -135,13 +135,15 @@ def _serve_until_ready(user_repo, *extra: str) -> str:
 
     root, env = user_repo
     port = free_port()
-    proc = subprocess.Popen([_console_script(), "serve", "--model", "mypkg.net:build", "--preset", "preset.json",
-                             "--backend", "onnxruntime", "--precision", "fp32", "--port", str(port), *extra],
-                            cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    log = root / f"serve-{port}.log"
+    with open(log, "w") as err:
+        proc = subprocess.Popen([_console_script(), "serve", "--model", "mypkg.net:build", "--preset", "preset.json",
+                                 "--backend", "onnxruntime", "--precision", "fp32", "--port", str(port), *extra],
+                                cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=err)
     try:
         deadline = time.monotonic() + 600
         while True:
-            assert proc.poll() is None, proc.stderr.read()[-3000:]
+            assert proc.poll() is None, log.read_text()[-3000:]
             assert time.monotonic() < deadline, "the service was not ready within 600 s"
             try:
                 if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code == 200:
@@ -151,8 +153,8 @@ def _serve_until_ready(user_repo, *extra: str) -> str:
             time.sleep(0.5)
     finally:
         proc.terminate()
-        _, err = proc.communicate(timeout=120)
-    return err
+        proc.wait(timeout=120)
+    return log.read_text()
 
 
 @pytest.mark.slow

@@ -63,9 +63,9 @@ def main(argv=None) -> int:
         with open(args.preset) as f:
             kwargs["transforms"] = json.load(f)
     stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
     ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+    for sig in (signal.SIGTERM, signal.SIGINT):  # after ray.init, which installs handlers of its own
+        signal.signal(sig, lambda *_: stop.set())
     try:
         serve.start(http_options={"host": args.host, "port": args.port})
         serve.run(build(kwargs, args.max_batch, args.batch_timeout_ms / 1e3), name="ipex_resnet_peer",

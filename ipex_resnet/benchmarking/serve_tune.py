@@ -66,8 +66,19 @@ def key(model: dict, p99_ms: float, max_batch: int, cpus: int) -> dict:
 
     cpu = probe(check_torch=False)
     return {"schema": SCHEMA, "cpu": cpu.model_name, "isa": cpu.isa_level, "cpus": cpus, "versions": versions(),
-            "model": {k: v for k, v in sorted(model.items()) if k != "threads"}, "p99_ms": p99_ms,
+            "model": {k: _plain(v) for k, v in sorted(model.items()) if k != "threads"}, "p99_ms": p99_ms,
             "max_batch": max_batch}
+
+
+def _plain(value):
+    """A model option as JSON data: a preset by its fields, anything else unknown by its repr."""
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value if isinstance(value, (str, int, float, bool, type(None))) else repr(value)
 
 
 def _path(k: dict) -> Path:
@@ -95,9 +106,13 @@ def tune(k: dict, command: Callable[[Candidate], list[str]], cands: list[Candida
     if record is not None:
         record["cached"] = True
         return record
+    import logging
+
     from ipex_resnet.benchmarking import loadgen as L
 
     L.lg()  # LoadGen missing: one clear line before anything starts
+    for name in ("httpx", "httpcore"):  # the load generator's client logs every request at INFO
+        logging.getLogger(name).setLevel(logging.WARNING)
     rows: list[dict] = []
     t0 = time.monotonic()
     todo = list(cands)
@@ -105,7 +120,8 @@ def tune(k: dict, command: Callable[[Candidate], list[str]], cands: list[Candida
         i = 0
         while i < len(todo):
             c = todo[i]
-            progress(f"tuning {i + 1}/{len(todo)}: {c.describe()} (LoadGen Server, p99 <= {p99_ms:g} ms)")
+            what = f"{i + 1}/{len(cands)}" if i < len(cands) else "the best with a shorter wait"
+            progress(f"tuning {what}: {c.describe()} (LoadGen Server, p99 <= {p99_ms:g} ms)")
             rows.append({**dataclasses.asdict(c), **_measure(command(c), p99_ms, Path(tmp) / str(i))})
             progress(f"  -> {_row_text(rows[-1])}")
             if i == len(cands) - 1:  # the structural candidates are done: try the shorter wait on the best
