@@ -40,7 +40,7 @@ _skips: list[tuple[str, str]] = []
 ANY_STACK_MODULES = frozenset({
     "test_architecture", "test_bulk", "test_compare", "test_gate_cli", "test_gate_timing", "test_hostile_inputs", "test_report",
     "test_result_cache", "test_scenarios", "test_serve_budget", "test_serve_hostile", "test_serve_oip",
-    "test_serve_shutdown", "test_serve_workers",
+    "test_serve_shutdown", "test_serve_tuning", "test_serve_workers",
 })
 
 

@@ -48,7 +48,7 @@ def _load(engine: str, precision: str, checkpoint, calib_dir, streams="auto"):
     if precision not in engines.get(engine).precisions(cpu):
         pytest.skip(f"{engine} runs no {precision} on this CPU ({cpu.isa_level})")
     if precision == "bf16" and not cpu.has_native_bf16:
-        pytest.skip(f"bf16 is emulated on this CPU ({cpu.isa_level}): slow, and not what a server runs")
+        pytest.skip(f"this CPU has no native BF16 ({cpu.isa_level}): emulated BF16 is slow, not what a server runs")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return ipex_resnet.load("resnet18", weights=str(checkpoint), backend=engine, precision=precision,
@@ -115,7 +115,7 @@ def test_threads_share_one_classifier(engine, precision, photos, checkpoint, cal
 @pytest.mark.parametrize("engine", [e for e in ("ipex", "inductor", "openvino", "onnxruntime", "eager")])
 def test_two_streams_answer_as_one(engine, photos, checkpoint, calib_dir):
     if (ipex_resnet.plan_for(backend="eager").threads or 1) < 2:
-        pytest.skip("two streams need two threads; this machine allows one")
+        pytest.skip("needs two CPUs: two streams need a thread each")
     clf = _load(engine, "fp32", checkpoint, calib_dir, streams=2)
     assert clf.streams == 2 and clf.plan.streams == 2
     assert "streams:       2 x " in clf.plan.describe()

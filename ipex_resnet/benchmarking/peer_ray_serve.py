@@ -11,13 +11,11 @@ is what the distributed layer costs on one box.
 
 from __future__ import annotations
 
-import argparse
-import json
 import signal
 import sys
 import threading
 
-from ipex_resnet.benchmarking.peer_service import parse_args as _peer_args
+from ipex_resnet.benchmarking.peer_service import load_kwargs, parse_args as _peer_args
 
 HINT = "pip install 'ray[serve]' (or pip install 'ipex_resnet[ray]')"
 ROUTE = "/classify"
@@ -57,11 +55,7 @@ def main(argv=None) -> int:
     except ImportError:
         print(f"error: the Ray Serve peer needs Ray Serve: {HINT}", file=sys.stderr)
         return 2
-    kwargs = {"model": args.model, "weights": args.weights, "backend": args.backend, "precision": args.precision,
-              "threads": args.threads, "calibration": args.calibration, "accept_accuracy": args.accept_accuracy}
-    if args.preset:
-        with open(args.preset) as f:
-            kwargs["transforms"] = json.load(f)
+    kwargs = load_kwargs(args)
     stop = threading.Event()
     ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
     for sig in (signal.SIGTERM, signal.SIGINT):  # after ray.init, which installs handlers of its own

@@ -70,17 +70,22 @@ def parse_args(argv=None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    if ls is None:
-        print(f"error: the peer serving stack needs LitServe: {HINT}", file=sys.stderr)
-        return 2
+def load_kwargs(args: argparse.Namespace) -> dict:
+    """``ipex_resnet.load``'s arguments from the peer's options (the preset read from its JSON file)."""
     kwargs = {"model": args.model, "weights": args.weights, "backend": args.backend, "precision": args.precision,
               "threads": args.threads, "calibration": args.calibration, "accept_accuracy": args.accept_accuracy}
     if args.preset:
         with open(args.preset) as f:
             kwargs["transforms"] = json.load(f)
-    api = ClassifierAPI(kwargs, args.max_batch, args.batch_timeout_ms / 1e3)
+    return kwargs
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if ls is None:
+        print(f"error: the peer serving stack needs LitServe: {HINT}", file=sys.stderr)
+        return 2
+    api = ClassifierAPI(load_kwargs(args), args.max_batch, args.batch_timeout_ms / 1e3)
     server = ls.LitServer(api, accelerator="cpu", workers_per_device=1, timeout=60)
     server.run(host=args.host, port=args.port, generate_client_file=False)
     return 0

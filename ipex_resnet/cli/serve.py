@@ -68,8 +68,16 @@ def _tuned(args: argparse.Namespace, cfg: ServeConfig, model: dict, topology) ->
     """``--tune``: the cached choice for this machine, model and target, or measure the candidates now
     (each one this command run as a child on a free loopback port, with ``--no-tune``). None when the
     user fixed everything it would choose."""
-    fixed_streams = None if str(args.streams).strip().lower() == "auto" else int(args.streams)
+    from ipex_resnet.core.policy import requested_streams
+    from ipex_resnet.errors import BackendUnavailable
+
+    fixed_streams, _ = requested_streams(args.streams, os.environ)  # a bad value: ConfigError, one line
     if cfg.workers is not None and fixed_streams is not None:
+        return None
+    try:
+        serve_tune.require_loadgen()
+    except BackendUnavailable as exc:
+        print(f"ipex-resnet serve: not tuned ({exc}; or pass --no-tune)", file=sys.stderr, flush=True)
         return None
     cpus = len(topology)
     cands = serve_tune.candidates(cpus, cfg.workers, fixed_streams, args.threads)
