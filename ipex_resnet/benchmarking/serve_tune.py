@@ -124,21 +124,20 @@ def tune(k: dict, command: Callable[[Candidate], list[str]], cands: list[Candida
         logging.getLogger(name).setLevel(logging.WARNING)
     rows: list[dict] = []
     t0 = time.monotonic()
-    todo = list(cands)
     with tempfile.TemporaryDirectory(prefix="ipex_resnet_tune_") as tmp:
-        i = 0
-        while i < len(todo):
-            c = todo[i]
-            what = f"{i + 1}/{len(cands)}" if i < len(cands) else "the best with a shorter wait"
+
+        def measure(c: Candidate, what: str) -> None:
             progress(f"tuning {what}: {c.describe()} (LoadGen Server, p99 <= {p99_ms:g} ms)")
-            rows.append({**dataclasses.asdict(c), **_measure(command(c), p99_ms, Path(tmp) / str(i))})
+            rows.append({**dataclasses.asdict(c), **_measure(command(c), p99_ms, Path(tmp) / str(len(rows)))})
             progress(f"  -> {_row_text(rows[-1])}")
-            if i == len(cands) - 1:  # the structural candidates are done: try the shorter wait on the best
-                best = _best(rows)
-                if best is not None and len(WAITS_MS) > 1:
-                    todo += [dataclasses.replace(Candidate(best["workers"], best["streams"], best["threads"],
-                                                           best["max_wait_ms"]), max_wait_ms=w) for w in WAITS_MS[1:]]
-            i += 1
+
+        for i, c in enumerate(cands):
+            measure(c, f"{i + 1}/{len(cands)}")
+        best = _best(rows)
+        if best is not None:  # then the shorter waits, on the best of the structural candidates
+            first = cands[rows.index(best)]
+            for wait in WAITS_MS[1:]:
+                measure(dataclasses.replace(first, max_wait_ms=wait), "the best with a shorter wait")
     best = _best(rows)
     if best is None:
         raise ConfigError(f"--tune: no candidate met p99 <= {p99_ms:g} ms at any rate ("

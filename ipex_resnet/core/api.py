@@ -123,10 +123,8 @@ def load(model="resnet18", weights="DEFAULT", backend: str | None = "auto", prec
     :meth:`Classifier.predict` consults, keyed by the artifact key plus the image; or a
     :class:`~ipex_resnet.core.result_cache.ResultCache`. Off by default.
 
-    ``streams``: how many model calls run at once, each on ``threads // streams`` cores (argument -> env
-    ``IPEX_RESNET_STREAMS`` -> auto). Auto is measured with the engine (batch-1 throughput with every
-    stream busy; more than one only where it beats one stream by 10%), else one. The classifier is safe
-    to share between threads whatever the count.
+    ``streams``: model calls at once, each on ``threads // streams`` cores (argument -> env
+    ``IPEX_RESNET_STREAMS`` -> measured with the engine, else one). The classifier is thread-safe.
     """
     cpu = cpu or hardware.probe(check_torch=False)
     plan = plan_for(cpu, backend, precision, threads, streams)  # bad options fail before any weights are fetched
