@@ -1,5 +1,6 @@
 """The artifact cache: hit, miss, corrupt entry, version change, weights change, concurrent writers,
-an unsafe root; and that a warm start reads no torchvision (the entry carries what it needs)."""
+an unsafe root, a comma in the root's path; and that a warm start reads no torchvision (the entry
+carries what it needs)."""
 
 from __future__ import annotations
 
@@ -206,3 +207,23 @@ def test_weights_change_rebuilds_and_warm_start_skips_torchvision(checkpoint, tm
         assert label.strip() == a.predict([photos[0]], topk=1)[0][0]["label"]
     finally:
         os.environ["IPEX_RESNET_CACHE_DIR"] = saved
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["openvino", "onnxruntime", "inductor"])
+def test_a_comma_in_the_cache_path_is_just_a_path(backend, tmp_path, monkeypatch):
+    """A cache folder whose path has a comma (OpenVINO's converter splits a path string on commas) is
+    still where each engine's artifact (IR, ONNX, AOTInductor package) is built, found again and run from."""
+    import ipex_resnet
+
+    require_backend(backend)
+    root = tmp_path / "models, v2" / "cache"
+    monkeypatch.setenv("IPEX_RESNET_CACHE_DIR", str(root))
+    first = ipex_resnet.load("resnet18", weights="none", backend=backend, precision="fp32", streams=1)
+    again = ipex_resnet.load("resnet18", weights="none", backend=backend, precision="fp32", streams=1)
+    assert (first.artifact["hit"], again.artifact["hit"]) == (False, True)
+    entry = Path(again.artifact["entry"])
+    assert entry.is_relative_to(root) and entry.is_dir() and any(entry.iterdir())
+    x = np.random.default_rng(0).standard_normal((2, 3, 224, 224), dtype=np.float32)
+    a, b = np.asarray(first(x)), np.asarray(again(x))
+    assert a.shape == (2, 1000) and np.isfinite(a).all() and np.allclose(a, b, atol=1e-4)

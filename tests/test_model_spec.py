@@ -79,6 +79,21 @@ def test_classify_and_compile_take_the_users_model(user_pkg, photos):
     assert again.stdout.startswith("onnxruntime/fp32: cached already: "), again.stdout + again.stderr
 
 
+@pytest.mark.parametrize("backend", ["eager", "onnxruntime"])
+def test_json_stays_json_when_the_users_model_prints(user_pkg, photos, backend):
+    """``classify --json``: what the user's model prints as it is built (from Python, or on file
+    descriptor 1), as an engine builds it and as it runs goes to stderr; stdout is the document alone."""
+    require_backend(backend)
+    proc = cli(user_pkg, "classify", str(photos[0]), "--model", "mypkg.net:build_loud", "--weights", "none",
+               "--preset", str(user_pkg[0] / "preset.json"), "--backend", backend, "--precision", "fp32",
+               "--json", "--topk", "2")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    doc = json.loads(proc.stdout)
+    assert doc["model"] == "mypkg.net:build_loud" and len(doc["results"][0]["top"]) == 2
+    for said in ("Loaded pretrained weights for loudnet", "LoudNet: written on file descriptor 1", "LoudNet: forward"):
+        assert said in proc.stderr, proc.stderr[-2000:]
+
+
 def test_the_preset_is_the_users(user_pkg):
     """The artifact's preprocessing is the user's preset (64x64 crop), not ImageNet's."""
     sys.path.insert(0, str(user_pkg[0]))

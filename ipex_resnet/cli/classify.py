@@ -12,6 +12,7 @@ from ipex_resnet.apps import bulk
 from ipex_resnet.cli.options import add_model_options, add_plan_options, int8_kwargs, model_kwargs
 from ipex_resnet.core.api import load
 from ipex_resnet.errors import ConfigError
+from ipex_resnet.util.stdout import stdout_to_stderr
 
 JSON_SCHEMA_VERSION = 1
 
@@ -32,7 +33,8 @@ def main(args: argparse.Namespace) -> int:
         inputs = bulk.expand_inputs(args.images)
         if not inputs:
             raise ConfigError(f"no images found in {', '.join(args.images)}")
-    clf = _load_for_classify(args)
+    with stdout_to_stderr(args.json or args.jsonl == "-"):  # the user's model may print as it is built
+        clf = _load_for_classify(args)
 
     if args.jsonl:
         summary = bulk.classify_to_jsonl(clf, args.images, args.jsonl, resume=args.resume, topk=args.topk,
@@ -54,8 +56,9 @@ def main(args: argparse.Namespace) -> int:
             for r in top:
                 print(f"  {r['score']:7.2%}  {r['label']} ({r['index']})")
 
-    summary = bulk.run(clf, inputs, sink, topk=args.topk, batch_size=args.batch_size, workers=args.workers,
-                       progress=False)
+    with stdout_to_stderr(args.json):
+        summary = bulk.run(clf, inputs, sink, topk=args.topk, batch_size=args.batch_size, workers=args.workers,
+                           progress=False)
     if args.json:
         doc = {
             "version": JSON_SCHEMA_VERSION,

@@ -15,6 +15,7 @@ from ipex_resnet import engines
 from ipex_resnet.cli.options import add_model_options, model_kwargs
 from ipex_resnet.core.api import load
 from ipex_resnet.errors import BackendUnavailable, ConfigError
+from ipex_resnet.util.stdout import stdout_to_stderr
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -64,20 +65,9 @@ def _classify_fn(clf) -> ClassifyFn:
     return run
 
 
-def main(args: argparse.Namespace) -> int:
-    import json
-
-    precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
-    if not precisions:
-        raise ConfigError("--precisions is empty; e.g. --precisions fp32,bf16,int8")
-    if args.batch_size < 1:
-        raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
-    if "int8" in precisions and not args.calibration:
-        raise ConfigError("int8 needs calibration images: add --calibration DIR (a folder of images like "
-                          "the ones you will classify, not the evaluation images)")
-    fns, samples = {}, None
-    if not Path(args.data).expanduser().is_dir() or (Path(args.data) / LABELS_CSV).is_file():
-        samples = read_labels(args.data)  # fail on bad labels before loading any model
+def _evaluate(args: argparse.Namespace, precisions: list[str], samples):
+    """Load the model for each (engine, precision) that runs here and evaluate them together."""
+    fns = {}
     spec = model_kwargs(args)
     for backend, p in _paths(args.backends, precisions):
         kwargs = {"calibration": args.calibration, "accept_accuracy": args.accept_accuracy} if p == "int8" else {}
@@ -89,7 +79,25 @@ def main(args: argparse.Namespace) -> int:
         if samples is None:
             samples = read_labels(args.data, list(clf.categories))
         fns[f"{p} ({clf.plan.backend})"] = _classify_fn(clf)
-    rows = evaluate(samples, fns, batch_size=args.batch_size)
+    return evaluate(samples, fns, batch_size=args.batch_size)
+
+
+def main(args: argparse.Namespace) -> int:
+    import json
+
+    precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
+    if not precisions:
+        raise ConfigError("--precisions is empty; e.g. --precisions fp32,bf16,int8")
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if "int8" in precisions and not args.calibration:
+        raise ConfigError("int8 needs calibration images: add --calibration DIR (a folder of images like "
+                          "the ones you will classify, not the evaluation images)")
+    samples = None
+    if not Path(args.data).expanduser().is_dir() or (Path(args.data) / LABELS_CSV).is_file():
+        samples = read_labels(args.data)  # fail on bad labels before loading any model
+    with stdout_to_stderr(args.json):  # the user's model may print as it is built or run
+        rows = _evaluate(args, precisions, samples)
     if args.json:
         print(json.dumps([dataclasses.asdict(r) for r in rows], indent=2))
     else:

@@ -8,6 +8,7 @@ import json
 from ipex_resnet import engines
 from ipex_resnet.cli.options import add_plan_options
 from ipex_resnet.core.api import plan_for, probe
+from ipex_resnet.util.stdout import stdout_to_stderr
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -16,9 +17,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    cpu = probe()
-    avail = engines.availability()
-    plan = plan_for(cpu, args.backend, args.precision, args.threads, args.streams)
+    with stdout_to_stderr(args.json):  # an engine's library may print as it is imported
+        cpu = probe()
+        avail = engines.availability()
+        plan = plan_for(cpu, args.backend, args.precision, args.threads, args.streams)
     if args.json:
         print(json.dumps({"cpu": cpu.to_dict(), "backends": {k: {"available": v[0], "reason": v[1]}
                                                             for k, v in avail.items()},

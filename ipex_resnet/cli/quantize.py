@@ -14,6 +14,7 @@ import warnings
 from ipex_resnet.cli.options import add_model_options, add_plan_options, int8_kwargs, model_kwargs
 from ipex_resnet.core.api import load
 from ipex_resnet.errors import ConfigError
+from ipex_resnet.util.stdout import stdout_to_stderr
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -25,7 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     if not args.calibration:
         raise ConfigError("quantize needs --calibration DIR: a folder of images like the ones you will classify")
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings(record=True) as caught, stdout_to_stderr(args.json):
         warnings.simplefilter("always")
         clf = load(**model_kwargs(args), backend=args.backend, precision="int8", threads=args.threads, streams=args.streams,
                    measure=False, **int8_kwargs(args))

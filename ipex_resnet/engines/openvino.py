@@ -105,7 +105,9 @@ class OpenVINOEngine(Engine):
         from ipex_resnet.export.onnx import export_onnx
 
         onnx = export_onnx(module, out_dir / "model.onnx", int(example.shape[-1]))
-        ov.save_model(ov.convert_model(str(onnx)), str(out_dir / XML), compress_to_fp16=False)
+        # read_model, not convert_model: ovc splits a path string (or Path) on commas, and any
+        # folder may hold one (the artifact cache's, from IPEX_RESNET_CACHE_DIR)
+        ov.save_model(ov.Core().read_model(str(onnx)), str(out_dir / XML), compress_to_fp16=False)
         onnx.unlink()
         return self.finish(out_dir, plan, {"artifact": XML})
 
