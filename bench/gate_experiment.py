@@ -1,221 +1,164 @@
-"""Does the gate catch a 5% (and 10%) slowdown, and does it stay quiet on unchanged code? Measure it.
+"""Does the gate catch slowdowns and stay quiet on unchanged code, on any model? Measure it.
 
-    python bench/gate_experiment.py --workers 6 --trials 4 --rounds 64 --slowdowns 0.05,0.10 --threads 1 \
-        --backends openvino,eager --output docs/gate-experiment-latest-5pct.json
+    python bench/gate_experiment.py collect --model resnet18 --paths openvino/int8 --processes 24 \
+        --output docs/gate-experiment/resnet18-latest.json
+    python bench/gate_experiment.py score docs/gate-experiment/*.json
 
-Each worker is a fresh process (so process-to-process variance is included, as between a saved
-baseline and a CI run) that loads the optimized paths at the plan's precision plus the eager FP32
-reference, then cycles through *unchanged* and *slowed* trials (``inject_slowdown``: every call of the
-candidate that much slower). A trial is ``--rounds`` rounds of (reference call, candidate call), the
-order of the gate's benchmarks; every round's two times are kept, so one data set scores the gate at
-every number of rounds up to ``--rounds`` and with every estimator.
+``collect`` runs the gate's own timing process (:mod:`ipex_resnet.benchmarking.gate_timing`: fresh,
+one thread, ``--rounds`` paired rounds of (eager FP32 reference call, path call) per path and batch
+size) ``--processes`` times, one after the other, and keeps each process's fastest calls: exactly what
+``ipex-resnet bench --save-baseline`` / ``--gate`` measure, so process-to-process and drift-over-time
+variation are both in the data.
 
-Scoring mimics a gate run made of ``k`` fresh processes (the package gate, ``ipex-resnet bench --gate``:
-``pooled-min``, 32 rounds, k = 3; ``benchmarking/gate_timing.py``): a baseline combines ``k`` workers'
-first unchanged trials; a run combines ``k`` *other* workers' j-th trials of one condition (a
-per-process estimator by the median over the workers; ``pooled-min`` as the fastest candidate call of
-all over the fastest reference call of all); it fails if any path's ratio exceeds the
-baseline's by the tolerance. Every disjoint choice of baseline and run workers is scored. Catch rate
-= failing slowed runs; false-alarm rate = failing unchanged runs.
+``score`` replays gates on that data with the package's own verdict
+(:func:`ipex_resnet.benchmarking.gate.judge_time`): a baseline of ``GATE_PROCESSES`` processes and a
+run of ``GATE_PROCESSES`` *other* processes, the run taking more of the remaining processes while the
+verdict is inconclusive (up to the gate's process cap), drawn at random ``--draws`` times per condition.
+A slowed run multiplies the run's fastest path calls by 1 + s: the injected slowdown
+(``IPEX_RESNET_BENCH_SLOWDOWN``) is a spin loop of exactly that fraction of each call, so the arithmetic
+is the same. Per model, path and batch it prints: false REGRESSION and inconclusive rates on unchanged
+code, the catch rate of 5% and 10% slowdowns, the noise floor, and the processes a gate took.
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
-import os
-import subprocess
+import random
 import sys
 import time
-import warnings
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-
-TOLERANCES = (0.02, 0.025, 0.03, 0.04, 0.05, 0.06, 0.08)
-# per-process estimators (T.RATIO_ESTIMATORS, combined over processes by their median) and the package
-# gate's: the fastest calls pooled over the processes (T.pooled_min_ratio)
-POOLED = "pooled-min"
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # gate_models
 
 
-def worker(trials: int, rounds: int, slowdowns: list[float], backends: list[str] | None, threads: int | None) -> None:
-    import torch
-
-    from ipex_resnet import engines
-    from ipex_resnet.benchmarking import timing as T
-    from ipex_resnet.benchmarking.inputs import batch
-    from ipex_resnet.benchmarking.matrix import REFERENCE, matrix
-    from ipex_resnet.benchmarking.paths import Workspace, build_path
+def collect(args) -> int:
+    from ipex_resnet.benchmarking import gate_timing
+    from ipex_resnet.benchmarking.inputs import crop_size
+    from ipex_resnet.benchmarking.machine import versions
+    from ipex_resnet.benchmarking.matrix import PathSpec
     from ipex_resnet.hardware.cpu import probe
-    from ipex_resnet.core.policy import make_plan
+    from ipex_resnet.models.spec import preset_from_options
 
-    warnings.simplefilter("ignore")
-    t_load = time.perf_counter()
-    cpu = probe()
-    paths, _ = matrix(cpu, backends, peers=[])
-    avail = engines.availability()
-    auto = {p.backend: make_plan(cpu, p.backend, "auto", 1, availability=avail, env={}).precision for p in paths}
-    paths = [p for p in paths if p.name == REFERENCE or (p.backend != "eager" and p.precision == auto[p.backend])]
-    ws = Workspace()
-    built = {p.name: build_path(p, ws, threads) for p in paths}
-    if threads:
-        torch.set_num_threads(threads)
-    ref = built[REFERENCE].runner
-    x = batch(1, ws.crop)
-    for b in built.values():
-        for _ in range(2):
-            b.runner(x)
-    print(json.dumps({"load_s": time.perf_counter() - t_load}), flush=True)
-    clock = time.perf_counter
-    conditions = [0.0] + slowdowns
-    for t in range(trials * len(conditions)):
-        slow = conditions[t % len(conditions)]
-        out = {"trial": t // len(conditions), "slowdown": slow, "slowed": slow > 0, "times": {}}
-        t0 = clock()
-        for name, b in built.items():
-            cand = T.inject_slowdown(b.runner, slow) if slow and name != REFERENCE else b.runner
-            _, ct, rt = T.paired_ratio(cand, ref, x, rounds)  # the package gate's rounds (reference, then path)
-            out["times"][name] = {"cand": ct, "ref": rt}
-        out["seconds"] = clock() - t0
-        print(json.dumps(out), flush=True)
-
-
-def ratio(trial: dict, name: str, est: str, rounds: int) -> float:
-    from ipex_resnet.benchmarking import timing as T
-
-    t = trial["times"][name]
-    return T.ratio_estimates(t["cand"][:rounds], t["ref"][:rounds])[est]
-
-
-def combined(trials: list[dict], name: str, est: str, rounds: int) -> float:
-    """The ratio of a gate made of these processes' trials."""
-    from statistics import median
-
-    from ipex_resnet.benchmarking import timing as T
-
-    if est == POOLED:
-        return T.pooled_min_ratio([(min(t["times"][name]["cand"][:rounds]), min(t["times"][name]["ref"][:rounds]))
-                                   for t in trials])
-    return median(ratio(t, name, est, rounds) for t in trials)
-
-
-def splits(n_workers: int, k: int):
-    """Every (baseline workers, run workers) pair of disjoint k-subsets."""
-    for base in itertools.combinations(range(n_workers), k):
-        rest = [w for w in range(n_workers) if w not in base]
-        for run in itertools.combinations(rest, k):
-            yield base, run
-
-
-def score(workers: list[list[dict]], est: str, tol: float, rounds: int, k: int, slowdown: float,
-          reference: str = "eager/fp32") -> tuple[float, float, int, int]:
-    """(catch rate, false-alarm rate, runs slowed, runs unchanged) of a gate of ``k`` processes."""
-    names = [n for n in workers[0][0]["times"] if n != reference]
-    by = [{(t["slowdown"], t["trial"]): t for t in w} for w in workers]
-    n_trials = 1 + max(t["trial"] for t in workers[0])
-    fails: dict[bool, list[bool]] = {False: [], True: []}
-    for base_w, run_w in splits(len(workers), k):
-        base = {n: combined([by[w][(0.0, 0)] for w in base_w], n, est, rounds) for n in names}
-        for cond in (0.0, slowdown):
-            for j in range(n_trials):
-                if any((cond, j) not in by[w] for w in run_w):
-                    continue
-                run = {n: combined([by[w][(cond, j)] for w in run_w], n, est, rounds) for n in names}
-                fails[cond > 0].append(any(run[n] > base[n] * (1 + tol) for n in names))
-    slow, same = fails[True], fails[False]
-    return (sum(slow) / len(slow) if slow else float("nan"), sum(same) / len(same) if same else float("nan"),
-            len(slow), len(same))
-
-
-def run_workers(args) -> tuple[list[list[dict]], list[float]]:
-    """Each worker in its own fresh process, one after the other; (their trials, their load seconds)."""
-    results, loads = [], []
+    spec = preset_from_options(args.preset) if args.preset else None
+    preset = spec.to_dict() if spec else None
+    crop = crop_size(args.model, "none", preset)
+    specs = [PathSpec(*p.split("/"), False) for p in args.paths.split(",")] + [PathSpec("eager", "fp32", False)]
+    sizes = [int(b) for b in args.batch_sizes.split(",")]
     t0 = time.time()
-    for w in range(args.workers):
-        cmd = [sys.executable, __file__, "--worker", "--trials", str(args.trials), "--rounds", str(args.rounds),
-               "--slowdowns", args.slowdowns] + (["--backends", args.backends] if args.backends else []) \
-            + (["--threads", str(args.threads)] if args.threads else [])
-        proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=dict(os.environ))
-        if proc.returncode != 0:
-            raise SystemExit(f"error: worker {w} failed: {proc.stderr.strip()[-500:]}")
-        lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
-        loads.append(lines[0]["load_s"])
-        results.append(lines[1:])
-        print(f"worker {w + 1}/{args.workers}: {len(lines) - 1} trials ({time.time() - t0:.0f} s)", file=sys.stderr)
-    return results, loads
+    out = gate_timing.measure(specs, model=args.model, weights="none", preset=preset, images=None, crop=crop,
+                              sizes=sizes, rounds=args.rounds, processes=args.processes,
+                              step=lambda m: print(f"[{time.time() - t0:.0f} s] {m}", file=sys.stderr, flush=True))
+    if "error" in out:
+        print(f"error: {out['error']}", file=sys.stderr)
+        return 1
+    doc = {"model": args.model, "label": args.label or args.model, "paths": args.paths.split(","),
+           "batch_sizes": sizes, "rounds": args.rounds, "cpu": probe().model_name, "versions": versions(),
+           "seconds": time.time() - t0, "processes": [p["fastest"] for p in out["per_process"]],
+           "load_s": [p["load_s"] for p in out["per_process"]]}
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps(doc, indent=1) + "\n")
+    print(f"{args.output}: {len(doc['processes'])} processes in {doc['seconds']:.0f} s", file=sys.stderr)
+    return 0
 
 
-def rates(results: list[list[dict]], slowdowns: list[float], rounds_options: list[int], ks: list[int]) -> list[dict]:
-    """Every estimator x rounds x processes x tolerance, scored for each slowdown."""
-    from ipex_resnet.benchmarking import timing as T
-
-    rows = []
-    for est in (*T.RATIO_ESTIMATORS, POOLED):
-        for rounds in rounds_options:
-            for k in ks:
-                for tol in TOLERANCES:
-                    row = {"estimator": est, "rounds": rounds, "processes": k, "tolerance": tol}
-                    for slow in slowdowns:
-                        catch, false, n_slow, n_same = score(results, est, tol, rounds, k, slow)
-                        row[f"catch_{slow:.2f}"], row["false_alarm"] = catch, false
-                        row[f"n_{slow:.2f}"], row["n_unchanged"] = n_slow, n_same
-                    rows.append(row)
-    return rows
+def pooled_min_ratio(fastest: list[tuple[float, float]]) -> float:
+    """The previous gate's ratio ("pooled-min"): the fastest path call of all the processes over the
+    fastest reference call of all."""
+    return min(c for c, _ in fastest) / min(r for _, r in fastest)
 
 
-def gate_seconds(results: list[list[dict]], loads: list[float], rounds: int, k: int) -> float:
-    """What one gate run of ``k`` processes x ``rounds`` rounds costs, per path, from the measured times."""
-    per_round = sum(sum(t["ref"]) + sum(t["cand"]) for w in results for tr in w for t in tr["times"].values()) \
-        / sum(len(t["ref"]) for w in results for tr in w for t in tr["times"].values())
-    return k * (sum(loads) / len(loads) + rounds * per_round)
+def replay(pairs: list[list[float]], slow: float, tol: float, z: float, k: int, k_max: int,
+           rng: random.Random) -> tuple[str, int, int, float, str]:
+    """One gate on random processes: (verdict, baseline processes, run processes, floor, the old gate's
+    verdict: pooled fastest calls of ``k`` processes each, no floor)."""
+    from ipex_resnet.benchmarking import noise as N
+
+    order = rng.sample(range(len(pairs)), len(pairs))
+    ratio = [c / r for c, r in pairs]
+    base = [ratio[i] for i in order[:k]]
+    rest = order[k:]
+    while N.self_floor(base, z) > tol and len(base) < k_max and len(rest) > k:
+        base.append(ratio[rest.pop(0)])  # --save-baseline takes more processes while its own floor is high
+    run = [ratio[i] * (1 + slow) for i in rest[:k]]
+    rest = rest[k:]
+    j = N.judge(base, run, tol, z)
+    while j.verdict == N.INCONCLUSIVE and len(run) < k_max and rest:
+        run.append(ratio[rest.pop(0)] * (1 + slow))
+        j = N.judge(base, run, tol, z)
+    old_base = pooled_min_ratio([pairs[i] for i in order[:k]])
+    old_run = pooled_min_ratio([(pairs[i][0] * (1 + slow), pairs[i][1]) for i in order[len(order) - k:]])
+    old = N.REGRESSION if old_run > old_base * (1 + tol) else N.PASS
+    return j.verdict, len(base), len(run), j.floor, old
+
+
+def score(args) -> int:
+    from ipex_resnet.benchmarking import noise as N
+    from ipex_resnet.benchmarking.gate_timing import MAX_PROCESSES
+    from ipex_resnet.benchmarking.options import GATE_BUDGET_S, GATE_PROCESSES, TIME_TOLERANCE
+
+    tol = TIME_TOLERANCE if args.tolerance is None else args.tolerance
+    z = N.NOISE_Z if args.z is None else args.z
+    rng = random.Random(0)
+    head = ("| model | stack | path | batch | processes | noise (sd of log ratio) | old gate: false REGRESSION | "
+            "false REGRESSION | inconclusive | caught 5% | caught 10% | 10% passed | median floor | processes used "
+            "(baseline / run, unchanged) | s per gate process |")
+    print(f"tolerance {tol:.1%}, Z {z:g}, {args.draws} random gates per condition, baseline and run of "
+          f"{GATE_PROCESSES} processes, then more while the noise leaves it undecided, up to {MAX_PROCESSES}, "
+          f"{GATE_BUDGET_S:g} s per path, and half the processes collected")
+    print(head)
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|")
+    for file in args.files:
+        doc = json.loads(Path(file).read_text())
+        ipex = doc["versions"].get("intel_extension_for_pytorch")
+        stack = f"IPEX {ipex}" if ipex else f"torch {doc['versions'].get('torch')}"
+        procs = doc["processes"]
+        per_process_s = doc["seconds"] / len(procs)
+        k_max = max(GATE_PROCESSES, min(MAX_PROCESSES, len(procs) // 2,
+                                        int(GATE_BUDGET_S * len(doc["paths"]) / per_process_s)))
+        for path in procs[0]:
+            for bs in procs[0][path]:
+                pairs = [p[path][bs] for p in procs]
+                spread = N.log_spread([c / r for c, r in pairs])
+                rows = {}
+                for slow in (0.0, 0.05, 0.10):
+                    rows[slow] = [replay(pairs, slow, tol, z, GATE_PROCESSES, k_max, rng) for _ in range(args.draws)]
+                same = rows[0.0]
+
+                def rate(rs, v, idx=0):
+                    return sum(r[idx] == v for r in rs) / len(rs)
+
+                print(f"| {doc['label']} | {stack} | {path} | {bs} | {len(procs)} | {spread:.1%} | "
+                      f"{rate(same, N.REGRESSION, 4):.1%} | {rate(same, N.REGRESSION):.1%} | "
+                      f"{rate(same, N.INCONCLUSIVE):.1%} | {rate(rows[0.05], N.REGRESSION):.0%} | "
+                      f"{rate(rows[0.10], N.REGRESSION):.0%} | {rate(rows[0.10], N.PASS):.0%} | "
+                      f"{sorted(r[3] for r in same)[len(same) // 2]:.1%} | "
+                      f"{sum(r[1] for r in same) / len(same):.1f} / {sum(r[2] for r in same) / len(same):.1f} | "
+                      f"{per_process_s:.0f} |")
+    return 0
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--workers", type=int, default=6, help="fresh processes (default 6)")
-    ap.add_argument("--trials", type=int, default=4, help="trials per condition per worker (default 4)")
-    ap.add_argument("--rounds", type=int, default=64, help="rounds per trial (default 64; fewer are scored too)")
-    ap.add_argument("--slowdowns", default="0.05,0.10", help="injected slowdowns (default 0.05,0.10)")
-    ap.add_argument("--backends", default=None, help="comma-separated backends (default: all that run)")
-    ap.add_argument("--threads", type=int, default=None, help="intra-op threads (default: the plan's)")
-    ap.add_argument("--output", default=None, help="write raw trials and the rates here (JSON)")
-    ap.add_argument("--rescore", default=None, metavar="JSON", help="score the raw trials of an earlier --output")
-    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    c = sub.add_parser("collect", help="run the gate's timing process N times; keep every process's fastest calls")
+    c.add_argument("--model", required=True, help="torchvision name or package.module:attr")
+    c.add_argument("--label", default=None, help="the model's name in the tables (default: --model)")
+    c.add_argument("--preset", default=None, help="a preset JSON file (the user's model's transforms)")
+    c.add_argument("--paths", required=True, help="ENGINE/PRECISION,... (the eager FP32 reference is added)")
+    c.add_argument("--batch-sizes", default="1,8", help="default 1,8 (the gate's: 1 and the next report size)")
+    c.add_argument("--rounds", type=int, default=32, help="paired rounds per process (default 32, the gate's)")
+    c.add_argument("--processes", type=int, default=24, help="fresh processes (default 24)")
+    c.add_argument("--output", required=True)
+    s = sub.add_parser("score", help="replay gates on collected data")
+    s.add_argument("files", nargs="+")
+    s.add_argument("--draws", type=int, default=400, help="random gates per condition (default 400)")
+    s.add_argument("--tolerance", type=float, default=None, help="default: the gate's")
+    s.add_argument("--z", type=float, default=None, help="the noise floor's Z (default: the gate's)")
     args = ap.parse_args()
-    slowdowns = [float(v) for v in args.slowdowns.split(",")]
-    backends = args.backends.split(",") if args.backends else None
-    if args.worker:
-        worker(args.trials, args.rounds, slowdowns, backends, args.threads)
-        return 0
-
-    from ipex_resnet.benchmarking.machine import versions
-
-    t0 = time.time()
-    if args.rescore:
-        doc = json.loads(Path(args.rescore).read_text())
-        results, loads, args.rounds, args.workers = doc["raw"], doc["load_s"], doc["rounds"], doc["workers"]
-    else:
-        results, loads = run_workers(args)
-    rounds_options = sorted({r for r in (16, 32, args.rounds) if r <= args.rounds})
-    ks = [k for k in (1, 2, 3) if 2 * k <= args.workers]
-    table = rates(results, slowdowns, rounds_options, ks)
-    print(f"slowdowns {', '.join(f'{s:.0%}' for s in slowdowns)}; threads {args.threads or 'plan'}; {args.workers} "
-          f"processes x {args.trials} trials per condition x {args.rounds} rounds")
-    print("estimator  rounds procs   tol   gate s/path  " + "  ".join(f"catch {s:.0%}" for s in slowdowns) + "  false  runs")
-    for row in table:
-        sec = gate_seconds(results, loads, row["rounds"], row["processes"])
-        row["gate_seconds_per_path"] = sec
-        print(f"{row['estimator']:<10} {row['rounds']:>6} {row['processes']:>5} {row['tolerance']:>5.1%} {sec:>12.0f}  "
-              + "  ".join(f"{row[f'catch_{s:.2f}']:>9.0%}" for s in slowdowns)
-              + f"  {row['false_alarm']:>5.0%}  {row['n_unchanged']}")
-    if args.output and not args.rescore:
-        Path(args.output).write_text(json.dumps({
-            "slowdowns": slowdowns, "workers": args.workers, "threads": args.threads, "trials": args.trials,
-            "rounds": args.rounds, "rates": table, "load_s": loads, "versions": versions(),
-            "seconds": time.time() - t0, "raw": results}) + "\n")
-    return 0
+    return collect(args) if args.cmd == "collect" else score(args)
 
 
 if __name__ == "__main__":

@@ -1,15 +1,15 @@
 """The gate's time measurement: each of our paths' ratio to the eager FP32 reference, from paired calls
-in fresh single-threaded processes, pooled over those processes.
+in fresh single-threaded processes, and how much that ratio moves between processes (its noise).
 
-Design, from ``bench/gate_experiment.py`` (docs/benchmarks.md, "Measured: 5% slowdowns"): a process runs
-``rounds`` rounds of (reference call, path call) per path and batch size and reports the fastest call
-of each; the gate's ratio is the fastest path call of all the processes over the fastest reference call
-of all (:func:`~ipex_resnet.benchmarking.timing.pooled_min_ratio`). Noise only ever adds time; a process's
-own placement and allocator state move its ratios by a few percent, and pooling lets the best-placed
-process decide. One process false-alarms on up to a fifth of unchanged runs at a 2% tolerance; three,
-pooled, caught every 5% slowdown on both stacks with no false alarm. One thread: on a shared 2-core
-machine a descheduled OpenMP thread stalls every barrier of a fast path more than the slow reference,
-so even ratios move at 2 threads.
+Design, from ``bench/gate_experiment.py`` (docs/benchmarks.md, "A gate that knows its own noise"): a
+process runs paired rounds of (reference call, path call) per path and batch size, at least ``rounds``
+and about ``TIMING_S`` seconds of them, and reports the fastest call of each; its ratio is the one over
+the other. The gate's ratio is the median of its processes' ratios, and their spread is its noise
+(:mod:`.noise`). While a check's change lies between the tolerance and the noise floor (or, saving a
+baseline, while its own floor is above the tolerance), :func:`measure` takes one more process, up to
+``MAX_PROCESSES`` and a time budget. One thread: on a shared 2-core machine a descheduled OpenMP
+thread stalls every barrier of a fast path more than the slow reference. Fixed malloc thresholds
+(:func:`child_env`): otherwise whether activations page-fault on every call depends on the process.
 
     python -m ipex_resnet.benchmarking.gate_timing '{"model": ..., "paths": [["openvino", "fp32"]], ...}'
 
@@ -22,14 +22,21 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from statistics import median
 
 from ipex_resnet.benchmarking.matrix import REFERENCE, PathSpec
+from ipex_resnet.benchmarking.noise import INCONCLUSIVE, judge, log_spread, self_floor
 from ipex_resnet.errors import first_line
 
-ESTIMATOR = "pooled-min"
+ESTIMATOR = "median-of-processes"
 THREADS = 1
+TIMING_S = 1.0  # seconds of paired rounds per path and batch size in each process, at least GATE_ROUNDS
+MAX_ROUNDS = 2000
+MAX_PROCESSES = 24  # a run or baseline whose noise leaves a check undecided takes more, up to this (and the budget)
 TIMEOUT_S = 1800  # per process; a cold artifact cache means compiles
+# glibc: serve every block from the heap and never trim it (see child_env); other C libraries ignore these
+MALLOC_FIXED = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(1 << 31)}
 
 
 def batch_sizes(report_sizes: Sequence[int]) -> list[int]:
@@ -46,46 +53,96 @@ def method(rounds: int, processes: int) -> dict:
 
 def measure(paths: Sequence[PathSpec], *, model: str, weights: str, preset: dict | None, images: str | None,
             crop: int, sizes: Sequence[int], rounds: int, processes: int,
-            step: Callable[[str], None] = lambda msg: None, timeout: float = TIMEOUT_S) -> dict:
-    """Run ``processes`` fresh children one after another; returns the report's ``gate`` section: the
-    method, ``ratios`` {path: {batch size: pooled ratio}}, each process's fastest calls, and the seconds
-    taken (or ``error`` when a child failed: the gate cannot judge without its measurement)."""
+            step: Callable[[str], None] = lambda msg: None, timeout: float = TIMEOUT_S,
+            more: Callable[[dict], bool] | None = None, budget_s: float = 0.0) -> dict:
+    """Run ``processes`` fresh children one after another, then more while ``more(ratios)`` says the
+    noise leaves a check undecided, up to ``MAX_PROCESSES`` and ``budget_s`` seconds in all. Returns the
+    report's ``gate`` section: the method, ``ratios`` {path: {batch size: median ratio}},
+    ``process_ratios`` (each process's), ``noise`` (their log spread), each process's fastest calls, and
+    the seconds taken (or ``error`` when a child failed: the gate cannot judge without its measurement)."""
     ours = [p for p in paths if not p.peer]
     req = {"model": model, "weights": weights, "preset": preset, "images": images, "crop": crop,
-           "paths": [[p.backend, p.precision] for p in ours], "batch_sizes": list(sizes), "rounds": rounds}
+           "paths": [[p.backend, p.precision] for p in ours], "batch_sizes": list(sizes), "rounds": rounds,
+           "seconds": TIMING_S}
     out: dict = {**method(rounds, processes), "batch_sizes": list(sizes), "per_process": []}
     t0 = time.perf_counter()
-    for i in range(processes):
-        step(f"gate timing: fresh process {i + 1}/{processes} ({len(ours)} paths x {rounds} paired rounds, "
-             f"1 thread)")
+    while True:
+        n = len(out["per_process"])
+        if n >= processes:
+            elapsed = time.perf_counter() - t0
+            if n >= MAX_PROCESSES or elapsed * (n + 1) / n > budget_s or more is None \
+                    or not more(process_ratios([c["fastest"] for c in out["per_process"]])):
+                break
+            step(f"gate timing: the noise leaves a check undecided; one more process ({n + 1}, up to "
+                 f"{MAX_PROCESSES} within {budget_s:.0f} s)")
+        else:
+            step(f"gate timing: fresh process {n + 1}/{processes} ({len(ours)} paths, >= {rounds} paired rounds, "
+                 f"1 thread)")
         child = _spawn(req, timeout)
         if "error" in child:
-            return {**out, "error": f"gate timing process {i + 1}: {child['error']}"}
+            return {**out, "error": f"gate timing process {n + 1}: {child['error']}"}
         out["per_process"].append(child)
-    out["ratios"] = pooled_ratios([c["fastest"] for c in out["per_process"]])
+    per = process_ratios([c["fastest"] for c in out["per_process"]])
+    out["processes"] = len(out["per_process"])
+    out["process_ratios"] = per
+    out["ratios"] = {name: {bs: median(r) for bs, r in by.items()} for name, by in per.items()}
+    out["noise"] = {name: {bs: log_spread(r) for bs, r in by.items()} for name, by in per.items()}
     out["skipped"] = {k: v for c in out["per_process"] for k, v in c.get("skipped", {}).items()}
     out["seconds"] = time.perf_counter() - t0
     return out
 
 
-def pooled_ratios(per_process: list[dict]) -> dict:
+def process_ratios(per_process: list[dict]) -> dict:
     """{path: {batch size: [fastest path call s, fastest reference call s]}} of each process -> {path: {batch
-    size: pooled ratio}}, over what every process measured."""
-    from ipex_resnet.benchmarking.timing import pooled_min_ratio
-
+    size: [each process's ratio]}}, over what every process measured."""
     out: dict = {}
     for name in dict.fromkeys(n for r in per_process for n in r):
         for bs in dict.fromkeys(bs for r in per_process for bs in r.get(name, {})):
             pairs = [r[name][bs] for r in per_process if bs in r.get(name, {})]
             if len(pairs) == len(per_process):
-                out.setdefault(name, {})[bs] = pooled_min_ratio(pairs)
+                out.setdefault(name, {})[bs] = [c / ref for c, ref in pairs]
     return out
+
+
+def undecided(ratios: Mapping, baseline: Sequence[Mapping] | None, tolerance: float) -> bool:
+    """Whether another process could decide something: against a baseline (``--gate``), a check whose
+    change lies between the tolerance and the noise floor; saving one, a check whose own floor is above
+    the tolerance. ``ratios`` is :func:`process_ratios`'s; ``baseline`` the baseline's entries."""
+    if baseline is None:
+        return any(self_floor(r) > tolerance for by in ratios.values() for r in by.values())
+    old = {b["fullname"]: b.get("extra_info", {}).get("process_ratios") for b in baseline}
+    return any(old.get(f"{name} b{bs}") and judge(old[f"{name} b{bs}"], r, tolerance).verdict == INCONCLUSIVE
+               for name, by in ratios.items() for bs, r in by.items())
+
+
+def rounds_for_time(fn, ref, x, at_least: int, seconds: float) -> int:
+    """Paired rounds for one path and batch size: ``at_least``, or as many as fill ``seconds`` (from one
+    timed round), at most MAX_ROUNDS. A fast model's fastest call over 32 calls still moves with the
+    process; over a second of calls it settles (measured: docs/benchmarks.md)."""
+    t0 = time.perf_counter()
+    ref(x)
+    fn(x)
+    per_round = max(time.perf_counter() - t0, 1e-6)
+    return max(at_least, min(MAX_ROUNDS, int(seconds / per_round)))
 
 
 def _spawn(req: dict, timeout: float) -> dict:
     from ipex_resnet.benchmarking.isolated import json_child
 
-    return json_child(__name__, req, timeout, env=dict(os.environ, OMP_NUM_THREADS=str(THREADS)))
+    return json_child(__name__, req, timeout, env=child_env())
+
+
+def child_env(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """A gate process's environment: one thread, and glibc's malloc kept from handing memory back to the
+    kernel (``MALLOC_*_THRESHOLD_``, unless the user set them). By default glibc serves large blocks
+    with fresh ``mmap`` pages and moves that threshold as the process frees them, so whether a model's
+    activations page-fault on every call depends on the process's allocation history: measured on a
+    ~1 ms CNN at batch 8, 4,600-6,500 page faults per eager call and a fastest call of 8 or 17 ms in
+    two processes of the same code; with the thresholds fixed, 0 faults and 5.4-6.6 ms."""
+    env = dict(environ, OMP_NUM_THREADS=str(THREADS))
+    for key in MALLOC_FIXED:
+        env.setdefault(key, MALLOC_FIXED[key])
+    return env
 
 
 def _child(req: dict) -> dict:
@@ -118,19 +175,23 @@ def _child(req: dict) -> dict:
         torch.set_num_threads(THREADS)
     loaded_s = time.perf_counter() - t_start
     fastest: dict[str, dict[str, list[float]]] = {}
+    rounds: dict[str, dict[str, int]] = {}
     for bs in req["batch_sizes"]:
         x = batch(bs, ws.crop, seed=bs)
         for fn in (ref, *built.values()):
             for _ in range(2):
                 fn(x)  # warm-up (a new batch size may allocate or specialise)
         for name, fn in built.items():
-            _, cand, ref_s = paired_ratio(fn, ref, x, req["rounds"])
+            n = rounds_for_time(fn, ref, x, req["rounds"], req.get("seconds", TIMING_S))
+            _, cand, ref_s = paired_ratio(fn, ref, x, n)
             fastest.setdefault(name, {})[str(bs)] = [min(cand), min(ref_s)]
+            rounds.setdefault(name, {})[str(bs)] = n
     ws.cleanup()
-    return {"fastest": fastest, "skipped": skipped, "load_s": loaded_s, "seconds": time.perf_counter() - t_start}
+    return {"fastest": fastest, "rounds": rounds, "skipped": skipped, "load_s": loaded_s, "seconds": time.perf_counter() - t_start}
 
 
-__all__ = ["ESTIMATOR", "THREADS", "batch_sizes", "measure", "method", "pooled_ratios"]
+__all__ = ["ESTIMATOR", "MAX_PROCESSES", "THREADS", "TIMING_S", "batch_sizes", "child_env", "measure", "method",
+           "process_ratios", "undecided"]
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from ipex_resnet.benchmarking.options import MEMORY_SLACK_MB, Settings
 from ipex_resnet.errors import ConfigError
 
 EXIT_OK, EXIT_REGRESSION, EXIT_USAGE = 0, 1, 2
+EXIT_INCONCLUSIVE = 4  # no regression, but a change within the measured noise: not judged (3: targets not met)
 
 
 @dataclass
@@ -21,6 +22,11 @@ class Prepared:
     spec: dict
     machine_key: str | None = None
     baseline: dict | None = None
+
+    @property
+    def baseline_entries(self) -> list | None:
+        """The ``--gate`` baseline's entries (what the gate's timing judges against while it measures)."""
+        return self.baseline["benchmarks"] if self.baseline else None
 
 
 @dataclass
@@ -39,8 +45,14 @@ class Outcome:
         return self.result is None or self.result.ok
 
     @property
+    def inconclusive(self) -> bool:
+        return self.result is not None and not self.result.regressions and bool(self.result.inconclusive)
+
+    @property
     def exit_code(self) -> int:
-        return EXIT_OK if self.ok else EXIT_REGRESSION
+        return EXIT_OK if self.ok else EXIT_INCONCLUSIVE if self.inconclusive else EXIT_REGRESSION
+
+
 
 
 def prepare(s: Settings) -> Prepared:
@@ -85,9 +97,11 @@ def finish(p: Prepared, s: Settings, doc: dict) -> Outcome:
             out.saved = B.save(p.directory, s.save_baseline, doc, p.spec, current,
                                method(s.gate_rounds, s.gate_processes))
             out.lines.append(f"baseline {s.save_baseline!r} saved: {out.saved}")
+            out.lines += V.baseline_noise(current, s.time_tolerance)
         else:
-            out.lines.append(f"baseline {s.save_baseline!r} NOT saved: the gate failed")
+            why = "inconclusive" if out.inconclusive else "failed"
+            out.lines.append(f"baseline {s.save_baseline!r} NOT saved: the gate {why}")
     return out
 
 
-__all__ = ["EXIT_OK", "EXIT_REGRESSION", "EXIT_USAGE", "Outcome", "Prepared", "finish", "prepare"]
+__all__ = ["EXIT_INCONCLUSIVE", "EXIT_OK", "EXIT_REGRESSION", "EXIT_USAGE", "Outcome", "Prepared", "finish", "prepare"]

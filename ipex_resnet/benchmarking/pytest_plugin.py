@@ -54,6 +54,7 @@ class BenchRun:
     lines: list
     saved: Any = None
     ok: bool = True
+    inconclusive: bool = False
 
 
 def _preset_options(preset: Mapping | str | None) -> dict:
@@ -99,12 +100,14 @@ def _run(raw: dict) -> BenchRun:
         prepared = gated.prepare(s)
     except ConfigError as exc:
         pytest.fail(f"ipex_resnet_bench: error: {exc}", pytrace=False)
-    doc = json.loads(json.dumps(run_report(s, Progress(enabled=s.progress)), default=str))
+    doc = json.loads(json.dumps(run_report(s, Progress(enabled=s.progress), baseline=prepared.baseline_entries),
+                                default=str))
     try:
         outcome = gated.finish(prepared, s, doc)
     except ConfigError as exc:
         pytest.fail(f"ipex_resnet_bench: error: {exc}", pytrace=False)
-    return BenchRun(report=doc, verdicts=outcome.verdicts, lines=outcome.lines, saved=outcome.saved, ok=outcome.ok)
+    return BenchRun(report=doc, verdicts=outcome.verdicts, lines=outcome.lines, saved=outcome.saved, ok=outcome.ok,
+                    inconclusive=outcome.inconclusive)
 
 
 @pytest.fixture
@@ -113,7 +116,8 @@ def ipex_resnet_bench(request) -> Callable[..., BenchRun]:
     baseline_dir=None, summary_md=None, **options)`` -> :class:`BenchRun`. ``options`` are
     ``ipex-resnet bench``'s, by their Python names (``backends="eager,onnxruntime"``, ``batch_sizes="8"``,
     ``budget=2``, ``alone_budget=0``, ``no_cold_start=True``, ``threads=1``, ``time_tolerance=0.1`` ...).
-    A regression against the gate's baseline fails the test, listing each one."""
+    A regression against the gate's baseline fails the test, listing each one; an inconclusive gate (a
+    change within the measured noise) skips it, saying what it measured and what to change."""
     config = request.config
     reporter = config.pluginmanager.get_plugin("terminalreporter")
 
@@ -126,6 +130,9 @@ def ipex_resnet_bench(request) -> Callable[..., BenchRun]:
         if reporter is not None:
             for line in run.lines:
                 reporter.write_line(f"ipex_resnet_bench [{model}] {line}")
+        if run.inconclusive:  # not a pass and not a regression: a skip that says why
+            pytest.skip("ipex_resnet_bench: gate inconclusive (a change within the measured noise)\n"
+                        + "\n".join(run.lines))
         if not run.ok:
             pytest.fail("ipex_resnet_bench: regression against the baseline\n" + "\n".join(run.lines), pytrace=False)
         return run

@@ -10,6 +10,7 @@ from __future__ import annotations
 import platform
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ipex_resnet.benchmarking.matrix import REFERENCE, matrix
@@ -46,8 +47,10 @@ class Progress:
             self.stream.flush()
 
 
-def run_report(s: Settings, progress: Progress | None = None) -> dict:
-    """Measure every path of the matrix (interleaved and alone), cold starts, and return the report."""
+def run_report(s: Settings, progress: Progress | None = None, baseline: Sequence[Mapping] | None = None) -> dict:
+    """Measure every path of the matrix (interleaved and alone), cold starts, and return the report.
+    ``baseline``: the ``--gate`` baseline's entries (the gate's timing takes more processes while a check
+    against it is undecided)."""
     from ipex_resnet.hardware.cpu import probe
     from ipex_resnet.core.api import plan_for
     from ipex_resnet.benchmarking.inputs import jpegs
@@ -69,7 +72,7 @@ def run_report(s: Settings, progress: Progress | None = None) -> dict:
     # -- 1. subprocess phase: alone, cold start ---------------------------------------------------
     _measure_alone(s, paths, ws, threads, results, progress)
     cold = _cold_starts(s, paths, ws, small, threads, progress)
-    gate_times = _gate_timing(s, paths, ws, progress)
+    gate_times = _gate_timing(s, paths, ws, progress, baseline)
 
     # -- 2. interleaved, in this process ----------------------------------------------------------
     slow = slowdown_fraction()
@@ -163,16 +166,21 @@ def _cold_starts(s: Settings, paths, ws: Workspace, small, threads: int, progres
     return cold
 
 
-def _gate_timing(s: Settings, paths, ws: Workspace, progress: Progress) -> dict | None:
+def _gate_timing(s: Settings, paths, ws: Workspace, progress: Progress,
+                 baseline: Sequence[Mapping] | None) -> dict | None:
     """With ``--gate`` or ``--save-baseline``: the gate's ratios from paired calls in fresh single-threaded processes
-    (:mod:`.gate_timing`), measured while this process holds no runtime."""
+    (:mod:`.gate_timing`), measured while this process holds no runtime; more processes, within
+    ``--gate-budget`` per path, while the noise leaves a check against ``baseline`` (or, saving, the
+    baseline's own floor) undecided."""
     from ipex_resnet.benchmarking import gate_timing
 
     if not (s.gate or s.save_baseline):
         return None
+    n_paths = max(1, sum(1 for p in paths if not p.peer and p.name != REFERENCE))
     return gate_timing.measure(paths, model=s.model, weights=s.weights, preset=s.preset, images=s.images,
                                crop=ws.crop, sizes=gate_timing.batch_sizes(s.batch_sizes), rounds=s.gate_rounds,
-                               processes=s.gate_processes, step=progress.step)
+                               processes=s.gate_processes, step=progress.step, budget_s=s.gate_budget * n_paths,
+                               more=lambda ratios: gate_timing.undecided(ratios, baseline, s.time_tolerance))
 
 
 def _load_paths(paths, ws: Workspace, threads: int, slow: float, skipped: dict, results: dict,

@@ -13,10 +13,10 @@ from ipex_resnet.errors import ConfigError
 Runner = Callable[[object], object]
 SLOWDOWN_ENV = "IPEX_RESNET_BENCH_SLOWDOWN"
 RATIO_ESTIMATORS = ("p50", "paired", "p25", "min")
-# The estimator the gates use (chosen from bench/gate_experiment.py; see docs/benchmarks.md): the fastest
-# candidate call over the fastest interleaved reference call. The package's gate (``ipex-resnet bench
-# --gate``, the pytest plugin) pools the calls of several fresh processes (:func:`pooled_min_ratio`,
-# :mod:`.gate_timing`); bench/'s suites judge pytest-benchmark's rounds in one process.
+# The estimator the gates use within one process (docs/benchmarks.md): the fastest candidate call over the
+# fastest interleaved reference call. The package's gate (``ipex-resnet bench --gate``, the pytest plugin)
+# takes the median of several fresh processes' ratios and judges it against their spread
+# (:mod:`.gate_timing`, :mod:`.noise`); bench/'s suites judge pytest-benchmark's rounds in one process.
 GATE_ESTIMATOR = "min"
 
 
@@ -116,13 +116,6 @@ def paired_ratio(candidate: Runner, reference: Runner, x, rounds: int = 32, *,
     return ratio_estimates(cand, ref)[GATE_ESTIMATOR], cand, ref
 
 
-def pooled_min_ratio(fastest: Sequence[tuple[float, float]]) -> float:
-    """The gate's ratio over several processes: ``fastest`` holds each process's (fastest candidate call,
-    fastest reference call); the result is the fastest candidate call of all over the fastest reference
-    call of all. Noise only ever adds time, and a process whose placement made it slow loses to the others."""
-    return min(c for c, _ in fastest) / min(r for _, r in fastest)
-
-
 def slowdown_fraction() -> float:
     """The injected slowdown from ``IPEX_RESNET_BENCH_SLOWDOWN`` (0.10 = every call 10% slower)."""
     raw = os.environ.get(SLOWDOWN_ENV, "").strip()
@@ -154,6 +147,6 @@ def inject_slowdown(fn: Runner, fraction: float, *, clock: Callable[[], float] =
     return slowed
 
 
-__all__ = ["GATE_ESTIMATOR", "RATIO_ESTIMATORS", "SLOWDOWN_ENV", "inject_slowdown", "paired_ratio", "pooled_min_ratio",
+__all__ = ["GATE_ESTIMATOR", "RATIO_ESTIMATORS", "SLOWDOWN_ENV", "inject_slowdown", "paired_ratio",
            "quantile", "ratio_estimates", "rounds_for", "slowdown_fraction", "summarize", "time_for",
            "time_interleaved"]

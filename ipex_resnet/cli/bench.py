@@ -1,7 +1,8 @@
 """``ipex-resnet bench`` (the options are declared in :mod:`.options`, shared with bench/conftest.py).
 
 Exit codes: 0 done (and the gate passed); 1 ``--gate``: a regression; 2 a usage error (bad options, an
-unknown baseline, a baseline of another machine key); 3 ``--enforce-targets``: a target not met.
+unknown baseline, a baseline of another machine key); 3 ``--enforce-targets``: a target not met;
+4 ``--gate``: inconclusive (no regression, but a change within the measured noise: see the gate's lines).
 """
 
 from __future__ import annotations
@@ -11,11 +12,10 @@ import json
 import sys
 from pathlib import Path
 
-from ipex_resnet.errors import ConfigError
+from ipex_resnet.benchmarking.gated import EXIT_USAGE
 from ipex_resnet.benchmarking.options import add_cli_arguments, raw_from_cli, settings
+from ipex_resnet.errors import ConfigError
 
-EXIT_REGRESSION = 1
-EXIT_USAGE = 2
 EXIT_TARGETS_NOT_MET = 3
 
 
@@ -34,7 +34,7 @@ def main(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    doc = run_report(s, Progress(enabled=s.progress))
+    doc = run_report(s, Progress(enabled=s.progress), baseline=prepared.baseline_entries)
     out = Path(s.output) if s.output else default_output(doc)
     out.write_text(json.dumps(doc, indent=2, default=str) + "\n")
     print(format_table(doc))
@@ -47,7 +47,7 @@ def main(args: argparse.Namespace) -> int:
     for line in outcome.lines:
         print(line)
     if not outcome.ok:
-        return EXIT_REGRESSION
+        return outcome.exit_code
     if s.enforce_targets and not all(t["met"] for t in doc["targets"]):
         print("error: targets not met (--enforce-targets)", file=sys.stderr)
         return EXIT_TARGETS_NOT_MET
