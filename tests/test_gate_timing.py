@@ -94,7 +94,9 @@ def test_gate_with_process_ratios_says_inconclusive_with_what_it_could_detect():
     text = "\n".join(V.lines(res, verdicts, {"name": "main"}, (0.025, 0.1, 24)))
     assert text.endswith("gate: INCONCLUSIVE (1 change(s) within the noise; exit 4)"), text
     assert "b8: +0.5% (median of 3 processes vs 3); noise floor" in text and "smallest slowdown it could detect: 2.5%" in text
-    assert "--gate-budget" in text and "--batch-sizes" in text and "--time-tolerance" in text
+    assert "--gate-budget" in text and "--batch-sizes" in text
+    floor = next(f for f in res.inconclusive).floor  # the advised tolerance is at or above the floor
+    assert float(text.split("--time-tolerance ")[1].split(")")[0]) >= floor
     md = V.markdown(res, verdicts, {"name": "main"}, {"model": "m"})
     assert "ipex-resnet gate: INCONCLUSIVE" in md and "**INCONCLUSIVE** (within the noise)" in md
     # a slowdown past the floor is a regression even on a noisy path; a regression outranks inconclusive

@@ -11,6 +11,7 @@ carries the peak-RSS deltas (load, inference) and the engine's cold-start peak R
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 from ipex_resnet.benchmarking.gate import Finding, GateResult
@@ -114,7 +115,7 @@ def inconclusive_advice(found: Sequence[Finding], tolerance: float) -> str:
             "taking more processes within --gate-budget. To judge it: a larger --gate-budget (more processes) or "
             "--gate-processes (for the baseline too), "
             "a larger batch (--batch-sizes), a quieter or pinned machine (taskset, no neighbours), or a tolerance "
-            f"at or above the floor (--time-tolerance {worst.floor or 0:.2f})")
+            f"at or above the floor (--time-tolerance {math.ceil((worst.floor or 0) * 100) / 100:.2f})")
 
 
 def baseline_noise(entries_: Sequence[Mapping], tolerance: float) -> list[str]:
