@@ -84,8 +84,10 @@ def gate(current: Iterable[Mapping], baseline: Iterable[Mapping], *, time_tolera
                 j = noise.judge(old["process_ratios"], info["process_ratios"], time_tolerance)
                 f = Finding(name, key, j.baseline, j.current, j.baseline * (1 + j.detectable), j.floor, j.processes)
                 result.checked.append(f)
-                {noise.REGRESSION: result.regressions, noise.INCONCLUSIVE: result.inconclusive}.get(
-                    j.verdict, []).append(f)
+                if j.verdict == noise.REGRESSION:
+                    result.regressions.append(f)
+                elif j.verdict == noise.INCONCLUSIVE:
+                    result.inconclusive.append(f)
             elif key in info and key in old and old[key]:
                 f = Finding(name, key, float(old[key]), float(info[key]), float(old[key]) * (1 + time_tolerance))
                 result.checked.append(f)

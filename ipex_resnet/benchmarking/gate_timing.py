@@ -119,11 +119,12 @@ def rounds_for_time(fn, ref, x, at_least: int, seconds: float) -> int:
     """Paired rounds for one path and batch size: ``at_least``, or as many as fill ``seconds`` (from one
     timed round), at most MAX_ROUNDS. A fast model's fastest call over 32 calls still moves with the
     process; over a second of calls it settles (measured: docs/benchmarks.md)."""
+    from ipex_resnet.benchmarking.timing import rounds_for
+
     t0 = time.perf_counter()
     ref(x)
     fn(x)
-    per_round = max(time.perf_counter() - t0, 1e-6)
-    return max(at_least, min(MAX_ROUNDS, int(seconds / per_round)))
+    return rounds_for(time.perf_counter() - t0, seconds, at_least, MAX_ROUNDS)
 
 
 def _spawn(req: dict, timeout: float) -> dict:

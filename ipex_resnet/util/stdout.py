@@ -12,7 +12,8 @@ import sys
 @contextlib.contextmanager
 def stdout_to_stderr(active: bool = True):
     """Inside the block, Python's ``print`` and file descriptor 1 (C libraries, child processes) write
-    to stderr; both are restored after it. Nothing changes when ``active`` is false."""
+    to stderr; both are restored after it. Nothing changes when ``active`` is false. Process-wide (file
+    descriptor 1 is): for a command's main thread, not for library code or threads that share stdout."""
     if not active:
         yield
         return
