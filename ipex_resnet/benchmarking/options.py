@@ -125,8 +125,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("scenarios", "MLPerf-style scenarios driven by MLCommons' LoadGen, comma-separated: single-stream, "
            "offline, server (in process: on preprocessed images and decoding the JPEGs), service (Server against the "
            "HTTP service: the served capacity), peer (Server against LitServe serving the same engine), ray-serve "
-           "(against Ray Serve, the same engine; 'all' includes it where Ray Serve is installed), all, none "
+           "(against Ray Serve with its own @serve.batch, the same engine), ray-service (our service on Ray Serve: "
+           "ipex-resnet serve --ray; 'all' includes both Ray ones where Ray Serve is installed), all, none "
            "(default: none)", scopes=(CLI,), metavar="LIST"),
+    Option("ray_replicas", "replicas of the ray-service scenario (our service on Ray Serve; default 1), the "
+           "path's threads split among them", 1, type=int, scopes=(CLI,), metavar="N"),
     Option("scenario_path", "ENGINE/PRECISION the scenarios run on (default: our path with the most img/s at the "
            "largest batch)", scopes=(CLI,), metavar="PATH"),
     Option("p99_ms", f"the Server scenarios' p99 latency bound in ms (default {P99_MS:g})", P99_MS, type=float,
@@ -240,6 +243,7 @@ class Settings:
     summary_md: str | None = None
     price_per_hour: float | None = None    # USD per hour of this machine
     scenarios: list[str] = field(default_factory=list)   # MLPerf-style scenarios to run (none by default)
+    ray_replicas: int = 1                  # replicas of the ray-service scenario
     scenario_path: str | None = None       # None: our path with the most img/s at the largest batch
     p99_ms: float = P99_MS
     scenario_budget: float = 10.0          # seconds per LoadGen run
@@ -329,15 +333,21 @@ def _scenario_settings(s: Settings, raw: Mapping[str, Any]) -> None:
     if not (budget > 0 and math.isfinite(budget)):
         raise ConfigError(f"--scenario-budget must be a positive number of seconds, got {budget:g}")
     s.scenario_budget = budget
+    replicas = raw.get("ray_replicas")
+    replicas = 1 if replicas is None else replicas
+    if not (isinstance(replicas, int) and 1 <= replicas <= 64):
+        raise ConfigError(f"--ray-replicas must be a whole number from 1 to 64, got {replicas!r}")
+    s.ray_replicas = replicas
     needs = {"mlperf_loadgen": "mlcommons-loadgen"}
-    if {"service", "peer", "ray-serve"} & set(s.scenarios):
+    ray = {"ray-serve", "ray-service"} & set(s.scenarios)
+    if {"service", "peer"} & set(s.scenarios) or ray:
         needs["httpx"] = "httpx"
     if "peer" in s.scenarios:
         needs["litserve"] = "litserve"
-    if "ray-serve" in s.scenarios and first_missing("ray.serve", "grpc", "fastapi"):  # Ray without its serve extra
+    if ray and first_missing("ray.serve", "grpc", "fastapi"):  # Ray without its serve extra
         if "all" not in str(raw.get("scenarios") or "").lower():
             raise ConfigError(f"--scenarios {','.join(s.scenarios)} needs Ray Serve: pip install 'ray[serve]'")
-        s.scenarios = [n for n in s.scenarios if n != "ray-serve"]  # 'all': what this install can run
+        s.scenarios = [n for n in s.scenarios if n not in ray]  # 'all': what this install can run
     missing = first_missing(*needs) if s.scenarios else None
     if missing:
         raise ConfigError(f"--scenarios {','.join(s.scenarios)} needs {needs[missing]}: pip install {needs[missing]} "

@@ -23,7 +23,7 @@ from pathlib import Path
 from ipex_resnet.benchmarking import loadgen as L, service_metrics
 from ipex_resnet.errors import ConfigError, first_line
 
-SCENARIO_NAMES = ("single-stream", "offline", "server", "service", "peer", "ray-serve")
+SCENARIO_NAMES = ("single-stream", "offline", "server", "service", "peer", "ray-serve", "ray-service")
 
 
 def parse_scenarios(value: str | Sequence[str] | None) -> list[str]:
@@ -73,7 +73,7 @@ def run_scenarios(s, built: dict, results: dict, jpegs: list[bytes], logs: Path,
         progress.step(f"LoadGen SingleStream: {name}")
         out["single_stream"] = _queued(run_batch, 1, "single-stream",
                                        L.RunSettings(s.scenario_budget, n, expected_qps=1e3 / b1), logs)
-    if "offline" in s.scenarios or any(x in s.scenarios for x in ("server", "service", "peer", "ray-serve")):
+    if "offline" in s.scenarios or any(x in s.scenarios for x in ("server", "service", "peer", "ray-serve", "ray-service")):
         progress.step(f"LoadGen Offline: {name}")
         # LoadGen sizes Offline's one query from the expected rate; a SUT faster than that ends before the
         # minimum duration (an invalid run), so it is told half again the report's rate
@@ -98,7 +98,9 @@ def run_scenarios(s, built: dict, results: dict, jpegs: list[bytes], logs: Path,
             sut.close()
     served = {"service": ("the HTTP service", _service_command, "/v1/classify", raw_request),
               "peer": ("LitServe with the same engine", _peer_command, "/predict", _multipart_request),
-              "ray-serve": ("Ray Serve with the same engine", _ray_command, "/classify", raw_request)}
+              "ray-serve": ("Ray Serve with the same engine", _ray_command, "/classify", raw_request),
+              "ray-service": (f"our service on Ray Serve ({s.ray_replicas} replica(s))", _ray_service_command,
+                              "/v1/classify", raw_request)}
     with tempfile.TemporaryDirectory(prefix="ipex_resnet_scenarios_") as scratch:  # INT8 calibration images
         for name_, (what, command, route, request) in served.items():
             key = name_.replace("-", "_")
@@ -132,6 +134,11 @@ def _ratios(out: dict) -> None:
     ray_serve = (out.get("ray_serve") or {}).get("capacity_qps")
     if service is not None and ray_serve:
         out["served_vs_ray_serve"] = service / ray_serve
+    on_ray = (out.get("ray_service") or {}).get("capacity_qps")
+    if service and on_ray is not None:
+        out["ray_service_vs_service"] = on_ray / service
+    if ray_serve and on_ray is not None:
+        out["ray_service_vs_ray_serve"] = on_ray / ray_serve
     decode = (out.get("server_decode") or {}).get("capacity_qps")
     if service is not None and decode:
         out["served_vs_server_decode"] = service / decode
@@ -251,6 +258,15 @@ def _ray_command(s, b, max_batch: int, jpegs: list[bytes], logs: Path, scratch: 
             "--max-batch", str(max_batch)]
 
 
+def _ray_service_command(s, b, max_batch: int, jpegs: list[bytes], logs: Path, scratch: Path) -> list[str]:
+    """``ipex-resnet serve --ray`` (a local Ray instance) with ``--ray-replicas`` replicas, the path's threads
+    split among them."""
+    threads = max(1, int((b.plan or {}).get("threads") or 1) // s.ray_replicas)
+    return [sys.executable, "-m", "ipex_resnet.cli", "serve", "--ray", *_spec_args(s, b, jpegs, logs, scratch),
+            "--threads", str(threads), "--replicas", str(s.ray_replicas), "--replica-cpus", str(threads),
+            "--host", "127.0.0.1", "--max-batch", str(max_batch), "--p99-ms", f"{s.p99_ms:g}", "--log-level", "info"]
+
+
 def _multipart_request(jpegs: list[bytes]):
     """Multipart bodies (LitServe's documented way to upload a file), encoded once by httpx."""
     import httpx
@@ -268,6 +284,7 @@ OFFLINE_CONSISTENCY = 0.05
 SERVED_VS_OFFLINE_MIN = 0.50
 SERVED_VS_DECODE_MIN = 0.80
 SERVED_VS_PEER_MIN = 1.5
+ON_RAY_VS_SERVICE_MIN = 0.7  # what the distributed layer may cost on one box
 
 
 def scenario_targets(sc: dict | None) -> list[dict]:
@@ -296,6 +313,9 @@ def scenario_targets(sc: dict | None) -> list[dict]:
     if "served_vs_ray_serve" in sc:
         target("served capacity / Ray Serve's, same engine", sc["served_vs_ray_serve"], ">=", SERVED_VS_PEER_MIN,
                sc["served_vs_ray_serve"] >= SERVED_VS_PEER_MIN)
+    if "ray_service_vs_service" in sc:
+        target("served capacity on Ray Serve / the service's (one box)", sc["ray_service_vs_service"], ">=",
+               ON_RAY_VS_SERVICE_MIN, sc["ray_service_vs_service"] >= ON_RAY_VS_SERVICE_MIN)
     return out
 
 
@@ -319,7 +339,8 @@ def scenario_lines(sc: dict) -> list[str]:
     for key, what in (("server", "Server, in process"), ("server_decode", "Server, in process, decoding the JPEGs"),
                       ("service", "Server, HTTP service (served capacity)"),
                       ("peer", "Server, LitServe with the same engine"),
-                      ("ray_serve", "Server, Ray Serve with the same engine")):
+                      ("ray_serve", "Server, Ray Serve with the same engine"),
+                      ("ray_service", "Server, our service on Ray Serve")):
         if key in sc and "error" in sc[key]:
             lines.append(f"  {what}: failed: {sc[key]['error']}")
         elif key in sc:
@@ -342,8 +363,13 @@ def scenario_lines(sc: dict) -> list[str]:
         lines.append(f"  served capacity / LitServe: {sc['served_vs_peer']:.2f}x")
     if "served_vs_ray_serve" in sc:
         lines.append(f"  served capacity / Ray Serve: {sc['served_vs_ray_serve']:.2f}x")
+    if "ray_service_vs_service" in sc:
+        lines.append(f"  our service on Ray Serve / the service: {sc['ray_service_vs_service']:.2f}x")
+    if "ray_service_vs_ray_serve" in sc:
+        lines.append(f"  our service on Ray Serve / Ray Serve with @serve.batch: {sc['ray_service_vs_ray_serve']:.2f}x "
+                     "(our batcher vs Ray's, same engine)")
     return lines
 
 
-__all__ = ["OFFLINE_CONSISTENCY", "SCENARIO_NAMES", "SERVED_VS_DECODE_MIN", "SERVED_VS_OFFLINE_MIN", "SERVED_VS_PEER_MIN", "parse_scenarios",
+__all__ = ["OFFLINE_CONSISTENCY", "ON_RAY_VS_SERVICE_MIN", "SCENARIO_NAMES", "SERVED_VS_DECODE_MIN", "SERVED_VS_OFFLINE_MIN", "SERVED_VS_PEER_MIN", "parse_scenarios",
            "pick_path", "run_scenarios", "scenario_lines", "scenario_targets"]

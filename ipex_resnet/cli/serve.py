@@ -11,6 +11,7 @@ import sys
 import tempfile
 
 from ipex_resnet.benchmarking import serve_tune
+from ipex_resnet.cli import serve_ray
 from ipex_resnet.cli.options import add_model_options, add_plan_options, int8_kwargs, model_kwargs
 from ipex_resnet.hardware.cpu import probe
 from ipex_resnet.serve import config
@@ -24,6 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_options(groups["model"])
     add_plan_options(groups["model"])
     config.add_arguments(p, groups)
+    serve_ray.add_arguments(p.add_argument_group("Ray Serve (docs/scale-out.md)"))
 
 
 def main(args: argparse.Namespace) -> int:
@@ -35,6 +37,8 @@ def main(args: argparse.Namespace) -> int:
     setup_logging(cfg.log_level)
     model = {**model_kwargs(args), **int8_kwargs(args), "backend": args.backend, "precision": args.precision,
              "threads": args.threads, "streams": args.streams}
+    if serve_ray.wanted(args):
+        return serve_ray.main(args, cfg, model)
     topology = read_topology()
     try:
         sock = bind(cfg.host, cfg.port)  # first: a taken port fails before minutes of tuning
