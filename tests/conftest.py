@@ -32,22 +32,8 @@ os.environ.setdefault("IPEX_RESNET_AUTO", "static")
 EXPECTED_SKIPS_FILE = os.environ.get("IPEX_RESNET_EXPECTED_SKIPS")
 _skips: list[tuple[str, str]] = []
 
-
-# Tests of code that runs the same on either torch stack (HTTP hardening, the result cache, bulk, reports,
-# compare, the gate's CLI, LoadGen, the package's shape): marked ``any_stack``. CI runs them on the latest
-# stack only (``-m "not any_stack"`` on the IPEX stack, README); the IPEX stack runs every test that
-# touches torch, an engine or quantization.
-ANY_STACK_MODULES = frozenset({
-    "test_architecture", "test_bulk", "test_compare", "test_gate_cli", "test_gate_timing", "test_hostile_inputs", "test_report",
-    "test_result_cache", "test_scenarios", "test_serve_budget", "test_serve_hostile", "test_serve_oip",
-    "test_serve_shutdown", "test_serve_tuning", "test_serve_workers",
-})
-
-
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        if item.path.stem in ANY_STACK_MODULES:
-            item.add_marker(pytest.mark.any_stack)
+# A module whose tests run the same on either torch stack declares ``pytestmark = pytest.mark.any_stack``:
+# CI runs those on the latest stack only (``-m "not any_stack"`` on the IPEX stack, README).
 
 
 def pytest_runtest_logreport(report):
@@ -127,14 +113,17 @@ def mismatched_ipex_env(where: Path) -> dict[str, str]:
 
 
 def sample_photos() -> list[Path]:
+    """The shared real photos listed in labels.csv, sorted by name; skips the calling test (or module,
+    when called at import) when they are missing."""
     if not (SAMPLES / "labels.csv").is_file():
-        pytest.skip(f"real photos not found at {SAMPLES}")
+        pytest.skip(f"real photos not found at {SAMPLES}", allow_module_level=True)
     with open(SAMPLES / "labels.csv") as f:
-        return [SAMPLES / row["file"] for row in csv.DictReader(f)]
+        return sorted(SAMPLES / row["file"] for row in csv.DictReader(f))
 
 
 @pytest.fixture(scope="session")
 def photos() -> list[Path]:
+    """:func:`sample_photos` as a fixture."""
     return sample_photos()
 
 

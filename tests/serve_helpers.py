@@ -1,15 +1,13 @@
-"""Helpers for the service tests: the module set-up (stack installed, sample photos), a classifier wrapper that hooks inference (slow, failing or stuck
-batches) through the public API only, and Prometheus text parsed with prometheus_client's parser."""
+"""Helpers for the service tests: a free port, the module set-up (stack installed), a classifier wrapper
+that hooks inference (slow, failing or stuck batches) through the public API only, and Prometheus text
+parsed with prometheus_client's parser."""
 
 from __future__ import annotations
 
 import socket
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
-
-from conftest import SAMPLES  # noqa: E402
 
 
 def free_port() -> int:
@@ -23,14 +21,6 @@ def require_service() -> None:
     """Skip the calling test module unless the service's stack (starlette, uvicorn) is installed."""
     pytest.importorskip("starlette")
     pytest.importorskip("uvicorn")
-
-
-def sample_photos() -> list[Path]:
-    """The shared sample photos, sorted; skips the calling test module when there are none."""
-    photos = sorted(SAMPLES.glob("*.JPEG"))
-    if not photos:
-        pytest.skip(f"no sample photos in {SAMPLES}", allow_module_level=True)
-    return photos
 
 
 class HookedClassifier:

@@ -107,9 +107,7 @@ def test_every_path_against_the_labels(engine, precision, lite, reference):
         # points (IPEX now offers no INT8 there). Where an engine still misses, the gate must refuse,
         # with the numbers, an INT8 that even the layer fallback cannot bring within a point. With
         # VNNI or AMX it must pass.
-        from ipex_resnet.core.policy import cpu_int8_hardware
-
-        assert precision == "int8" and cpu_int8_hardware(cpu) is None, str(exc)
+        assert precision == "int8" and cpu.int8_dot_isa is None, str(exc)
         assert "top-1 points against fp32 (gate 1.0)" in str(exc) and "labelled images" in str(exc), str(exc)
         print(f"\n{engine}/int8 refused on this CPU without VNNI: {exc}")
         return

@@ -11,6 +11,8 @@ import time
 
 import pytest
 
+pytestmark = pytest.mark.any_stack
+
 
 def classify(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "ipex_resnet", "classify", *args], capture_output=True, text=True,

@@ -15,6 +15,8 @@ from ipex_resnet.benchmarking.options import Settings
 from ipex_resnet.benchmarking.run import run_report
 from ipex_resnet.cli import main as cli_main
 
+pytestmark = pytest.mark.any_stack
+
 
 @pytest.fixture(scope="module")
 def report_doc() -> dict:

@@ -181,3 +181,36 @@ def test_auto_measures_streams_on_the_chosen_engine(checkpoint):
     assert all(r["img_s"] > 0 and r["b1_ms"] > 0 for r in record["rows"].values())
     why = autoselect.streams_reason(record)
     assert "1x2" in why and "2x1" in why and "img/s" in why
+
+
+_FIRST_OUTPUTS = """
+import sys, threading, numpy as np, openvino as ov, openvino.opset13 as ops
+p = ops.parameter([1, 8], np.float32)
+compiled = ov.Core().compile_model(ov.Model([ops.relu(p)], [p]), "CPU", {"NUM_STREAMS": "2", "INFERENCE_NUM_THREADS": "2"})
+from ipex_resnet.engines.openvino import request_runner
+runners = [request_runner(compiled) for _ in range(2)]
+barrier = threading.Barrier(2)
+def first(run):
+    barrier.wait()  # both streams read their first output at once
+    assert run(np.ones((1, 8), np.float32)).sum() == 8
+threads = [threading.Thread(target=first, args=(r,)) for r in runners]
+[t.start() for t in threads]
+[t.join() for t in threads]
+"""
+
+
+def test_openvino_streams_first_outputs_at_once_do_not_deadlock():
+    """Two streams reading their first output at the same moment, in fresh processes. OpenVINO's numpy
+    bridge set up from two threads at once deadlocks (openvino 2026.4: a bare repro hung 5 of 40
+    processes, this script 1 of 40 without the fix, 0 of 120 with it); the runner now primes it in the
+    loading thread. A race: this guards against the hang coming back, it cannot prove it gone."""
+    import subprocess
+    import sys
+
+    require_backend("openvino")
+    for i in range(24):
+        try:
+            r = subprocess.run([sys.executable, "-c", _FIRST_OUTPUTS], capture_output=True, text=True, timeout=60)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"process {i + 1} of 24 hung: two streams' first outputs deadlocked")
+        assert r.returncode == 0, r.stderr[-2000:]

@@ -15,6 +15,8 @@ import pytest
 
 from user_repo import PRESET, sh, user_repo  # noqa: F401 - user_repo is a fixture
 
+pytestmark = pytest.mark.any_stack
+
 REPO = Path(__file__).resolve().parents[1]
 
 

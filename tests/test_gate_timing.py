@@ -15,6 +15,8 @@ from ipex_resnet.benchmarking import verdict as V
 from ipex_resnet.benchmarking.gate import gate
 from ipex_resnet.errors import ConfigError
 
+pytestmark = pytest.mark.any_stack
+
 
 def test_gate_times_batch_one_and_the_smallest_batch_above_it():
     assert GT.batch_sizes([1, 8, 32]) == [1, 8]

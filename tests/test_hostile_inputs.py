@@ -22,6 +22,8 @@ from PIL import Image
 from ipex_resnet.errors import ImageError
 from ipex_resnet.imaging import Preprocessor, PresetSpec, open_image
 
+pytestmark = pytest.mark.any_stack
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Runs one input through the fast path with torch unimportable; prints shape/error and RSS figures.

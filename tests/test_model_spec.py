@@ -8,7 +8,6 @@ import csv
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import pytest
 import torch
 
 from conftest import FIXTURES, require_backend
+from serve_helpers import free_port
 
 SCRIPT = shutil.which("ipex-resnet") or str(Path(sys.executable).with_name("ipex-resnet"))
 CLASSES = [f"thing {i}" for i in range(10)]
@@ -136,16 +136,10 @@ def test_quantize_and_evaluate_take_the_users_model(user_pkg, photos, tmp_path):
     assert "skipped eager/int8" in ev.stderr  # eager runs no int8: said, and the rest evaluated
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_serve_takes_the_users_model(user_pkg, photos):
     httpx = pytest.importorskip("httpx")
-    port = _free_port()
+    port = free_port()
     root, env = user_pkg
     proc = subprocess.Popen([SCRIPT, "serve", *spec(user_pkg), "--backend", "eager", "--precision", "fp32",
                              "--port", str(port), "--workers", "1", "--no-tune", "--log-level", "warning"],
@@ -252,3 +246,34 @@ def test_classify_with_ray_takes_the_users_model(user_pkg, photos, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 2 and all(t["label"] in CLASSES for r in rows for t in r["top"])
+
+
+def test_first_classify_answers_on_eager_and_measures_in_the_background(user_pkg, photos, tmp_path):
+    """The first ``classify`` of a model on a machine (the measured auto, an empty cache) answers on
+    eager, the reference with nothing to compile, and leaves the measuring to a background process
+    (one progress line per step in its log); the next call reads the decision it cached."""
+    import re
+
+    import psutil
+
+    root, env = user_pkg
+    cache = tmp_path / "cache"
+    env = {**env, "IPEX_RESNET_CACHE_DIR": str(cache), "IPEX_RESNET_AUTO": "measure"}  # the user's default
+    args = [SCRIPT, "classify", str(photos[0]), *spec(user_pkg), "--json", "--threads", "1"]
+    first = subprocess.run(args, capture_output=True, text=True, timeout=300, env=env, cwd=root)
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert json.loads(first.stdout)["backend"] == "eager"
+    m = re.search(r"this call runs on eager \(the FP32 reference, nothing to compile\); a background process "
+                  r"\(pid (\d+)\) measures them \(log: (.+?)\); the next call uses the fastest", first.stderr)
+    assert m, first.stderr[-2000:]
+    try:
+        psutil.Process(int(m[1])).wait(600)
+    except psutil.NoSuchProcess:
+        pass  # already done
+    log = Path(m[2]).read_text()
+    steps = re.findall(r"ipex-resnet: measuring engines \((\d+)/(\d+)\): \S+", log)
+    assert steps and steps[-1][0] == steps[-1][1] and "measured: " in log, log[-2000:]
+    decision = json.loads(next(cache.glob("decisions/*.json")).read_text())
+    second = subprocess.run(args, capture_output=True, text=True, timeout=300, env=env, cwd=root)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert json.loads(second.stdout)["backend"] == decision["backend"] and "background" not in second.stderr

@@ -21,6 +21,8 @@ from ipex_resnet.errors import ConfigError
 
 from conftest import FIXTURES, REPO
 
+pytestmark = pytest.mark.any_stack
+
 ALL = {"ipex": (True, "IPEX ok"), "inductor": (True, "Inductor"), "openvino": (True, "ov"),
        "onnxruntime": (True, "ort"), "eager": (True, "eager")}
 NO_IPEX = {**ALL, "ipex": (False, "IPEX is not installed; for it: pip install intel-extension-for-pytorch==2.8.0")}

@@ -14,7 +14,7 @@ import zlib
 
 import numpy as np
 import pytest
-from conftest import SAMPLES
+from conftest import sample_photos
 from PIL import Image
 
 pytest.importorskip("imagehash")
@@ -25,9 +25,8 @@ from ipex_resnet.core.result_cache import DEFAULT_THRESHOLD, ResultCache, identi
 from ipex_resnet.errors import ConfigError, ImageError
 from ipex_resnet.imaging import Preprocessor, PresetSpec
 
-PHOTOS = sorted(SAMPLES.glob("*.JPEG"))
-if len(PHOTOS) < 8:
-    pytest.skip(f"no sample photos in {SAMPLES}", allow_module_level=True)
+PHOTOS = sample_photos()
+pytestmark = pytest.mark.any_stack
 
 N_CLASSES = 10
 
@@ -76,80 +75,80 @@ def png_declaring(w: int, h: int) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def photos() -> list[bytes]:
+def photo_bytes() -> list[bytes]:
     return [p.read_bytes() for p in PHOTOS[:8]]
 
 
 # -- hits and misses -----------------------------------------------------------------------------------
-def test_exact_hit_skips_inference_and_decoding(photos, monkeypatch):
+def test_exact_hit_skips_inference_and_decoding(photo_bytes, monkeypatch):
     clf = make_clf(cache="exact")
     plain = make_clf()
-    first = clf.predict(photos[:3], topk=5)
+    first = clf.predict(photo_bytes[:3], topk=5)
     assert clf._runner.images == 3 and clf.result_cache.stats == {"hit": 0, "miss": 3, "eviction": 0}
-    assert first == plain.predict(photos[:3], topk=5)
+    assert first == plain.predict(photo_bytes[:3], topk=5)
 
     def no_decode(*a, **k):
         raise AssertionError("an exact hit must not decode")
     monkeypatch.setattr("ipex_resnet.imaging.preprocessor.decode", no_decode)
-    again = clf.predict([photos[1], PHOTOS[0], photos[2]], topk=5)  # bytes and a path with the same bytes
+    again = clf.predict([photo_bytes[1], PHOTOS[0], photo_bytes[2]], topk=5)  # bytes and a path with the same bytes
     assert again == [first[1], first[0], first[2]]
     assert clf._runner.images == 3 and clf.result_cache.stats["hit"] == 3
 
 
-def test_exact_misses_a_reencoded_copy_and_perceptual_hits_it(photos):
+def test_exact_misses_a_reencoded_copy_and_perceptual_hits_it(photo_bytes):
     exact, perc = make_clf(cache="exact"), make_clf(cache="perceptual")
-    copy = reencoded(photos[0])
+    copy = reencoded(photo_bytes[0])
     for clf in (exact, perc):
-        clf.predict([photos[0]], topk=5)
+        clf.predict([photo_bytes[0]], topk=5)
         clf.predict([copy], topk=5)
     assert exact.result_cache.stats["hit"] == 0 and exact._runner.images == 2
     assert perc.result_cache.stats["hit"] == 1 and perc._runner.images == 1
-    assert perc.predict([photos[1]], topk=5) and perc._runner.images == 2  # a different photo misses
+    assert perc.predict([photo_bytes[1]], topk=5) and perc._runner.images == 2  # a different photo misses
     img = Image.open(io.BytesIO(copy))
-    assert perc.predict([img])[0] == perc.predict([photos[0]])[0]  # a PIL image is keyed too (perceptual)
+    assert perc.predict([img])[0] == perc.predict([photo_bytes[0]])[0]  # a PIL image is keyed too (perceptual)
 
 
-def test_perceptual_threshold_separates_copies_from_other_photos(photos):
+def test_perceptual_threshold_separates_copies_from_other_photos(photo_bytes):
     """The evidence in small (bench/result_cache_threshold.py measures all 200 photos)."""
     from ipex_resnet.core.result_cache import decode_for_hash, perceptual_hash
 
     def ph(d):
         return perceptual_hash(decode_for_hash(d, max_pixels=10**8, name="x"))
-    hashes = [ph(d) for d in photos]
+    hashes = [ph(d) for d in photo_bytes]
     assert all((a ^ b).bit_count() > DEFAULT_THRESHOLD for i, a in enumerate(hashes) for b in hashes[i + 1:])
-    assert all((h ^ ph(reencoded(d))).bit_count() <= DEFAULT_THRESHOLD for h, d in zip(hashes, photos))
+    assert all((h ^ ph(reencoded(d))).bit_count() <= DEFAULT_THRESHOLD for h, d in zip(hashes, photo_bytes))
 
 
-def test_larger_topk_recomputes_smaller_is_served(photos):
+def test_larger_topk_recomputes_smaller_is_served(photo_bytes):
     clf = make_clf(cache="exact")
-    top3 = clf.predict([photos[0]], topk=3)[0]
-    top5 = clf.predict([photos[0]], topk=5)[0]  # more than cached: recomputed, stored with k=5
+    top3 = clf.predict([photo_bytes[0]], topk=3)[0]
+    top5 = clf.predict([photo_bytes[0]], topk=5)[0]  # more than cached: recomputed, stored with k=5
     assert clf._runner.images == 2 and top5[:3] == top3
-    assert clf.predict([photos[0]], topk=2)[0] == top5[:2] and clf._runner.images == 2
-    assert clf.predict([photos[0]], topk=5)[0] == top5 and clf._runner.images == 2
+    assert clf.predict([photo_bytes[0]], topk=2)[0] == top5[:2] and clf._runner.images == 2
+    assert clf.predict([photo_bytes[0]], topk=5)[0] == top5 and clf._runner.images == 2
 
 
-def test_results_are_copies(photos):
+def test_results_are_copies(photo_bytes):
     clf = make_clf(cache="exact")
-    r = clf.predict([photos[0]])[0]
+    r = clf.predict([photo_bytes[0]])[0]
     r[0]["label"] = "tampered"
-    assert clf.predict([photos[0]])[0][0]["label"] != "tampered"
+    assert clf.predict([photo_bytes[0]])[0][0]["label"] != "tampered"
 
 
 # -- never shared across models -------------------------------------------------------------------------
 @pytest.mark.parametrize("other", [{"precision": "bf16", "entry": "entry-b"}, {"model": "other", "entry": "entry-c"},
                                    {"entry": "entry-d", "seed": 1}, {"entry": None}, {"entry": None, "seed": 1}])
 @pytest.mark.parametrize("mode", ["exact", "perceptual"])
-def test_other_model_or_precision_never_shares_entries(photos, other, mode):
+def test_other_model_or_precision_never_shares_entries(photo_bytes, other, mode):
     shared = ResultCache(mode)
     a = make_clf(cache=shared)
     b = make_clf(cache=shared, **{"seed": 1, **other})
-    ra = a.predict([photos[0]])[0]
-    rb = b.predict([photos[0]])[0]
+    ra = a.predict([photo_bytes[0]])[0]
+    rb = b.predict([photo_bytes[0]])[0]
     assert b._runner.images == 1 and shared.stats["hit"] == 0 and len(shared) == 2
     if other.get("seed"):
         assert ra != rb
-    assert a.predict([photos[0]])[0] == ra and b.predict([photos[0]])[0] == rb and shared.stats["hit"] == 2
+    assert a.predict([photo_bytes[0]])[0] == ra and b.predict([photo_bytes[0]])[0] == rb and shared.stats["hit"] == 2
 
 
 def test_identity_covers_preprocessing_and_uncached_instances():
@@ -164,26 +163,26 @@ def test_identity_covers_preprocessing_and_uncached_instances():
 
 
 # -- bounded --------------------------------------------------------------------------------------------
-def test_eviction_at_the_entry_bound(photos):
+def test_eviction_at_the_entry_bound(photo_bytes):
     cache = ResultCache("exact", max_entries=3)
     clf = make_clf(cache=cache)
-    clf.predict(photos[:3])
-    clf.predict([photos[0]])  # photo 0 is now the most recently used
-    clf.predict(photos[3:5])  # evicts 1 and 2
+    clf.predict(photo_bytes[:3])
+    clf.predict([photo_bytes[0]])  # photo 0 is now the most recently used
+    clf.predict(photo_bytes[3:5])  # evicts 1 and 2
     assert len(cache) == 3 and cache.stats["eviction"] == 2
     before = clf._runner.images
-    clf.predict([photos[0], photos[4]])
+    clf.predict([photo_bytes[0], photo_bytes[4]])
     assert clf._runner.images == before
-    clf.predict([photos[1]])
+    clf.predict([photo_bytes[1]])
     assert clf._runner.images == before + 1 and cache.stats["eviction"] == 3
 
 
-def test_eviction_at_the_byte_bound(photos):
+def test_eviction_at_the_byte_bound(photo_bytes):
     probe = ResultCache("exact")
-    make_clf(cache=probe).predict([photos[0]])
+    make_clf(cache=probe).predict([photo_bytes[0]])
     one = probe.nbytes
     cache = ResultCache("exact", max_bytes=2 * one + one // 2)
-    make_clf(cache=cache).predict(photos[:5])
+    make_clf(cache=cache).predict(photo_bytes[:5])
     assert len(cache) == 2 and cache.nbytes <= cache.max_bytes and cache.stats["eviction"] == 3
 
 
@@ -204,7 +203,7 @@ def test_load_refuses_a_bad_mode_before_building():
                          result_cache="sometimes")
 
 
-def test_plan_describe_says_it_is_on(photos):
+def test_plan_describe_says_it_is_on(photo_bytes):
     clf = make_clf()
     assert "result cache" not in clf.plan.describe()
     clf.result_cache = "perceptual"
@@ -218,33 +217,33 @@ def test_plan_describe_says_it_is_on(photos):
 
 # -- bad images are never cached ------------------------------------------------------------------------
 BAD = {
-    "truncated": lambda photos: photos[0][: len(photos[0]) // 3],
-    "not_an_image": lambda photos: b"<html>definitely not a jpeg</html>" * 10,
-    "bomb_header": lambda photos: png_declaring(100_000, 100_000),
-    "empty": lambda photos: b"",
+    "truncated": lambda photo_bytes: photo_bytes[0][: len(photo_bytes[0]) // 3],
+    "not_an_image": lambda photo_bytes: b"<html>definitely not a jpeg</html>" * 10,
+    "bomb_header": lambda photo_bytes: png_declaring(100_000, 100_000),
+    "empty": lambda photo_bytes: b"",
 }
 
 
 @pytest.mark.parametrize("mode", ["exact", "perceptual"])
 @pytest.mark.parametrize("bad", sorted(BAD))
-def test_bad_image_gets_its_error_and_is_never_cached(photos, mode, bad):
-    data = BAD[bad](photos)
+def test_bad_image_gets_its_error_and_is_never_cached(photo_bytes, mode, bad):
+    data = BAD[bad](photo_bytes)
     plain = make_clf()
     with pytest.raises(ImageError) as want:
         plain.predict([data])
     clf = make_clf(cache=mode)
     for _ in range(2):
         with pytest.raises(ImageError) as got:
-            clf.predict([photos[1], data])
+            clf.predict([photo_bytes[1], data])
         assert str(got.value) == str(want.value).replace("input 0", "input 1")
     assert len(clf.result_cache) == 0 and clf._runner.images == 0
 
 
-def test_truncated_copy_of_a_cached_photo_still_fails_in_perceptual_mode(photos):
+def test_truncated_copy_of_a_cached_photo_still_fails_in_perceptual_mode(photo_bytes):
     clf = make_clf(cache="perceptual")
-    clf.predict([photos[0]])
+    clf.predict([photo_bytes[0]])
     with pytest.raises(ImageError, match="truncated"):
-        clf.predict([photos[0][:-2000]])
+        clf.predict([photo_bytes[0][:-2000]])
 
 
 def test_missing_file_gets_its_error(tmp_path):
@@ -256,11 +255,11 @@ def test_missing_file_gets_its_error(tmp_path):
 
 # -- bulk classify --------------------------------------------------------------------------------------
 @pytest.mark.parametrize("mode", ["exact", "perceptual"])
-def test_bulk_run_uses_the_cache(tmp_path, photos, mode):
+def test_bulk_run_uses_the_cache(tmp_path, photo_bytes, mode):
     from ipex_resnet.apps import bulk
 
     paths = []
-    for i, d in enumerate([photos[0], photos[1], photos[0], reencoded(photos[1]), b"junk" * 20]):
+    for i, d in enumerate([photo_bytes[0], photo_bytes[1], photo_bytes[0], reencoded(photo_bytes[1]), b"junk" * 20]):
         p = tmp_path / f"{i}.jpg"
         p.write_bytes(d)
         paths.append(str(p))
@@ -307,17 +306,17 @@ def metrics_of(url) -> str:
     return httpx.get(url + "/metrics", timeout=30).text
 
 
-def test_service_concurrent_identical_requests_identical_answers(server, photos):
+def test_service_concurrent_identical_requests_identical_answers(server, photo_bytes):
     from serve_helpers import metric
 
     runner = server.state.clf._runner
     before, text0 = runner.images, metrics_of(server.url)
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        answers = list(pool.map(lambda _: post(server.url, photos[2]), range(24)))
+        answers = list(pool.map(lambda _: post(server.url, photo_bytes[2]), range(24)))
     assert all(r.status_code == 200 for r in answers), answers[0].text
     bodies = [r.json() for r in answers]
     assert all(b == bodies[0] for b in bodies)
-    assert bodies[0]["results"][0]["top"] == make_clf().predict([photos[2]])[0]
+    assert bodies[0]["results"][0]["top"] == make_clf().predict([photo_bytes[2]])[0]
     text = metrics_of(server.url)
     hits = metric(text, "ipex_resnet_result_cache_events_total", event="hit") - \
         metric(text0, "ipex_resnet_result_cache_events_total", event="hit")
@@ -326,11 +325,11 @@ def test_service_concurrent_identical_requests_identical_answers(server, photos)
     assert hits + misses == 24 and hits >= 1 and runner.images - before == misses
 
 
-def test_service_metrics_count_hits_misses_evictions(server, photos):
+def test_service_metrics_count_hits_misses_evictions(server, photo_bytes):
     from serve_helpers import metric
 
     text0 = metrics_of(server.url)
-    for d in photos[:7] + [photos[6]]:  # 7 distinct into 6 slots: one eviction at least; then a hit
+    for d in photo_bytes[:7] + [photo_bytes[6]]:  # 7 distinct into 6 slots: one eviction at least; then a hit
         assert post(server.url, d, topk=3).status_code == 200
     text = metrics_of(server.url)
 
@@ -341,9 +340,9 @@ def test_service_metrics_count_hits_misses_evictions(server, photos):
     assert metric(text, "ipex_resnet_result_cache_entries") <= 6
 
 
-def test_service_bad_image_gets_its_error_every_time(server, photos):
+def test_service_bad_image_gets_its_error_every_time(server, photo_bytes):
     for bad in ("truncated", "not_an_image", "bomb_header"):
-        data = BAD[bad](photos)
+        data = BAD[bad](photo_bytes)
         codes = [post(server.url, data) for _ in range(2)]
         assert all(400 <= r.status_code < 500 for r in codes), [r.text for r in codes]
         assert codes[0].json() == codes[1].json()
@@ -359,7 +358,7 @@ def test_service_describes_the_cache(server):
         ServeConfig(result_cache="sometimes")
 
 
-def test_service_perceptual_over_oip_hits_a_reencoded_copy(photos):
+def test_service_perceptual_over_oip_hits_a_reencoded_copy(photo_bytes):
     """Perceptual mode through the Open Inference Protocol: a re-encoded, resized copy is answered from
     the cache (no inference), a hostile image still gets its error."""
     import base64
@@ -379,12 +378,12 @@ def test_service_perceptual_over_oip_hits_a_reencoded_copy(photos):
     with ServerThread(create_app(make_clf, cfg)) as srv:
         srv.wait_ready()
         runner = srv.state.clf._runner
-        first = infer(srv.url, photos[3])
+        first = infer(srv.url, photo_bytes[3])
         assert first.status_code == 200, first.text
         n = runner.images
-        copy = infer(srv.url, reencoded(photos[3]))
+        copy = infer(srv.url, reencoded(photo_bytes[3]))
         assert copy.status_code == 200 and runner.images == n
         assert copy.json()["outputs"] == first.json()["outputs"]
-        bad = infer(srv.url, photos[3][: len(photos[3]) // 3])
+        bad = infer(srv.url, photo_bytes[3][: len(photo_bytes[3]) // 3])
         assert 400 <= bad.status_code < 500 and "truncated" in bad.text
         assert srv.state.result_cache.stats["hit"] == 1 and len(srv.state.result_cache) == 1

@@ -10,10 +10,11 @@ import time
 
 import pytest
 
-from conftest import SAMPLES
 from user_repo import sh, user_repo  # noqa: F401 - user_repo is a fixture
 
 from ipex_resnet.benchmarking import loadgen as L
+
+pytestmark = pytest.mark.any_stack
 
 
 def sleeper(per_batch_s: float = 0.0, per_sample_s: float = 0.0, fail_on: int | None = None):
@@ -111,9 +112,8 @@ def service():
         yield srv
 
 
-def test_http_sut_drives_the_real_service_and_counts_refusals(service, tmp_path):
-    photos = [p.read_bytes() for p in sorted(SAMPLES.glob("*.JPEG"))[:8]]
-    assert photos, f"no sample photos in {SAMPLES}"
+def test_http_sut_drives_the_real_service_and_counts_refusals(service, photos, tmp_path):
+    images = [p.read_bytes() for p in photos[:8]]
     served: list[int] = []
     lock = threading.Lock()
 
@@ -122,9 +122,9 @@ def test_http_sut_drives_the_real_service_and_counts_refusals(service, tmp_path)
             served.append(len(r.json()["results"][0]["top"]))
         return True
 
-    sut = L.HttpSUT(service.url + "/v1/classify", lambda i: (photos[i], {"content-type": "image/jpeg"}), check=check)
+    sut = L.HttpSUT(service.url + "/v1/classify", lambda i: (images[i], {"content-type": "image/jpeg"}), check=check)
     try:
-        r = L.run(sut, "server", L.RunSettings(1.5, len(photos), target_qps=20, p99_ms=1000), tmp_path / "ok")
+        r = L.run(sut, "server", L.RunSettings(1.5, len(images), target_qps=20, p99_ms=1000), tmp_path / "ok")
     finally:
         sut.close()
     assert r["latency_bound_met"] and "failed_samples" not in r and r["p99_ms"] < 1000, r
@@ -155,12 +155,15 @@ def test_bench_scenarios_on_a_user_model_with_service_and_peer(user_repo):  # no
     from ipex_resnet.util.deps import first_missing
 
     ray_serve = first_missing("ray.serve", "grpc", "fastapi") is None  # 'all' includes it where installed
-    assert ("ray_serve" in sc) == ray_serve
-    for key in ("server", "server_decode", "service", "peer") + (("ray_serve",) if ray_serve else ()):
+    assert ("ray_serve" in sc) == ("ray_service" in sc) == ray_serve
+    for key in ("server", "server_decode", "service", "peer") + (("ray_serve", "ray_service") if ray_serve else ()):
         assert "error" not in sc[key], sc[key]
         assert sc[key]["capacity_qps"] > 0 and sc[key]["at_capacity"]["p99_ms"] <= 1000, (key, sc[key])
     assert sc["served_vs_offline"] > 0 and sc["served_vs_peer"] > 0 and sc["served_vs_server_decode"] > 0
     assert not ray_serve or (sc["served_vs_ray_serve"] > 0 and "Ray Serve with the same engine" in proc.stdout)
+    # our own service on Ray Serve (ipex-resnet serve --ray), beside the service: what the distributed layer costs
+    assert not ray_serve or (sc["ray_service_vs_service"] > 0 and "--ray" in sc["ray_service"]["command"]
+                             and "our service on Ray Serve / the service:" in proc.stdout)
     # each service step carries the service's own histograms for that step
     observed = [t["observed"] for t in sc["service"]["tried"]]
     assert observed and all(o["batch_size"]["count"] >= 1 and o["inference_ms"]["mean"] > 0 for o in observed)

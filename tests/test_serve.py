@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from serve_helpers import SAMPLES, HookedClassifier, families, metric, require_service, sample_photos  # noqa: E402
+from conftest import SAMPLES, sample_photos
+from serve_helpers import HookedClassifier, families, metric, require_service
 
 require_service()
 httpx = pytest.importorskip("httpx")
@@ -63,14 +64,14 @@ def server(calibrated_weights):
 
 
 @pytest.fixture(scope="module")
-def photos() -> list[bytes]:
+def photo_bytes() -> list[bytes]:
     return [p.read_bytes() for p in PHOTOS[:24]]
 
 
 @pytest.fixture(scope="module")
-def reference(server, photos) -> list[list[dict]]:
+def reference(server, photo_bytes) -> list[list[dict]]:
     """Classifier.predict on each photo alone, through the very classifier the server uses."""
-    return [server.state.clf.predict([data], topk=5)[0] for data in photos]
+    return [server.state.clf.predict([data], topk=5)[0] for data in photo_bytes]
 
 
 def post_image(url: str, data: bytes, topk: int | None = None, ctype: str = "image/jpeg", client=httpx, **kw):
@@ -91,8 +92,8 @@ def test_outputs_are_distinct(reference):
     assert len({round(top[0]["score"], 4) for top in reference}) == len(reference)
 
 
-def test_classify_matches_predict(server, photos, reference):
-    for data, want in zip(photos[:6], reference[:6]):
+def test_classify_matches_predict(server, photo_bytes, reference):
+    for data, want in zip(photo_bytes[:6], reference[:6]):
         r = post_image(server.url, data)
         assert r.status_code == 200, r.text
         doc = r.json()
@@ -103,15 +104,15 @@ def test_classify_matches_predict(server, photos, reference):
         assert same_top(top, want), (top, want)
 
 
-def test_topk_and_octet_stream(server, photos, reference):
-    r = post_image(server.url, photos[0], topk=2, ctype="application/octet-stream")
+def test_topk_and_octet_stream(server, photo_bytes, reference):
+    r = post_image(server.url, photo_bytes[0], topk=2, ctype="application/octet-stream")
     assert r.status_code == 200
     assert same_top(r.json()["results"][0]["top"], reference[0][:2])
     assert len(r.json()["results"][0]["top"]) == 2
 
 
-def test_multipart_several_files(server, photos, reference):
-    files = [("file", (f"img{i}.jpg", photos[i], "image/jpeg")) for i in (3, 1, 2)]
+def test_multipart_several_files(server, photo_bytes, reference):
+    files = [("file", (f"img{i}.jpg", photo_bytes[i], "image/jpeg")) for i in (3, 1, 2)]
     r = httpx.post(server.url + "/v1/classify?topk=3", files=files, timeout=120)
     assert r.status_code == 200, r.text
     res = r.json()["results"]
@@ -120,12 +121,12 @@ def test_multipart_several_files(server, photos, reference):
         assert same_top(x["top"], reference[i][:3])
 
 
-def test_concurrent_clients_get_their_own_results(server, photos, reference):
+def test_concurrent_clients_get_their_own_results(server, photo_bytes, reference):
     before = httpx.get(server.url + "/metrics").text
-    jobs = [i % len(photos) for i in range(64)]
+    jobs = [i % len(photo_bytes) for i in range(64)]
 
     def one(i):
-        return i, post_image(server.url, photos[i])
+        return i, post_image(server.url, photo_bytes[i])
 
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
         answers = list(pool.map(one, jobs))
@@ -156,20 +157,20 @@ def png_bomb(width: int = 100_000, height: int = 100_000) -> bytes:
     ("unsupported type", b'{"image": "..."}', "application/json", 415, "unsupported_media_type"),
     ("form urlencoded", b"a=b", "application/x-www-form-urlencoded", 415, "unsupported_media_type"),
 ])
-def test_bad_input(server, photos, case, body, ctype, status, code):
+def test_bad_input(server, photo_bytes, case, body, ctype, status, code):
     if body is None:
-        body = photos[0][: len(photos[0]) // 3]
+        body = photo_bytes[0][: len(photo_bytes[0]) // 3]
     r = post_image(server.url, body, ctype=ctype)
     assert r.status_code == status, r.text
     err = r.json()["error"]
     codes = code if isinstance(code, tuple) else (code,)  # the decoder's typed code, where it gives one
     assert err["code"] in codes and err["status"] == status and err["message"], err
     # and the service keeps serving others
-    assert post_image(server.url, photos[1]).status_code == 200
+    assert post_image(server.url, photo_bytes[1]).status_code == 200
 
 
-def test_bad_image_in_multipart_names_the_file(server, photos):
-    files = [("file", ("good.jpg", photos[0], "image/jpeg")), ("file", ("bad.jpg", b"nope", "image/jpeg"))]
+def test_bad_image_in_multipart_names_the_file(server, photo_bytes):
+    files = [("file", ("good.jpg", photo_bytes[0], "image/jpeg")), ("file", ("bad.jpg", b"nope", "image/jpeg"))]
     r = httpx.post(server.url + "/v1/classify", files=files, timeout=60)
     assert r.status_code == 400
     assert "bad.jpg" in r.json()["error"]["message"]
@@ -179,8 +180,8 @@ def test_bad_image_in_multipart_names_the_file(server, photos):
 
 
 @pytest.mark.parametrize("topk", ["0", "-3", "abc", "2.5", "1001", ""])
-def test_bad_topk(server, photos, topk):
-    r = httpx.post(server.url + f"/v1/classify?topk={topk}", content=photos[0],
+def test_bad_topk(server, photo_bytes, topk):
+    r = httpx.post(server.url + f"/v1/classify?topk={topk}", content=photo_bytes[0],
                    headers={"content-type": "image/jpeg"}, timeout=60)
     assert r.status_code == 422, r.text
     assert r.json()["error"]["code"] == "bad_topk" and "topk" in r.json()["error"]["message"]
@@ -194,7 +195,7 @@ def test_oversized_upload_declared(server):
     assert r.json()["error"]["code"] == "body_too_large"
 
 
-def test_oversized_upload_streamed(server, photos):
+def test_oversized_upload_streamed(server, photo_bytes):
     sent = {"bytes": 0}
     total = 400 * 65536  # 26 MB offered; the server's limit is 2 MB
 
@@ -224,7 +225,7 @@ def test_oversized_upload_streamed(server, photos):
     r = httpx.post(server.url + "/v1/classify", content=iter([b"\xff" * 65536] * 48),
                    headers={"content-type": "image/jpeg"}, timeout=60)
     assert r.status_code == 413 and r.json()["error"]["code"] == "body_too_large"
-    assert post_image(server.url, photos[0]).status_code == 200
+    assert post_image(server.url, photo_bytes[0]).status_code == 200
 
 
 def test_unknown_route_and_method(server):
@@ -233,11 +234,11 @@ def test_unknown_route_and_method(server):
 
 
 # -- metrics ------------------------------------------------------------------------------------------
-def test_metrics_reflect_traffic(server, photos):
+def test_metrics_reflect_traffic(server, photo_bytes):
     before = httpx.get(server.url + "/metrics")
     assert before.status_code == 200 and before.headers["content-type"].startswith("text/plain")
     b = before.text
-    for data in photos[:3]:
+    for data in photo_bytes[:3]:
         assert post_image(server.url, data).status_code == 200
     assert post_image(server.url, b"junk").status_code == 400
     a = httpx.get(server.url + "/metrics").text
@@ -308,7 +309,7 @@ def test_load_failure_is_reported():
 
 
 # -- overload -----------------------------------------------------------------------------------------
-def test_overload_sheds_with_503_and_recovers(calibrated_weights, photos):
+def test_overload_sheds_with_503_and_recovers(calibrated_weights, photo_bytes):
     def slow_loader():  # make the model slow so the queue fills
         clf = ipex_resnet.load("resnet18", weights=str(calibrated_weights), backend=BACKEND, precision="fp32")
         return HookedClassifier(clf, lambda batch: time.sleep(0.15))
@@ -316,10 +317,10 @@ def test_overload_sheds_with_503_and_recovers(calibrated_weights, photos):
     cfg = ServeConfig(max_batch=2, max_wait_ms=1, max_queue=4, request_timeout_s=60, p99_ms=5000)
     with ServerThread(create_app(slow_loader, cfg)) as srv:
         srv.wait_ready()
-        want = [srv.state.clf.predict([d], topk=5)[0] for d in photos[:8]]
+        want = [srv.state.clf.predict([d], topk=5)[0] for d in photo_bytes[:8]]
 
         def one(i):
-            return i, post_image(srv.url, photos[i % 8])
+            return i, post_image(srv.url, photo_bytes[i % 8])
 
         with concurrent.futures.ThreadPoolExecutor(24) as pool:
             answers = list(pool.map(one, range(48)))
@@ -339,10 +340,10 @@ def test_overload_sheds_with_503_and_recovers(calibrated_weights, photos):
         # still healthy, and serves normally once the burst is over
         assert httpx.get(srv.url + "/healthz").status_code == 200
         assert httpx.get(srv.url + "/readyz").status_code == 200
-        assert post_image(srv.url, photos[0]).status_code == 200
+        assert post_image(srv.url, photo_bytes[0]).status_code == 200
 
 
-def test_request_timeout_answers_504(photos):
+def test_request_timeout_answers_504(photo_bytes):
     slow = threading.Event()
 
     def slow_loader():
@@ -352,12 +353,12 @@ def test_request_timeout_answers_504(photos):
     with ServerThread(create_app(slow_loader, ServeConfig(max_batch=1, request_timeout_s=0.5, p99_ms=5000))) as srv:
         srv.wait_ready()
         slow.set()
-        r = post_image(srv.url, photos[0])
+        r = post_image(srv.url, photo_bytes[0])
         assert r.status_code == 504 and r.json()["error"]["code"] == "timeout"
         slow.clear()
         time.sleep(1.6)
         assert httpx.get(srv.url + "/healthz").status_code == 200
-        assert post_image(srv.url, photos[0]).status_code == 200
+        assert post_image(srv.url, photo_bytes[0]).status_code == 200
 
 
 # -- CLI and load test --------------------------------------------------------------------------------

@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from serve_helpers import metric, require_service, sample_photos  # noqa: E402
+from conftest import sample_photos
+from serve_helpers import metric, require_service
 
 require_service()
 httpx = pytest.importorskip("httpx")
@@ -19,6 +20,7 @@ import ipex_resnet  # noqa: E402
 from ipex_resnet.serve import ServeConfig, ServerThread, create_app  # noqa: E402
 
 PHOTOS = sample_photos()
+pytestmark = pytest.mark.any_stack
 
 BODY = 1_000_000  # --max-body-bytes
 BUDGET = 3 * BODY  # --max-buffered-bytes: three bodies of the largest size at once

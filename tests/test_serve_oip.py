@@ -8,7 +8,8 @@ import base64
 import numpy as np
 import pytest
 
-from serve_helpers import require_service, sample_photos  # noqa: E402
+from conftest import sample_photos
+from serve_helpers import require_service
 
 require_service()
 httpclient = pytest.importorskip("tritonclient.http")
@@ -18,6 +19,7 @@ import ipex_resnet  # noqa: E402
 from ipex_resnet.serve import ServeConfig, ServerThread, create_app  # noqa: E402
 
 PHOTOS = sample_photos()[:3]
+pytestmark = pytest.mark.any_stack
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,16 +19,11 @@ pytest.importorskip("uvicorn")
 httpx = pytest.importorskip("httpx")
 
 ROOT = Path(__file__).resolve().parents[1]
-from conftest import SAMPLES  # noqa: E402
-PHOTOS = sorted(SAMPLES.glob("*.JPEG"))[:16]
-if not PHOTOS:
-    pytest.skip(f"no sample photos in {SAMPLES}", allow_module_level=True)
+from conftest import sample_photos  # noqa: E402
+from serve_helpers import free_port  # noqa: E402
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+PHOTOS = sample_photos()[:16]
+pytestmark = pytest.mark.any_stack
 
 
 def wait_ready(url: str, proc: subprocess.Popen, timeout_s: float = 120, probe: str = "/readyz") -> None:

@@ -22,6 +22,8 @@ from ipex_resnet.errors import ConfigError
 from ipex_resnet.serve import tuning
 from ipex_resnet.serve.batching import Batcher
 
+pytestmark = pytest.mark.any_stack
+
 
 def test_batch_cap_follows_the_curve_and_the_target():
     curve = {1: 10.0, 2: 18.0, 4: 34.0, 8: 66.0, 16: 130.0}

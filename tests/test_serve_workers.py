@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,7 +16,10 @@ from ipex_resnet.errors import ConfigError
 from ipex_resnet.serve.workers import LogicalCPU, assign_cpus, default_workers
 
 ROOT = Path(__file__).resolve().parents[1]
-from conftest import SAMPLES  # noqa: E402
+from conftest import sample_photos  # noqa: E402
+from serve_helpers import free_port  # noqa: E402
+
+pytestmark = pytest.mark.any_stack
 
 
 def topo(nodes: int, cores_per_node: int, smt: int = 1) -> list[LogicalCPU]:
@@ -53,12 +55,6 @@ def test_assign_uneven_and_defaults():
         assert all(len(s) == 4 for s in sets) and len({c for s in sets for c in s}) == 32
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _needs_two_workers():
     """(psutil, httpx, serve_helpers.metric), or a skip naming what is missing."""
     psutil = pytest.importorskip("psutil")
@@ -83,7 +79,7 @@ def _start_two_workers(*, max_batch: int, stdout) -> tuple[str, subprocess.Popen
 
 def test_two_workers_are_pinned_and_share_metrics():
     psutil, httpx, metric = _needs_two_workers()
-    photo = sorted(SAMPLES.glob("*.JPEG"))[0].read_bytes()
+    photo = sample_photos()[0].read_bytes()
     url, proc = _start_two_workers(max_batch=2, stdout=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 180
@@ -139,7 +135,7 @@ def test_restarted_worker_takes_no_requests_before_its_model_is_ready():
     """kill -9 one of two workers: the parent restarts it, and while its model loads the surviving worker
     takes every connection on the shared socket. No client sees 503 "not_ready" from the new worker."""
     psutil, httpx, metric = _needs_two_workers()
-    photo = sorted(SAMPLES.glob("*.JPEG"))[0].read_bytes()
+    photo = sample_photos()[0].read_bytes()
     url, proc = _start_two_workers(max_batch=4, stdout=subprocess.DEVNULL)
 
     def all_ready() -> bool:  # both workers alive and ready (the gauge is the least ready worker's)

@@ -38,7 +38,6 @@ class Outcome:
     markdown: str = ""
     verdicts: dict[str, str] = field(default_factory=dict)
     saved: Path | None = None
-    baseline_file: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -88,7 +87,6 @@ def finish(p: Prepared, s: Settings, doc: dict) -> Outcome:
         out.lines = V.lines(out.result, out.verdicts, p.baseline, (s.time_tolerance, s.memory_tolerance,
                                                                       MEMORY_SLACK_MB))
         out.markdown = V.markdown(out.result, out.verdicts, p.baseline, doc)
-        out.baseline_file = p.baseline.get("_file")
         if s.summary_md:
             with open(s.summary_md, "a") as f:
                 f.write(out.markdown + "\n")

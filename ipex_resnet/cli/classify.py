@@ -9,8 +9,9 @@ import sys
 import warnings
 
 from ipex_resnet.apps import bulk
+from ipex_resnet.cli import measure_later
 from ipex_resnet.cli.options import add_model_options, add_plan_options, int8_kwargs, model_kwargs
-from ipex_resnet.core.api import load
+from ipex_resnet.core.api import load, undecided_auto
 from ipex_resnet.errors import ConfigError
 from ipex_resnet.util.stdout import stdout_to_stderr
 
@@ -34,7 +35,7 @@ def main(args: argparse.Namespace) -> int:
         if not inputs:
             raise ConfigError(f"no images found in {', '.join(args.images)}")
     with stdout_to_stderr(args.json or args.jsonl == "-"):  # the user's model may print as it is built
-        clf = _load_for_classify(args)
+        clf = _load_for_classify(args, None if inputs is None else len(inputs))
 
     if args.jsonl:
         summary = bulk.classify_to_jsonl(clf, args.images, args.jsonl, resume=args.resume, topk=args.topk,
@@ -73,13 +74,27 @@ def main(args: argparse.Namespace) -> int:
     return 1 if summary.failed else 0
 
 
-def _load_for_classify(args: argparse.Namespace):
+def _load_for_classify(args: argparse.Namespace, images: int | None):
+    kwargs = {**model_kwargs(args), "backend": args.backend, "precision": args.precision, "threads": args.threads,
+              "streams": args.streams, **int8_kwargs(args)}
+    decision = None
+    if measure_later.applies(kwargs, images):
+        decision = undecided_auto(kwargs["model"], kwargs["weights"], backend=args.backend, precision=args.precision,
+                                  threads=args.threads, streams=args.streams)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        clf = load(**model_kwargs(args), backend=args.backend, precision=args.precision,
-                   threads=args.threads, streams=args.streams, **int8_kwargs(args), result_cache=getattr(args, "result_cache", None))
+        if decision is not None:  # the first call: answer on the reference now, measure in the background
+            clf = load(**{**kwargs, "backend": "eager", "precision": "fp32"}, result_cache=getattr(args, "result_cache", None))
+        else:
+            clf = load(**kwargs, result_cache=getattr(args, "result_cache", None))
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
+    if decision is not None:
+        pid, log = measure_later.start(decision, kwargs)
+        print(f"note: the engines are not measured on this machine for this model yet: this call runs on eager "
+              f"(the FP32 reference, nothing to compile); "
+              + (f"a background process (pid {pid}) measures them" if pid else "another process measures them")
+              + f" (log: {log}); the next call uses the fastest", file=sys.stderr)
     if clf.random_init:
         print("warning: random weights (--weights none): labels and scores are meaningless", file=sys.stderr)
     if args.preprocess:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
+from pathlib import Path
 
 from ipex_resnet import engines
 from ipex_resnet.core import autoselect
@@ -150,4 +151,18 @@ def load(model="resnet18", weights="DEFAULT", backend: str | None = "auto", prec
     return clf
 
 
-__all__ = ["load", "optimize", "plan_for", "probe"]
+def undecided_auto(model, weights="DEFAULT", *, backend=None, precision=None, threads=None, streams="auto",
+                   cpu=None) -> Path | None:
+    """Would :func:`load` with these arguments measure the engines first? The decision file it would
+    write, or None (a decision is cached, the static rule is asked for, or the cache is off). Cheap: it
+    probes and plans, and builds nothing. Safe from any thread."""
+    if not (autoselect.wanted(backend, None) and cache_enabled()):
+        return None
+    cpu = cpu or hardware.probe(check_torch=False)
+    plan = plan_for(cpu, backend, precision, threads, streams)
+    if isinstance(model, str) and not is_import_path(model):
+        model = model.lower()
+    return autoselect.undecided(cpu, plan, model, weights, precision)
+
+
+__all__ = ["load", "optimize", "plan_for", "probe", "undecided_auto"]

@@ -102,18 +102,21 @@ class _Reference:
         self.load_plan, self.budget = load_plan, budget
         self.x = self.logits = self.budget_logits = None
 
-    def measure_against(self, clf) -> tuple[float, dict]:
+    def prepare(self) -> None:
+        """Load the reference and take its logits. Not guarded: what stops the reference (weights that
+        cannot be fetched, a model that cannot be built) stops every engine, and is the user's to fix."""
         import numpy as np
 
-        if self.x is None:
-            ref = self.load_plan(self.plan)
-            if self.budget:  # real images: the check sees the activations the model was trained for
-                self.x = np.stack([np.asarray(ref.preprocess(p)) for p in self.budget.paths[:CHECK_IMAGES]])
-            else:
-                crop = clf.preprocessor.crop_size
-                self.x = np.random.default_rng(0).standard_normal((4, 3, crop, crop), dtype=np.float32)
-            self.logits = ref(self.x)
-            self.budget_logits = self.budget.logits(ref) if self.budget else None
+        ref = self.load_plan(self.plan)
+        if self.budget:  # real images: the check sees the activations the model was trained for
+            self.x = np.stack([np.asarray(ref.preprocess(p)) for p in self.budget.paths[:CHECK_IMAGES]])
+        else:
+            crop = ref.preprocessor.crop_size
+            self.x = np.random.default_rng(0).standard_normal((4, 3, crop, crop), dtype=np.float32)
+        self.logits = ref(self.x)
+        self.budget_logits = self.budget.logits(ref) if self.budget else None
+
+    def measure_against(self, clf) -> tuple[float, dict]:
         acc = self.budget.judge(self.budget.logits(clf), self.budget_logits) if self.budget else {}
         return _centered_rel_l2(clf(self.x), self.logits), acc
 
@@ -124,14 +127,19 @@ def measure(cpu, static_plan, precision, threads, load_plan, budget=None) -> dic
     from tqdm import tqdm
 
     ref = _Reference(cpu, threads, load_plan, budget)
+    ref.prepare()
     rows: dict[str, dict] = {}
     candidates = _candidates(cpu, precision, threads, budget)
-    bar = tqdm(candidates, desc="measuring engines", unit="path", file=sys.stderr, disable=None, leave=False)
-    for row, plan in bar:
+    terminal = sys.stderr.isatty()  # a bar on a terminal; one line per step in a log or a pipe
+    bar = tqdm(candidates, desc="measuring engines", unit="path", file=sys.stderr, disable=not terminal, leave=False)
+    for i, (row, plan) in enumerate(bar, 1):
         if isinstance(plan, str):
             rows[row] = {"skipped": plan}
             continue
         bar.set_postfix_str(f"{plan.backend}/{plan.precision}")
+        if not terminal:
+            print(f"ipex-resnet: measuring engines ({i}/{len(candidates)}): {plan.backend}/{plan.precision}",
+                  file=sys.stderr, flush=True)
         try:
             clf = load_plan(plan)
             err, acc = ref.measure_against(clf)
@@ -213,19 +221,32 @@ def _read(path: Path, key: dict) -> dict | None:
     return record
 
 
+def _key(cpu, static_plan, model, weights, precision, budget) -> dict:
+    key = decision_key(cpu, model, weights, precision, static_plan)
+    if budget is not None:
+        key.update(budget_pts=budget.max_drop_pts, budget_images=budget.fingerprint)
+    return key
+
+
+def undecided(cpu, static_plan, model, weights, precision, budget=None) -> Path | None:
+    """The decision file :func:`choose` would measure and write, or None when this machine has one."""
+    key = _key(cpu, static_plan, model, weights, precision, budget)
+    path = _path(key)
+    return None if _read(path, key) is not None else path
+
+
 def choose(cpu, static_plan, model, weights, precision, threads, load_plan, budget=None, streams=AUTO):
     """The plan with the measured backend (measuring first if this machine has no decision yet).
     With an accuracy ``budget`` (:mod:`.budget`) INT8 competes too, within it. With ``streams`` auto,
     the stream count is measured on the chosen engine too (:func:`measure_streams`)."""
-    key = decision_key(cpu, model, weights, precision, static_plan)
-    if budget is not None:
-        key.update(budget_pts=budget.max_drop_pts, budget_images=budget.fingerprint)
+    key = _key(cpu, static_plan, model, weights, precision, budget)
     path = _path(key)
     record = _read(path, key)
     cached = record is not None
     if record is None:
         record = {"key": key, **measure(cpu, static_plan, precision, threads, load_plan, budget)}
-        write_json_atomic(path, record, indent=1)
+        if record.get("when"):  # a failure is not a decision: the next load measures again
+            write_json_atomic(path, record, indent=1)
     plan = make_plan(cpu, record["backend"], record.get("precision", precision) if budget else precision, threads,
                      availability=engines.availability(), streams=streams)
     if requested_streams(streams, os.environ)[0] is None and plan.threads > 1:

@@ -25,12 +25,6 @@ ENV_THREADS = "IPEX_RESNET_THREADS"
 ENV_STREAMS = "IPEX_RESNET_STREAMS"
 
 
-
-def backends() -> tuple[str, ...]:
-    """Every registered engine, in the order the static rule tries them."""
-    return engines.names()
-
-
 @dataclass(frozen=True)
 class Plan:
     """What the loader will do, with a one-line reason for each choice."""
@@ -104,11 +98,6 @@ def _pick(name: str, explicit: object, env: Mapping[str, str], env_key: str,
     return AUTO, "auto"
 
 
-def cpu_int8_hardware(cpu: CPUInfo) -> str | None:
-    """What runs INT8 dot products natively on this CPU, or None."""
-    return cpu.int8_dot_isa
-
-
 def default_threads(cpu: CPUInfo, affinity: int | None = None) -> tuple[int, str]:
     cores = cpu.physical_cores or cpu.logical_cpus or 1
     why = "one thread per physical core (SMT siblings add nothing to GEMM-bound inference)"
@@ -173,7 +162,7 @@ def _requested_precision(cpu: CPUInfo, backend_name: str, supported: tuple[str, 
     if prec == "bf16":
         return f"requested ({via}); native via {_bf16_hardware(cpu)}", []
     if prec == "int8":
-        int8_hw = cpu_int8_hardware(cpu)
+        int8_hw = cpu.int8_dot_isa
         if int8_hw:
             return f"requested ({via}); native INT8 dot products via {int8_hw}", []
         return (f"requested ({via}); no VNNI or AMX-INT8: INT8 runs on plain AVX2/AVX-512",
@@ -259,7 +248,7 @@ def make_plan(
     """
     env = os.environ if env is None else env
     reasons: dict[str, str] = {}
-    backend_name, reasons["backend"], notes = _resolve_backend(backends(), backend, env, availability)
+    backend_name, reasons["backend"], notes = _resolve_backend(engines.names(), backend, env, availability)
     engine = engines.get(backend_name)
     prec, reasons["precision"], warnings = _resolve_precision(
         cpu, backend_name, engine.precisions(cpu), precision, env)

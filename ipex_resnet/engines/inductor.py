@@ -25,7 +25,6 @@ from ipex_resnet.engines.base import Engine, torch_runner
 from ipex_resnet.util.deps import dist_version, installed
 
 ARTIFACT = "model.pt2"
-WARMUP_ITERS = 2
 
 
 def _compiler() -> str | None:

@@ -5,6 +5,7 @@ beside the IR so the next start skips the graph compilation too. Loading imports
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 from ipex_resnet.errors import BackendUnavailable
@@ -58,8 +59,28 @@ def compile_model(xml: Path, threads: int, precision: str, cache_dir: Path | Non
     return compiled
 
 
+_BRIDGE = threading.Lock()
+_bridge_ready = False
+
+
+def _prime_numpy_bridge() -> None:
+    """Use OpenVINO's numpy bridge once, in this thread, before any stream does. Its bindings set the
+    bridge up on first use in a function-local static whose initializer lets go of the GIL: two stream
+    threads reading their first output at once deadlock (one holds the GIL and waits for the static, the
+    other holds the static and waits for the GIL; seen with 2 streams, openvino 2026.4)."""
+    global _bridge_ready
+    with _BRIDGE:
+        if not _bridge_ready:
+            import numpy as np
+            import openvino as ov
+
+            ov.Tensor(np.zeros((1,), np.float32)).data.copy()
+            _bridge_ready = True
+
+
 def request_runner(compiled):
     """A runner over one new ``InferRequest`` of ``compiled``: one caller at a time (OpenVINO's rule)."""
+    _prime_numpy_bridge()
     request = compiled.create_infer_request()
 
     def run(x):

@@ -35,8 +35,6 @@ class Streams:
     N streams split the cores instead of each taking all of them.
     """
 
-    thread_safe = True
-
     def __init__(self, runners: Sequence[Runner], *, threads_per_stream: int, torch_threads: bool = False,
                  name: str = "engine"):
         if not runners:

@@ -37,17 +37,6 @@ TRACKED_FLAGS = (
 # AVX-512 "core" (Skylake-SP and later): what oneDNN, IPEX and torch's AVX512 kernels need.
 AVX512_CORE = ("avx512f", "avx512bw", "avx512vl", "avx512dq")
 
-# ISA levels, lowest to highest, named as oneDNN names them.
-ISA_LEVELS = (
-    "default",
-    "avx2",
-    "avx512_core",
-    "avx512_core_vnni",
-    "avx512_core_bf16",
-    "avx512_core_amx",
-)
-
-
 @dataclass(frozen=True)
 class CPUInfo:
     """What the probe found. ``flags`` holds only :data:`TRACKED_FLAGS` that are present."""
@@ -97,6 +86,8 @@ class CPUInfo:
 
     @property
     def isa_level(self) -> str:
+        """The highest ISA level, named as oneDNN names them: default, avx2, avx512_core,
+        avx512_core_vnni, avx512_core_bf16 or avx512_core_amx."""
         if not self.has_avx512_core:
             return "avx2" if self.has("avx2", "fma") else "default"
         if self.has_amx_bf16:

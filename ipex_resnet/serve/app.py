@@ -152,8 +152,7 @@ class Service:
             if trim is not None:  # off the loop: trimming a large heap takes milliseconds
                 await asyncio.to_thread(trim, 0)
             self.metrics.ready.set(0 if self.readiness_problem() else 1)
-            if self.connections is not None:
-                self.metrics.open_connections.set(self.connections.open)
+            self.metrics.open_connections.set(self.connections.open)
             self.metrics.refresh_process()
             await asyncio.sleep(1.0)
 

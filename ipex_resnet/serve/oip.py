@@ -59,17 +59,17 @@ def parse_request(body: bytes, header_length: str | None) -> tuple[dict, bytes]:
     return doc, binary
 
 
-def _input_data(inp: dict, binary: bytes, offset: int) -> tuple[object, int]:
-    """(JSON data or raw bytes, new offset into the binary section)."""
+def _input_data(inp: dict, binary: bytes) -> object:
+    """The input's JSON data, or its raw bytes from the start of the binary section (one input only)."""
     params = inp.get("parameters") or {}
     size = params.get("binary_data_size")
     if size is not None:
-        if not isinstance(size, int) or size < 0 or offset + size > len(binary):
+        if not isinstance(size, int) or size < 0 or size > len(binary):
             raise BadInferRequest(f"input {inp.get('name')!r}: binary_data_size {size!r} does not fit the body")
-        return binary[offset:offset + size], offset + size
+        return binary[:size]
     if "data" not in inp:
         raise BadInferRequest(f"input {inp.get('name')!r} has neither 'data' nor binary data")
-    return inp["data"], offset
+    return inp["data"]
 
 
 def _flatten(data) -> list:
@@ -145,8 +145,8 @@ def _tensor_batch(svc, data, dtype, shape: list[int]) -> np.ndarray:
 
 
 def inputs_to_prepare(svc, doc: dict, binary: bytes, topk: int | None = None):
-    """Validate the single input and return (names, prepare) where ``await prepare()`` -> tensors (or,
-    with the result cache and ``topk``, cache hits and keyed tensors for images)."""
+    """Validate the single input and return ``prepare``, where ``await prepare()`` -> tensors (or, with
+    the result cache and ``topk``, cache hits and keyed tensors for images)."""
     if len(doc["inputs"]) != 1:
         raise BadInferRequest(f"send exactly one input ('image' or 'tensor'), got {len(doc['inputs'])}")
     inp = doc["inputs"][0]
@@ -156,19 +156,19 @@ def inputs_to_prepare(svc, doc: dict, binary: bytes, topk: int | None = None):
     n = shape[0]
     if not 1 <= n <= svc.cfg.max_files:
         raise BadInferRequest(f"input {name!r}: batch of {n}; send 1 to {svc.cfg.max_files} images per request")
-    data, _ = _input_data(inp, binary, 0)
+    data = _input_data(inp, binary)
     if name == "image":
         if dtype != "BYTES" or shape not in ([n], [n, 1]):
             raise BadInferRequest(f"input 'image' must be BYTES of shape [N] or [N,1], got {dtype} {shape}")
         images = [(f"image[{i}]", b) for i, b in enumerate(_image_items(data, n))]
-        return [nm for nm, _ in images], lambda: svc.preprocess(images, topk)
+        return lambda: svc.preprocess(images, topk)
     if name == "tensor":
         t = _tensor_batch(svc, data, dtype, shape)
 
         async def prepare():
             return list(t)
 
-        return [f"tensor[{i}]" for i in range(n)], prepare
+        return prepare
     raise BadInferRequest(f"unknown input {name!r}; this model takes 'image' (BYTES) or 'tensor' (FP32)")
 
 
@@ -286,7 +286,7 @@ def oip_routes(svc) -> list:
                 body = await read_body(request, cfg.max_body_bytes, cfg.body_timeout_s, held)
                 doc, binary = parse_request(body, request.headers.get(HEADER_LENGTH))
                 outputs, k = requested_outputs(svc, doc)
-                _, prepare = inputs_to_prepare(svc, doc, binary, k)
+                prepare = inputs_to_prepare(svc, doc, binary, k)
                 tops = await svc.run(request, prepare, k)
                 return encode_response(svc.info["model"], tops, outputs, k, doc)
             except Exception as exc:  # noqa: BLE001 - typed errors map to their status; anything else is a 500
