@@ -106,22 +106,22 @@ def test_classify_text_output_and_random_weights_warning(photos):
 
 
 def test_classify_offline_weights_one_line(photos, tmp_path):
-    """Offline, with an empty cache: the measured auto stops at the reference's weights (one line, no
-    download tried once per engine), and stores no decision: a failure is not a decision, so the call
-    after the weights are in place measures."""
+    """Offline, with an empty cache: the measured auto (``--jsonl``: bulk measures first) stops at the
+    reference's weights (one line, no download tried once per engine), and stores no decision: a
+    failure is not a decision, so the call after the weights are in place measures."""
     import os
 
     cache = tmp_path / "cache"
     env = {**os.environ, "TORCH_HOME": str(tmp_path / "torch"), "IPEX_RESNET_CACHE_DIR": str(cache),
            "IPEX_RESNET_AUTO": "measure"}  # what a user gets: the measured auto
-    proc = subprocess.run([sys.executable, "-m", "ipex_resnet", "classify", str(photos[0])],
-                          capture_output=True, text=True, timeout=300, env=env)
+    proc = subprocess.run([sys.executable, "-m", "ipex_resnet", "classify", str(photos[0]), "--jsonl",
+                           str(tmp_path / "out.jsonl")], capture_output=True, text=True, timeout=300, env=env)
     if proc.returncode == 0:
         pytest.skip("network reachable: real weights downloaded")
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: could not get ResNet18_Weights.IMAGENET1K_V1"), proc.stderr
-    assert not list(cache.glob("decisions/*.json"))
+    assert not list(cache.glob("decisions/*.json"))  # measured (the bulk path), failed, not stored
 
 
 @pytest.mark.parametrize("args,words", [

@@ -96,14 +96,20 @@ def cluster():
 
 def start_serving(args: list[str], env: dict, log: Path) -> tuple[subprocess.Popen, int]:
     port = free_port()
-    f = open(log, "w")
-    proc = subprocess.Popen([str(BIN / "ipex-resnet"), "serve", *args, *MODEL, "--port", str(port), "--no-tune",
-                             "--max-batch", "4"], env=env, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
+    with open(log, "w") as f:
+        proc = subprocess.Popen([str(BIN / "ipex-resnet"), "serve", *args, *MODEL, "--port", str(port), "--no-tune",
+                                 "--max-batch", "4"], env=env, stdout=f, stderr=subprocess.STDOUT,
+                                start_new_session=True)
     deadline = time.monotonic() + 600
-    while "ready: Ray Serve" not in log.read_text():
-        assert proc.poll() is None, log.read_text()[-3000:]
-        assert time.monotonic() < deadline, "not ready within 600 s: " + log.read_text()[-3000:]
-        time.sleep(1)
+    try:
+        while "ready: Ray Serve" not in log.read_text():
+            assert proc.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, "not ready within 600 s: " + log.read_text()[-3000:]
+            time.sleep(1)
+    except BaseException:
+        if proc.poll() is None:  # nothing left running behind a failed start
+            os.killpg(proc.pid, signal.SIGKILL)
+        raise
     return proc, port
 
 
@@ -221,6 +227,13 @@ def test_two_replicas_on_two_nodes_answer_as_the_local_service_and_survive_a_kil
 
 def test_bad_options_fail_before_ray_starts():
     before = {p.pid for p in ray_processes()}
+    r = subprocess.run([str(BIN / "ipex-resnet"), "serve", "--replicas", "2", *MODEL], capture_output=True, text=True,
+                       timeout=120)  # a Ray Serve option without --ray: refused, not ignored
+    assert r.returncode == 2 and "--replicas applies to Ray Serve: add --ray" in r.stderr, r.stderr[-2000:]
+    r = subprocess.run([str(BIN / "ipex-resnet"), "serve", "--ray", "127.0.0.1:1", *MODEL], capture_output=True,
+                       text=True, timeout=300)  # nothing listens there
+    assert r.returncode == 2 and "error: cannot join Ray at 127.0.0.1:1: " in r.stderr, r.stderr[-2000:]
+    assert "Traceback" not in r.stderr
     for args, message in ((["--replicas", "0"], "--replicas must be a whole number of at least 1"),
                           (["--min-replicas", "1"], "autoscaling needs both --min-replicas and --max-replicas"),
                           (["--target-ongoing-requests", "2"], "applies to autoscaling")):

@@ -16,8 +16,8 @@ a Ray Serve deployment, one copy per replica.
   the cache's lock file and load it. With a local Ray instance the command resolves the plan first
   (engine and precision measured once), so every replica serves the same engine.
 - HTTP hardening of the connection itself (slow headers, lingering close) is Ray's HTTP proxy's; the
-  body limits, admission (``max_queue``, also Ray's ``max_ongoing_requests`` and
-  ``max_queued_requests`` per replica: past them 503), deadlines and typed errors are the app's.
+  body limits, admission (``max_queue``; also Ray's ``max_ongoing_requests``, per replica, and
+  ``max_queued_requests``, per proxy: past them 503), deadlines and typed errors are the app's.
 
 Thread safety: :func:`app_builder` and :class:`RayServeSpec` are plain values, safe anywhere; the
 deployment's replicas are Ray actors, each with its own service.

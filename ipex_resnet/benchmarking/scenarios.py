@@ -260,10 +260,10 @@ def _ray_command(s, b, max_batch: int, jpegs: list[bytes], logs: Path, scratch: 
 
 def _ray_service_command(s, b, max_batch: int, jpegs: list[bytes], logs: Path, scratch: Path) -> list[str]:
     """``ipex-resnet serve --ray`` (a local Ray instance) with ``--ray-replicas`` replicas, the path's threads
-    split among them."""
+    split among them (``--replica-cpus``: each replica's engine threads)."""
     threads = max(1, int((b.plan or {}).get("threads") or 1) // s.ray_replicas)
     return [sys.executable, "-m", "ipex_resnet.cli", "serve", "--ray", *_spec_args(s, b, jpegs, logs, scratch),
-            "--threads", str(threads), "--replicas", str(s.ray_replicas), "--replica-cpus", str(threads),
+            "--replicas", str(s.ray_replicas), "--replica-cpus", str(threads),
             "--host", "127.0.0.1", "--max-batch", str(max_batch), "--p99-ms", f"{s.p99_ms:g}", "--log-level", "info"]
 
 

@@ -30,17 +30,27 @@ def add_arguments(g: argparse._ArgumentGroup) -> None:
                    help="where Ray runs its HTTP proxy: on every node (default) or the head only")
 
 
+RAY_ONLY = {"replicas": 1, "replica_cpus": None, "min_replicas": None, "max_replicas": None,
+            "target_ongoing_requests": None, "ray_proxy": "EveryNode"}
+
+
 def wanted(args: argparse.Namespace) -> bool:
-    return getattr(args, "ray", None) is not None or getattr(args, "ray_config", False)
+    """``--ray`` or ``--ray-config``; a Ray Serve option without either is an error (ConfigError)."""
+    if getattr(args, "ray", None) is not None or getattr(args, "ray_config", False):
+        return True
+    given = [f"--{k.replace('_', '-')}" for k, default in RAY_ONLY.items() if getattr(args, k, default) != default]
+    if given:
+        raise ConfigError(f"{', '.join(given)} applies to Ray Serve: add --ray [ADDRESS] or --ray-config")
+    return False
 
 
 def spec_from(args: argparse.Namespace, cfg_dict: dict, model: dict) -> RayServeSpec:
     """The replicas' spec from the command's options (JSON-able: the preset as its fields)."""
     model = {k: v for k, v in model.items() if v is not None}
-    if model.get("transforms") is not None and dataclasses.is_dataclass(model["transforms"]):
-        model["transforms"] = {k: list(v) if isinstance(v, tuple) else v
-                               for k, v in dataclasses.asdict(model["transforms"]).items()}
+    if hasattr(model.get("transforms"), "to_dict"):  # a PresetSpec: its JSON form
+        model["transforms"] = model["transforms"].to_dict()
     cpus = args.replica_cpus or args.threads or 1
+    model["threads"] = cpus  # the engine threads a replica runs are the CPUs it declares
     return RayServeSpec(model=model, config=replica_config(cfg_dict), replicas=args.replicas, replica_cpus=cpus,
                         min_replicas=args.min_replicas, max_replicas=args.max_replicas,
                         target_ongoing_requests=args.target_ongoing_requests)
@@ -68,11 +78,21 @@ def main(args: argparse.Namespace, cfg, model: dict) -> int:
         spec = _resolved(spec)
         if spec is None:
             return 2
+    problem = None if local else _unreachable(args.ray)
+    if problem:
+        print(f"error: cannot join Ray at {args.ray}: {problem}", file=sys.stderr)
+        return 2
     stop = threading.Event()
-    ray.init(address=None if local else args.ray, include_dashboard=False, log_to_driver=False,
-             configure_logging=False)
+    try:
+        ray.init(address=None if local else args.ray, include_dashboard=False, log_to_driver=False,
+                 configure_logging=False)
+    except Exception as exc:  # noqa: BLE001 - an address that does not answer, a version mismatch: one line
+        print(f"error: cannot start or join Ray at {'a local instance' if local else args.ray}: {first_line(exc)}",
+              file=sys.stderr)
+        return 2
     for sig in (signal.SIGTERM, signal.SIGINT):  # after ray.init, which installs handlers of its own
         signal.signal(sig, lambda *_: stop.set())
+    deployed = False
     try:
         have = ray.cluster_resources().get("CPU", 0)
         need = spec.replicas_needed() * spec.replica_cpus
@@ -80,10 +100,11 @@ def main(args: argparse.Namespace, cfg, model: dict) -> int:
             print(f"error: {spec.replicas_needed()} replica(s) x {spec.replica_cpus} CPU(s) need {need} CPUs; the "
                   f"Ray cluster has {have:g} (fewer --replicas or --replica-cpus, or more nodes)", file=sys.stderr)
             return 2
-        serve.start(http_options={"host": cfg.host, "port": cfg.port}, proxy_location=args.ray_proxy)
         print(f"ipex-resnet serve: deploying on Ray Serve ({'local Ray' if local else args.ray}, {have:g} CPUs): "
               f"{_describe(spec)}", file=sys.stderr, flush=True)
         try:
+            serve.start(http_options={"host": cfg.host, "port": cfg.port}, proxy_location=args.ray_proxy)
+            deployed = True
             serve.run(build(spec), name=APP_NAME, route_prefix="/", blocking=False)
         except Exception as exc:  # noqa: BLE001 - Ray's deployment failure, as one line
             print(f"error: the Ray Serve app did not start: {first_line(exc)}", file=sys.stderr)
@@ -93,8 +114,26 @@ def main(args: argparse.Namespace, cfg, model: dict) -> int:
         print("ipex-resnet serve: stopping the Ray Serve app", file=sys.stderr, flush=True)
         return 0
     finally:
-        serve.shutdown()
+        if local:
+            serve.shutdown()  # our own Ray instance: Serve and Ray go with the command
+        elif deployed:
+            serve.delete(APP_NAME)  # a shared cluster: only our app; its other apps and Serve stay
         ray.shutdown()
+
+
+def _unreachable(address: str, timeout_s: float = 5.0) -> str | None:
+    """Why the GCS at ``HOST:PORT`` cannot be reached (Ray itself retries for minutes), or None (or for
+    ``auto`` and ``ray://`` addresses, which Ray resolves)."""
+    import socket
+
+    host, sep, port = address.rpartition(":")
+    if address == "auto" or "://" in address or not sep or not port.isdigit():
+        return None
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        return f"{exc.strerror or exc} (is `ray start --head` running there?)"
+    return None
 
 
 def _describe(spec: RayServeSpec) -> str:

@@ -216,7 +216,8 @@ def _read(path: Path, key: dict) -> dict | None:
         record = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    if record.get("key") != json.loads(json.dumps(key)) or record.get("backend") not in engines.names():
+    if record.get("key") != json.loads(json.dumps(key)) or record.get("backend") not in engines.names() \
+            or not record.get("when"):  # a failed measurement (older versions stored them) is no decision
         return None
     return record
 
@@ -252,7 +253,8 @@ def choose(cpu, static_plan, model, weights, precision, threads, load_plan, budg
     if requested_streams(streams, os.environ)[0] is None and plan.threads > 1:
         if (record.get("streams") or {}).get("threads") != plan.threads:  # a record from before streams
             record["streams"] = measure_streams(plan, load_plan)
-            write_json_atomic(path, record, indent=1)
+            if record.get("when"):  # only a decision is stored
+                write_json_atomic(path, record, indent=1)
         plan = dataclasses.replace(plan, streams=record["streams"]["chosen"],
                                    reasons={**plan.reasons, "streams": streams_reason(record["streams"])})
     timings = ", ".join(f"{n.split('/')[0]}/{r['precision']} {r['b1_ms']:.2f} ms"
