@@ -78,5 +78,7 @@ def test_a_tampered_decision_is_not_trusted(tmp_path, monkeypatch):
     assert autoselect._read(path, key) is None  # not an engine name
     path.write_text(json.dumps({"key": {"k": 2}, "backend": "eager"}))
     assert autoselect._read(path, key) is None  # another machine's or model's decision
-    path.write_text(json.dumps({"key": key, "backend": "eager", "engines": {}}))
+    path.write_text(json.dumps({"key": key, "backend": "eager", "engines": {}, "why": "no engine could be measured"}))
+    assert autoselect._read(path, key) is None  # a failed measurement (no "when"): not a decision
+    path.write_text(json.dumps({"key": key, "backend": "eager", "engines": {}, "when": "2026-12-07 15:00"}))
     assert autoselect._read(path, key)["backend"] == "eager"
