@@ -151,6 +151,42 @@ def oip_infer(url: str) -> dict:
         client.close()
 
 
+def kill_under_load(url: str, victim: psutil.Process, clients: int = 4, seconds: float = 25) -> list[tuple[int, str]]:
+    """(status, body) of every request ``clients`` loops sent for ``seconds`` while ``victim`` was killed
+    5 s in; none may hang."""
+    photo = PHOTOS[0].read_bytes()
+    stop_at = time.monotonic() + seconds
+
+    def client_loop() -> list[tuple[int, str]]:
+        seen = []
+        with httpx.Client(timeout=90) as c:
+            while time.monotonic() < stop_at:
+                r = c.post(url + "/v1/classify", content=photo, headers={"content-type": "image/jpeg"})
+                seen.append((r.status_code, r.text[:300]))
+        return seen
+
+    with concurrent.futures.ThreadPoolExecutor(clients) as pool:
+        jobs = [pool.submit(client_loop) for _ in range(clients)]
+        time.sleep(5)
+        victim.kill()
+        return [o for j in jobs for o in j.result(timeout=180)]  # none hangs
+
+
+def wait_replaced(url: str, victim: psutil.Process) -> None:
+    """Until Ray has replaced ``victim`` and the app answers again (4 of 4 requests)."""
+    photo = PHOTOS[0].read_bytes()
+    deadline = time.monotonic() + 240
+    while not (len(replicas()) == 2 and victim.pid not in {p.pid for p in replicas()}):
+        assert time.monotonic() < deadline, "the killed replica was not replaced"
+        time.sleep(1)
+    deadline = time.monotonic() + 240
+    while httpx.get(url + "/readyz", timeout=30).status_code != 200 or len(
+            [r for r in (httpx.post(url + "/v1/classify", content=photo, headers={"content-type": "image/jpeg"},
+                                    timeout=60) for _ in range(4)) if r.status_code == 200]) < 4:
+        assert time.monotonic() < deadline, "not serving again after the replacement"
+        time.sleep(1)
+
+
 def test_two_replicas_on_two_nodes_answer_as_the_local_service_and_survive_a_kill(cluster, local_answers, tmp_path):
     env = cluster["env"]
     # more CPUs than the cluster has: one clear line, nothing deployed
@@ -182,39 +218,14 @@ def test_two_replicas_on_two_nodes_answer_as_the_local_service_and_survive_a_kil
         assert bad.status_code == 400 and bad.json()["error"]["code"], bad.text
 
         # a replica killed while requests are in flight: each request answers 200 or a clear error
-        photo = PHOTOS[0].read_bytes()
-        stop_at = time.monotonic() + 25
-
-        def client_loop() -> list[tuple[int, str]]:
-            seen = []
-            with httpx.Client(timeout=90) as c:
-                while time.monotonic() < stop_at:
-                    r = c.post(url + "/v1/classify", content=photo, headers={"content-type": "image/jpeg"})
-                    seen.append((r.status_code, r.text[:300]))
-            return seen
-
         victim = reps[0]
-        with concurrent.futures.ThreadPoolExecutor(4) as pool:
-            jobs = [pool.submit(client_loop) for _ in range(4)]
-            time.sleep(5)
-            victim.kill()
-            outcomes = [o for j in jobs for o in j.result(timeout=180)]  # none hangs
+        outcomes = kill_under_load(url, victim)
         ok = [o for o in outcomes if o[0] == 200]
         failed = [o for o in outcomes if o[0] != 200]
         assert ok and len(ok) + len(failed) == len(outcomes)
         for status, text in failed:
             assert status in (500, 502, 503, 504) and text.strip(), (status, text)
-        # Ray replaces the replica
-        deadline = time.monotonic() + 240
-        while not (len(replicas()) == 2 and victim.pid not in {p.pid for p in replicas()}):
-            assert time.monotonic() < deadline, "the killed replica was not replaced"
-            time.sleep(1)
-        deadline = time.monotonic() + 240
-        while httpx.get(url + "/readyz", timeout=30).status_code != 200 or len(
-                [r for r in (httpx.post(url + "/v1/classify", content=photo, headers={"content-type": "image/jpeg"},
-                                        timeout=60) for _ in range(4)) if r.status_code == 200]) < 4:
-            assert time.monotonic() < deadline, "not serving again after the replacement"
-            time.sleep(1)
+        wait_replaced(url, victim)
     finally:
         code = stop_serving(proc)
     assert code == 0, (tmp_path / "serve.log").read_text()[-3000:]

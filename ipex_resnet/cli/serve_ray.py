@@ -82,7 +82,6 @@ def main(args: argparse.Namespace, cfg, model: dict) -> int:
     if problem:
         print(f"error: cannot join Ray at {args.ray}: {problem}", file=sys.stderr)
         return 2
-    stop = threading.Event()
     try:
         ray.init(address=None if local else args.ray, include_dashboard=False, log_to_driver=False,
                  configure_logging=False)
@@ -90,6 +89,12 @@ def main(args: argparse.Namespace, cfg, model: dict) -> int:
         print(f"error: cannot start or join Ray at {'a local instance' if local else args.ray}: {first_line(exc)}",
               file=sys.stderr)
         return 2
+    return _serve_on_ray(ray, serve, spec, cfg, args, local)
+
+
+def _serve_on_ray(ray, serve, spec: RayServeSpec, cfg, args: argparse.Namespace, local: bool) -> int:
+    """Deploy on the Ray that is up, serve until SIGTERM/SIGINT, then take down what this command started."""
+    stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):  # after ray.init, which installs handlers of its own
         signal.signal(sig, lambda *_: stop.set())
     deployed = False
