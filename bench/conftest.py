@@ -17,6 +17,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+from shared_photos import SAMPLES
 
 from ipex_resnet.benchmarking import gate as G
 from ipex_resnet.benchmarking import options as O
@@ -24,7 +25,6 @@ from ipex_resnet.benchmarking import timing as T
 from ipex_resnet.benchmarking.matrix import REFERENCE, PathSpec, matrix
 from ipex_resnet.benchmarking.memory import PeakRSS
 from ipex_resnet.benchmarking.paths import Built, Workspace, build_path
-from shared_photos import SAMPLES
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_IMAGES = SAMPLES
@@ -33,14 +33,17 @@ DEFAULT_STORAGE = "file://./.benchmarks"
 
 def pytest_addoption(parser):
     # the same declarations as `ipex-resnet bench`; the suites default to the real photos when present
-    O.add_pytest_options(parser.getgroup("ipex_resnet bench"),
-                         images=str(DEFAULT_IMAGES) if DEFAULT_IMAGES.is_dir() else None,
-                         time_tolerance=O.SUITE_TIME_TOLERANCE)
+    O.add_pytest_options(
+        parser.getgroup("ipex_resnet bench"),
+        images=str(DEFAULT_IMAGES) if DEFAULT_IMAGES.is_dir() else None,
+        time_tolerance=O.SUITE_TIME_TOLERANCE,
+    )
 
 
 # ----------------------------------------------------------------------------------------------
 # Configuration: markers, keyed storage, machine info
 # ----------------------------------------------------------------------------------------------
+
 
 class Context:
     """Everything the suites share, made once per session."""
@@ -57,8 +60,14 @@ class Context:
         self.availability = engines.availability()
         self.plan = plan_for(self.cpu, "auto", "auto", s.threads)
         self.threads = self.plan.threads
-        self.paths, self.skipped = matrix(self.cpu, s.backends, s.precisions, emulated_bf16=s.emulated_bf16,
-                                          peers=s.peers, availability=self.availability)
+        self.paths, self.skipped = matrix(
+            self.cpu,
+            s.backends,
+            s.precisions,
+            emulated_bf16=s.emulated_bf16,
+            peers=s.peers,
+            availability=self.availability,
+        )
         if self.quick:  # CI-sized: optimized engines at the plan's precision only (one Inductor compile
             # family), eager at fp32 only (the reference); peers as they are (int8 ones only when asked for)
             from ipex_resnet.core.policy import make_plan
@@ -83,8 +92,7 @@ class Context:
         self.key = machine_key(self.cpu, self.versions, self.threads)
         self.slowdown = T.slowdown_fraction()
         self._built: dict[str, Built] = {}
-        self.ws = Workspace(self.model, jpegs(s.images, 32) if s.images else None, weights=s.weights,
-                            preset=s.preset)
+        self.ws = Workspace(self.model, jpegs(s.images, 32) if s.images else None, weights=s.weights, preset=s.preset)
         self.crop = self.ws.crop
 
     def spec(self, name: str) -> PathSpec:
@@ -136,9 +144,11 @@ def pytest_report_header(config):
     ctx = getattr(config, "_ipex_bench", None)
     if ctx is None:
         return None
-    lines = [f"ipex_resnet bench: {ctx.model} on {ctx.cpu.model_name} ({ctx.cpu.isa_level}), {ctx.threads} threads; "
-             f"key {ctx.key}",
-             f"paths: {', '.join(s.name for s in ctx.paths)}"]
+    lines = [
+        f"ipex_resnet bench: {ctx.model} on {ctx.cpu.model_name} ({ctx.cpu.isa_level}), {ctx.threads} threads; "
+        f"key {ctx.key}",
+        f"paths: {', '.join(s.name for s in ctx.paths)}",
+    ]
     lines += [f"skipped {k}: {v}" for k, v in ctx.skipped.items()]
     if ctx.slowdown:
         lines.append(f"INJECTED SLOWDOWN: every non-reference path {ctx.slowdown:.0%} slower ({T.SLOWDOWN_ENV})")
@@ -163,7 +173,8 @@ def pytest_benchmark_compare_machine_info(config, benchmarksession, machine_info
     if theirs != machine_info.get("ipex_resnet_key"):
         benchmarksession.logger.warning(
             f"baseline was saved on {theirs!r}, this run is {machine_info.get('ipex_resnet_key')!r}: "
-            "times are not comparable across CPUs, stacks or thread counts")
+            "times are not comparable across CPUs, stacks or thread counts"
+        )
 
 
 def pytest_benchmark_update_json(config, benchmarks, output_json):
@@ -203,8 +214,9 @@ def suite_targets(benchmarks, batch_sizes, planned: str | None = None) -> list[d
             continue
         if "path" not in info:
             continue
-        row = paths.setdefault(info["path"], {"kind": info["kind"], "precision": info["precision"],
-                                              "latency": {}, "throughput": {}})
+        row = paths.setdefault(
+            info["path"], {"kind": info["kind"], "precision": info["precision"], "latency": {}, "throughput": {}}
+        )
         if b.group == "latency-b1":
             row["latency"]["1"] = {"p50_ms": info["p50_ms"]}
         elif b.group == f"throughput-b{bmax}":
@@ -218,6 +230,7 @@ def suite_targets(benchmarks, batch_sizes, planned: str | None = None) -> list[d
 # Parametrization over the matrix
 # ----------------------------------------------------------------------------------------------
 
+
 def pytest_generate_tests(metafunc):
     ctx = getattr(metafunc.config, "_ipex_bench", None)
     if ctx is None:
@@ -229,8 +242,12 @@ def pytest_generate_tests(metafunc):
             if spec.peer and not want_peers:
                 continue
             marks = ()
-            if getattr(metafunc.function, "_quick_reference_and_best", False) and ctx.quick \
-                    and spec.name != REFERENCE and spec.backend != ctx.plan.backend:
+            if (
+                getattr(metafunc.function, "_quick_reference_and_best", False)
+                and ctx.quick
+                and spec.name != REFERENCE
+                and spec.backend != ctx.plan.backend
+            ):
                 marks = pytest.mark.skip(reason="--bench-quick: end to end for the planned backend and eager only")
             params.append(pytest.param(spec.name, id=spec.id, marks=marks))
         for name, why in ctx.skipped.items():
@@ -259,6 +276,7 @@ def quick_reference_and_best(fn):
 # ----------------------------------------------------------------------------------------------
 # Fixtures
 # ----------------------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="session")
 def ctx(request) -> Context:
@@ -295,8 +313,19 @@ def large_jpeg(photos, tmp_path_factory) -> Path:
     return out
 
 
-def measure(benchmark, ctx: Context, built: Built, fn, args_for_round, ref_fn, *, rounds: int,
-            warmup_rounds: int = 1, items: int = 1, memory_call=None) -> dict:
+def measure(
+    benchmark,
+    ctx: Context,
+    built: Built,
+    fn,
+    args_for_round,
+    ref_fn,
+    *,
+    rounds: int,
+    warmup_rounds: int = 1,
+    items: int = 1,
+    memory_call=None,
+) -> dict:
     """Benchmark ``fn`` with pytest-benchmark, timing ``ref_fn`` on the same input right before each
     round (interleaved), and store the ratio, percentiles and peak RSS in ``extra_info``."""
     ref_times: list[float] = []
@@ -316,18 +345,28 @@ def measure(benchmark, ctx: Context, built: Built, fn, args_for_round, ref_fn, *
     benchmark.pedantic(fn, setup=setup, rounds=rounds, iterations=1, warmup_rounds=0)
     data = list(benchmark.stats.stats.data)
     info = benchmark.extra_info
-    info.update({
-        "path": built.spec.name, "kind": built.spec.kind, "backend": built.spec.backend,
-        "precision": built.spec.precision, "model": ctx.model, "threads": ctx.threads,
-        "p50_ms": T.quantile(data, 0.5) * 1e3, "p90_ms": T.quantile(data, 0.9) * 1e3,
-        "p99_ms": T.quantile(data, 0.99) * 1e3, "items_per_s": items / T.quantile(data, 0.5),
-        "ref_p50_ms": T.quantile(ref_times, 0.5) * 1e3,
-        **{f"ratio_to_ref_{k}": v for k, v in T.ratio_estimates(data, ref_times).items()},
-        "ratio_to_ref": T.ratio_estimates(data, ref_times)[T.GATE_ESTIMATOR],
-        "ratio_estimator": T.GATE_ESTIMATOR,
-        "load_s": built.load_s, "load_peak_rss_mb": built.load_peak_rss_mb,
-        "load_delta_rss_mb": built.load_delta_rss_mb, "injected_slowdown": ctx.slowdown,
-    })
+    info.update(
+        {
+            "path": built.spec.name,
+            "kind": built.spec.kind,
+            "backend": built.spec.backend,
+            "precision": built.spec.precision,
+            "model": ctx.model,
+            "threads": ctx.threads,
+            "p50_ms": T.quantile(data, 0.5) * 1e3,
+            "p90_ms": T.quantile(data, 0.9) * 1e3,
+            "p99_ms": T.quantile(data, 0.99) * 1e3,
+            "items_per_s": items / T.quantile(data, 0.5),
+            "ref_p50_ms": T.quantile(ref_times, 0.5) * 1e3,
+            **{f"ratio_to_ref_{k}": v for k, v in T.ratio_estimates(data, ref_times).items()},
+            "ratio_to_ref": T.ratio_estimates(data, ref_times)[T.GATE_ESTIMATOR],
+            "ratio_estimator": T.GATE_ESTIMATOR,
+            "load_s": built.load_s,
+            "load_peak_rss_mb": built.load_peak_rss_mb,
+            "load_delta_rss_mb": built.load_delta_rss_mb,
+            "injected_slowdown": ctx.slowdown,
+        }
+    )
     with PeakRSS() as mem:
         (memory_call or (lambda: fn(*args_for_round(0))))()
     info["infer_peak_rss_mb"] = mem.peak_mb
@@ -338,6 +377,7 @@ def measure(benchmark, ctx: Context, built: Built, fn, args_for_round, ref_fn, *
 # ----------------------------------------------------------------------------------------------
 # The gate
 # ----------------------------------------------------------------------------------------------
+
 
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session, exitstatus):
@@ -366,19 +406,26 @@ def pytest_sessionfinish(session, exitstatus):
     pattern = which if any(c in which for c in "*?[/") or Path(which).is_file() else f"*{which}"
     files = list(bs.storage.load()) if which == "latest" else list(bs.storage.load(pattern))
     if not files:
-        write(f"error: --bench-gate: no baseline{'' if which == 'latest' else ' matching ' + repr(which)} in "
-              f"{bs.storage.path}; save one first: python -m pytest bench --benchmark-save=baseline")
+        write(
+            f"error: --bench-gate: no baseline{'' if which == 'latest' else ' matching ' + repr(which)} in "
+            f"{bs.storage.path}; save one first: python -m pytest bench --benchmark-save=baseline"
+        )
         session.exitstatus = pytest.ExitCode.USAGE_ERROR
         return
     path, baseline = files[-1]
     current = [{"fullname": b.fullname, "extra_info": dict(b.extra_info)} for b in bs.benchmarks if not b.has_error]
-    result = G.gate(current, baseline["benchmarks"],
-                    time_tolerance=config.getoption("--bench-time-tolerance"),
-                    memory_tolerance=config.getoption("--bench-memory-tolerance"))
+    result = G.gate(
+        current,
+        baseline["benchmarks"],
+        time_tolerance=config.getoption("--bench-time-tolerance"),
+        memory_tolerance=config.getoption("--bench-memory-tolerance"),
+    )
     write("")
-    write(f"ipex_resnet gate vs {path} ({len(result.checked)} checks; time: ratio to the interleaved "
-          f"{REFERENCE} reference +{config.getoption('--bench-time-tolerance'):.0%}; memory: peak RSS delta "
-          f"+{config.getoption('--bench-memory-tolerance'):.0%} +{O.MEMORY_SLACK_MB:g} MB)")
+    write(
+        f"ipex_resnet gate vs {path} ({len(result.checked)} checks; time: ratio to the interleaved "
+        f"{REFERENCE} reference +{config.getoption('--bench-time-tolerance'):.0%}; memory: peak RSS delta "
+        f"+{config.getoption('--bench-memory-tolerance'):.0%} +{O.MEMORY_SLACK_MB:g} MB)"
+    )
     for name in result.missing:
         write(f"  not in baseline (not judged): {name}")
     for f in result.regressions:

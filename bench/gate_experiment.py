@@ -48,16 +48,33 @@ def collect(args) -> int:
     specs = [PathSpec(*p.split("/"), False) for p in args.paths.split(",")] + [PathSpec("eager", "fp32", False)]
     sizes = [int(b) for b in args.batch_sizes.split(",")]
     t0 = time.time()
-    out = gate_timing.measure(specs, model=args.model, weights="none", preset=preset, images=None, crop=crop,
-                              sizes=sizes, rounds=args.rounds, processes=args.processes,
-                              step=lambda m: print(f"[{time.time() - t0:.0f} s] {m}", file=sys.stderr, flush=True))
+    out = gate_timing.measure(
+        specs,
+        model=args.model,
+        weights="none",
+        preset=preset,
+        images=None,
+        crop=crop,
+        sizes=sizes,
+        rounds=args.rounds,
+        processes=args.processes,
+        step=lambda m: print(f"[{time.time() - t0:.0f} s] {m}", file=sys.stderr, flush=True),
+    )
     if "error" in out:
         print(f"error: {out['error']}", file=sys.stderr)
         return 1
-    doc = {"model": args.model, "label": args.label or args.model, "paths": args.paths.split(","),
-           "batch_sizes": sizes, "rounds": args.rounds, "cpu": probe().model_name, "versions": versions(),
-           "seconds": time.time() - t0, "processes": [p["fastest"] for p in out["per_process"]],
-           "load_s": [p["load_s"] for p in out["per_process"]]}
+    doc = {
+        "model": args.model,
+        "label": args.label or args.model,
+        "paths": args.paths.split(","),
+        "batch_sizes": sizes,
+        "rounds": args.rounds,
+        "cpu": probe().model_name,
+        "versions": versions(),
+        "seconds": time.time() - t0,
+        "processes": [p["fastest"] for p in out["per_process"]],
+        "load_s": [p["load_s"] for p in out["per_process"]],
+    }
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(doc, indent=1) + "\n")
     print(f"{args.output}: {len(doc['processes'])} processes in {doc['seconds']:.0f} s", file=sys.stderr)
@@ -70,8 +87,9 @@ def pooled_min_ratio(fastest: list[tuple[float, float]]) -> float:
     return min(c for c, _ in fastest) / min(r for _, r in fastest)
 
 
-def replay(pairs: list[list[float]], slow: float, tol: float, z: float, k: int, k_max: int,
-           rng: random.Random) -> tuple[str, int, int, float, str]:
+def replay(
+    pairs: list[list[float]], slow: float, tol: float, z: float, k: int, k_max: int, rng: random.Random
+) -> tuple[str, int, int, float, str]:
     """One gate on random processes: (verdict, baseline processes, run processes, floor, the old gate's
     verdict: pooled fastest calls of ``k`` processes each, no floor)."""
     from ipex_resnet.benchmarking import noise as N
@@ -89,7 +107,7 @@ def replay(pairs: list[list[float]], slow: float, tol: float, z: float, k: int, 
         run.append(ratio[rest.pop(0)] * (1 + slow))
         j = N.judge(base, run, tol, z)
     old_base = pooled_min_ratio([pairs[i] for i in order[:k]])
-    old_run = pooled_min_ratio([(pairs[i][0] * (1 + slow), pairs[i][1]) for i in order[len(order) - k:]])
+    old_run = pooled_min_ratio([(pairs[i][0] * (1 + slow), pairs[i][1]) for i in order[len(order) - k :]])
     old = N.REGRESSION if old_run > old_base * (1 + tol) else N.PASS
     return j.verdict, len(base), len(run), j.floor, old
 
@@ -102,12 +120,16 @@ def score(args) -> int:
     tol = TIME_TOLERANCE if args.tolerance is None else args.tolerance
     z = N.NOISE_Z if args.z is None else args.z
     rng = random.Random(0)
-    head = ("| model | stack | path | batch | processes | noise (sd of log ratio) | old gate: false REGRESSION | "
-            "false REGRESSION | inconclusive | caught 5% | caught 10% | 10% passed | median floor | processes used "
-            "(baseline / run, unchanged) | s per gate process |")
-    print(f"tolerance {tol:.1%}, Z {z:g}, {args.draws} random gates per condition, baseline and run of "
-          f"{GATE_PROCESSES} processes, then more while the noise leaves it undecided, up to {MAX_PROCESSES}, "
-          f"{GATE_BUDGET_S:g} s per path, and half the processes collected")
+    head = (
+        "| model | stack | path | batch | processes | noise (sd of log ratio) | old gate: false REGRESSION | "
+        "false REGRESSION | inconclusive | caught 5% | caught 10% | 10% passed | median floor | processes used "
+        "(baseline / run, unchanged) | s per gate process |"
+    )
+    print(
+        f"tolerance {tol:.1%}, Z {z:g}, {args.draws} random gates per condition, baseline and run of "
+        f"{GATE_PROCESSES} processes, then more while the noise leaves it undecided, up to {MAX_PROCESSES}, "
+        f"{GATE_BUDGET_S:g} s per path, and half the processes collected"
+    )
     print(head)
     print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|")
     for file in args.files:
@@ -116,8 +138,9 @@ def score(args) -> int:
         stack = f"IPEX {ipex}" if ipex else f"torch {doc['versions'].get('torch')}"
         procs = doc["processes"]
         per_process_s = doc["seconds"] / len(procs)
-        k_max = max(GATE_PROCESSES, min(MAX_PROCESSES, len(procs) // 2,
-                                        int(GATE_BUDGET_S * len(doc["paths"]) / per_process_s)))
+        k_max = max(
+            GATE_PROCESSES, min(MAX_PROCESSES, len(procs) // 2, int(GATE_BUDGET_S * len(doc["paths"]) / per_process_s))
+        )
         for path in procs[0]:
             for bs in procs[0][path]:
                 pairs = [p[path][bs] for p in procs]
@@ -130,13 +153,15 @@ def score(args) -> int:
                 def rate(rs, v, idx=0):
                     return sum(r[idx] == v for r in rs) / len(rs)
 
-                print(f"| {doc['label']} | {stack} | {path} | {bs} | {len(procs)} | {spread:.1%} | "
-                      f"{rate(same, N.REGRESSION, 4):.1%} | {rate(same, N.REGRESSION):.1%} | "
-                      f"{rate(same, N.INCONCLUSIVE):.1%} | {rate(rows[0.05], N.REGRESSION):.0%} | "
-                      f"{rate(rows[0.10], N.REGRESSION):.0%} | {rate(rows[0.10], N.PASS):.0%} | "
-                      f"{sorted(r[3] for r in same)[len(same) // 2]:.1%} | "
-                      f"{sum(r[1] for r in same) / len(same):.1f} / {sum(r[2] for r in same) / len(same):.1f} | "
-                      f"{per_process_s:.0f} |")
+                print(
+                    f"| {doc['label']} | {stack} | {path} | {bs} | {len(procs)} | {spread:.1%} | "
+                    f"{rate(same, N.REGRESSION, 4):.1%} | {rate(same, N.REGRESSION):.1%} | "
+                    f"{rate(same, N.INCONCLUSIVE):.1%} | {rate(rows[0.05], N.REGRESSION):.0%} | "
+                    f"{rate(rows[0.10], N.REGRESSION):.0%} | {rate(rows[0.10], N.PASS):.0%} | "
+                    f"{sorted(r[3] for r in same)[len(same) // 2]:.1%} | "
+                    f"{sum(r[1] for r in same) / len(same):.1f} / {sum(r[2] for r in same) / len(same):.1f} | "
+                    f"{per_process_s:.0f} |"
+                )
     return 0
 
 

@@ -12,5 +12,6 @@ def _block(cin: int, cout: int) -> nn.Sequential:
 
 def tiny() -> nn.Module:
     """Two conv-BN-ReLU blocks and a linear head: ~1 ms per image at one thread (the issue's small CNN)."""
-    return nn.Sequential(_block(3, 16), _block(16, 32), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                         nn.Linear(32, 1000)).eval()
+    return nn.Sequential(
+        _block(3, 16), _block(16, 32), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 1000)
+    ).eval()

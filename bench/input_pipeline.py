@@ -22,7 +22,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from shared_photos import SAMPLES as IMAGES  # noqa: E402
+from shared_photos import SAMPLES as IMAGES
 
 
 def photos(d: Path) -> list[Path]:
@@ -32,8 +32,9 @@ def photos(d: Path) -> list[Path]:
 def load(args, **kw):
     import ipex_resnet
 
-    return ipex_resnet.load("resnet18", weights="none", backend=args.backend, precision=args.precision,
-                            threads=args.threads, **kw)
+    return ipex_resnet.load(
+        "resnet18", weights="none", backend=args.backend, precision=args.precision, threads=args.threads, **kw
+    )
 
 
 def upscale(path: Path) -> bytes:
@@ -55,8 +56,13 @@ def e2e(args) -> dict:
     every = photos(Path(args.images))
     small = [p.read_bytes() for p in pick_photos(every, n=len(every))]  # the 500x375 ones
     large = [upscale(p) for p in every[:4]]
-    out = {"plan": clf.plan.describe().splitlines()[0], "backend": clf.plan.backend, "precision": clf.plan.precision,
-           "threads": clf.plan.threads, "cases": {}}
+    out = {
+        "plan": clf.plan.describe().splitlines()[0],
+        "backend": clf.plan.backend,
+        "precision": clf.plan.precision,
+        "threads": clf.plan.threads,
+        "cases": {},
+    }
     for label, data in (("500x375", small), ("1920x1080", large)):
         x = torch.from_numpy(np.stack([exact(data[0])]))
         times = {"model": [], "fast": [], "exact": []}
@@ -73,16 +79,26 @@ def e2e(args) -> dict:
             clf.topk(clf(x), 5), fast_e2e(data[0]), exact_e2e(data[0])
         for r in range(args.rounds):
             b = data[r % len(data)]
-            for name, fn in (("model", lambda: clf.topk(clf(x), 5)), ("fast", lambda: fast_e2e(b)),
-                             ("exact", lambda: exact_e2e(b))):
+            for name, fn in (
+                ("model", lambda x=x: clf.topk(clf(x), 5)),
+                ("fast", lambda b=b: fast_e2e(b)),
+                ("exact", lambda b=b: exact_e2e(b)),
+            ):
                 t0 = time.perf_counter()
                 fn()
                 times[name].append(time.perf_counter() - t0)
         med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
-        out["cases"][label] = {"images": len(data), "rounds": args.rounds, "median_ms": med,
-                               "ratio_fast": med["fast"] / med["model"], "ratio_exact": med["exact"] / med["model"]}
-        print(f"{label:>9}: model {med['model']:.2f} ms, JPEG->top-5 fast {med['fast']:.2f} ms "
-              f"({med['fast'] / med['model']:.2f}x), exact {med['exact']:.2f} ms ({med['exact'] / med['model']:.2f}x)")
+        out["cases"][label] = {
+            "images": len(data),
+            "rounds": args.rounds,
+            "median_ms": med,
+            "ratio_fast": med["fast"] / med["model"],
+            "ratio_exact": med["exact"] / med["model"],
+        }
+        print(
+            f"{label:>9}: model {med['model']:.2f} ms, JPEG->top-5 fast {med['fast']:.2f} ms "
+            f"({med['fast'] / med['model']:.2f}x), exact {med['exact']:.2f} ms ({med['exact'] / med['model']:.2f}x)"
+        )
     clf.preprocessor = fast
     return out
 
@@ -98,9 +114,18 @@ def bulk_child(args) -> dict:
         clf.preprocessor = clf.preprocessor.with_mode(args.preprocess)
     with tempfile.NamedTemporaryFile("w", suffix=".jsonl") as f:
         sink = bulk.JsonlSink(f)
-        r = bulk_vs_model(clf, photos(Path(args.images)), None, count=args.count, batch_size=args.batch_size,
-                          chunk=1000, sink=sink, flush=sink.flush, workers=args.workers,
-                          overlap=args.overlap != "off")
+        r = bulk_vs_model(
+            clf,
+            photos(Path(args.images)),
+            None,
+            count=args.count,
+            batch_size=args.batch_size,
+            chunk=1000,
+            sink=sink,
+            flush=sink.flush,
+            workers=args.workers,
+            overlap=args.overlap != "off",
+        )
     r.update(backend=clf.plan.backend, precision=clf.plan.precision, overlap=args.overlap, workers=r["decode_workers"])
     return r
 
@@ -108,8 +133,21 @@ def bulk_child(args) -> dict:
 def bulk_cmd(args) -> dict:
     rows = []
     for n in [int(c) for c in args.counts.split(",")]:
-        cmd = [sys.executable, __file__, "bulk-child", "--count", str(n), "--backend", args.backend,
-               "--precision", args.precision, "--batch-size", str(args.batch_size), "--images", args.images]
+        cmd = [
+            sys.executable,
+            __file__,
+            "bulk-child",
+            "--count",
+            str(n),
+            "--backend",
+            args.backend,
+            "--precision",
+            args.precision,
+            "--batch-size",
+            str(args.batch_size),
+            "--images",
+            args.images,
+        ]
         cmd += ["--threads", str(args.threads)] if args.threads else []
         cmd += ["--workers", str(args.workers)] if args.workers else []
         cmd += ["--preprocess", args.preprocess] if args.preprocess else []
@@ -119,11 +157,13 @@ def bulk_cmd(args) -> dict:
             sys.exit(proc.stderr)
         r = json.loads(proc.stdout.strip().splitlines()[-1])
         rows.append(r)
-        print(f"{n:>6} images: bulk {r['images_per_s']:.1f} img/s, model-only batch {r['model_only_images_per_s']:.1f} "
-              f"img/s ({r['ratio']:.2f}x), peak RSS {r['peak_rss_mb']:.0f} MB (before the run "
-              f"{r['rss_before_run_mb']:.0f} MB); {r['threads']} threads + {r['workers']} decode workers, overlap "
-              f"{r['overlap']}; decoding {r['preprocess_ms_mean']:.2f} ms/image on one core bounds the ratio at "
-              f"<= {r['bound']:.2f}x")
+        print(
+            f"{n:>6} images: bulk {r['images_per_s']:.1f} img/s, model-only batch {r['model_only_images_per_s']:.1f} "
+            f"img/s ({r['ratio']:.2f}x), peak RSS {r['peak_rss_mb']:.0f} MB (before the run "
+            f"{r['rss_before_run_mb']:.0f} MB); {r['threads']} threads + {r['workers']} decode workers, overlap "
+            f"{r['overlap']}; decoding {r['preprocess_ms_mean']:.2f} ms/image on one core bounds the ratio at "
+            f"<= {r['bound']:.2f}x"
+        )
     return {"runs": rows}
 
 
@@ -139,12 +179,12 @@ def ray_cmd(args) -> dict:
 
     base = photos(Path(args.images))
     inputs = [str(base[i % len(base)]) for i in range(args.count)]
-    batches = [inputs[i:i + args.batch_size] for i in range(0, len(inputs), args.batch_size)]
+    batches = [inputs[i : i + args.batch_size] for i in range(0, len(inputs), args.batch_size)]
     kw = {"weights": "none", "backend": args.backend, "precision": args.precision}
     t0 = time.perf_counter()
     clf = ipex_resnet.load("resnet18", threads=2, **kw)
     t_load = time.perf_counter() - t0
-    bulk.run(clf, inputs[:2 * args.batch_size], lambda *a: None, batch_size=args.batch_size, progress=False)
+    bulk.run(clf, inputs[: 2 * args.batch_size], lambda *a: None, batch_size=args.batch_size, progress=False)
     s = bulk.run(clf, inputs, lambda *a: None, batch_size=args.batch_size, progress=False)
     single = {"load_s": t_load, "images_per_s": s.images_per_s, "threads": 2, "decode_workers": bulk.default_workers(2)}
     del clf
@@ -158,16 +198,30 @@ def ray_cmd(args) -> dict:
         t1 = time.perf_counter()
         futs = [actors[i % 2].__call__.remote({"path": np.array(b)}) for i, b in enumerate(batches)]
         rows = sum(t.num_rows for t in ray.get(futs))
-        multi = {"startup_s": t_start, "images_per_s": rows / (time.perf_counter() - t1), "actors": 2,
-                 "cpus_per_actor": 1}
+        multi = {
+            "startup_s": t_start,
+            "images_per_s": rows / (time.perf_counter() - t1),
+            "actors": 2,
+            "cpus_per_actor": 1,
+        }
     finally:
         ray.shutdown()
-    print(f"1 process x 2 threads (+{single['decode_workers']} decode thread): {single['images_per_s']:.1f} img/s "
-          f"(load {single['load_s']:.1f} s)")
-    print(f"Ray 2 actors x 1 CPU: {multi['images_per_s']:.1f} img/s (cluster + actors + load + warm-up "
-          f"{multi['startup_s']:.1f} s)")
-    return {"count": args.count, "batch_size": args.batch_size, "backend": args.backend,
-            "precision": args.precision, "single_process": single, "ray": multi}
+    print(
+        f"1 process x 2 threads (+{single['decode_workers']} decode thread): {single['images_per_s']:.1f} img/s "
+        f"(load {single['load_s']:.1f} s)"
+    )
+    print(
+        f"Ray 2 actors x 1 CPU: {multi['images_per_s']:.1f} img/s (cluster + actors + load + warm-up "
+        f"{multi['startup_s']:.1f} s)"
+    )
+    return {
+        "count": args.count,
+        "batch_size": args.batch_size,
+        "backend": args.backend,
+        "precision": args.precision,
+        "single_process": single,
+        "ray": multi,
+    }
 
 
 def main() -> int:
@@ -183,15 +237,25 @@ def main() -> int:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--preprocess", default=None)
-    ap.add_argument("--overlap", choices=("on", "off"), default="on",
-                    help="bulk: decode during inference (on, the default) or alternate batches (off)")
+    ap.add_argument(
+        "--overlap",
+        choices=("on", "off"),
+        default="on",
+        help="bulk: decode during inference (on, the default) or alternate batches (off)",
+    )
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     fn = {"e2e": e2e, "bulk": bulk_cmd, "bulk-child": bulk_child, "ray": ray_cmd}[args.what]
     res = fn(args)
-    res.update({"what": args.what, "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "cpu_count": os.cpu_count(),
-                "loadavg_1m_at_end": os.getloadavg()[0],
-                "note": "ratios are within one run; absolute times drift between runs"})
+    res.update(
+        {
+            "what": args.what,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "cpu_count": os.cpu_count(),
+            "loadavg_1m_at_end": os.getloadavg()[0],
+            "note": "ratios are within one run; absolute times drift between runs",
+        }
+    )
     if args.what == "bulk-child":
         print(json.dumps(res))
     elif args.json:

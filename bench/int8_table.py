@@ -28,10 +28,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from shared_photos import SAMPLES  # noqa: E402
+from shared_photos import SAMPLES
 
 sys.path.insert(0, str(REPO / "tests"))  # the tests' BN-calibrated ResNet-18
-from calibrated import bn_calibrated_resnet18  # noqa: E402
+from calibrated import bn_calibrated_resnet18
 
 
 class Table:
@@ -74,8 +74,9 @@ class Table:
 
         out = self.work / out_name
         out.mkdir()
-        return engine_module(engine).quantize(self.model, self.calib, out, threads=self.threads,
-                                              example=self.held[:1], bf16=bf16) | {"dir": out}
+        return engine_module(engine).quantize(
+            self.model, self.calib, out, threads=self.threads, example=self.held[:1], bf16=bf16
+        ) | {"dir": out}
 
 
 def torch_rows(t: Table) -> None:
@@ -90,8 +91,9 @@ def torch_rows(t: Table) -> None:
     from int8_loaders import load as load_int8
 
     def torch_path(backend, precision):
-        clf = ipex_resnet.load("resnet18", weights=str(t.weights), backend=backend, precision=precision,
-                               threads=t.threads)
+        clf = ipex_resnet.load(
+            "resnet18", weights=str(t.weights), backend=backend, precision=precision, threads=t.threads
+        )
         return lambda x: clf(torch.from_numpy(x)).numpy()
 
     for backend in ("ipex", "inductor"):
@@ -104,8 +106,13 @@ def torch_rows(t: Table) -> None:
             for bf16 in (False, True) if t.bf16_native else (False,):
                 start = time.perf_counter()
                 info = t.quantize(backend, f"{backend}-int8{'-bf16' if bf16 else ''}", bf16)
-                row = t.add(f"{backend} int8{'+bf16' if bf16 else ''}", "ours", backend, "int8",
-                            load_int8(backend, info["dir"], t.threads))
+                row = t.add(
+                    f"{backend} int8{'+bf16' if bf16 else ''}",
+                    "ours",
+                    backend,
+                    "int8",
+                    load_int8(backend, info["dir"], t.threads),
+                )
                 row.update(quantize_s=round(time.perf_counter() - start, 1), tool=info["tool"])
 
 
@@ -118,12 +125,16 @@ def openvino_rows(t: Table, fp32_onnx: Path) -> None:
     core = ov.Core()
 
     def ov_run(path, hint):
-        req = core.compile_model(str(path), "CPU", {"INFERENCE_NUM_THREADS": t.threads, "PERFORMANCE_HINT": "LATENCY",
-                                                    "INFERENCE_PRECISION_HINT": hint}).create_infer_request()
+        req = core.compile_model(
+            str(path),
+            "CPU",
+            {"INFERENCE_NUM_THREADS": t.threads, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": hint},
+        ).create_infer_request()
 
         def run(x):
             req.infer({0: np.ascontiguousarray(x)})
             return req.get_output_tensor(0).data.copy()
+
         return run
 
     t.add("openvino fp32", "ours", "openvino", "fp32", ov_run(fp32_onnx, "f32"))
@@ -131,8 +142,13 @@ def openvino_rows(t: Table, fp32_onnx: Path) -> None:
         t.add("openvino bf16", "ours", "openvino", "bf16", ov_run(fp32_onnx, "bf16"))
     out = t.quantize("openvino", "openvino-int8")["dir"]
     t.add("openvino int8", "ours", "openvino", "int8", ov_run(out / "model.xml", "bf16" if t.bf16_native else "f32"))
-    t.add("peer openvino+nncf int8", "peer", "openvino", "int8",
-          peers.openvino_int8(t.model, t.calib, threads=t.threads, workdir=t.work / "peer-ov"))
+    t.add(
+        "peer openvino+nncf int8",
+        "peer",
+        "openvino",
+        "int8",
+        peers.openvino_int8(t.model, t.calib, threads=t.threads, workdir=t.work / "peer-ov"),
+    )
 
 
 def onnxruntime_rows(t: Table, fp32_onnx: Path) -> None:
@@ -151,8 +167,13 @@ def onnxruntime_rows(t: Table, fp32_onnx: Path) -> None:
     t.add("onnxruntime fp32", "ours", "onnxruntime", "fp32", ort_run(fp32_onnx))
     out = t.quantize("onnxruntime", "onnxruntime-int8")["dir"]
     t.add("onnxruntime int8", "ours", "onnxruntime", "int8", ort_run(out / "model.onnx"))
-    t.add("peer onnxruntime qdq int8", "peer", "onnxruntime", "int8",
-          peers.onnxruntime_int8(t.model, t.calib, threads=t.threads, workdir=t.work / "peer-ort"))
+    t.add(
+        "peer onnxruntime qdq int8",
+        "peer",
+        "onnxruntime",
+        "int8",
+        peers.onnxruntime_int8(t.model, t.calib, threads=t.threads, workdir=t.work / "peer-ort"),
+    )
 
 
 def measure(t: Table, rounds: int) -> None:
@@ -163,7 +184,7 @@ def measure(t: Table, rounds: int) -> None:
 
     held, rows = t.held, t.rows
     for row in rows.values():
-        logits = np.concatenate([row["run"](held[i:i + 25]) for i in range(0, len(held), 25)])
+        logits = np.concatenate([row["run"](held[i : i + 25]) for i in range(0, len(held), 25)])
         row["agreement"] = accuracy.agreement(logits, t.ref).as_dict()
     x1, x32 = np.ascontiguousarray(held[:1]), np.ascontiguousarray(held[:32])
     lat = {n: [] for n in rows}
@@ -189,9 +210,13 @@ def measure(t: Table, rounds: int) -> None:
 
 def summarize(rows: dict[str, dict]) -> dict:
     """Our best INT8 row against the best INT8 peer and our best BF16 row, by median and by best times."""
+
     def best(kind, precision, key, engines=None):
-        c = [(n, r) for n, r in rows.items() if r["kind"] == kind and r["precision"] == precision
-             and (engines is None or r["engine"] in engines)]
+        c = [
+            (n, r)
+            for n, r in rows.items()
+            if r["kind"] == kind and r["precision"] == precision and (engines is None or r["engine"] in engines)
+        ]
         if not c:
             return None
         pick = min if key.startswith("b1") else max
@@ -205,7 +230,8 @@ def summarize(rows: dict[str, dict]) -> dict:
             b1 = best("ours", "bf16", lk, engines)
             if i8_1 and p1:
                 summary[f"{label}, {stat}"] = {
-                    "best int8 b1": i8_1[0], "best peer b1": p1[0],
+                    "best int8 b1": i8_1[0],
+                    "best peer b1": p1[0],
                     "b1 latency / best int8 peer": round(i8_1[1][lk] / p1[1][lk], 3),
                     "b1 latency / best bf16": round(i8_1[1][lk] / b1[1][lk], 3) if b1 else None,
                     "best bf16 b1": b1[0] if b1 else None,
@@ -240,17 +266,32 @@ def main() -> int:
     measure(t, args.rounds)
     summary = summarize(t.rows)
     print(f"threads={args.threads}  cpu: {t.cpu.describe().splitlines()[0]}  torch {torch.__version__}")
-    print(f"{'row':28} {'b1 ms':>7} {'(min)':>7} {'b32 img/s':>10} {'(max)':>7} {'top-1 agr':>9} {'top-5 ovl':>9} "
-          f"{'rel err':>8}")
+    print(
+        f"{'row':28} {'b1 ms':>7} {'(min)':>7} {'b32 img/s':>10} {'(max)':>7} {'top-1 agr':>9} {'top-5 ovl':>9} "
+        f"{'rel err':>8}"
+    )
     for name, r in t.rows.items():
         a = r["agreement"]
-        print(f"{name:28} {r['b1_ms']:7.2f} {r['b1_min_ms']:7.2f} {r['b32_img_s']:10.1f} {r['b32_max_img_s']:7.1f} "
-              f"{a['top1']:9.3f} {a['top5']:9.3f} {a['rel_error']:8.4f}")
+        print(
+            f"{name:28} {r['b1_ms']:7.2f} {r['b1_min_ms']:7.2f} {r['b32_img_s']:10.1f} {r['b32_max_img_s']:7.1f} "
+            f"{a['top1']:9.3f} {a['top5']:9.3f} {a['rel_error']:8.4f}"
+        )
     print(json.dumps(summary, indent=2))
     if args.output:
-        args.output.write_text(json.dumps({"threads": args.threads, "torch": torch.__version__,
-                                           "calibration_images": len(t.calib_items), "held_out_images": len(t.held),
-                                           "rows": t.rows, "summary": summary}, indent=2) + "\n")
+        args.output.write_text(
+            json.dumps(
+                {
+                    "threads": args.threads,
+                    "torch": torch.__version__,
+                    "calibration_images": len(t.calib_items),
+                    "held_out_images": len(t.held),
+                    "rows": t.rows,
+                    "summary": summary,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
     return 0
 
 

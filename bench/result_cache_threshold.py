@@ -25,14 +25,10 @@ from collections import Counter
 from pathlib import Path
 
 from PIL import Image
-
-from ipex_resnet.core.result_cache import (
-    DEFAULT_THRESHOLD,
-    decode_for_hash,
-    perceptual_hash,
-)
-from ipex_resnet.imaging import DEFAULT_MAX_PIXELS
 from shared_photos import SAMPLES
+
+from ipex_resnet.core.result_cache import DEFAULT_THRESHOLD, decode_for_hash, perceptual_hash
+from ipex_resnet.imaging import DEFAULT_MAX_PIXELS
 
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "docs" / "result-cache.json"
@@ -69,24 +65,36 @@ def threshold_evidence(paths: list[Path]) -> dict:
     lo, hi = max(main), min(pairs) - 1
     chosen = DEFAULT_THRESHOLD
     out = {
-        "photos": len(paths), "pairs": len(pairs), "hash": "imagehash.phash 8x8 (64 bits), bounded decode at "
-        "reduced JPEG scale (short side >= 64)",
-        "distinct_pairs": {"min": min(pairs), "p1": sorted(pairs)[len(pairs) // 100], "median": statistics.median(pairs),
-                           "histogram": histogram(pairs)},
-        "copies": {name: {"max": max(v), "mean": round(statistics.mean(v), 2), "histogram": histogram(v)}
-                   for name, v in copies.items()},
-        "safe_range": [lo, hi], "threshold": chosen,
+        "photos": len(paths),
+        "pairs": len(pairs),
+        "hash": "imagehash.phash 8x8 (64 bits), bounded decode at reduced JPEG scale (short side >= 64)",
+        "distinct_pairs": {
+            "min": min(pairs),
+            "p1": sorted(pairs)[len(pairs) // 100],
+            "median": statistics.median(pairs),
+            "histogram": histogram(pairs),
+        },
+        "copies": {
+            name: {"max": max(v), "mean": round(statistics.mean(v), 2), "histogram": histogram(v)}
+            for name, v in copies.items()
+        },
+        "safe_range": [lo, hi],
+        "threshold": chosen,
         "false_hits": sum(d <= chosen for d in pairs),
         "hit_rate_q75_scale0.8": sum(d <= chosen for d in main) / len(main),
         "hit_rate_by_copy": {name: sum(d <= chosen for d in v) / len(v) for name, v in copies.items()},
     }
-    print(f"distinct pairs ({len(pairs)}): min {min(pairs)}, 1st percentile {out['distinct_pairs']['p1']}, "
-          f"median {out['distinct_pairs']['median']}")
+    print(
+        f"distinct pairs ({len(pairs)}): min {min(pairs)}, 1st percentile {out['distinct_pairs']['p1']}, "
+        f"median {out['distinct_pairs']['median']}"
+    )
     print("  histogram (distance: pairs), lowest 12:", dict(list(out["distinct_pairs"]["histogram"].items())[:12]))
     for name, v in copies.items():
         print(f"copies {name}: max {max(v)}, mean {statistics.mean(v):.2f}, histogram {histogram(v)}")
-    print(f"safe thresholds: {lo}..{hi}; chosen {chosen}: {out['false_hits']} false hits among {len(pairs)} pairs, "
-          f"{out['hit_rate_q75_scale0.8']:.1%} of q75/80% copies hit")
+    print(
+        f"safe thresholds: {lo}..{hi}; chosen {chosen}: {out['false_hits']} false hits among {len(pairs)} pairs, "
+        f"{out['hit_rate_q75_scale0.8']:.1%} of q75/80% copies hit"
+    )
     return out
 
 
@@ -106,10 +114,12 @@ def timing(paths: list[Path], backend: str) -> dict:
 
     datas = [p.read_bytes() for p in paths[:20]]
     clf = ipex_resnet.load("resnet18", weights="none", backend=backend, precision="fp32", measure=False)
-    ex = ipex_resnet.load("resnet18", weights="none", backend=backend, precision="fp32", measure=False,
-                          result_cache="exact")
-    pc = ipex_resnet.load("resnet18", weights="none", backend=backend, precision="fp32", measure=False,
-                          result_cache="perceptual")
+    ex = ipex_resnet.load(
+        "resnet18", weights="none", backend=backend, precision="fp32", measure=False, result_cache="exact"
+    )
+    pc = ipex_resnet.load(
+        "resnet18", weights="none", backend=backend, precision="fp32", measure=False, result_cache="perceptual"
+    )
     for c in (ex, pc):
         for d in datas:
             c.predict([d], topk=5)  # fill
@@ -126,12 +136,19 @@ def timing(paths: list[Path], backend: str) -> dict:
     t_exact = best_of(lambda: ex.predict([nxt("exact")], topk=5), 200)
     t_perc = best_of(lambda: pc.predict([nxt("perceptual")], topk=5), 40)
     assert ex.result_cache.stats["hit"] >= 1000 and pc.result_cache.stats["hit"] >= 200
-    out = {"path": f"{clf.plan.backend} {clf.plan.precision}, resnet18 random weights, threads {clf.plan.threads}",
-           "jpeg_to_top5_ms": round(t_full * 1e3, 3), "exact_hit_ms": round(t_exact * 1e3, 4),
-           "perceptual_hit_ms": round(t_perc * 1e3, 3), "exact_ratio": round(t_exact / t_full, 4),
-           "perceptual_ratio": round(t_perc / t_full, 3), "photos": len(datas)}
-    print(f"JPEG -> top-5 ({out['path']}): {out['jpeg_to_top5_ms']} ms; exact hit {out['exact_hit_ms']} ms "
-          f"({out['exact_ratio']}x); perceptual hit {out['perceptual_hit_ms']} ms ({out['perceptual_ratio']}x)")
+    out = {
+        "path": f"{clf.plan.backend} {clf.plan.precision}, resnet18 random weights, threads {clf.plan.threads}",
+        "jpeg_to_top5_ms": round(t_full * 1e3, 3),
+        "exact_hit_ms": round(t_exact * 1e3, 4),
+        "perceptual_hit_ms": round(t_perc * 1e3, 3),
+        "exact_ratio": round(t_exact / t_full, 4),
+        "perceptual_ratio": round(t_perc / t_full, 3),
+        "photos": len(datas),
+    }
+    print(
+        f"JPEG -> top-5 ({out['path']}): {out['jpeg_to_top5_ms']} ms; exact hit {out['exact_hit_ms']} ms "
+        f"({out['exact_ratio']}x); perceptual hit {out['perceptual_hit_ms']} ms ({out['perceptual_ratio']}x)"
+    )
     return out
 
 

@@ -7,7 +7,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-SAMPLES = Path(os.environ.get("IPEX_RESNET_SAMPLES")
-               or Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenet-samples")
+SAMPLES = Path(
+    os.environ.get("IPEX_RESNET_SAMPLES")
+    or Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenet-samples"
+)
 
 __all__ = ["SAMPLES"]

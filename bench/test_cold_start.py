@@ -16,19 +16,28 @@ def test_cold_start(benchmark, ctx, engine, photos):
 
     def run():
         result.clear()
-        result.update(cold_start(engine, photos[0], model=ctx.model, weights=ctx.weights, preset=ctx.preset,
-                                 threads=ctx.threads))
+        result.update(
+            cold_start(engine, photos[0], model=ctx.model, weights=ctx.weights, preset=ctx.preset, threads=ctx.threads)
+        )
 
     benchmark.pedantic(run, rounds=1, iterations=1)
     assert "error" not in result, result.get("error")
     assert 0 < result["to_first_top5_s"] <= result["to_exit_s"]
     assert result["peak_rss_mb"] > 20  # a Python process with a model loaded, read back from wait4
-    benchmark.extra_info.update({
-        "engine": engine, "kind": "ipex_resnet", "to_first_top5_s": result["to_first_top5_s"],
-        "to_exit_s": result["to_exit_s"], "warmup_s": result["warmup_s"], "cold_peak_rss_mb": result["peak_rss_mb"],
-        "peak_rss_mb": result["peak_rss_mb"], "target_s": result["target_s"], "met_time": result["met_time"],
-        **{k: result[k] for k in ("target_rss_mb", "met_rss") if k in result},
-    })
+    benchmark.extra_info.update(
+        {
+            "engine": engine,
+            "kind": "ipex_resnet",
+            "to_first_top5_s": result["to_first_top5_s"],
+            "to_exit_s": result["to_exit_s"],
+            "warmup_s": result["warmup_s"],
+            "cold_peak_rss_mb": result["peak_rss_mb"],
+            "peak_rss_mb": result["peak_rss_mb"],
+            "target_s": result["target_s"],
+            "met_time": result["met_time"],
+            **{k: result[k] for k in ("target_rss_mb", "met_rss") if k in result},
+        }
+    )
     if ctx.settings.enforce_targets:
         assert result["met_time"], f"{engine}: {result['to_first_top5_s']:.2f} s > {result['target_s']} s"
         assert result.get("met_rss", True), f"{engine}: peak RSS {result['peak_rss_mb']:.0f} MB over target"

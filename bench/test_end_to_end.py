@@ -2,7 +2,6 @@
 of decoding and resizing is visible next to the model's."""
 
 import pytest
-
 from conftest import measure, no_peers, quick_reference_and_best
 
 pytestmark = pytest.mark.end_to_end
@@ -15,8 +14,15 @@ def test_end_to_end_photos(benchmark, ctx, path, e2e_photos):
     built = ctx.built(path)
     data = [p.read_bytes() for p in e2e_photos]
     clf, ref = built.classifier, ctx.reference.classifier
-    info = measure(benchmark, ctx, built, lambda b: clf.predict([b], topk=5), lambda i: (data[i % len(data)],),
-                   lambda b: ref.predict([b], topk=5), rounds=max(len(data), ctx.rounds // 2))
+    info = measure(
+        benchmark,
+        ctx,
+        built,
+        lambda b: clf.predict([b], topk=5),
+        lambda i: (data[i % len(data)],),
+        lambda b: ref.predict([b], topk=5),
+        rounds=max(len(data), ctx.rounds // 2),
+    )
     top = clf.predict([data[0]], topk=5)[0]
     assert len(top) == 5 and all(0 <= t["score"] <= 1 for t in top)
     info["images"] = len(data)
@@ -29,7 +35,14 @@ def test_end_to_end_1080p(benchmark, ctx, path, large_jpeg):
     built = ctx.built(path)
     clf, ref = built.classifier, ctx.reference.classifier
     data = large_jpeg.read_bytes()
-    info = measure(benchmark, ctx, built, lambda b: clf.predict([b], topk=5), lambda i: (data,),
-                   lambda b: ref.predict([b], topk=5), rounds=max(5, ctx.rounds // 4))
+    info = measure(
+        benchmark,
+        ctx,
+        built,
+        lambda b: clf.predict([b], topk=5),
+        lambda i: (data,),
+        lambda b: ref.predict([b], topk=5),
+        rounds=max(5, ctx.rounds // 4),
+    )
     info["jpeg_bytes"] = len(data)
     assert len(clf.predict([str(large_jpeg)], topk=5)[0]) == 5

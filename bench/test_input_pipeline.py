@@ -10,8 +10,12 @@ from ipex_resnet.benchmarking import pipeline as P
 
 pytestmark = pytest.mark.end_to_end
 
-STAGES = {"preprocess_fast": lambda pre: pre.with_mode("fast"), "preprocess_exact": lambda pre: pre.with_mode("exact"),
-          "decode_full": lambda pre: P.decode_jpeg, "decode_floor": lambda pre: lambda d: P.decode_jpeg(d, 8)}
+STAGES = {
+    "preprocess_fast": lambda pre: pre.with_mode("fast"),
+    "preprocess_exact": lambda pre: pre.with_mode("exact"),
+    "decode_full": lambda pre: P.decode_jpeg,
+    "decode_floor": lambda pre: lambda d: P.decode_jpeg(d, 8),
+}
 
 
 @pytest.fixture(scope="session")
@@ -43,8 +47,15 @@ def test_input_cost(benchmark, ctx, planned, cases, case, stage):
     out = benchmark.pedantic(one, rounds=max(10, ctx.rounds // (4 if case == "photo" else 8)), iterations=1)
     assert out is not None
     info = benchmark.extra_info
-    info.update({"stage": stage, "case": case, "size": "x".join(map(str, P.jpeg_size(data[0]))),
-                 "p50_ms": benchmark.stats.stats.median * 1e3, "threads": 1})
+    info.update(
+        {
+            "stage": stage,
+            "case": case,
+            "size": "x".join(map(str, P.jpeg_size(data[0]))),
+            "p50_ms": benchmark.stats.stats.median * 1e3,
+            "threads": 1,
+        }
+    )
 
 
 def test_bulk_vs_model(benchmark, ctx, planned, photos, tmp_path):

@@ -12,13 +12,33 @@ from ipex_resnet.core.api import load, optimize, plan_for, probe
 from ipex_resnet.core.cache import CacheWarning
 from ipex_resnet.core.classifier import Classifier, PlanWarning
 from ipex_resnet.core.policy import Plan, make_plan
-from ipex_resnet.errors import (AccuracyGateError, BackendUnavailable, ConfigError, ImageError, IpexResnetError,
-                                WeightsError)
+from ipex_resnet.errors import (
+    AccuracyGateError,
+    BackendUnavailable,
+    ConfigError,
+    ImageError,
+    IpexResnetError,
+    WeightsError,
+)
 from ipex_resnet.hardware.cpu import CPUInfo
 from ipex_resnet.util.version import __version__
 
 __all__ = [
-    "AccuracyGateError", "BackendUnavailable", "CPUInfo", "CacheWarning", "Classifier", "ConfigError", "ImageError",
-    "IpexResnetError", "Plan", "PlanWarning", "WeightsError", "load", "make_plan", "optimize", "plan_for", "probe",
+    "AccuracyGateError",
+    "BackendUnavailable",
+    "CPUInfo",
+    "CacheWarning",
+    "Classifier",
+    "ConfigError",
+    "ImageError",
+    "IpexResnetError",
+    "Plan",
+    "PlanWarning",
+    "WeightsError",
+    "load",
+    "make_plan",
+    "optimize",
+    "plan_for",
+    "probe",
     "__version__",
 ]

@@ -19,8 +19,9 @@ def bn_calibrated_resnet18(photos, pre):
     torch.manual_seed(0)
     model = resnet18(weights=None)
     step = max(1, len(photos) // CALIBRATION_PHOTOS)
-    batch = torch.from_numpy(np.stack([np.asarray(pre(p), dtype=np.float32)
-                                       for p in photos[::step][:CALIBRATION_PHOTOS]]))
+    batch = torch.from_numpy(
+        np.stack([np.asarray(pre(p), dtype=np.float32) for p in photos[::step][:CALIBRATION_PHOTOS]])
+    )
     for m in model.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
             m.reset_running_stats()

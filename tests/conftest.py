@@ -105,7 +105,9 @@ def mismatched_ipex_env(where: Path) -> dict[str, str]:
     IPEX built for another torch does."""
     pkg = where / "intel_extension_for_pytorch"
     pkg.mkdir()
-    (pkg / "__init__.py").write_text("import sys\nprint('ERROR! needs PyTorch 2.7.*', file=sys.stderr)\nsys.exit(127)\n")
+    (pkg / "__init__.py").write_text(
+        "import sys\nprint('ERROR! needs PyTorch 2.7.*', file=sys.stderr)\nsys.exit(127)\n"
+    )
     dist = where / "intel_extension_for_pytorch-2.7.0.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: intel_extension_for_pytorch\nVersion: 2.7.0\n")
@@ -132,9 +134,9 @@ def calibrated_state_dict(photos) -> dict[str, torch.Tensor]:
     """ResNet-18 with seeded random weights whose BatchNorm statistics are calibrated on real photos
     (``calibrated``: without it logits are near-uniform and any two backends
     would "agree"), preprocessed by the exact preset."""
+    from calibrated import bn_calibrated_resnet18
     from torchvision.models import ResNet18_Weights
 
-    from calibrated import bn_calibrated_resnet18
     from ipex_resnet.imaging import Preprocessor
 
     pre = Preprocessor.from_preset(ResNet18_Weights.DEFAULT.transforms(), mode="exact")

@@ -13,6 +13,5 @@ def load(engine: str, out_dir: Path, threads: int = 1):
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the no-VNNI PlanWarning on CPUs without it
-        plan = make_plan(probe(check_torch=False), engine, "int8", threads, availability=engines.availability(),
-                         env={})
+        plan = make_plan(probe(check_torch=False), engine, "int8", threads, availability=engines.availability(), env={})
     return engines.get(engine).load(Path(out_dir), plan)

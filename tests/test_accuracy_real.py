@@ -13,7 +13,6 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import FIXTURES, SAMPLES, require_backend, sample_photos
 
 USERMODELS = FIXTURES / "usermodels"
@@ -29,9 +28,17 @@ def _stack_paths() -> list[tuple[str, str]]:
 
     if importlib.util.find_spec("intel_extension_for_pytorch") is not None:
         return [("ipex", p) for p in ("fp32", "bf16", "int8")]
-    return [("eager", "bf16"), ("inductor", "fp32"), ("inductor", "bf16"), ("inductor", "int8"),
-            ("openvino", "fp32"), ("openvino", "bf16"), ("openvino", "int8"),
-            ("onnxruntime", "fp32"), ("onnxruntime", "int8")]
+    return [
+        ("eager", "bf16"),
+        ("inductor", "fp32"),
+        ("inductor", "bf16"),
+        ("inductor", "int8"),
+        ("openvino", "fp32"),
+        ("openvino", "bf16"),
+        ("openvino", "int8"),
+        ("onnxruntime", "fp32"),
+        ("onnxruntime", "int8"),
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -52,15 +59,19 @@ def lite(tmp_path_factory):
         w = csv.writer(f)
         w.writerow(["file", "class_index"])
         w.writerows([str(p), i] for p, i in samples[1::2])
-    yield {"preset": preset_from_options(USERMODELS / "lite1-preset.json"), "samples": samples,
-           "calibration": [str(p) for p, _ in samples[0::2]], "held_labels": held}
+    yield {
+        "preset": preset_from_options(USERMODELS / "lite1-preset.json"),
+        "samples": samples,
+        "calibration": [str(p) for p, _ in samples[0::2]],
+        "held_labels": held,
+    }
     sys.path.remove(str(USERMODELS))
 
 
 def _logits(clf, samples) -> np.ndarray:
     out = []
     for start in range(0, len(samples), 25):
-        batch = np.stack([np.asarray(clf.preprocess(p)) for p, _ in samples[start:start + 25]])
+        batch = np.stack([np.asarray(clf.preprocess(p)) for p, _ in samples[start : start + 25]])
         out.append(np.asarray(clf(batch), dtype=np.float32))
     return np.concatenate(out)
 

@@ -57,8 +57,9 @@ def _resolves(chain: str) -> bool:
     return False
 
 
-@pytest.mark.parametrize("script", sorted(p.relative_to(REPO).as_posix() for d in ("bench", "tools")
-                                          for p in (REPO / d).glob("*.py")))
+@pytest.mark.parametrize(
+    "script", sorted(p.relative_to(REPO).as_posix() for d in ("bench", "tools") for p in (REPO / d).glob("*.py"))
+)
 def test_scripts_use_only_names_the_package_has(script):
     """bench/ and tools/ scripts run rarely; a name they use that the package lost (as
     ``ipex_resnet.backends`` once was) must fail here, not in someone's benchmark run."""

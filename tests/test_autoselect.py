@@ -72,6 +72,7 @@ def test_static_rule_when_measuring_is_off(monkeypatch):
 
 def test_a_tampered_decision_is_not_trusted(tmp_path, monkeypatch):
     from ipex_resnet.core import autoselect
+
     key = {"k": 1}
     path = tmp_path / "d.json"
     path.write_text(json.dumps({"key": key, "backend": "os.system"}))

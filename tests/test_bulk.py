@@ -15,8 +15,9 @@ pytestmark = pytest.mark.any_stack
 
 
 def classify(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ipex_resnet", "classify", *args], capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "ipex_resnet", "classify", *args], capture_output=True, text=True, timeout=timeout
+    )
 
 
 def model_args(checkpoint) -> list[str]:
@@ -107,9 +108,23 @@ def test_lines_stream_before_the_run_ends(photos, checkpoint, tmp_path):
         for i, p in enumerate(photos):
             (d / f"{k}_{i:03d}{p.suffix}").symlink_to(p)
     out = tmp_path / "stream.jsonl"
-    proc = subprocess.Popen([sys.executable, "-m", "ipex_resnet", "classify", str(d), "--jsonl", str(out),
-                             "--batch-size", "8", *model_args(checkpoint)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ipex_resnet",
+            "classify",
+            str(d),
+            "--jsonl",
+            str(out),
+            "--batch-size",
+            "8",
+            *model_args(checkpoint),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     expected = 3 * len(photos)
     partial = []  # line counts seen while the process ran, before the last image
     deadline = time.monotonic() + 600
@@ -125,12 +140,15 @@ def test_lines_stream_before_the_run_ends(photos, checkpoint, tmp_path):
     assert len(set(partial)) > 3, partial  # and more, batch after batch
 
 
-@pytest.mark.parametrize("args,words", [
-    (["--resume"], "--resume needs --jsonl"),
-    (["--json", "--jsonl", "x.jsonl"], "exclusive"),
-    (["--jsonl", "/nonexistent-dir/out.jsonl"], "cannot write /nonexistent-dir/out.jsonl"),
-    (["--workers", "0", "--jsonl", "-"], "--workers must be at least 1"),
-])
+@pytest.mark.parametrize(
+    "args,words",
+    [
+        (["--resume"], "--resume needs --jsonl"),
+        (["--json", "--jsonl", "x.jsonl"], "exclusive"),
+        (["--jsonl", "/nonexistent-dir/out.jsonl"], "cannot write /nonexistent-dir/out.jsonl"),
+        (["--workers", "0", "--jsonl", "-"], "--workers must be at least 1"),
+    ],
+)
 def test_bulk_bad_options_exit_2(args, words, photos, checkpoint):
     proc = classify(str(photos[0]), *args, *model_args(checkpoint))
     assert proc.returncode == 2, proc.stderr

@@ -13,10 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import REPO, require_backend
 
 from ipex_resnet.core.cache import ArtifactCache, CacheWarning, entry_name
-
-from conftest import REPO, require_backend
 
 KEY = {"model": "m", "weights": "w1", "engine": "onnxruntime", "precision": "fp32", "versions": {"x": "1"}}
 
@@ -157,14 +156,24 @@ def test_concurrent_writers_build_once(tmp_path):
     env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
 
     def start(i):
-        return subprocess.Popen([sys.executable, "-c", _WRITER, str(root), str(marks), str(i)],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        return subprocess.Popen(
+            [sys.executable, "-c", _WRITER, str(root), str(marks), str(i)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
 
     procs = [start(0)]
     _wait_for(lambda: (marks / "built-0").exists() or procs[0].poll() is not None, "writer 0 to start building")
     procs += [start(1), start(2)]
-    _wait_for(lambda: _blocked_on_a_lock({p.pid for p in procs[1:]}) == {p.pid for p in procs[1:]}
-              or any(p.poll() is not None for p in procs), "writers 1 and 2 to block on the lock")
+    _wait_for(
+        lambda: (
+            _blocked_on_a_lock({p.pid for p in procs[1:]}) == {p.pid for p in procs[1:]}
+            or any(p.poll() is not None for p in procs)
+        ),
+        "writers 1 and 2 to block on the lock",
+    )
     (marks / "go").write_text("")
     outs = [p.communicate(timeout=120) for p in procs]
     assert all(p.returncode == 0 for p in procs), [o[1][-500:] for o in outs]
@@ -196,11 +205,18 @@ def test_weights_change_rebuilds_and_warm_start_skips_torchvision(checkpoint, tm
         assert c.artifact["hit"] is False and c.artifact["entry"] != a.artifact["entry"]
         x = np.random.default_rng(0).standard_normal((2, 3, 224, 224), dtype=np.float32)
         assert np.allclose(c(x) - a(x), 1.0, atol=1e-3)  # the new bias is in the new artifact
-        code = ("import sys, ipex_resnet; c = ipex_resnet.load('resnet18', weights=sys.argv[1], backend='onnxruntime'); "
-                "r = c.predict([sys.argv[2]], topk=1); print(c.artifact['hit'], 'torchvision' in sys.modules, r[0][0]['label'])")
+        code = (
+            "import sys, ipex_resnet; c = ipex_resnet.load('resnet18', weights=sys.argv[1], backend='onnxruntime'); "
+            "r = c.predict([sys.argv[2]], topk=1); print(c.artifact['hit'], 'torchvision' in sys.modules, r[0][0]['label'])"
+        )
         env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-        proc = subprocess.run([sys.executable, "-c", code, str(checkpoint), str(photos[0])], capture_output=True,
-                              text=True, timeout=300, env=env)
+        proc = subprocess.run(
+            [sys.executable, "-c", code, str(checkpoint), str(photos[0])],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env,
+        )
         assert proc.returncode == 0, proc.stderr[-2000:]
         hit, tv, label = proc.stdout.split(maxsplit=2)
         assert hit == "True" and tv == "False"

@@ -44,7 +44,7 @@ def test_file_instead_of_folder_and_no_source(tmp_path):
 
 def test_folder_is_searched_recursively_by_suffix(tmp_path, three_photos):
     (tmp_path / "a" / "b").mkdir(parents=True)
-    shutil.copy(three_photos[0], tmp_path / "x.JPEG")           # upper-case suffix counts
+    shutil.copy(three_photos[0], tmp_path / "x.JPEG")  # upper-case suffix counts
     shutil.copy(three_photos[1], tmp_path / "a" / "y.jpg")
     shutil.copy(three_photos[2], tmp_path / "a" / "b" / "z.jpeg")
     (tmp_path / "a" / "labels.csv").write_text("file\n")
@@ -110,5 +110,4 @@ def test_batches_with_the_classifier_preprocess(three_photos):
     assert all(b.dtype == np.float32 for b in out)
     np.testing.assert_allclose(out[1][0], np.asarray(pre(three_photos[2])))
     with pytest.raises(ImageError, match="not-a-photo"):
-        calibration.batches([three_photos[0], b"not-a-photo"], lambda x: pre(x, name="not-a-photo"),
-                            progress=False)
+        calibration.batches([three_photos[0], b"not-a-photo"], lambda x: pre(x, name="not-a-photo"), progress=False)

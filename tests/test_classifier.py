@@ -7,11 +7,10 @@ import io
 import numpy as np
 import pytest
 import torch
+from conftest import require_backend
 from PIL import Image
 
 import ipex_resnet
-
-from conftest import require_backend
 
 
 @pytest.fixture(scope="module")
@@ -22,8 +21,13 @@ def clf(checkpoint):
 def test_predict_mixed_inputs_and_sizes(clf, photos):
     with Image.open(photos[4]) as img:
         pil = img.copy()
-    inputs = [str(photos[3]), pil, photos[5].read_bytes(), io.BytesIO(photos[6].read_bytes()),
-              np.asarray(Image.open(photos[7]).convert("RGB"))]
+    inputs = [
+        str(photos[3]),
+        pil,
+        photos[5].read_bytes(),
+        io.BytesIO(photos[6].read_bytes()),
+        np.asarray(Image.open(photos[7]).convert("RGB")),
+    ]
     results = clf.predict(inputs, topk=5)
     assert len(results) == 5
     one_by_one = [clf.predict([x], topk=5)[0] for x in [photos[3], photos[4], photos[5], photos[6], photos[7]]]

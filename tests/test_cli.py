@@ -11,8 +11,7 @@ from PIL import Image
 
 
 def run(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ipex_resnet", *args], capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run([sys.executable, "-m", "ipex_resnet", *args], capture_output=True, text=True, timeout=timeout)
 
 
 def test_probe_shows_cpu_backends_and_plan():
@@ -47,8 +46,12 @@ def bad_files(tmp_path_factory, photos):
     (d / "notes.jpg").write_text("not an image")
     data = photos[0].read_bytes()
     (d / "truncated.jpg").write_bytes(data[: len(data) // 2])
-    return {"missing": str(d / "missing.jpg"), "empty": str(d / "empty.jpg"),
-            "text": str(d / "notes.jpg"), "truncated": str(d / "truncated.jpg")}
+    return {
+        "missing": str(d / "missing.jpg"),
+        "empty": str(d / "empty.jpg"),
+        "text": str(d / "notes.jpg"),
+        "truncated": str(d / "truncated.jpg"),
+    }
 
 
 def test_classify_bad_inputs_each_one_line_others_still_classified(bad_files, photos, checkpoint):
@@ -59,8 +62,12 @@ def test_classify_bad_inputs_each_one_line_others_still_classified(bad_files, ph
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 4, proc.stderr
     assert "Traceback" not in proc.stderr
-    for key, words in [("missing", "no such file"), ("empty", "zero bytes"), ("text", "not an image"),
-                       ("truncated", "truncated")]:
+    for key, words in [
+        ("missing", "no such file"),
+        ("empty", "zero bytes"),
+        ("text", "not an image"),
+        ("truncated", "truncated"),
+    ]:
         assert any(bad_files[key] in e and words in e for e in errors), (key, errors)
     doc = json.loads(proc.stdout)
     assert [r["input"] for r in doc["results"]] == args  # every input accounted for, in order
@@ -112,10 +119,19 @@ def test_classify_offline_weights_one_line(photos, tmp_path):
     import os
 
     cache = tmp_path / "cache"
-    env = {**os.environ, "TORCH_HOME": str(tmp_path / "torch"), "IPEX_RESNET_CACHE_DIR": str(cache),
-           "IPEX_RESNET_AUTO": "measure"}  # what a user gets: the measured auto
-    proc = subprocess.run([sys.executable, "-m", "ipex_resnet", "classify", str(photos[0]), "--jsonl",
-                           str(tmp_path / "out.jsonl")], capture_output=True, text=True, timeout=300, env=env)
+    env = {
+        **os.environ,
+        "TORCH_HOME": str(tmp_path / "torch"),
+        "IPEX_RESNET_CACHE_DIR": str(cache),
+        "IPEX_RESNET_AUTO": "measure",
+    }  # what a user gets: the measured auto
+    proc = subprocess.run(
+        [sys.executable, "-m", "ipex_resnet", "classify", str(photos[0]), "--jsonl", str(tmp_path / "out.jsonl")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     if proc.returncode == 0:
         pytest.skip("network reachable: real weights downloaded")
     assert proc.returncode == 2
@@ -124,15 +140,21 @@ def test_classify_offline_weights_one_line(photos, tmp_path):
     assert not list(cache.glob("decisions/*.json"))  # measured (the bulk path), failed, not stored
 
 
-@pytest.mark.parametrize("args,words", [
-    (["--backend", "tensorrt"], "unknown backend 'tensorrt'"),
-    (["--weights", "IMAGENET9"], "unknown weights 'IMAGENET9'"),
-    (["--model", "resnet19"], "unknown model 'resnet19'"),
-    (["--topk", "0"], "--topk must be at least 1"),
-])
+@pytest.mark.parametrize(
+    "args,words",
+    [
+        (["--backend", "tensorrt"], "unknown backend 'tensorrt'"),
+        (["--weights", "IMAGENET9"], "unknown weights 'IMAGENET9'"),
+        (["--model", "resnet19"], "unknown model 'resnet19'"),
+        (["--topk", "0"], "--topk must be at least 1"),
+    ],
+)
 def test_classify_bad_options_one_line(args, words, photos):
-    proc = run("classify", str(photos[0]), "--weights", "none", *args) if "--weights" not in args else \
-        run("classify", str(photos[0]), *args)
+    proc = (
+        run("classify", str(photos[0]), "--weights", "none", *args)
+        if "--weights" not in args
+        else run("classify", str(photos[0]), *args)
+    )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:"), proc.stderr
@@ -146,8 +168,9 @@ def test_mismatched_ipex_is_reported_not_imported(tmp_path):
     from conftest import mismatched_ipex_env
 
     env = mismatched_ipex_env(tmp_path)
-    proc = subprocess.run([sys.executable, "-m", "ipex_resnet", "probe", "--json"], capture_output=True,
-                          text=True, timeout=300, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "ipex_resnet", "probe", "--json"], capture_output=True, text=True, timeout=300, env=env
+    )
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     ipex = doc["backends"]["ipex"]
@@ -155,8 +178,13 @@ def test_mismatched_ipex_is_reported_not_imported(tmp_path):
     assert "IPEX 2.7.0 needs torch 2.7.*" in ipex["reason"] and "pip install" in ipex["reason"]
     assert doc["plan"]["backend"] in ("inductor", "eager")
     assert any("ipex not used" in n for n in doc["plan"]["notes"])
-    bad = subprocess.run([sys.executable, "-m", "ipex_resnet", "probe", "--backend", "ipex"],
-                         capture_output=True, text=True, timeout=300, env=env)
+    bad = subprocess.run(
+        [sys.executable, "-m", "ipex_resnet", "probe", "--backend", "ipex"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert bad.returncode == 2
     lines = bad.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:"), bad.stderr
@@ -169,8 +197,9 @@ def test_compile_prebuilds_the_cache_then_classify_starts_warm(photos, tmp_path)
     env = {**os.environ, "IPEX_RESNET_CACHE_DIR": str(tmp_path / "cache")}
 
     def cli(*args):
-        return subprocess.run([sys.executable, "-m", "ipex_resnet", *args], capture_output=True, text=True,
-                              timeout=600, env=env)
+        return subprocess.run(
+            [sys.executable, "-m", "ipex_resnet", *args], capture_output=True, text=True, timeout=600, env=env
+        )
 
     first = cli("compile", "--weights", "none", "--backends", "onnxruntime", "--precisions", "fp32")
     assert first.returncode == 0, first.stderr[-2000:]

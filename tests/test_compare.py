@@ -21,8 +21,19 @@ pytestmark = pytest.mark.any_stack
 @pytest.fixture(scope="module")
 def report_doc() -> dict:
     """A real report: eager FP32 only, batch 1 and 2, a tiny timing budget, no subprocess phase."""
-    return run_report(Settings(backends=["eager"], precisions=["fp32"], peers=[], batch_sizes=[1, 2], quick=True,
-                               budget=0.3, alone_budget=0, cold_start=False, threads=1))
+    return run_report(
+        Settings(
+            backends=["eager"],
+            precisions=["fp32"],
+            peers=[],
+            batch_sizes=[1, 2],
+            quick=True,
+            budget=0.3,
+            alone_budget=0,
+            cold_start=False,
+            threads=1,
+        )
+    )
 
 
 @pytest.fixture
@@ -74,7 +85,8 @@ def test_labels_keep_machines_apart(two_reports):
     here, there = C.identity(docs[0]), C.identity(docs[1])
     # the other machine is an AMX Xeon: its ISA differs from this one's unless this one has AMX too
     assert set(diff) == {"cpu", "torch", "threads"} | ({"isa"} if here["isa"] != there["isa"] else set()) | (
-        {"ipex"} if docs[0]["versions"].get("intel_extension_for_pytorch") else set())
+        {"ipex"} if docs[0]["versions"].get("intel_extension_for_pytorch") else set()
+    )
     # two identical reports are numbered, never merged
     same = C.labels([docs[0], docs[0]])
     assert same[0].endswith("#1") and same[1].endswith("#2")
@@ -91,11 +103,14 @@ def test_compare_cli_prints_table_and_writes_png(two_reports, tmp_path, capsys):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
 
 
-@pytest.mark.parametrize("content, message", [
-    (None, "not found"),
-    ("{not json", "is not JSON"),
-    ('{"schema": "something else", "paths": {}}', "is not an ipex-resnet bench report"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, "not found"),
+        ("{not json", "is not JSON"),
+        ('{"schema": "something else", "paths": {}}', "is not an ipex-resnet bench report"),
+    ],
+)
 def test_compare_bad_inputs_are_one_line_errors(tmp_path, capsys, content, message):
     p = tmp_path / "r.json"
     if content is not None:
@@ -128,7 +143,9 @@ def test_compare_prices_the_best_path_per_million_images(two_reports, tmp_path, 
     row2 = next(line for line in out.splitlines() if line.startswith("[2] ") and "b2" in line)
     cells1, cells2 = (re.split(r"\s{2,}", row.strip()) for row in (row1, row2))
     assert cells1[1] == "eager/fp32 b2" and cells1[3:] == ["no price", "no price", "not measured", "-"], cells1
-    assert float(cells2[3]) == pytest.approx(3.6) and float(cells2[4]) == pytest.approx(best["cost_per_million"], rel=1e-3)
+    assert float(cells2[3]) == pytest.approx(3.6) and float(cells2[4]) == pytest.approx(
+        best["cost_per_million"], rel=1e-3
+    )
     assert cells2[5] == "50.0 (eager/fp32, <= 100 ms)" and float(cells2[6]) == pytest.approx(20.0, rel=1e-3), cells2
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -42,17 +42,25 @@ def _load(engine: str, precision: str, checkpoint, calib_dir, streams="auto"):
     cpu = ipex_resnet.probe(check_torch=False)
     if precision == "int8":
         require_int8(engine)
-        return ipex_resnet.load("resnet18", weights=str(checkpoint), backend=engine, precision="int8",
-                                calibration=str(calib_dir), accuracy_gate=random_weights_gate(engine),
-                                accept_accuracy=True, streams=streams)
+        return ipex_resnet.load(
+            "resnet18",
+            weights=str(checkpoint),
+            backend=engine,
+            precision="int8",
+            calibration=str(calib_dir),
+            accuracy_gate=random_weights_gate(engine),
+            accept_accuracy=True,
+            streams=streams,
+        )
     if precision not in engines.get(engine).precisions(cpu):
         pytest.skip(f"{engine} runs no {precision} on this CPU ({cpu.isa_level})")
     if precision == "bf16" and not cpu.has_native_bf16:
         pytest.skip(f"this CPU has no native BF16 ({cpu.isa_level}): emulated BF16 is slow, not what a server runs")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return ipex_resnet.load("resnet18", weights=str(checkpoint), backend=engine, precision=precision,
-                                streams=streams)
+        return ipex_resnet.load(
+            "resnet18", weights=str(checkpoint), backend=engine, precision=precision, streams=streams
+        )
 
 
 def _hammer(clf, photos) -> tuple[list[str], dict]:
@@ -71,7 +79,7 @@ def _hammer(clf, photos) -> tuple[list[str], dict]:
             kind = "predict" if i % 2 else "tensors"
             try:
                 top = clf.predict([photos[j]])[0] if kind == "predict" else clf.predict_tensors([tensors[j]])[0]
-            except Exception as exc:  # noqa: BLE001 - every failure is counted and reported
+            except Exception as exc:
                 with lock:
                     errors.append(f"{type(exc).__name__}: {exc}")
                 continue
@@ -88,8 +96,9 @@ def _hammer(clf, photos) -> tuple[list[str], dict]:
 
 
 def _same(a: list[dict], b: list[dict]) -> bool:
-    return [r["index"] for r in a] == [r["index"] for r in b] and \
-        np.allclose([r["score"] for r in a], [r["score"] for r in b], rtol=0, atol=1e-6)
+    return [r["index"] for r in a] == [r["index"] for r in b] and np.allclose(
+        [r["score"] for r in a], [r["score"] for r in b], rtol=0, atol=1e-6
+    )
 
 
 def _check(clf, photos):
@@ -112,7 +121,7 @@ def test_threads_share_one_classifier(engine, precision, photos, checkpoint, cal
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("engine", [e for e in ("ipex", "inductor", "openvino", "onnxruntime", "eager")])
+@pytest.mark.parametrize("engine", ["ipex", "inductor", "openvino", "onnxruntime", "eager"])
 def test_two_streams_answer_as_one(engine, photos, checkpoint, calib_dir):
     if (ipex_resnet.plan_for(backend="eager").threads or 1) < 2:
         pytest.skip("needs two CPUs: two streams need a thread each")
@@ -123,8 +132,9 @@ def test_two_streams_answer_as_one(engine, photos, checkpoint, calib_dir):
     one = _load(engine, "fp32", checkpoint, calib_dir, streams=1)
     tensors = [one.preprocess(p) for p in photos[:PHOTOS]]
     # a long list is split over both streams, in order
-    assert [[r["index"] for r in t] for t in clf.predict_tensors(tensors * 3, batch_size=4)] == \
-        [[r["index"] for r in t] for t in one.predict_tensors(tensors * 3, batch_size=4)]
+    assert [[r["index"] for r in t] for t in clf.predict_tensors(tensors * 3, batch_size=4)] == [
+        [r["index"] for r in t] for t in one.predict_tensors(tensors * 3, batch_size=4)
+    ]
 
 
 def test_submit_does_not_block_and_a_dropped_classifier_frees_its_threads(checkpoint, calib_dir):

@@ -5,19 +5,45 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import FIXTURES
 
 from ipex_resnet.hardware.cpu import cross_check, merge, parse_cpuinfo, parse_lscpu, probe, torch_view
-
-from conftest import FIXTURES
 
 CPUS = FIXTURES / "cpus"
 
 # name: (vendor, sockets, physical cores, logical, isa level, native bf16, flags that must be present/absent)
 EXPECTED = {
-    "sapphire_rapids": ("GenuineIntel", 2, 4, 8, "avx512_core_amx", True, {"amx_tile", "amx_bf16", "amx_int8", "avx512_bf16"}, set()),
-    "ice_lake": ("GenuineIntel", 2, 4, 8, "avx512_core_vnni", False, {"avx512f", "avx512_vnni"}, {"avx512_bf16", "amx_bf16"}),
+    "sapphire_rapids": (
+        "GenuineIntel",
+        2,
+        4,
+        8,
+        "avx512_core_amx",
+        True,
+        {"amx_tile", "amx_bf16", "amx_int8", "avx512_bf16"},
+        set(),
+    ),
+    "ice_lake": (
+        "GenuineIntel",
+        2,
+        4,
+        8,
+        "avx512_core_vnni",
+        False,
+        {"avx512f", "avx512_vnni"},
+        {"avx512_bf16", "amx_bf16"},
+    ),
     "cooper_lake": ("GenuineIntel", 1, 4, 8, "avx512_core_bf16", True, {"avx512_bf16", "avx512_vnni"}, {"amx_tile"}),
-    "skylake_sp": ("GenuineIntel", 2, 4, 4, "avx512_core", False, {"avx512f", "avx512bw", "avx512vl", "avx512dq"}, {"avx512_vnni"}),
+    "skylake_sp": (
+        "GenuineIntel",
+        2,
+        4,
+        4,
+        "avx512_core",
+        False,
+        {"avx512f", "avx512bw", "avx512vl", "avx512dq"},
+        {"avx512_vnni"},
+    ),
     "zen4_genoa": ("AuthenticAMD", 1, 4, 8, "avx512_core_bf16", True, {"avx512_bf16", "avx512f"}, {"amx_tile"}),
     "zen3_milan": ("AuthenticAMD", 1, 2, 2, "avx2", False, {"avx2", "fma"}, {"avx512f", "avx512_bf16"}),
 }
@@ -52,8 +78,10 @@ def test_flag_mismatch_between_sources_is_reported():
 
 
 def test_this_machine_capture():
-    info = merge(parse_cpuinfo((CPUS / "this_machine_2026-11.cpuinfo").read_text()),
-                 parse_lscpu((CPUS / "this_machine_2026-11.lscpu").read_text()))
+    info = merge(
+        parse_cpuinfo((CPUS / "this_machine_2026-11.cpuinfo").read_text()),
+        parse_lscpu((CPUS / "this_machine_2026-11.lscpu").read_text()),
+    )
     assert info.vendor == "AuthenticAMD" and info.physical_cores == 2 and info.numa_nodes == 1
     assert info.isa_level == "avx512_core_bf16"  # this KVM guest exposes Zen 4's AVX-512 + BF16
 
@@ -79,6 +107,10 @@ def test_live_probe_agrees_with_torch():
     assert info.disagreements == (), info.disagreements
     d = info.to_dict()
     # the tracked flags as booleans, each as /proc/cpuinfo lists it for this machine
-    listed = set(next(l for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("flags")).split(":")[1].split())
+    listed = set(
+        next(ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("flags"))
+        .split(":")[1]
+        .split()
+    )
     assert {"avx512f", "avx512_bf16", "amx_bf16", "avx_ne_convert"} <= set(d["flags"])
     assert d["flags"] == {f: f in listed for f in d["flags"]}

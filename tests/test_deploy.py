@@ -136,8 +136,9 @@ def test_container_args_are_accepted_by_the_real_cli(merged_args, container_port
     assert cfg.host == "0.0.0.0", "a pod must listen beyond loopback"
     assert cfg.port == container_port
     assert cfg.tune is False, "--tune would measure candidates with LoadGen at every pod start"
-    assert cfg.workers is not None and args.threads is not None, \
+    assert cfg.workers is not None and args.threads is not None, (
         "without --workers and --threads the service sizes itself to the node, not to the pod's CPUs"
+    )
     assert args.model and args.weights
 
 
@@ -150,17 +151,21 @@ def test_runtime_args_alone_are_a_complete_command(container, container_port):
 def test_shutdown_fits_the_termination_grace_period(merged_args, isvc):
     _, cfg = _serve_args(merged_args)
     grace = isvc["spec"]["predictor"].get("terminationGracePeriodSeconds", DEFAULT_TERMINATION_GRACE_S)
-    assert cfg.drain_delay_s + cfg.graceful_timeout_s < grace, \
+    assert cfg.drain_delay_s + cfg.graceful_timeout_s < grace, (
         "SIGKILL would cut off requests the service is still finishing"
+    )
 
 
 def test_cpu_request_is_the_thread_plan(container, isvc, merged_args):
     args, cfg = _serve_args(merged_args)
     plan = cfg.workers * args.threads
-    for where, res in (("servingruntime", container["resources"]), ("inferenceservice",
-                                                                     isvc["spec"]["predictor"]["model"]["resources"])):
-        assert res["requests"]["cpu"] == res["limits"]["cpu"] == str(plan), \
+    for where, res in (
+        ("servingruntime", container["resources"]),
+        ("inferenceservice", isvc["spec"]["predictor"]["model"]["resources"]),
+    ):
+        assert res["requests"]["cpu"] == res["limits"]["cpu"] == str(plan), (
             f"{where}: cpu must be --workers x --threads = {plan}, requests = limits (Guaranteed QoS)"
+        )
         assert res["requests"]["memory"] == res["limits"]["memory"], where
     assert container["resources"] == isvc["spec"]["predictor"]["model"]["resources"]
 
@@ -171,8 +176,9 @@ def test_autoscaling_matches_the_service_limits(isvc, merged_args):
     assert 1 <= pred["minReplicas"] <= pred["maxReplicas"]
     assert pred["scaleMetric"] == "concurrency"
     assert pred["scaleTarget"] == cfg.max_batch, "a pod with one full micro-batch in flight gets company"
-    assert pred["containerConcurrency"] == cfg.max_queue, \
+    assert pred["containerConcurrency"] == cfg.max_queue, (
         "Knative should hold the requests past --max-queue rather than the pod answer 503"
+    )
 
 
 # -- probes against the real app -----------------------------------------------------------------------
@@ -188,8 +194,13 @@ def test_probe_paths_and_ports_are_the_apps(container, container_port, app_paths
         get = container[probe]["httpGet"]
         assert get["path"] in app_paths, f"{probe} {get['path']} is not a route of ipex-resnet serve"
         assert get["port"] == container_port, f"{probe} must probe the container port (Knative requires it)"
-    assert {"/v2/health/live", "/v2/health/ready", "/v2/models/{name}/infer", "/v2/models/{name}/ready",
-            "/v2/models/{name}"} <= app_paths, "protocolVersions: [v2] promises the OIP routes"
+    assert {
+        "/v2/health/live",
+        "/v2/health/ready",
+        "/v2/models/{name}/infer",
+        "/v2/models/{name}/ready",
+        "/v2/models/{name}",
+    } <= app_paths, "protocolVersions: [v2] promises the OIP routes"
 
 
 def test_probes_answer_as_probes_must_while_loading_and_after_a_failed_load(container):

@@ -9,11 +9,10 @@ import warnings
 
 import pytest
 import torch
+from conftest import FIXTURES, REPO, mismatched_ipex_env, require_backend
 
 import ipex_resnet
 from ipex_resnet.hardware.cpu import parse_cpuinfo
-
-from conftest import FIXTURES, REPO, mismatched_ipex_env, require_backend
 
 # FP32 paths reorder the same FP32 arithmetic (oneDNN blocking, fusions): measured 1e-6 relative L2.
 FP32_REL_L2 = 1e-4
@@ -25,8 +24,16 @@ BF16_REL_L2 = 4e-2
 BF16_MIN_MEAN_TOP5_OVERLAP = 4.5  # of 5, averaged over the photos
 BF16_MIN_TOP1_AGREEMENT = 0.75
 
-PATHS = [("eager", "bf16"), ("ipex", "fp32"), ("ipex", "bf16"), ("inductor", "fp32"), ("inductor", "bf16"),
-         ("openvino", "fp32"), ("openvino", "bf16"), ("onnxruntime", "fp32")]
+PATHS = [
+    ("eager", "bf16"),
+    ("ipex", "fp32"),
+    ("ipex", "bf16"),
+    ("inductor", "fp32"),
+    ("inductor", "bf16"),
+    ("openvino", "fp32"),
+    ("openvino", "bf16"),
+    ("onnxruntime", "fp32"),
+]
 
 
 def require_precision(backend: str, precision: str) -> None:
@@ -104,14 +111,20 @@ def test_ipex_emulated_bf16_on_a_cpu_without_it(checkpoint, agreement_batch, ref
 @pytest.mark.slow
 def test_ipex_import_noise_is_silenced():
     require_backend("ipex")
-    code = ("import ipex_resnet, torch; "
-            "c = ipex_resnet.load('resnet18', weights='none', backend='ipex', precision='fp32'); "
-            "print(c(torch.randn(1, 3, 224, 224)).shape)")
+    code = (
+        "import ipex_resnet, torch; "
+        "c = ipex_resnet.load('resnet18', weights='none', backend='ipex', precision='fp32'); "
+        "print(c(torch.randn(1, 3, 224, 224)).shape)"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "torch.Size([1, 1000])" in proc.stdout
-    for noise in ("Overriding a previously registered kernel", "OperatorEntry", "JIT pass will be deprecated",
-                  "No CUDA runtime"):
+    for noise in (
+        "Overriding a previously registered kernel",
+        "OperatorEntry",
+        "JIT pass will be deprecated",
+        "No CUDA runtime",
+    ):
         assert noise not in proc.stderr, proc.stderr[-2000:]
 
 
@@ -119,8 +132,10 @@ def test_auto_never_imports_a_mismatched_ipex(tmp_path):
     """An IPEX built for another torch exits the process on import. With one first on the path (an
     IPEX 2.7.0 whose import exits as the real one does), the auto plan reads its metadata only,
     passes it over with the reason, and never imports it: on every stack."""
-    code = ("import sys, ipex_resnet; p = ipex_resnet.plan_for(); "
-            "print(p.backend, 'intel_extension_for_pytorch' in sys.modules); print(*p.notes, sep='\\n')")
+    code = (
+        "import sys, ipex_resnet; p = ipex_resnet.plan_for(); "
+        "print(p.backend, 'intel_extension_for_pytorch' in sys.modules); print(*p.notes, sep='\\n')"
+    )
     env = mismatched_ipex_env(tmp_path)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -141,9 +156,16 @@ def test_openvino_pins_threads_only_when_they_cover_the_cpu_mask():
     assert compile_config(mask, "bf16")["INFERENCE_PRECISION_HINT"] == "bf16"
     if mask > 1:
         assert compile_config(mask - 1, "fp32")["ENABLE_CPU_PINNING"] is False
-    code = ("import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
-            "from ipex_resnet.engines.openvino import compile_config; "
-            "print(compile_config(1, 'fp32')['ENABLE_CPU_PINNING'])")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={**os.environ, "PYTHONPATH": str(REPO)})
+    code = (
+        "import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
+        "from ipex_resnet.engines.openvino import compile_config; "
+        "print(compile_config(1, 'fp32')['ENABLE_CPU_PINNING'])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     assert out.stdout.strip() == "True"  # a worker given its own core keeps its pinning

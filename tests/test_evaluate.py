@@ -10,21 +10,25 @@ import numpy as np
 import pytest
 import torch
 
-from ipex_resnet.errors import ConfigError
 from ipex_resnet.cli import evaluate as evaluate_cmd
 from ipex_resnet.core import evaluate
+from ipex_resnet.errors import ConfigError
 
 # 4 images, 7 classes. Labels 0, 1, 2, 3.
 LOGITS = {
-    "a.jpg": [9, 1, 2, 3, 4, 5, 6],   # label 0: top-1 hit
-    "b.jpg": [9, 8, 1, 1, 1, 1, 1],   # label 1: 2nd -> top-5 hit only
-    "c.jpg": [9, 8, 7, 6, 5, 4, 3],   # label 2: 3rd -> top-5 hit only
-    "d.jpg": [9, 8, 7, 6, 5, 0, 4],   # label 3: 4th -> top-5 hit only
+    "a.jpg": [9, 1, 2, 3, 4, 5, 6],  # label 0: top-1 hit
+    "b.jpg": [9, 8, 1, 1, 1, 1, 1],  # label 1: 2nd -> top-5 hit only
+    "c.jpg": [9, 8, 7, 6, 5, 4, 3],  # label 2: 3rd -> top-5 hit only
+    "d.jpg": [9, 8, 7, 6, 5, 0, 4],  # label 3: 4th -> top-5 hit only
 }
 LABELS = {"a.jpg": 0, "b.jpg": 1, "c.jpg": 2, "d.jpg": 3}
 # another "precision" that gets d.jpg's top-1 right and a.jpg's wrong, and ranks b's label 6th
-OTHER = {"a.jpg": [1, 9, 2, 3, 4, 5, 6], "b.jpg": [9, 0.5, 8, 7, 6, 5, 1],
-         "c.jpg": [9, 8, 7, 6, 5, 4, 3], "d.jpg": [1, 2, 3, 9, 5, 0, 4]}
+OTHER = {
+    "a.jpg": [1, 9, 2, 3, 4, 5, 6],
+    "b.jpg": [9, 0.5, 8, 7, 6, 5, 1],
+    "c.jpg": [9, 8, 7, 6, 5, 4, 3],
+    "d.jpg": [1, 2, 3, 9, 5, 0, 4],
+}
 
 
 def table_fn(table):
@@ -119,8 +123,22 @@ def test_cli_on_real_photos(photos, checkpoint, calibrated_state_dict, tmp_path,
         w = csv.writer(f)
         w.writerow(["file", "class_index"])
         w.writerows([str(p), i] for p, i in zip(chosen, labels))  # absolute paths work too
-    assert evaluate_cmd.main(parse("--data", str(tmp_path), "--precisions", "fp32", "--weights", str(checkpoint),
-                               "--backend", "eager", "--json")) == 0
+    assert (
+        evaluate_cmd.main(
+            parse(
+                "--data",
+                str(tmp_path),
+                "--precisions",
+                "fp32",
+                "--weights",
+                str(checkpoint),
+                "--backend",
+                "eager",
+                "--json",
+            )
+        )
+        == 0
+    )
     (row,) = json.loads(capsys.readouterr().out)
     assert row["precision"] == "fp32 (eager)" and row["images"] == 4
     assert row["top1"] == 0.75 and row["top5"] == 0.75

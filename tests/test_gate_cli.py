@@ -12,7 +12,6 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
-
 from user_repo import PRESET, sh, user_repo  # noqa: F401 - user_repo is a fixture
 
 pytestmark = pytest.mark.any_stack
@@ -46,14 +45,19 @@ def test_ci_recipe_saves_passes_catches_and_refuses(user_repo):
     report = json.loads((root / "bench-report.json").read_text())
     assert path.parent.parent.name == base["machine_key"] == report["machine_key"]
     assert base["model_spec"]["model"] == "mypkg.net:build" and report["price_per_hour_usd"] == 1.25
-    assert {b["fullname"] for b in base["benchmarks"]} >= {"onnxruntime/fp32 b1", "onnxruntime/fp32 b2",
-                                                           "eager/fp32 memory"}
+    assert {b["fullname"] for b in base["benchmarks"]} >= {
+        "onnxruntime/fp32 b1",
+        "onnxruntime/fp32 b2",
+        "eager/fp32 memory",
+    }
     assert f"baseline 'main' saved: {path}" in save.stdout
     # the gate's own timing: paired calls in 3+ fresh 1-thread processes, their median, at b1 and the run's batch 2
     g = report["gate"]
     assert (g["estimator"], g["threads"], g["rounds"]) == ("median-of-processes", 1, 32) and g["processes"] >= 3
     assert len(g["per_process"]) == g["processes"] and set(g["ratios"]["onnxruntime/fp32"]) == {"1", "2"}
-    assert len(g["process_ratios"]["onnxruntime/fp32"]["1"]) == g["processes"] and g["noise"]["onnxruntime/fp32"]["1"] >= 0
+    assert (
+        len(g["process_ratios"]["onnxruntime/fp32"]["1"]) == g["processes"] and g["noise"]["onnxruntime/fp32"]["1"] >= 0
+    )
     assert base["gate_method"] == {"estimator": "median-of-processes", "threads": 1, "rounds": 32, "processes": 3}
     b1 = next(b for b in base["benchmarks"] if b["fullname"] == "onnxruntime/fp32 b1")["extra_info"]
     assert b1["process_ratios"] == g["process_ratios"]["onnxruntime/fp32"]["1"]  # the baseline keeps its spread
@@ -64,8 +68,11 @@ def test_ci_recipe_saves_passes_catches_and_refuses(user_repo):
     assert same.returncode == 0, same.stdout[-3000:] + same.stderr[-2000:]
     assert "onnxruntime/fp32: PASS" in same.stdout and same.stdout.rstrip().endswith("gate: PASS")
     # "vs N": the baseline's own processes (--save-baseline takes more while its floor is above the tolerance)
-    assert re.search(rf"b1: [+-]\d+\.\d% \(median of \d+ processes vs {len(b1['process_ratios'])}\); noise floor \d+\.\d%; smallest slowdown "
-                     r"it could detect: \d+\.\d%", same.stdout), same.stdout
+    assert re.search(
+        rf"b1: [+-]\d+\.\d% \(median of \d+ processes vs {len(b1['process_ratios'])}\); noise floor \d+\.\d%; smallest slowdown "
+        r"it could detect: \d+\.\d%",
+        same.stdout,
+    ), same.stdout
     assert "ipex-resnet gate: PASS" in (root / "summary.md").read_text()
 
     (root / "summary.md").unlink()
@@ -130,18 +137,22 @@ def _refuses_other_machine_key(user_repo, cmd, path: Path, base: dict) -> None:
     path.rename(moved / "main.json")
     refused = sh(user_repo, cmd["gate"])
     assert refused.returncode == 2 and refused.stderr.strip().startswith(
-        f"error: baseline 'main' is from machine key {other}, this run is machine key {base['machine_key']}")
+        f"error: baseline 'main' is from machine key {other}, this run is machine key {base['machine_key']}"
+    )
 
 
-@pytest.mark.parametrize("extra, words", [
-    ("--gate nothing-saved", "no baseline 'nothing-saved' for model mypkg.net:build on machine key"),
-    ("--save-baseline 'a/b'", "--save-baseline 'a/b': a baseline name is"),
-    ("--summary-md out.md", "--summary-md needs --gate"),
-    ("--time-tolerance -1", "--time-tolerance must be 0 or more"),
-    ("--gate-processes 0", "--gate-processes must be a whole number from 1 to 1000"),
-    ("--gate-rounds 2", "--gate-rounds must be a whole number from 4 to 1000"),
-    ("--gate-budget -1", "--gate-budget must be a number of seconds from 0 to 86400"),
-])
+@pytest.mark.parametrize(
+    "extra, words",
+    [
+        ("--gate nothing-saved", "no baseline 'nothing-saved' for model mypkg.net:build on machine key"),
+        ("--save-baseline 'a/b'", "--save-baseline 'a/b': a baseline name is"),
+        ("--summary-md out.md", "--summary-md needs --gate"),
+        ("--time-tolerance -1", "--time-tolerance must be 0 or more"),
+        ("--gate-processes 0", "--gate-processes must be a whole number from 1 to 1000"),
+        ("--gate-rounds 2", "--gate-rounds must be a whole number from 4 to 1000"),
+        ("--gate-budget -1", "--gate-budget must be a number of seconds from 0 to 86400"),
+    ],
+)
 def test_usage_errors_exit_2_in_one_line(user_repo, tmp_path, extra, words):
     proc = sh(user_repo, f"ipex-resnet bench $BENCH_ARGS --baseline-dir {tmp_path} {extra}")
     assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
@@ -149,14 +160,14 @@ def test_usage_errors_exit_2_in_one_line(user_repo, tmp_path, extra, words):
     assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], proc.stderr
 
 
-USER_TEST = '''
+USER_TEST = """
 def test_tiny_model(ipex_resnet_bench):
     run = ipex_resnet_bench("mypkg.net:build", preset=PRESET, quick=True, backends="eager,onnxruntime",
                             precisions="fp32", peers="none", batch_sizes="2", budget=0.5, alone_budget=0,
                             no_cold_start=True, threads=1, time_tolerance=0.2)
     assert run.report["model"] == "mypkg.net:build" and "onnxruntime/fp32" in run.report["paths"]
     print("VERDICTS", run.verdicts, "SAVED", run.saved)
-'''
+"""
 
 
 @pytest.mark.slow
@@ -165,14 +176,25 @@ def test_pytest_plugin_fixture_saves_and_gates(user_repo, tmp_path):
     proj = tmp_path / "proj"
     proj.mkdir()
     (proj / "test_speed.py").write_text(f"PRESET = {PRESET!r}\n" + USER_TEST)
-    plugin = [] if any(e.value == "ipex_resnet.benchmarking.pytest_plugin" for e in entry_points(group="pytest11")) \
+    plugin = (
+        []
+        if any(e.value == "ipex_resnet.benchmarking.pytest_plugin" for e in entry_points(group="pytest11"))
         else ["-p", "ipex_resnet.benchmarking.pytest_plugin"]
-    base = f"{sys.executable} -m pytest -q -s -p no:cacheprovider {' '.join(plugin)} test_speed.py " \
-           f"--ipex-resnet-baseline-dir {tmp_path / 'baselines'}"
+    )
+    base = (
+        f"{sys.executable} -m pytest -q -s -p no:cacheprovider {' '.join(plugin)} test_speed.py "
+        f"--ipex-resnet-baseline-dir {tmp_path / 'baselines'}"
+    )
 
     def run(extra: str, **env):
-        return subprocess.run(["bash", "-c", f"{base} {extra}"], cwd=proj, env={**user_repo[1], **env},
-                              capture_output=True, text=True, timeout=600)
+        return subprocess.run(
+            ["bash", "-c", f"{base} {extra}"],
+            cwd=proj,
+            env={**user_repo[1], **env},
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
 
     saved = run("--ipex-resnet-save-baseline main")
     assert saved.returncode == 0, saved.stdout[-3000:] + saved.stderr[-2000:]

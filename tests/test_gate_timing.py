@@ -25,9 +25,11 @@ def test_gate_times_batch_one_and_the_smallest_batch_above_it():
 
 
 def test_each_process_ratio_over_what_every_process_measured():
-    per = [{"a/fp32": {"1": [0.010, 0.040], "8": [0.08, 0.32]}, "b/fp32": {"1": [0.02, 0.04]}},
-           {"a/fp32": {"1": [0.012, 0.040], "8": [0.09, 0.30]}},
-           {"a/fp32": {"1": [0.011, 0.044], "8": [0.07, 0.28]}, "b/fp32": {"1": [0.03, 0.04]}}]
+    per = [
+        {"a/fp32": {"1": [0.010, 0.040], "8": [0.08, 0.32]}, "b/fp32": {"1": [0.02, 0.04]}},
+        {"a/fp32": {"1": [0.012, 0.040], "8": [0.09, 0.30]}},
+        {"a/fp32": {"1": [0.011, 0.044], "8": [0.07, 0.28]}, "b/fp32": {"1": [0.03, 0.04]}},
+    ]
     assert GT.process_ratios(per) == {"a/fp32": {"1": [0.25, 0.3, 0.25], "8": [0.25, 0.3, 0.25]}}
 
 
@@ -58,8 +60,10 @@ def test_noise_floor_judges_change_against_spread():
 
 
 def test_undecided_asks_for_more_processes_only_while_the_noise_leaves_a_check_open():
-    base = [{"fullname": "a/fp32 b1", "extra_info": {"process_ratios": [0.45, 0.50, 0.56]}},
-            {"fullname": "a/fp32 memory", "extra_info": {"load_delta_rss_mb": 3.0}}]
+    base = [
+        {"fullname": "a/fp32 b1", "extra_info": {"process_ratios": [0.45, 0.50, 0.56]}},
+        {"fullname": "a/fp32 memory", "extra_info": {"load_delta_rss_mb": 3.0}},
+    ]
     assert GT.undecided({"a/fp32": {"1": [0.52, 0.53, 0.47]}}, base, 0.025)  # inconclusive
     assert not GT.undecided({"a/fp32": {"1": [0.25, 0.26, 0.24]}}, base, 0.025)  # a clear speed-up: a pass
     assert not GT.undecided({"b/fp32": {"1": [0.52, 0.53, 0.47]}}, base, 0.025)  # not in the baseline
@@ -69,9 +73,16 @@ def test_undecided_asks_for_more_processes_only_while_the_noise_leaves_a_check_o
 
 
 def _doc(ratios: dict | None) -> dict:
-    doc = {"paths": {"eager/fp32": {"backend": "eager", "load_delta_rss_mb": 10.0},
-                     "onnxruntime/fp32": {"backend": "onnxruntime", "load_delta_rss_mb": 20.0,
-                                          "latency": {"1": {"min_ms": 1.0, "p50_ms": 1.0}}}}}
+    doc = {
+        "paths": {
+            "eager/fp32": {"backend": "eager", "load_delta_rss_mb": 10.0},
+            "onnxruntime/fp32": {
+                "backend": "onnxruntime",
+                "load_delta_rss_mb": 20.0,
+                "latency": {"1": {"min_ms": 1.0, "p50_ms": 1.0}},
+            },
+        }
+    }
     if ratios is not None:
         doc["gate"] = {**GT.method(32, 2), "ratios": ratios}
     return doc
@@ -95,7 +106,10 @@ def test_gate_with_process_ratios_says_inconclusive_with_what_it_could_detect():
     assert verdicts["onnxruntime/fp32"] == N.INCONCLUSIVE
     text = "\n".join(V.lines(res, verdicts, {"name": "main"}, (0.025, 0.1, 24)))
     assert text.endswith("gate: INCONCLUSIVE (1 change(s) within the noise; exit 4)"), text
-    assert "b8: +0.5% (median of 3 processes vs 3); noise floor" in text and "smallest slowdown it could detect: 2.5%" in text
+    assert (
+        "b8: +0.5% (median of 3 processes vs 3); noise floor" in text
+        and "smallest slowdown it could detect: 2.5%" in text
+    )
     assert "--gate-budget" in text and "--batch-sizes" in text
     floor = next(f for f in res.inconclusive).floor  # the advised tolerance is at or above the floor
     assert float(text.split("--time-tolerance ")[1].split(")")[0]) >= floor
@@ -113,8 +127,12 @@ def test_gate_with_process_ratios_says_inconclusive_with_what_it_could_detect():
 
 def test_entries_judge_the_gate_section_and_a_slower_path_fails():
     base = V.entries(_doc({"onnxruntime/fp32": {"1": 0.50, "8": 0.40}}))
-    assert [b["fullname"] for b in base] == ["eager/fp32 memory", "onnxruntime/fp32 b1", "onnxruntime/fp32 b8",
-                                             "onnxruntime/fp32 memory"]
+    assert [b["fullname"] for b in base] == [
+        "eager/fp32 memory",
+        "onnxruntime/fp32 b1",
+        "onnxruntime/fp32 b8",
+        "onnxruntime/fp32 memory",
+    ]
     same = gate(V.entries(_doc({"onnxruntime/fp32": {"1": 0.51, "8": 0.404}})), base, time_tolerance=0.025)
     assert same.ok and len([f for f in same.checked if f.metric == "ratio_to_ref"]) == 2
     slow = gate(V.entries(_doc({"onnxruntime/fp32": {"1": 0.525, "8": 0.40}})), base, time_tolerance=0.025)
@@ -128,8 +146,11 @@ def test_baseline_timed_another_way_is_refused_in_one_line(tmp_path):
     doc = {"machine_key": "k1", "paths": {}}
     path = B.save(tmp_path, "main", doc, spec, [], GT.method(32, 2))
     assert B.load(path, "k1", spec, GT.method(16, 3))["name"] == "main"  # rounds, processes: only tighter or looser
-    for theirs, words in ((None, "an older gate (ratio of minimums)"), ({"estimator": "paired", "threads": 1}, "the paired "),
-                          ({**GT.method(32, 2), "threads": 2}, "at 2 thread(s)")):
+    for theirs, words in (
+        (None, "an older gate (ratio of minimums)"),
+        ({"estimator": "paired", "threads": 1}, "the paired "),
+        ({**GT.method(32, 2), "threads": 2}, "at 2 thread(s)"),
+    ):
         saved = json.loads(path.read_text())
         if theirs is None:
             saved.pop("gate_method")

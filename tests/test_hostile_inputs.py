@@ -51,8 +51,9 @@ print(json.dumps(res))
 
 
 def run_child(path, mode="fast") -> dict:
-    proc = subprocess.run([sys.executable, "-c", CHILD, REPO, str(path), mode], capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, REPO, str(path), mode], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     res = json.loads(proc.stdout.strip().splitlines()[-1])
     assert not res["torch_loaded"]
@@ -91,6 +92,7 @@ def exact():
 
 # -- formats outside the allow-list ------------------------------------------------------------------
 
+
 def _ico() -> bytes:
     buf = io.BytesIO()
     Image.new("RGB", (32, 32), (200, 10, 10)).save(buf, "ICO")
@@ -103,12 +105,17 @@ def _ppm() -> bytes:
     return buf.getvalue()
 
 
-@pytest.mark.parametrize("fmt,data", [
-    ("EPS", b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 100 100\nshowpage\n"),
-    ("ICO", None), ("PNM", None), ("PDF", b"%PDF-1.4\n1 0 obj <<>> endobj\n"),
-    ("PSD", b"8BPS\x00\x01" + b"\x00" * 40),
-    ("SVG", b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"></svg>'),
-])
+@pytest.mark.parametrize(
+    "fmt,data",
+    [
+        ("EPS", b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 100 100\nshowpage\n"),
+        ("ICO", None),
+        ("PNM", None),
+        ("PDF", b"%PDF-1.4\n1 0 obj <<>> endobj\n"),
+        ("PSD", b"8BPS\x00\x01" + b"\x00" * 40),
+        ("SVG", b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"></svg>'),
+    ],
+)
 def test_formats_outside_the_allow_list_are_refused_by_name(fmt, data, fast, exact):
     data = data or {"ICO": _ico, "PNM": _ppm}[fmt]()
     for pre in (fast, exact):
@@ -118,8 +125,18 @@ def test_formats_outside_the_allow_list_are_refused_by_name(fmt, data, fast, exa
         assert fmt in msg and "not accepted" in msg and "JPEG, PNG, WebP" in msg and "\n" not in msg
 
 
-@pytest.mark.parametrize("fmt,kw", [("JPEG", {}), ("PNG", {}), ("WEBP", {}), ("GIF", {}), ("BMP", {}),
-                                    ("TIFF", {}), ("TIFF", {"compression": "tiff_lzw"})])
+@pytest.mark.parametrize(
+    "fmt,kw",
+    [
+        ("JPEG", {}),
+        ("PNG", {}),
+        ("WEBP", {}),
+        ("GIF", {}),
+        ("BMP", {}),
+        ("TIFF", {}),
+        ("TIFF", {"compression": "tiff_lzw"}),
+    ],
+)
 def test_every_allowed_format_decodes(fmt, kw, photos, fast):
     with Image.open(photos[2]) as img:
         rgb = img.convert("RGB")
@@ -138,6 +155,7 @@ def test_gif_first_frame_only(fast):
 
 
 # -- extreme aspect ratio --------------------------------------------------------------------------
+
 
 def test_extreme_aspect_ratio_fast_is_bounded_and_exact_refuses(tmp_path):
     path = tmp_path / "strip.png"
@@ -160,6 +178,7 @@ def test_extreme_aspect_ratio_fast_equals_exact(fast):
 
 # -- huge headers ------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("w,h", [(100_000, 100_000), (20_000, 4_000), (2**31 - 1, 2)])
 def test_huge_declared_size_refused_before_decoding(w, h, tmp_path):
     path = tmp_path / "bomb.png"
@@ -170,8 +189,14 @@ def test_huge_declared_size_refused_before_decoding(w, h, tmp_path):
 
 
 def test_huge_gif_and_bmp_headers(fast):
-    gif = bytearray(b"GIF89a" + struct.pack("<HH", 60000, 60000) + b"\x00\x00\x00" + b",\x00\x00\x00\x00"
-                    + struct.pack("<HH", 60000, 60000) + b"\x00\x02\x02\x44\x01\x00;")
+    gif = bytearray(
+        b"GIF89a"
+        + struct.pack("<HH", 60000, 60000)
+        + b"\x00\x00\x00"
+        + b",\x00\x00\x00\x00"
+        + struct.pack("<HH", 60000, 60000)
+        + b"\x00\x02\x02\x44\x01\x00;"
+    )
     with pytest.raises(ImageError, match="exceeds|decompression bomb"):
         fast(bytes(gif))
     bmp = io.BytesIO()
@@ -183,6 +208,7 @@ def test_huge_gif_and_bmp_headers(fast):
 
 
 # -- 16-bit -----------------------------------------------------------------------------------------
+
 
 def test_16bit_scaled_not_clipped_with_bounded_memory(tmp_path, photos, fast):
     with Image.open(photos[5]) as img:
@@ -205,17 +231,22 @@ def test_16bit_scaled_not_clipped_with_bounded_memory(tmp_path, photos, fast):
 
 # -- broken EXIF -----------------------------------------------------------------------------------
 
+
 def _with_app1(jpeg: bytes, payload: bytes) -> bytes:
     seg = b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload
     return jpeg[:2] + seg + jpeg[2:]
 
 
-@pytest.mark.parametrize("payload", [
-    b"Exif\x00\x00MM\x00\x2a\x00\x00\x00\x08\xff\xff" + b"\x01" * 40,          # IFD with 65535 entries
-    b"Exif\x00\x00II\x2a\x00\xff\xff\xff\x7f",                                  # IFD offset past the end
-    b"Exif\x00\x00XX\x00\x00garbage-not-tiff",                                    # not a TIFF header
-    b"Exif\x00\x00MM\x00\x2a\x00\x00\x00\x08\x00\x01\x01\x12\x00\x03\x00\x00\x00\x01\x00\x63\x00\x00",  # orientation 99
-], ids=["huge-ifd", "offset-past-end", "not-tiff", "orientation-99"])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"Exif\x00\x00MM\x00\x2a\x00\x00\x00\x08\xff\xff" + b"\x01" * 40,  # IFD with 65535 entries
+        b"Exif\x00\x00II\x2a\x00\xff\xff\xff\x7f",  # IFD offset past the end
+        b"Exif\x00\x00XX\x00\x00garbage-not-tiff",  # not a TIFF header
+        b"Exif\x00\x00MM\x00\x2a\x00\x00\x00\x08\x00\x01\x01\x12\x00\x03\x00\x00\x00\x01\x00\x63\x00\x00",  # orientation 99
+    ],
+    ids=["huge-ifd", "offset-past-end", "not-tiff", "orientation-99"],
+)
 def test_broken_exif_does_not_reject_a_good_image(payload, photos, fast, exact):
     data = photos[7].read_bytes()
     bad = _with_app1(data, payload)
@@ -224,6 +255,7 @@ def test_broken_exif_does_not_reject_a_good_image(payload, photos, fast, exact):
 
 
 # -- truncated -------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "GIF", "TIFF"])
 def test_truncated_is_a_clear_error(fmt, photos, fast, exact):
@@ -235,4 +267,6 @@ def test_truncated_is_a_clear_error(fmt, photos, fast, exact):
     for pre in (fast, exact):
         with pytest.raises(ImageError) as info:
             pre(data, name="half")
-        assert str(info.value).startswith("half: ") and ("truncated" in str(info.value) or "cannot decode" in str(info.value))
+        assert str(info.value).startswith("half: ") and (
+            "truncated" in str(info.value) or "cannot decode" in str(info.value)
+        )

@@ -22,19 +22,13 @@ from conftest import random_weights_gate, require_int8
 from int8_loaders import load
 
 from ipex_resnet.errors import ConfigError
-from ipex_resnet.quantization import (
-    ENGINES,
-    accuracy,
-    calibration,
-    engine_module,
-    quantize,
-)
+from ipex_resnet.quantization import ENGINES, accuracy, calibration, engine_module, quantize
 from ipex_resnet.quantization.sensitivity import quantizable_layers, rank_layers
 
 CALIBRATION_IMAGES = 16
 HELD_OUT_IMAGES = 32
 KEEP = ("layer1.0.conv2", "fc")  # an inner conv and the classifier
-HOSTILE = "layer2.1.conv2"       # its input is layer2.1.relu(layer2.1.bn1(...)), read by nothing else
+HOSTILE = "layer2.1.conv2"  # its input is layer2.1.relu(layer2.1.bn1(...)), read by nothing else
 OUTLIER = 256.0
 
 
@@ -88,6 +82,7 @@ def test_hostile_model_is_the_same_function(fp32_module, hostile_module, data):
 
 # -- (a) keep_float leaves the named layers unquantized in every engine's artifact -------------------
 
+
 def onnx_layers(path) -> dict[str, bool]:
     """``{Conv/Gemm/MatMul node name: whether its inputs come through DequantizeLinear}``."""
     import onnx
@@ -126,8 +121,11 @@ def openvino_layers(path) -> dict[str, bool]:
         int8_weight = w.get_type_name() == "Constant" and w.get_element_type().get_type_name() == "i8"
         w_fq = w.get_type_name() == "FakeQuantize"
         out[op.get_friendly_name()] = act == "FakeQuantize" and (int8_weight or w_fq)
-        assert out[op.get_friendly_name()] or (act != "FakeQuantize" and not int8_weight and not w_fq), \
-            (op.get_friendly_name(), act, w.get_type_name())
+        assert out[op.get_friendly_name()] or (act != "FakeQuantize" and not int8_weight and not w_fq), (
+            op.get_friendly_name(),
+            act,
+            w.get_type_name(),
+        )
     return out
 
 
@@ -201,8 +199,9 @@ def folded_weight(conv, bn) -> torch.Tensor:
 def test_keep_float_leaves_those_layers_unquantized(engine, fp32_module, data, tmp_path):
     require(engine)
     calib, held = data
-    info = quantize(engine, fp32_module, calib, tmp_path, threads=torch.get_num_threads(), example=held[:1],
-                    keep_float=list(KEEP))
+    info = quantize(
+        engine, fp32_module, calib, tmp_path, threads=torch.get_num_threads(), example=held[:1], keep_float=list(KEEP)
+    )
     assert info["kept_float"] == list(KEEP)
     assert "2 submodule(s) kept" in info["scheme"]
     convs_and_fc = 21  # ResNet-18: 20 convolutions (3 downsample) and fc
@@ -227,8 +226,9 @@ def test_keep_float_leaves_those_layers_unquantized(engine, fp32_module, data, t
         q, float_convs, float_linears = ipex_artifact_layers(tmp_path / "model.pt")
         assert q == 19 and len(float_convs) == 1 and len(float_linears) == 1, (q, len(float_convs))
         block = fp32_module.layer1[0]
-        torch.testing.assert_close(float_convs[0].float().contiguous(),
-                                   folded_weight(block.conv2, block.bn2), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(
+            float_convs[0].float().contiguous(), folded_weight(block.conv2, block.bn2), rtol=1e-4, atol=1e-5
+        )
         torch.testing.assert_close(float_linears[0].float(), fp32_module.fc.weight.detach())
 
     reference = logits(fp32_module, held)
@@ -248,8 +248,11 @@ def test_inductor_activations_get_7_bits_without_vnni(reduce, fp32_module, data)
 
     calib, held = data
     graph, _ = inductor.quantized_graph(fp32_module, calib[:1], example=held[:1], reduce_range=reduce)
-    qmax = {n.args[4] for n in graph.graph.nodes
-            if n.op == "call_function" and "quantize_per_tensor" in str(n.target) and len(n.args) > 4}
+    qmax = {
+        n.args[4]
+        for n in graph.graph.nodes
+        if n.op == "call_function" and "quantize_per_tensor" in str(n.target) and len(n.args) > 4
+    }
     assert qmax == {127 if reduce else 255}, qmax
     assert reduced_range_here() is (probe(check_torch=False).int8_dot_isa is None)
 
@@ -270,8 +273,11 @@ def test_onnxruntime_weights_get_7_bits_on_request(fp32_module, data, tmp_path):
         out = tmp_path / f"q{int(reduce)}.onnx"
         info = quantize_onnx(fp32, calib[:1], out, reduce_range=reduce)
         assert info["reduce_range"] is reduce and ("7 bits" in info["scheme"]) is reduce
-        weights = [numpy_helper.to_array(t) for t in onnx.load(str(out)).graph.initializer
-                   if t.data_type == onnx.TensorProto.INT8 and len(t.dims) == 4]
+        weights = [
+            numpy_helper.to_array(t)
+            for t in onnx.load(str(out)).graph.initializer
+            if t.data_type == onnx.TensorProto.INT8 and len(t.dims) == 4
+        ]
         widest[reduce] = max(int(abs(w.astype(int)).max()) for w in weights)
     assert widest[True] <= 64 < widest[False], widest
 
@@ -288,21 +294,36 @@ def test_keep_float_rejects_unknown_names(fp32_module, data, tmp_path):
 def test_scope_names_map_to_modules():
     from ipex_resnet.quantization._common import owned_by, scope_owner
 
-    known = {"conv1", "layer1", "layer1.0", "layer1.0.conv2", "layer2", "layer2.0", "layer2.0.downsample",
-             "layer2.0.downsample.0", "_blocks", "_blocks.3", "_blocks.3._depthwise_conv", "fc"}
+    known = {
+        "conv1",
+        "layer1",
+        "layer1.0",
+        "layer1.0.conv2",
+        "layer2",
+        "layer2.0",
+        "layer2.0.downsample",
+        "layer2.0.downsample.0",
+        "_blocks",
+        "_blocks.3",
+        "_blocks.3._depthwise_conv",
+        "fc",
+    }
     assert scope_owner("/layer1/layer1.0/conv2/Conv", known) == "layer1.0.conv2"
     assert scope_owner("/layer1/layer1.0/conv2/Conv/WithoutBiases", known) == "layer1.0.conv2"
     assert scope_owner("/layer2/layer2.0/downsample/downsample.0/Conv", known) == "layer2.0.downsample.0"
     assert scope_owner("/_blocks.3/_depthwise_conv/Conv", known) == "_blocks.3._depthwise_conv"
     assert scope_owner("/Flatten", known) is None and scope_owner("Multiply_329", known) is None
     nodes = ["/conv1/Conv", "/layer1/layer1.0/conv2/Conv", "/layer1/layer1.0/conv1/Conv", "/fc/Gemm"]
-    assert owned_by(nodes, ["layer1.0.conv2", "fc"], known) == {"layer1.0.conv2": ["/layer1/layer1.0/conv2/Conv"],
-                                                                "fc": ["/fc/Gemm"]}
+    assert owned_by(nodes, ["layer1.0.conv2", "fc"], known) == {
+        "layer1.0.conv2": ["/layer1/layer1.0/conv2/Conv"],
+        "fc": ["/fc/Gemm"],
+    }
     assert owned_by(nodes, ["layer1"], known) == {"layer1": nodes[1:3]}
     assert owned_by(nodes, ["layer1.0.conv2"], ()) == {"layer1.0.conv2": ["/layer1/layer1.0/conv2/Conv"]}
 
 
 # -- (b) the sensitivity ranking finds the hostile layer ---------------------------------------------
+
 
 def test_rank_layers_puts_the_hostile_layer_first(fp32_module, hostile_module, data):
     calib = data[0]
@@ -319,6 +340,7 @@ def test_rank_layers_puts_the_hostile_layer_first(fp32_module, hostile_module, d
 
 # -- (c) keeping the hostile layer in float repairs the INT8 model -------------------------------------
 
+
 @pytest.mark.slow
 @pytest.mark.parametrize("engine", ["onnxruntime", "openvino", "ipex"])
 def test_keep_float_repairs_a_hostile_layer(engine, hostile_module, data, tmp_path):
@@ -328,8 +350,9 @@ def test_keep_float_repairs_a_hostile_layer(engine, hostile_module, data, tmp_pa
 
     def agreement(keep, out):
         out.mkdir()
-        info = quantize(engine, hostile_module, calib, out, threads=torch.get_num_threads(), example=held[:1],
-                        keep_float=keep)
+        info = quantize(
+            engine, hostile_module, calib, out, threads=torch.get_num_threads(), example=held[:1], keep_float=keep
+        )
         assert info["kept_float"] == keep
         return accuracy.agreement(load(engine, out)(held), reference)
 

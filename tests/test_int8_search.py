@@ -9,11 +9,10 @@ import csv
 import numpy as np
 import pytest
 import torch
+from conftest import require_backend
 
 from ipex_resnet.core import int8_search
 from ipex_resnet.quantization.accuracy import Gate
-
-from conftest import require_backend
 
 pytestmark = pytest.mark.slow
 HOSTILE = "layer2.0.conv2"
@@ -36,8 +35,9 @@ def hostile_resnet18(state_dict) -> torch.nn.Module:
     return model.eval()
 
 
-def test_the_search_keeps_the_hostile_layer_out_and_says_so(calibrated_state_dict, photos, agreement_batch,
-                                                              reference_logits, tmp_path, monkeypatch):
+def test_the_search_keeps_the_hostile_layer_out_and_says_so(
+    calibrated_state_dict, photos, agreement_batch, reference_logits, tmp_path, monkeypatch
+):
     import ipex_resnet
 
     require_backend("onnxruntime")
@@ -47,8 +47,7 @@ def test_the_search_keeps_the_hostile_layer_out_and_says_so(calibrated_state_dic
         assert torch.allclose(model(agreement_batch), reference_logits, rtol=1e-3, atol=1e-3)  # same function
     calibration = [str(p) for p in photos[:48]]
     gate = Gate(min_top1=0.9, min_top5=0.85)
-    clf = ipex_resnet.load(model, backend="onnxruntime", precision="int8", calibration=calibration,
-                           accuracy_gate=gate)
+    clf = ipex_resnet.load(model, backend="onnxruntime", precision="int8", calibration=calibration, accuracy_gate=gate)
     info = clf.artifact["info"]
     assert HOSTILE in info["kept_float"], info
     steps = info["search"]
@@ -63,9 +62,10 @@ def test_the_search_keeps_the_hostile_layer_out_and_says_so(calibrated_state_dic
 def test_a_labelled_gate_refuses_with_the_points_lost(calibrated_state_dict, photos, tmp_path, monkeypatch):
     """Labels that the FP32 model gets right and an INT8 calibrated on constant images does not: the
     gate is a top-1 drop in points, and the refusal names it."""
+    from torchvision.models import resnet18
+
     import ipex_resnet
     from ipex_resnet.errors import AccuracyGateError
-    from torchvision.models import resnet18
 
     require_backend("onnxruntime")
     monkeypatch.setenv("IPEX_RESNET_CACHE_DIR", str(tmp_path / "cache"))
@@ -81,8 +81,7 @@ def test_a_labelled_gate_refuses_with_the_points_lost(calibrated_state_dict, pho
         w.writerows([str(p), r[0]["index"]] for p, r in zip(chosen, labels))
     constant = [np.full((256, 256, 3), 90 + i, dtype=np.uint8) for i in range(24)]
     with pytest.raises(AccuracyGateError, match=r"loses \d+\.\d top-1 points against fp32 \(gate 1\.0\)"):
-        ipex_resnet.load(model, backend="onnxruntime", precision="int8", calibration=constant,
-                         labels=str(tmp_path))
+        ipex_resnet.load(model, backend="onnxruntime", precision="int8", calibration=constant, labels=str(tmp_path))
 
 
 def test_auto_within_a_budget_considers_int8(checkpoint, photos, monkeypatch):

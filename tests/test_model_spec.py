@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import FIXTURES, require_backend
 from serve_helpers import free_port
 
@@ -46,8 +45,11 @@ def user_pkg(tmp_path_factory):
     torch.save(model.state_dict(), root / "tiny.pth")
     (root / "classes.txt").write_text("\n".join(CLASSES) + "\n")
     (root / "preset.json").write_text(json.dumps({"resize_size": 80, "crop_size": 64, "mean": 0.5, "std": 0.25}))
-    env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-           "IPEX_RESNET_CACHE_DIR": str(root / "cache")}
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+        "IPEX_RESNET_CACHE_DIR": str(root / "cache"),
+    }
     return root, env
 
 
@@ -58,8 +60,16 @@ def cli(user_pkg, *args, timeout=600):
 
 def spec(user_pkg):
     root = user_pkg[0]
-    return ["--model", "mypkg.net:build", "--weights", str(root / "tiny.pth"), "--categories",
-            str(root / "classes.txt"), "--preset", str(root / "preset.json")]
+    return [
+        "--model",
+        "mypkg.net:build",
+        "--weights",
+        str(root / "tiny.pth"),
+        "--categories",
+        str(root / "classes.txt"),
+        "--preset",
+        str(root / "preset.json"),
+    ]
 
 
 def test_classify_and_compile_take_the_users_model(user_pkg, photos):
@@ -67,8 +77,20 @@ def test_classify_and_compile_take_the_users_model(user_pkg, photos):
     first = cli(user_pkg, "compile", *spec(user_pkg), "--backends", "onnxruntime", "--precisions", "fp32")
     assert first.returncode == 0, first.stderr[-2000:]
     assert first.stdout.startswith("onnxruntime/fp32: built in ")
-    out = cli(user_pkg, "classify", str(photos[0]), str(photos[1]), *spec(user_pkg), "--backend", "onnxruntime",
-              "--precision", "fp32", "--json", "--topk", "3")
+    out = cli(
+        user_pkg,
+        "classify",
+        str(photos[0]),
+        str(photos[1]),
+        *spec(user_pkg),
+        "--backend",
+        "onnxruntime",
+        "--precision",
+        "fp32",
+        "--json",
+        "--topk",
+        "3",
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     doc = json.loads(out.stdout)
     assert doc["model"] == "mypkg.net:build" and doc["backend"] == "onnxruntime"
@@ -84,9 +106,24 @@ def test_json_stays_json_when_the_users_model_prints(user_pkg, photos, backend):
     """``classify --json``: what the user's model prints as it is built (from Python, or on file
     descriptor 1), as an engine builds it and as it runs goes to stderr; stdout is the document alone."""
     require_backend(backend)
-    proc = cli(user_pkg, "classify", str(photos[0]), "--model", "mypkg.net:build_loud", "--weights", "none",
-               "--preset", str(user_pkg[0] / "preset.json"), "--backend", backend, "--precision", "fp32",
-               "--json", "--topk", "2")
+    proc = cli(
+        user_pkg,
+        "classify",
+        str(photos[0]),
+        "--model",
+        "mypkg.net:build_loud",
+        "--weights",
+        "none",
+        "--preset",
+        str(user_pkg[0] / "preset.json"),
+        "--backend",
+        backend,
+        "--precision",
+        "fp32",
+        "--json",
+        "--topk",
+        "2",
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     doc = json.loads(proc.stdout)
     assert doc["model"] == "mypkg.net:build_loud" and len(doc["results"][0]["top"]) == 2
@@ -102,8 +139,14 @@ def test_the_preset_is_the_users(user_pkg):
         from ipex_resnet.models.spec import preset_from_options
 
         pre = preset_from_options(user_pkg[0] / "preset.json")
-        clf = ipex_resnet.load("mypkg.net:build", weights=str(user_pkg[0] / "tiny.pth"), backend="eager",
-                               precision="fp32", transforms=pre, categories=CLASSES)
+        clf = ipex_resnet.load(
+            "mypkg.net:build",
+            weights=str(user_pkg[0] / "tiny.pth"),
+            backend="eager",
+            precision="fp32",
+            transforms=pre,
+            categories=CLASSES,
+        )
     finally:
         sys.path.remove(str(user_pkg[0]))
     assert clf.preprocessor.crop_size == 64 and clf.preprocessor.spec.mean == (0.5, 0.5, 0.5)
@@ -117,8 +160,17 @@ def test_quantize_and_evaluate_take_the_users_model(user_pkg, photos, tmp_path):
     calib.mkdir()
     for p in photos[:16]:
         shutil.copy(p, calib / p.name)  # a copy in a temporary folder, as a user's calibration set
-    q = cli(user_pkg, "quantize", *spec(user_pkg), "--backend", "onnxruntime", "--calibration", str(calib),
-            "--accept-accuracy", "--json")
+    q = cli(
+        user_pkg,
+        "quantize",
+        *spec(user_pkg),
+        "--backend",
+        "onnxruntime",
+        "--calibration",
+        str(calib),
+        "--accept-accuracy",
+        "--json",
+    )
     assert q.returncode == 0, q.stderr[-2000:]
     report = json.loads(q.stdout)
     assert report["precision"] == "int8" and report["accuracy"]["images"] >= 1
@@ -126,8 +178,21 @@ def test_quantize_and_evaluate_take_the_users_model(user_pkg, photos, tmp_path):
         w = csv.writer(f)
         w.writerow(["file", "class_index"])
         w.writerows([str(p), i % 10] for i, p in enumerate(photos[20:30]))
-    ev = cli(user_pkg, "evaluate", "--data", str(tmp_path), *spec(user_pkg), "--backends", "eager,onnxruntime",
-             "--precisions", "fp32,int8", "--calibration", str(calib), "--accept-accuracy", "--json")
+    ev = cli(
+        user_pkg,
+        "evaluate",
+        "--data",
+        str(tmp_path),
+        *spec(user_pkg),
+        "--backends",
+        "eager,onnxruntime",
+        "--precisions",
+        "fp32,int8",
+        "--calibration",
+        str(calib),
+        "--accept-accuracy",
+        "--json",
+    )
     assert ev.returncode == 0, ev.stderr[-2000:]
     rows = json.loads(ev.stdout)
     assert [r["precision"] for r in rows] == ["fp32 (eager)", "fp32 (onnxruntime)", "int8 (onnxruntime)"]
@@ -141,9 +206,29 @@ def test_serve_takes_the_users_model(user_pkg, photos):
     httpx = pytest.importorskip("httpx")
     port = free_port()
     root, env = user_pkg
-    proc = subprocess.Popen([SCRIPT, "serve", *spec(user_pkg), "--backend", "eager", "--precision", "fp32",
-                             "--port", str(port), "--workers", "1", "--no-tune", "--log-level", "warning"],
-                            cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            SCRIPT,
+            "serve",
+            *spec(user_pkg),
+            "--backend",
+            "eager",
+            "--precision",
+            "fp32",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--no-tune",
+            "--log-level",
+            "warning",
+        ],
+        cwd=root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 300
         while True:
@@ -155,8 +240,12 @@ def test_serve_takes_the_users_model(user_pkg, photos):
             except httpx.HTTPError:
                 pass
             time.sleep(0.2)
-        r = httpx.post(f"http://127.0.0.1:{port}/v1/classify?topk=2", content=photos[0].read_bytes(),
-                       headers={"content-type": "image/jpeg"}, timeout=60)
+        r = httpx.post(
+            f"http://127.0.0.1:{port}/v1/classify?topk=2",
+            content=photos[0].read_bytes(),
+            headers={"content-type": "image/jpeg"},
+            timeout=60,
+        )
         assert r.status_code == 200, r.text
         top = r.json()["results"][0]["top"]
         assert len(top) == 2 and all(t["label"] in CLASSES for t in top)
@@ -165,16 +254,21 @@ def test_serve_takes_the_users_model(user_pkg, photos):
         proc.wait(timeout=60)
 
 
-@pytest.mark.parametrize("extra,words", [
-    (["--model", "nosuchpkg.net:build"], "cannot import module 'nosuchpkg.net'"),
-    (["--model", "mypkg.net:not_a_model"], "is a int, not an nn.Module or a callable returning one"),
-    (["--model", "mypkg.net:missing"], "has no attribute 'missing'"),
-    (["--model", "mypkg.net:build", "--weights", "{root}/wrong.pth"], "does not fit TinyNet"),
-    (["--model", "mypkg.net:build", "--mean", "0.5,0.5"], "--mean needs 1 or 3 values"),
-    (["--model", "mypkg.net:build", "--categories", "{root}/three.txt"], "3 categories given for mypkg.net:build, "
-                                                                          "which has 10 outputs"),
-    (["--model", "mypkg.net:build", "--preset", "{root}/nope.json"], "preset file"),
-])
+@pytest.mark.parametrize(
+    "extra,words",
+    [
+        (["--model", "nosuchpkg.net:build"], "cannot import module 'nosuchpkg.net'"),
+        (["--model", "mypkg.net:not_a_model"], "is a int, not an nn.Module or a callable returning one"),
+        (["--model", "mypkg.net:missing"], "has no attribute 'missing'"),
+        (["--model", "mypkg.net:build", "--weights", "{root}/wrong.pth"], "does not fit TinyNet"),
+        (["--model", "mypkg.net:build", "--mean", "0.5,0.5"], "--mean needs 1 or 3 values"),
+        (
+            ["--model", "mypkg.net:build", "--categories", "{root}/three.txt"],
+            "3 categories given for mypkg.net:build, which has 10 outputs",
+        ),
+        (["--model", "mypkg.net:build", "--preset", "{root}/nope.json"], "preset file"),
+    ],
+)
 def test_bad_specs_get_one_clear_line(user_pkg, photos, extra, words):
     root = user_pkg[0]
     torch.save({"conv.weight": torch.zeros(1)}, root / "wrong.pth")
@@ -199,10 +293,35 @@ def test_bench_takes_the_users_model(user_pkg, tmp_path, photos):
         w = csv.writer(f)
         w.writerow(["file", "class_index"])
         w.writerows([str(p), i % 10] for i, p in enumerate(photos[40:52]))
-    proc = cli(user_pkg, "bench", "--model", "mypkg.net:build", "--weights", str(root / "tiny.pth"),
-               "--preset", str(root / "preset.json"), "--labels", str(labelled), "--quick", "--backends", "eager,onnxruntime",
-               "--precisions", "fp32", "--peers", "none", "--batch-sizes", "2", "--budget", "0.5",
-               "--alone-budget", "0.4", "--threads", "1", "--output", str(out))
+    proc = cli(
+        user_pkg,
+        "bench",
+        "--model",
+        "mypkg.net:build",
+        "--weights",
+        str(root / "tiny.pth"),
+        "--preset",
+        str(root / "preset.json"),
+        "--labels",
+        str(labelled),
+        "--quick",
+        "--backends",
+        "eager,onnxruntime",
+        "--precisions",
+        "fp32",
+        "--peers",
+        "none",
+        "--batch-sizes",
+        "2",
+        "--budget",
+        "0.5",
+        "--alone-budget",
+        "0.4",
+        "--threads",
+        "1",
+        "--output",
+        str(out),
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     doc = json.loads(out.read_text())
     assert doc["model"] == "mypkg.net:build" and doc["weights"] == str(root / "tiny.pth")
@@ -227,8 +346,9 @@ def test_optimize_takes_an_import_path(user_pkg):
 
     sys.path.insert(0, str(user_pkg[0]))
     try:
-        runner, plan = ipex_resnet.optimize("mypkg.net:build", backend="eager", precision="fp32",
-                                            example=np.zeros((1, 3, 64, 64), np.float32))
+        runner, plan = ipex_resnet.optimize(
+            "mypkg.net:build", backend="eager", precision="fp32", example=np.zeros((1, 3, 64, 64), np.float32)
+        )
     finally:
         sys.path.remove(str(user_pkg[0]))
     assert np.asarray(runner(np.zeros((2, 3, 64, 64), np.float32))).shape == (2, 10)
@@ -238,11 +358,28 @@ def test_optimize_takes_an_import_path(user_pkg):
 
 @pytest.mark.slow
 def test_classify_with_ray_takes_the_users_model(user_pkg, photos, tmp_path):
-    pytest.importorskip("ray", reason="Ray is not installed on this stack (pip install 'ipex_resnet[ray]'); "
-                                      "the IPEX stack has no Ray")
+    pytest.importorskip(
+        "ray", reason="Ray is not installed on this stack (pip install 'ipex_resnet[ray]'); the IPEX stack has no Ray"
+    )
     out = tmp_path / "ray.jsonl"
-    proc = cli(user_pkg, "classify", str(photos[0]), str(photos[1]), *spec(user_pkg), "--backend", "eager",
-               "--precision", "fp32", "--ray", "--actors", "1", "--jsonl", str(out), "--topk", "2")
+    proc = cli(
+        user_pkg,
+        "classify",
+        str(photos[0]),
+        str(photos[1]),
+        *spec(user_pkg),
+        "--backend",
+        "eager",
+        "--precision",
+        "fp32",
+        "--ray",
+        "--actors",
+        "1",
+        "--jsonl",
+        str(out),
+        "--topk",
+        "2",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 2 and all(t["label"] in CLASSES for r in rows for t in r["top"])
@@ -263,8 +400,11 @@ def test_first_classify_answers_on_eager_and_measures_in_the_background(user_pkg
     first = subprocess.run(args, capture_output=True, text=True, timeout=300, env=env, cwd=root)
     assert first.returncode == 0, first.stderr[-2000:]
     assert json.loads(first.stdout)["backend"] == "eager"
-    m = re.search(r"this call runs on eager \(the FP32 reference, nothing to compile\); a background process "
-                  r"\(pid (\d+)\) measures them \(log: (.+?)\); the next call uses the fastest", first.stderr)
+    m = re.search(
+        r"this call runs on eager \(the FP32 reference, nothing to compile\); a background process "
+        r"\(pid (\d+)\) measures them \(log: (.+?)\); the next call uses the fastest",
+        first.stderr,
+    )
     assert m, first.stderr[-2000:]
     try:
         psutil.Process(int(m[1])).wait(600)

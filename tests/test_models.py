@@ -31,7 +31,9 @@ def test_weights_names_resolve_through_torchvision():
 
     assert _weights_enum("resnet50", "DEFAULT") is torchvision.models.ResNet50_Weights.IMAGENET1K_V2
     assert _weights_enum("resnet50", "IMAGENET1K_V1") is torchvision.models.ResNet50_Weights.IMAGENET1K_V1
-    assert _weights_enum("resnet18", "ResNet18_Weights.IMAGENET1K_V1") is torchvision.models.ResNet18_Weights.IMAGENET1K_V1
+    assert (
+        _weights_enum("resnet18", "ResNet18_Weights.IMAGENET1K_V1") is torchvision.models.ResNet18_Weights.IMAGENET1K_V1
+    )
     with pytest.raises(ConfigError, match="IMAGENET1K_V9.*IMAGENET1K_V1"):
         _weights_enum("resnet18", "IMAGENET1K_V9")
     with pytest.raises(ConfigError, match="not weights of resnet18"):

@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import pytest
-
-from ipex_resnet.hardware.cpu import merge, parse_cpuinfo, parse_lscpu
-from ipex_resnet.errors import BackendUnavailable, ConfigError
-from ipex_resnet.core.policy import make_plan
-
 from conftest import FIXTURES
+
+from ipex_resnet.core.policy import make_plan
+from ipex_resnet.errors import BackendUnavailable, ConfigError
+from ipex_resnet.hardware.cpu import merge, parse_cpuinfo, parse_lscpu
 
 ALL = {"ipex": (True, "IPEX 2.8.0 matches torch 2.8.0"), "inductor": (True, "Inductor"), "eager": (True, "eager")}
 NO_IPEX = {**ALL, "ipex": (False, "IPEX is not installed; for it: pip install intel-extension-for-pytorch==2.8.0")}
 
 
 def cpu(name: str):
-    return merge(parse_cpuinfo((FIXTURES / "cpus" / f"{name}.cpuinfo").read_text()),
-                 parse_lscpu((FIXTURES / "cpus" / f"{name}.lscpu").read_text()))
+    return merge(
+        parse_cpuinfo((FIXTURES / "cpus" / f"{name}.cpuinfo").read_text()),
+        parse_lscpu((FIXTURES / "cpus" / f"{name}.lscpu").read_text()),
+    )
 
 
 # fixture: (auto precision, words the reason must contain)
@@ -71,8 +72,10 @@ def test_explicit_bf16_with_native_keeps_prepack():
 def test_env_override_and_argument_precedence():
     spr = cpu("sapphire_rapids")
     assert make_plan(spr, availability=ALL, env={"IPEX_RESNET_PRECISION": "fp32"}).precision == "fp32"
-    assert "env IPEX_RESNET_PRECISION" in make_plan(spr, availability=ALL,
-                                                    env={"IPEX_RESNET_PRECISION": "FP32"}).reasons["precision"]
+    assert (
+        "env IPEX_RESNET_PRECISION"
+        in make_plan(spr, availability=ALL, env={"IPEX_RESNET_PRECISION": "FP32"}).reasons["precision"]
+    )
     # an explicit argument beats the env
     assert make_plan(spr, precision="bf16", availability=ALL, env={"IPEX_RESNET_PRECISION": "fp32"}).precision == "bf16"
     assert make_plan(spr, availability=ALL, env={"IPEX_RESNET_BACKEND": "eager"}).backend == "eager"

@@ -142,7 +142,7 @@ def test_modes_convert_to_rgb(mode, photos):
     with Image.open(photos[5]) as img:
         rgb = img.convert("RGB").resize((64, 48))
     if mode == "I;16":
-        arr = (np.asarray(rgb.convert("L"), dtype=np.uint16) * 257)
+        arr = np.asarray(rgb.convert("L"), dtype=np.uint16) * 257
         img = Image.fromarray(arr)
         assert img.mode == "I;16"
         out = open_image(img)
@@ -182,14 +182,17 @@ def jpeg_bytes(path) -> bytes:
     return path.read_bytes()
 
 
-@pytest.mark.parametrize("case,problem", [
-    ("missing", "no such file"),
-    ("empty", "empty (zero bytes)"),
-    ("text", "not an image"),
-    ("truncated", "truncated"),
-    ("bomb", "exceeds"),
-    ("directory", "is a directory"),
-])
+@pytest.mark.parametrize(
+    "case,problem",
+    [
+        ("missing", "no such file"),
+        ("empty", "empty (zero bytes)"),
+        ("text", "not an image"),
+        ("truncated", "truncated"),
+        ("bomb", "exceeds"),
+        ("directory", "is a directory"),
+    ],
+)
 @pytest.mark.parametrize("mode", ["fast", "exact"])
 def test_bad_inputs_one_clear_error(case, problem, mode, tmp_path, photos):
     pre = Preprocessor.from_preset(PRESET, mode=mode)
@@ -208,6 +211,7 @@ def test_bad_inputs_one_clear_error(case, problem, mode, tmp_path, photos):
         data = bytearray(buf.getvalue())
         data[16:24] = (100000).to_bytes(4, "big") * 2
         import zlib
+
         data[29:33] = zlib.crc32(bytes(data[12:29])).to_bytes(4, "big")
         target.write_bytes(bytes(data))
     elif case == "directory":

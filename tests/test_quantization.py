@@ -9,12 +9,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import random_weights_gate, require_int8
+from int8_loaders import load
 
 from ipex_resnet.errors import ConfigError
 from ipex_resnet.quantization import ENGINES, accuracy, calibration, engine_module
-
-from conftest import random_weights_gate, require_int8
-from int8_loaders import load
 
 CALIBRATION_IMAGES = 32
 HELD_OUT_IMAGES = 48
@@ -69,8 +68,9 @@ def quantized(fp32_module, data, tmp_path_factory):
     def get(engine: str, bf16: bool = False):
         if (engine, bf16) not in done:
             out = tmp_path_factory.mktemp(f"int8-{engine}{'-bf16' if bf16 else ''}")
-            info = engine_module(engine).quantize(fp32_module, data[0], out, threads=torch.get_num_threads(),
-                                                  example=data[1][:1], bf16=bf16)
+            info = engine_module(engine).quantize(
+                fp32_module, data[0], out, threads=torch.get_num_threads(), example=data[1][:1], bf16=bf16
+            )
             done[engine, bf16] = info, load(engine, out), out
         return done[engine, bf16]
 
@@ -82,8 +82,12 @@ def quantized(fp32_module, data, tmp_path_factory):
 def test_int8_agrees_with_fp32_on_held_out_photos(engine, quantized, data, reference):
     require(engine)
     info, run, out = quantized(engine)
-    expected = {"inductor": {"model.pt2"}, "ipex": {"model.pt"}, "openvino": {"model.xml", "model.bin"},
-                "onnxruntime": {"model.onnx"}}[engine]
+    expected = {
+        "inductor": {"model.pt2"},
+        "ipex": {"model.pt"},
+        "openvino": {"model.xml", "model.bin"},
+        "onnxruntime": {"model.onnx"},
+    }[engine]
     assert {p.name for p in out.iterdir()} == expected
     assert info["calibration_images"] == CALIBRATION_IMAGES and info["scheme"] and info["tool"]
     logits = run(data[1])
@@ -131,13 +135,15 @@ def test_quantize_without_calibration_is_a_clear_error(fp32_module, tmp_path):
         if not engine_module(engine).status()[0]:
             continue
         with pytest.raises(ConfigError, match="calibration"):
-            engine_module(engine).quantize(fp32_module, [], tmp_path, threads=1,
-                                           example=np.zeros((1, 3, 224, 224), np.float32))
+            engine_module(engine).quantize(
+                fp32_module, [], tmp_path, threads=1, example=np.zeros((1, 3, 224, 224), np.float32)
+            )
     with pytest.raises(ConfigError, match="no INT8 quantization for engine 'eager'"):
         engine_module("eager")
 
 
 # -- the agreement metrics, by hand ---------------------------------------------------------------
+
 
 def test_agreement_metrics_by_hand():
     ref = np.array([[9, 8, 7, 6, 5, 0, 0], [0, 1, 2, 3, 4, 5, 6]], np.float32)

@@ -8,8 +8,9 @@ import sys
 
 import pytest
 
-ray = pytest.importorskip("ray", reason="Ray is not installed on this stack (pip install 'ipex_resnet[ray]'); "
-                                        "the IPEX stack has no Ray")
+ray = pytest.importorskip(
+    "ray", reason="Ray is not installed on this stack (pip install 'ipex_resnet[ray]'); the IPEX stack has no Ray"
+)
 pytest.importorskip("ray.data", reason="ray[data] is not installed")
 
 pytestmark = pytest.mark.slow
@@ -26,10 +27,15 @@ def inputs(photos, tmp_path_factory):
 def single_process(checkpoint, inputs) -> list[dict]:
     import ipex_resnet
     from ipex_resnet.apps import bulk
+
     clf = ipex_resnet.load("resnet18", weights=str(checkpoint), backend="eager", precision="fp32", threads=1)
     out = []
-    bulk.run(clf, inputs, lambda n, top, err: out.append({"input": n, "top": top} if err is None
-                                                          else {"input": n, "error": err}), progress=False)
+    bulk.run(
+        clf,
+        inputs,
+        lambda n, top, err: out.append({"input": n, "top": top} if err is None else {"input": n, "error": err}),
+        progress=False,
+    )
     return out
 
 
@@ -50,11 +56,13 @@ def test_ray_data_actor_pool_matches_single_process(inputs, checkpoint):
     expected = single_process(checkpoint, inputs)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        ds = classify_dataset(inputs, actors=2, cpus_per_actor=1, batch_size=4, weights=str(checkpoint),
-                              backend="eager", precision="fp32")
+        ds = classify_dataset(
+            inputs, actors=2, cpus_per_actor=1, batch_size=4, weights=str(checkpoint), backend="eager", precision="fp32"
+        )
         rows = ds.take_all()
-        threads = ray.get([ray.remote(num_cpus=1)(lambda: __import__("ipex_resnet.apps.ray").apps.ray.assigned_cpus(99))
-                           .remote()])
+        threads = ray.get(
+            [ray.remote(num_cpus=1)(lambda: __import__("ipex_resnet.apps.ray").apps.ray.assigned_cpus(99)).remote()]
+        )
     finally:
         ray.shutdown()
     got = [row_to_record(r) for r in rows]
@@ -66,12 +74,35 @@ def test_ray_data_actor_pool_matches_single_process(inputs, checkpoint):
 def test_cli_ray_jsonl_matches_cli_single_process(inputs, checkpoint, tmp_path):
     model = ["--weights", str(checkpoint), "--backend", "eager", "--precision", "fp32"]
     ref, out = tmp_path / "ref.jsonl", tmp_path / "ray.jsonl"
-    p1 = subprocess.run([sys.executable, "-m", "ipex_resnet", "classify", *inputs, "--jsonl", str(ref), *model,
-                         "--threads", "1"], capture_output=True, text=True, timeout=300)
+    p1 = subprocess.run(
+        [sys.executable, "-m", "ipex_resnet", "classify", *inputs, "--jsonl", str(ref), *model, "--threads", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert p1.returncode == 1, p1.stderr
-    p2 = subprocess.run([sys.executable, "-m", "ipex_resnet", "classify", *inputs, "--jsonl", str(out), *model,
-                         "--ray", "--actors", "2", "--cpus-per-actor", "1", "--batch-size", "4"],
-                        capture_output=True, text=True, timeout=600)
+    p2 = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ipex_resnet",
+            "classify",
+            *inputs,
+            "--jsonl",
+            str(out),
+            *model,
+            "--ray",
+            "--actors",
+            "2",
+            "--cpus-per-actor",
+            "1",
+            "--batch-size",
+            "4",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert p2.returncode == 1, p2.stderr[-3000:]
     assert "10 classified, 1 failed (Ray, 2 actors x 1 CPU)" in p2.stderr
     a = [json.loads(x) for x in ref.read_text().splitlines()]
@@ -80,8 +111,26 @@ def test_cli_ray_jsonl_matches_cli_single_process(inputs, checkpoint, tmp_path):
     assert "Traceback" not in p2.stderr
 
     pq = tmp_path / "parquet"
-    p3 = subprocess.run([sys.executable, "-m", "ipex_resnet", "classify", *inputs, "--parquet", str(pq), *model,
-                         "--ray", "--actors", "1", "--batch-size", "8"], capture_output=True, text=True, timeout=600)
+    p3 = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ipex_resnet",
+            "classify",
+            *inputs,
+            "--parquet",
+            str(pq),
+            *model,
+            "--ray",
+            "--actors",
+            "1",
+            "--batch-size",
+            "8",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert p3.returncode == 1, p3.stderr[-3000:]
     assert "10 classified, 1 failed (Ray, 1 actors x 1 CPU)" in p3.stderr
     import pyarrow.parquet

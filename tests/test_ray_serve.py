@@ -20,9 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from conftest import sample_photos  # noqa: E402
-from serve_helpers import free_port, require_service  # noqa: E402
+from conftest import sample_photos
+from serve_helpers import free_port, require_service
 
 require_service()
 pytest.importorskip("ray.serve", reason="Ray is not installed on this stack (pip install 'ipex_resnet[ray]')")
@@ -53,8 +52,14 @@ def ray_processes(session_dir: str | None = None) -> list[psutil.Process]:
             name = p.info["name"] or ""
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
-        if ("raylet" in name or "gcs_server" in name or cmd.startswith("ray::") or "ray/_private/workers" in cmd
-                or "ray/dashboard" in cmd or "raylet" in cmd) and (session_dir is None or session_dir in cmd):
+        if (
+            "raylet" in name
+            or "gcs_server" in name
+            or cmd.startswith("ray::")
+            or "ray/_private/workers" in cmd
+            or "ray/dashboard" in cmd
+            or "raylet" in cmd
+        ) and (session_dir is None or session_dir in cmd):
             out.append(p)
     return out
 
@@ -75,10 +80,27 @@ def cluster():
     """A head (1 CPU) and a second node (1 CPU) on this machine; ``ray stop`` after, checked."""
     temp = tempfile.mkdtemp(prefix="rt")  # short: Ray's socket paths must stay under 108 bytes
     # token authentication, as Ray's docs advise for a cluster: every node and the driver share the token
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+    env = {
+        **os.environ,
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN": secrets.token_hex(32),
+    }
     port = free_port()
-    head = ray_cli("start", "--head", "--num-cpus", "1", "--port", str(port), "--include-dashboard", "false",
-                   "--temp-dir", temp, "--disable-usage-stats", env=env)
+    head = ray_cli(
+        "start",
+        "--head",
+        "--num-cpus",
+        "1",
+        "--port",
+        str(port),
+        "--include-dashboard",
+        "false",
+        "--temp-dir",
+        temp,
+        "--disable-usage-stats",
+        env=env,
+    )
     assert head.returncode == 0, head.stdout[-2000:] + head.stderr[-2000:]
     try:
         second = ray_cli("start", "--address", f"127.0.0.1:{port}", "--num-cpus", "1", env=env)
@@ -97,9 +119,13 @@ def cluster():
 def start_serving(args: list[str], env: dict, log: Path) -> tuple[subprocess.Popen, int]:
     port = free_port()
     with open(log, "w") as f:
-        proc = subprocess.Popen([str(BIN / "ipex-resnet"), "serve", *args, *MODEL, "--port", str(port), "--no-tune",
-                                 "--max-batch", "4"], env=env, stdout=f, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            [str(BIN / "ipex-resnet"), "serve", *args, *MODEL, "--port", str(port), "--no-tune", "--max-batch", "4"],
+            env=env,
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     deadline = time.monotonic() + 600
     try:
         while "ready: Ray Serve" not in log.read_text():
@@ -129,7 +155,9 @@ def local_answers():
     from ipex_resnet.serve import ServeConfig, ServerThread, create_app
 
     def loader():
-        return ipex_resnet.load("mobilenet_v3_small", weights="none", backend="onnxruntime", precision="fp32", threads=1)
+        return ipex_resnet.load(
+            "mobilenet_v3_small", weights="none", backend="onnxruntime", precision="fp32", threads=1
+        )
 
     with ServerThread(create_app(loader, ServeConfig(max_batch=4))) as srv:
         srv.wait_ready()
@@ -180,9 +208,20 @@ def wait_replaced(url: str, victim: psutil.Process) -> None:
         assert time.monotonic() < deadline, "the killed replica was not replaced"
         time.sleep(1)
     deadline = time.monotonic() + 240
-    while httpx.get(url + "/readyz", timeout=30).status_code != 200 or len(
-            [r for r in (httpx.post(url + "/v1/classify", content=photo, headers={"content-type": "image/jpeg"},
-                                    timeout=60) for _ in range(4)) if r.status_code == 200]) < 4:
+    while (
+        httpx.get(url + "/readyz", timeout=30).status_code != 200
+        or len(
+            [
+                r
+                for r in (
+                    httpx.post(url + "/v1/classify", content=photo, headers={"content-type": "image/jpeg"}, timeout=60)
+                    for _ in range(4)
+                )
+                if r.status_code == 200
+            ]
+        )
+        < 4
+    ):
         assert time.monotonic() < deadline, "not serving again after the replacement"
         time.sleep(1)
 
@@ -190,13 +229,21 @@ def wait_replaced(url: str, victim: psutil.Process) -> None:
 def test_two_replicas_on_two_nodes_answer_as_the_local_service_and_survive_a_kill(cluster, local_answers, tmp_path):
     env = cluster["env"]
     # more CPUs than the cluster has: one clear line, nothing deployed
-    too_many = subprocess.run([str(BIN / "ipex-resnet"), "serve", "--ray", cluster["address"], "--replicas", "3",
-                               *MODEL, "--no-tune"], env=env, capture_output=True, text=True, timeout=300)
+    too_many = subprocess.run(
+        [str(BIN / "ipex-resnet"), "serve", "--ray", cluster["address"], "--replicas", "3", *MODEL, "--no-tune"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert too_many.returncode == 2 and "need 3 CPUs; the Ray cluster has 2" in too_many.stderr, too_many.stderr[-2000:]
     assert "Traceback" not in too_many.stderr and not replicas()
 
-    proc, port = start_serving(["--ray", cluster["address"], "--replicas", "2", "--replica-cpus", "1",
-                                "--ray-proxy", "HeadOnly"], env, tmp_path / "serve.log")
+    proc, port = start_serving(
+        ["--ray", cluster["address"], "--replicas", "2", "--replica-cpus", "1", "--ray-proxy", "HeadOnly"],
+        env,
+        tmp_path / "serve.log",
+    )
     try:
         reps = replicas()
         assert len(reps) == 2
@@ -208,13 +255,16 @@ def test_two_replicas_on_two_nodes_answer_as_the_local_service_and_survive_a_kil
         files = [("file", (p.name, p.read_bytes(), "image/jpeg")) for p in PHOTOS]
         for _ in range(4):  # whichever replica answers
             v1 = httpx.post(url + "/v1/classify?topk=3", files=files, timeout=60).json()
-            assert [[t["index"] for t in r["top"]] for r in v1["results"]] == \
-                   [[t["index"] for t in r["top"]] for r in v1_local["results"]]
+            assert [[t["index"] for t in r["top"]] for r in v1["results"]] == [
+                [t["index"] for t in r["top"]] for r in v1_local["results"]
+            ]
             oip = oip_infer(f"127.0.0.1:{port}")
             assert oip["indices"] == oip_local["indices"]
             assert np.allclose(oip["scores"], oip_local["scores"], atol=1e-4)
         # bad input: the app's own typed error through Ray's proxy
-        bad = httpx.post(url + "/v1/classify", content=b"not an image", headers={"content-type": "image/jpeg"}, timeout=60)
+        bad = httpx.post(
+            url + "/v1/classify", content=b"not an image", headers={"content-type": "image/jpeg"}, timeout=60
+        )
         assert bad.status_code == 400 and bad.json()["error"]["code"], bad.text
 
         # a replica killed while requests are in flight: each request answers 200 or a clear error
@@ -233,23 +283,32 @@ def test_two_replicas_on_two_nodes_answer_as_the_local_service_and_survive_a_kil
     while replicas():  # the app is deleted with the command
         assert time.monotonic() < deadline, "replicas left after the command stopped"
         time.sleep(0.5)
-    print(json.dumps({"requests": len(outcomes), "failed": len(failed), "failures": sorted({f"{s} {t}" for s, t in failed})}))
+    print(
+        json.dumps(
+            {"requests": len(outcomes), "failed": len(failed), "failures": sorted({f"{s} {t}" for s, t in failed})}
+        )
+    )
 
 
 def test_bad_options_fail_before_ray_starts():
     before = {p.pid for p in ray_processes()}
-    r = subprocess.run([str(BIN / "ipex-resnet"), "serve", "--replicas", "2", *MODEL], capture_output=True, text=True,
-                       timeout=120)  # a Ray Serve option without --ray: refused, not ignored
+    r = subprocess.run(
+        [str(BIN / "ipex-resnet"), "serve", "--replicas", "2", *MODEL], capture_output=True, text=True, timeout=120
+    )  # a Ray Serve option without --ray: refused, not ignored
     assert r.returncode == 2 and "--replicas applies to Ray Serve: add --ray" in r.stderr, r.stderr[-2000:]
-    r = subprocess.run([str(BIN / "ipex-resnet"), "serve", "--ray", "127.0.0.1:1", *MODEL], capture_output=True,
-                       text=True, timeout=300)  # nothing listens there
+    r = subprocess.run(
+        [str(BIN / "ipex-resnet"), "serve", "--ray", "127.0.0.1:1", *MODEL], capture_output=True, text=True, timeout=300
+    )  # nothing listens there
     assert r.returncode == 2 and "error: cannot join Ray at 127.0.0.1:1: " in r.stderr, r.stderr[-2000:]
     assert "Traceback" not in r.stderr
-    for args, message in ((["--replicas", "0"], "--replicas must be a whole number of at least 1"),
-                          (["--min-replicas", "1"], "autoscaling needs both --min-replicas and --max-replicas"),
-                          (["--target-ongoing-requests", "2"], "applies to autoscaling")):
-        r = subprocess.run([str(BIN / "ipex-resnet"), "serve", "--ray", *args, *MODEL], capture_output=True,
-                           text=True, timeout=120)
+    for args, message in (
+        (["--replicas", "0"], "--replicas must be a whole number of at least 1"),
+        (["--min-replicas", "1"], "autoscaling needs both --min-replicas and --max-replicas"),
+        (["--target-ongoing-requests", "2"], "applies to autoscaling"),
+    ):
+        r = subprocess.run(
+            [str(BIN / "ipex-resnet"), "serve", "--ray", *args, *MODEL], capture_output=True, text=True, timeout=120
+        )
         assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]
     assert {p.pid for p in ray_processes()} <= before  # no Ray started
 
@@ -257,9 +316,27 @@ def test_bad_options_fail_before_ray_starts():
 def test_ray_config_is_a_serve_deploy_config():
     import yaml
 
-    r = subprocess.run([str(BIN / "ipex-resnet"), "serve", "--ray-config", *MODEL, "--min-replicas", "1",
-                        "--max-replicas", "3", "--replica-cpus", "2", "--host", "0.0.0.0", "--max-batch", "8"],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [
+            str(BIN / "ipex-resnet"),
+            "serve",
+            "--ray-config",
+            *MODEL,
+            "--min-replicas",
+            "1",
+            "--max-replicas",
+            "3",
+            "--replica-cpus",
+            "2",
+            "--host",
+            "0.0.0.0",
+            "--max-batch",
+            "8",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     doc = yaml.safe_load(r.stdout)
     app = doc["applications"][0]
@@ -278,8 +355,12 @@ def test_local_ray_serves_and_leaves_no_ray_process(tmp_path):
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     proc, port = start_serving(["--ray", "--replicas", "1"], env, tmp_path / "serve.log")
     try:
-        r = httpx.post(f"http://127.0.0.1:{port}/v1/classify", content=PHOTOS[0].read_bytes(),
-                       headers={"content-type": "image/jpeg"}, timeout=60)
+        r = httpx.post(
+            f"http://127.0.0.1:{port}/v1/classify",
+            content=PHOTOS[0].read_bytes(),
+            headers={"content-type": "image/jpeg"},
+            timeout=60,
+        )
         assert r.status_code == 200 and r.json()["backend"] == "onnxruntime"
     finally:
         code = stop_serving(proc)

@@ -11,25 +11,35 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import FIXTURES, REPO
 
-from ipex_resnet.benchmarking import coldstart, gate as G, machine, matrix as M, options as O
-from ipex_resnet.benchmarking import peers as P, report as Rep, timing as T
+from ipex_resnet.benchmarking import coldstart, machine
+from ipex_resnet.benchmarking import gate as G
+from ipex_resnet.benchmarking import matrix as M
+from ipex_resnet.benchmarking import options as O
+from ipex_resnet.benchmarking import peers as P
+from ipex_resnet.benchmarking import report as Rep
+from ipex_resnet.benchmarking import timing as T
 from ipex_resnet.benchmarking.memory import ChildPeakRSS, PeakRSS
 from ipex_resnet.cli import main as cli_main
-from ipex_resnet.hardware.cpu import merge, parse_cpuinfo, parse_lscpu
 from ipex_resnet.errors import ConfigError
-
-from conftest import FIXTURES, REPO
+from ipex_resnet.hardware.cpu import merge, parse_cpuinfo, parse_lscpu
 
 pytestmark = pytest.mark.any_stack
 
-ALL = {"ipex": (True, "IPEX ok"), "inductor": (True, "Inductor"), "openvino": (True, "ov"),
-       "onnxruntime": (True, "ort"), "eager": (True, "eager")}
+ALL = {
+    "ipex": (True, "IPEX ok"),
+    "inductor": (True, "Inductor"),
+    "openvino": (True, "ov"),
+    "onnxruntime": (True, "ort"),
+    "eager": (True, "eager"),
+}
 NO_IPEX = {**ALL, "ipex": (False, "IPEX is not installed; for it: pip install intel-extension-for-pytorch==2.8.0")}
-PEERS_OK = {name: (True, "ok") for name in P.REGISTRY}
-PEERS_NONE = {name: (False, f"{name.split('/')[0]} is not installed; pip install {name.split('/')[0]}")
-              for name in P.REGISTRY}
-NO_INT8 = {n: "not installed in this build" for n in ALL}
+PEERS_OK = dict.fromkeys(P.REGISTRY, (True, "ok"))
+PEERS_NONE = {
+    name: (False, f"{name.split('/')[0]} is not installed; pip install {name.split('/')[0]}") for name in P.REGISTRY
+}
+NO_INT8 = dict.fromkeys(ALL, "not installed in this build")
 
 
 @pytest.fixture(autouse=True)
@@ -38,8 +48,10 @@ def private_cache(tmp_path, monkeypatch):
 
 
 def cpu(name: str):
-    return merge(parse_cpuinfo((FIXTURES / "cpus" / f"{name}.cpuinfo").read_text()),
-                 parse_lscpu((FIXTURES / "cpus" / f"{name}.lscpu").read_text()))
+    return merge(
+        parse_cpuinfo((FIXTURES / "cpus" / f"{name}.cpuinfo").read_text()),
+        parse_lscpu((FIXTURES / "cpus" / f"{name}.lscpu").read_text()),
+    )
 
 
 def names(paths):
@@ -48,11 +60,23 @@ def names(paths):
 
 # --- the matrix -------------------------------------------------------------------------------
 
+
 def test_matrix_native_bf16_cpu_runs_every_engine_at_its_precisions_plus_peers():
     paths, skipped = M.matrix(cpu("sapphire_rapids"), availability=ALL, peer_availability=PEERS_OK, int8=NO_INT8)
-    assert names(paths) == ["ipex/fp32", "ipex/bf16", "inductor/fp32", "inductor/bf16", "openvino/fp32",
-                            "openvino/bf16", "onnxruntime/fp32", "eager/fp32", "eager/bf16",
-                            "onnxruntime/fp32 (peer)", "openvino/fp32 (peer)", "openvino/bf16 (peer)"]
+    assert names(paths) == [
+        "ipex/fp32",
+        "ipex/bf16",
+        "inductor/fp32",
+        "inductor/bf16",
+        "openvino/fp32",
+        "openvino/bf16",
+        "onnxruntime/fp32",
+        "eager/fp32",
+        "eager/bf16",
+        "onnxruntime/fp32 (peer)",
+        "openvino/fp32 (peer)",
+        "openvino/bf16 (peer)",
+    ]
     assert skipped == {}  # int8 is not asked for and no int8 flow is installed: not in the matrix at all
     assert [p.kind for p in paths].count("peer") == 3
 
@@ -62,8 +86,9 @@ def test_matrix_int8_when_its_flow_exists_or_is_asked_for():
     paths, skipped = M.matrix(cpu("sapphire_rapids"), availability=ALL, peer_availability=PEERS_OK, int8=ready)
     assert "inductor/int8" in names(paths) and "openvino/int8 (peer)" in names(paths)
     assert "not installed" in skipped["ipex/int8"] and "eager/int8" not in skipped  # eager has no int8
-    paths, skipped = M.matrix(cpu("sapphire_rapids"), precisions=["int8"], availability=ALL,
-                              peer_availability=PEERS_NONE, int8=NO_INT8)
+    paths, skipped = M.matrix(
+        cpu("sapphire_rapids"), precisions=["int8"], availability=ALL, peer_availability=PEERS_NONE, int8=NO_INT8
+    )
     assert names(paths) == ["eager/fp32"]  # only the reference
     assert "not installed" in skipped["inductor/int8"] and "pip install" in skipped["onnxruntime/int8 (peer)"]
 
@@ -72,8 +97,9 @@ def test_matrix_skips_emulated_bf16_unless_asked():
     paths, skipped = M.matrix(cpu("skylake_sp"), availability=ALL, peer_availability=PEERS_OK, int8=NO_INT8)
     assert "ipex/bf16" not in names(paths) and "emulated" in skipped["ipex/bf16"]
     assert "openvino/bf16 (peer)" in skipped and "openvino/bf16" not in names(paths)
-    paths, skipped = M.matrix(cpu("skylake_sp"), availability=ALL, peer_availability=PEERS_OK, emulated_bf16=True,
-                              int8=NO_INT8)
+    paths, skipped = M.matrix(
+        cpu("skylake_sp"), availability=ALL, peer_availability=PEERS_OK, emulated_bf16=True, int8=NO_INT8
+    )
     assert "ipex/bf16" in names(paths) and "ipex/bf16" not in skipped
     # OpenVINO runs no BF16 without native support: asked for explicitly, it says so
     _, skipped = M.matrix(cpu("skylake_sp"), ["openvino"], ["bf16"], availability=ALL, peers=[], int8=NO_INT8)
@@ -81,8 +107,14 @@ def test_matrix_skips_emulated_bf16_unless_asked():
 
 
 def test_matrix_unavailable_engines_and_peers_are_skipped_with_the_hint():
-    paths, skipped = M.matrix(cpu("sapphire_rapids"), ["ipex", "inductor"], ["fp32"], availability=NO_IPEX,
-                              peer_availability=PEERS_NONE, int8=NO_INT8)
+    paths, skipped = M.matrix(
+        cpu("sapphire_rapids"),
+        ["ipex", "inductor"],
+        ["fp32"],
+        availability=NO_IPEX,
+        peer_availability=PEERS_NONE,
+        int8=NO_INT8,
+    )
     assert "pip install intel-extension-for-pytorch" in skipped["ipex/fp32"]
     assert "pip install onnxruntime" in skipped["onnxruntime/fp32 (peer)"]
     # the eager FP32 reference is always measured: every ratio is taken against it
@@ -90,20 +122,28 @@ def test_matrix_unavailable_engines_and_peers_are_skipped_with_the_hint():
 
 
 def test_a_peer_row_is_one_registration():
-    row = P.Peer("onnxruntime", "bf16", lambda src: (lambda x: x), ("onnxruntime",), "pip install onnxruntime",
-                 "test row")
+    row = P.Peer(
+        "onnxruntime", "bf16", lambda src: lambda x: x, ("onnxruntime",), "pip install onnxruntime", "test row"
+    )
     P.register(row)
     try:
         with pytest.raises(ValueError, match="registered twice"):
             P.register(row)
-        paths, _ = M.matrix(cpu("sapphire_rapids"), ["eager"], ["fp32", "bf16"], availability=ALL,
-                            peer_availability={**PEERS_OK, row.name: (True, "ok")}, int8=NO_INT8)
+        paths, _ = M.matrix(
+            cpu("sapphire_rapids"),
+            ["eager"],
+            ["fp32", "bf16"],
+            availability=ALL,
+            peer_availability={**PEERS_OK, row.name: (True, "ok")},
+            int8=NO_INT8,
+        )
         assert "onnxruntime/bf16 (peer)" in names(paths)
     finally:
         del P.REGISTRY[row.name]
 
 
 # --- options: one declaration, two front ends -------------------------------------------------
+
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestDeprecationWarning")  # pytest's own Parser, built directly
 def test_cli_and_pytest_options_come_from_one_declaration():
@@ -121,10 +161,22 @@ def test_cli_and_pytest_options_come_from_one_declaration():
     shared = [o for o in O.OPTIONS if set(o.scopes) == {O.CLI, O.PYTEST}]
     assert {o.dest for o in shared} >= {"model", "threads", "batch_sizes", "backends", "precisions", "peers", "quick"}
     # the same values parse to the same settings from either front end
-    args = cli.parse_args(["--backends", "eager", "--precisions", "fp32", "--peers", "none", "--batch-sizes", "4",
-                           "--quick"])
-    ns = pyt.parse(["--bench-backends", "eager", "--bench-precisions", "fp32", "--bench-peers", "none",
-                    "--bench-batch-sizes", "4", "--bench-quick"])
+    args = cli.parse_args(
+        ["--backends", "eager", "--precisions", "fp32", "--peers", "none", "--batch-sizes", "4", "--quick"]
+    )
+    ns = pyt.parse(
+        [
+            "--bench-backends",
+            "eager",
+            "--bench-precisions",
+            "fp32",
+            "--bench-peers",
+            "none",
+            "--bench-batch-sizes",
+            "4",
+            "--bench-quick",
+        ]
+    )
     from_cli = O.settings(O.raw_from_cli(args))
     from_pytest = O.settings({o.dest: getattr(ns, "bench_" + o.dest) for o in O.OPTIONS if O.PYTEST in o.scopes})
     for key in ("model", "threads", "batch_sizes", "backends", "precisions", "peers", "quick"):
@@ -150,6 +202,7 @@ def test_option_parsing_errors_name_the_bad_value():
 
 
 # --- statistics and timing --------------------------------------------------------------------
+
 
 def test_quantiles_match_numpy():
     rng = np.random.default_rng(1)
@@ -187,6 +240,7 @@ class VirtualClock:
     def work(self, seconds: float):
         def f(_x=None):
             self.now += seconds
+
         return f
 
 
@@ -230,6 +284,7 @@ def test_slowdown_env_is_validated(monkeypatch):
 
 # --- memory -----------------------------------------------------------------------------------
 
+
 def test_peak_rss_sees_a_transient_allocation():
     with PeakRSS() as mem:
         block = np.ones(200 * 2**20 // 8)  # 200 MiB, touched
@@ -258,11 +313,14 @@ def test_child_peak_rss_is_that_childs_own():
 
 # --- cold start -------------------------------------------------------------------------------
 
+
 def test_time_classify_stops_the_clock_at_the_fifth_score_line(tmp_path):
     script = tmp_path / "fake_classify.py"  # prints like `ipex-resnet classify`, then lingers
-    script.write_text("import sys, time\nprint('one.jpg', flush=True)\n"
-                      "for i in range(5):\n    print(f'   {20 - i}.00%  label{i} ({i})', flush=True)\n"
-                      "time.sleep(0.6)\n")
+    script.write_text(
+        "import sys, time\nprint('one.jpg', flush=True)\n"
+        "for i in range(5):\n    print(f'   {20 - i}.00%  label{i} ({i})', flush=True)\n"
+        "time.sleep(0.6)\n"
+    )
     out = coldstart.time_classify([sys.executable, str(script)])
     assert "error" not in out and out["exit_code"] == 0
     assert out["to_first_top5_s"] < out["to_exit_s"] - 0.4
@@ -278,11 +336,16 @@ def test_cold_start_targets_by_engine_kind():
 
 # --- machine keys, the gate, the targets ------------------------------------------------------
 
+
 def test_machine_key_separates_skus_and_stacks():
     v28 = {"torch": "2.8.0+cpu", "intel_extension_for_pytorch": "2.8.0+cpu"}
     v214 = {"torch": "2.14.1", "intel_extension_for_pytorch": None}
-    keys = {machine.machine_key(cpu("sapphire_rapids"), v28, 56), machine.machine_key(cpu("ice_lake"), v28, 56),
-            machine.machine_key(cpu("sapphire_rapids"), v214, 56), machine.machine_key(cpu("sapphire_rapids"), v28, 8)}
+    keys = {
+        machine.machine_key(cpu("sapphire_rapids"), v28, 56),
+        machine.machine_key(cpu("ice_lake"), v28, 56),
+        machine.machine_key(cpu("sapphire_rapids"), v214, 56),
+        machine.machine_key(cpu("sapphire_rapids"), v28, 8),
+    }
     assert len(keys) == 4
     k = machine.machine_key(cpu("sapphire_rapids"), v28, 56)
     assert "avx512_core_amx" in k and "torch2.8.0" in k and "ipex2.8.0" in k and "/" not in k and " " not in k
@@ -296,17 +359,21 @@ def _bench(name, ratio=None, path="ipex/bf16", **mem):
 
 
 def test_gate_flags_time_ratio_and_memory_regressions_only():
-    base = [_bench("lat[ipex]", 0.40, load_delta_rss_mb=300, infer_delta_rss_mb=10),
-            _bench("lat[eager]", 1.00, path=M.REFERENCE),
-            _bench("thr[ipex]", 0.30)]
-    same = [_bench("lat[ipex]", 0.41, load_delta_rss_mb=305, infer_delta_rss_mb=20),
-            _bench("lat[eager]", 1.30, path=M.REFERENCE),  # the reference vs itself is never judged
-            _bench("thr[ipex]", 0.29), _bench("new[x]", 5.0)]
+    base = [
+        _bench("lat[ipex]", 0.40, load_delta_rss_mb=300, infer_delta_rss_mb=10),
+        _bench("lat[eager]", 1.00, path=M.REFERENCE),
+        _bench("thr[ipex]", 0.30),
+    ]
+    same = [
+        _bench("lat[ipex]", 0.41, load_delta_rss_mb=305, infer_delta_rss_mb=20),
+        _bench("lat[eager]", 1.30, path=M.REFERENCE),  # the reference vs itself is never judged
+        _bench("thr[ipex]", 0.29),
+        _bench("new[x]", 5.0),
+    ]
     res = G.gate(same, base, time_tolerance=0.06)
     assert res.ok and res.missing == ["new[x]"]
     assert len(res.checked) == 4
-    slow = [_bench("lat[ipex]", 0.40 * 1.10, load_delta_rss_mb=300, infer_delta_rss_mb=10),
-            _bench("thr[ipex]", 0.30)]
+    slow = [_bench("lat[ipex]", 0.40 * 1.10, load_delta_rss_mb=300, infer_delta_rss_mb=10), _bench("thr[ipex]", 0.30)]
     res = G.gate(slow, base, time_tolerance=0.06)
     assert not res.ok and [(f.name, f.metric) for f in res.regressions] == [("lat[ipex]", "ratio_to_ref")]
     assert "+10.0%" in res.regressions[0].describe()
@@ -323,21 +390,34 @@ def _row(kind, precision, p50, thr, alone_p50=None):
 
 
 def test_peer_ratios_and_targets_compare_at_the_same_precision():
-    doc = {"batch_sizes": [1, 32], "paths": {
-        "inductor/bf16": _row("ipex_resnet", "bf16", 10.5, 100.0, alone_p50=9.0),
-        "inductor/fp32": _row("ipex_resnet", "fp32", 20.0, 50.0),
-        "eager/fp32": _row("ipex_resnet", "fp32", 30.0, 35.0),
-        "openvino/bf16 (peer)": _row("peer", "bf16", 10.0, 110.0, alone_p50=10.0),
-        "onnxruntime/fp32 (peer)": _row("peer", "fp32", 18.0, 60.0)},
-        "cold_start": {"onnxruntime": {"to_first_top5_s": 0.9, "target_s": 1.5, "met_time": True,
-                                       "peak_rss_mb": 300.0, "target_rss_mb": 273.0, "met_rss": False}}}
+    doc = {
+        "batch_sizes": [1, 32],
+        "paths": {
+            "inductor/bf16": _row("ipex_resnet", "bf16", 10.5, 100.0, alone_p50=9.0),
+            "inductor/fp32": _row("ipex_resnet", "fp32", 20.0, 50.0),
+            "eager/fp32": _row("ipex_resnet", "fp32", 30.0, 35.0),
+            "openvino/bf16 (peer)": _row("peer", "bf16", 10.0, 110.0, alone_p50=10.0),
+            "onnxruntime/fp32 (peer)": _row("peer", "fp32", 18.0, 60.0),
+        },
+        "cold_start": {
+            "onnxruntime": {
+                "to_first_top5_s": 0.9,
+                "target_s": 1.5,
+                "met_time": True,
+                "peak_rss_mb": 300.0,
+                "target_rss_mb": 273.0,
+                "met_rss": False,
+            }
+        },
+    }
     Rep.add_ratios(doc["paths"], doc["batch_sizes"])
     ind = doc["paths"]["inductor/bf16"]["speedup"]
     assert ind["vs_best_peer_interleaved"]["latency_peer"] == "openvino/bf16 (peer)"  # not the fp32 peer
     assert ind["vs_best_peer_interleaved"]["latency_b1"] == pytest.approx(1.05)
     assert ind["vs_best_peer_alone"]["latency_b1"] == pytest.approx(0.9)
-    assert doc["paths"]["inductor/fp32"]["speedup"]["vs_best_peer_interleaved"]["throughput_b32"] == \
-        pytest.approx(50 / 60)
+    assert doc["paths"]["inductor/fp32"]["speedup"]["vs_best_peer_interleaved"]["throughput_b32"] == pytest.approx(
+        50 / 60
+    )
     found = {(t["mode"], t["name"]): t for t in Rep.targets(doc)}
     assert not found[("interleaved", "bf16 b1 latency, best path vs best peer")]["met"]
     assert found[("alone", "bf16 b1 latency, best path vs best peer")]["met"]
@@ -348,6 +428,7 @@ def test_peer_ratios_and_targets_compare_at_the_same_precision():
 
 
 # --- the CLI, for real ------------------------------------------------------------------------
+
 
 def test_bench_cli_rejects_bad_options_in_one_line(capsys):
     assert cli_main(["bench", "--backends", "eager,tvm"]) == 2
@@ -363,9 +444,29 @@ def test_bench_cli_rejects_bad_options_in_one_line(capsys):
 def test_bench_cli_writes_a_complete_report(tmp_path):
     want_peer = P.REGISTRY["onnxruntime/fp32"].status()[0]
     out = tmp_path / "report.json"
-    cmd = [sys.executable, "-m", "ipex_resnet.cli", "bench", "--quick", "--backends", "eager", "--precisions", "fp32",
-           "--peers", "onnxruntime" if want_peer else "none", "--batch-sizes", "2", "--budget", "0.5",
-           "--alone-budget", "0.4", "--threads", "1", "--output", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "ipex_resnet.cli",
+        "bench",
+        "--quick",
+        "--backends",
+        "eager",
+        "--precisions",
+        "fp32",
+        "--peers",
+        "onnxruntime" if want_peer else "none",
+        "--batch-sizes",
+        "2",
+        "--budget",
+        "0.5",
+        "--alone-budget",
+        "0.4",
+        "--threads",
+        "1",
+        "--output",
+        str(out),
+    ]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     doc = json.loads(out.read_text())
@@ -403,16 +504,39 @@ def test_input_pipeline_targets_ratios_and_the_decode_floor_bound():
     model-only; and the lines the report prints."""
     from ipex_resnet.benchmarking import pipeline as Pipe
 
-    doc = {"batch_sizes": [1, 32], "cold_start": {}, "skipped": {},
-           "paths": {"openvino/bf16": {"kind": "ipex_resnet", "precision": "bf16", "latency": {"1": {"p50_ms": 4.0}},
-                                       "throughput": {}, "end_to_end": {"photo": {"p50_ms": 4.4},
-                                                                        "1920x1080": {"p50_ms": 8.0}}}},
-           "input_pipeline": {"path": "openvino/bf16",
-                              "costs": {"photo": {"size": "500x375", "decode_floor_ms": 0.8},
-                                        "1920x1080": {"size": "1920x1080", "decode_floor_ms": 2.4}},
-                              "bulk": {"path": "openvino/bf16", "count": 320, "batch_size": 32, "threads": 1,
-                                       "spare_cores": 1, "images_per_s": 120.0, "model_only_images_per_s": 130.0,
-                                       "ratio": 120 / 130, "preprocess_ms_mean": 1.8, "bound": 0.83}}}
+    doc = {
+        "batch_sizes": [1, 32],
+        "cold_start": {},
+        "skipped": {},
+        "paths": {
+            "openvino/bf16": {
+                "kind": "ipex_resnet",
+                "precision": "bf16",
+                "latency": {"1": {"p50_ms": 4.0}},
+                "throughput": {},
+                "end_to_end": {"photo": {"p50_ms": 4.4}, "1920x1080": {"p50_ms": 8.0}},
+            }
+        },
+        "input_pipeline": {
+            "path": "openvino/bf16",
+            "costs": {
+                "photo": {"size": "500x375", "decode_floor_ms": 0.8},
+                "1920x1080": {"size": "1920x1080", "decode_floor_ms": 2.4},
+            },
+            "bulk": {
+                "path": "openvino/bf16",
+                "count": 320,
+                "batch_size": 32,
+                "threads": 1,
+                "spare_cores": 1,
+                "images_per_s": 120.0,
+                "model_only_images_per_s": 130.0,
+                "ratio": 120 / 130,
+                "preprocess_ms_mean": 1.8,
+                "bound": 0.83,
+            },
+        },
+    }
     found = Rep.targets(doc)
     photo = next(t for t in found if "end to end, 500x375" in t["name"])
     large = next(t for t in found if "end to end, 1920x1080" in t["name"])

@@ -46,13 +46,29 @@ class FakeRunner:
         return (pooled.reshape(len(batch), -1) @ self.w * 20).astype(np.float32)
 
 
-def make_clf(*, seed: int = 0, precision: str = "fp32", model: str = "fake18", entry: str | None = "entry-a",
-             cache=None) -> Classifier:
-    plan = Plan(backend="onnxruntime", precision=precision, memory_format="contiguous", threads=1, native_bf16=False,
-                isa_level="avx2", reasons={}, model=model, weights="w")
-    clf = Classifier(FakeRunner(seed), plan, model_name=model, categories=[f"c{i}" for i in range(N_CLASSES)],
-                     preprocessor=Preprocessor(PresetSpec(), mode="fast"), cpu=None,
-                     artifact={"entry": f"/cache/{entry}", "hit": True, "info": {}} if entry else None)
+def make_clf(
+    *, seed: int = 0, precision: str = "fp32", model: str = "fake18", entry: str | None = "entry-a", cache=None
+) -> Classifier:
+    plan = Plan(
+        backend="onnxruntime",
+        precision=precision,
+        memory_format="contiguous",
+        threads=1,
+        native_bf16=False,
+        isa_level="avx2",
+        reasons={},
+        model=model,
+        weights="w",
+    )
+    clf = Classifier(
+        FakeRunner(seed),
+        plan,
+        model_name=model,
+        categories=[f"c{i}" for i in range(N_CLASSES)],
+        preprocessor=Preprocessor(PresetSpec(), mode="fast"),
+        cpu=None,
+        artifact={"entry": f"/cache/{entry}", "hit": True, "info": {}} if entry else None,
+    )
     if cache is not None:
         clf.result_cache = cache
     return clf
@@ -68,10 +84,16 @@ def reencoded(data: bytes, quality: int = 75, scale: float = 0.8) -> bytes:
 
 def png_declaring(w: int, h: int) -> bytes:
     """A PNG whose header declares w x h pixels (a decompression bomb's header) with no real data."""
+
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
+
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + chunk(b"IEND", b"")
+    )
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +111,7 @@ def test_exact_hit_skips_inference_and_decoding(photo_bytes, monkeypatch):
 
     def no_decode(*a, **k):
         raise AssertionError("an exact hit must not decode")
+
     monkeypatch.setattr("ipex_resnet.imaging.preprocessor.decode", no_decode)
     again = clf.predict([photo_bytes[1], PHOTOS[0], photo_bytes[2]], topk=5)  # bytes and a path with the same bytes
     assert again == [first[1], first[0], first[2]]
@@ -114,8 +137,9 @@ def test_perceptual_threshold_separates_copies_from_other_photos(photo_bytes):
 
     def ph(d):
         return perceptual_hash(decode_for_hash(d, max_pixels=10**8, name="x"))
+
     hashes = [ph(d) for d in photo_bytes]
-    assert all((a ^ b).bit_count() > DEFAULT_THRESHOLD for i, a in enumerate(hashes) for b in hashes[i + 1:])
+    assert all((a ^ b).bit_count() > DEFAULT_THRESHOLD for i, a in enumerate(hashes) for b in hashes[i + 1 :])
     assert all((h ^ ph(reencoded(d))).bit_count() <= DEFAULT_THRESHOLD for h, d in zip(hashes, photo_bytes))
 
 
@@ -136,8 +160,16 @@ def test_results_are_copies(photo_bytes):
 
 
 # -- never shared across models -------------------------------------------------------------------------
-@pytest.mark.parametrize("other", [{"precision": "bf16", "entry": "entry-b"}, {"model": "other", "entry": "entry-c"},
-                                   {"entry": "entry-d", "seed": 1}, {"entry": None}, {"entry": None, "seed": 1}])
+@pytest.mark.parametrize(
+    "other",
+    [
+        {"precision": "bf16", "entry": "entry-b"},
+        {"model": "other", "entry": "entry-c"},
+        {"entry": "entry-d", "seed": 1},
+        {"entry": None},
+        {"entry": None, "seed": 1},
+    ],
+)
 @pytest.mark.parametrize("mode", ["exact", "perceptual"])
 def test_other_model_or_precision_never_shares_entries(photo_bytes, other, mode):
     shared = ResultCache(mode)
@@ -199,8 +231,9 @@ def test_load_refuses_a_bad_mode_before_building():
     import ipex_resnet
 
     with pytest.raises(ConfigError, match="result"):
-        ipex_resnet.load("resnet18", weights="none", backend="onnxruntime", precision="fp32", measure=False,
-                         result_cache="sometimes")
+        ipex_resnet.load(
+            "resnet18", weights="none", backend="onnxruntime", precision="fp32", measure=False, result_cache="sometimes"
+        )
 
 
 def test_plan_describe_says_it_is_on(photo_bytes):
@@ -265,16 +298,18 @@ def test_bulk_run_uses_the_cache(tmp_path, photo_bytes, mode):
         paths.append(str(p))
     clf = make_clf(cache=mode)
     got = {}
-    summary = bulk.run(clf, paths, lambda n, top, err: got.__setitem__(n, (top, err)), topk=3, batch_size=2,
-                       workers=1, progress=False)
+    summary = bulk.run(
+        clf, paths, lambda n, top, err: got.__setitem__(n, (top, err)), topk=3, batch_size=2, workers=1, progress=False
+    )
     assert summary.ok == 4 and summary.failed == 1 and got[paths[4]][1]
     want = make_clf().predict(paths[:2], topk=3)
     assert got[paths[0]][0] == want[0] and got[paths[1]][0] == want[1]
     # (whether the identical copy in this first run hits depends on whether its first copy's result was
     # stored before the decoder reached it: decoding runs ahead of inference; the second run must hit)
     again = {}
-    bulk.run(clf, paths[:2], lambda n, top, err: again.__setitem__(n, top), topk=3, batch_size=2, workers=1,
-             progress=False)
+    bulk.run(
+        clf, paths[:2], lambda n, top, err: again.__setitem__(n, top), topk=3, batch_size=2, workers=1, progress=False
+    )
     assert again == {paths[0]: want[0], paths[1]: want[1]} and clf.result_cache.stats["hit"] >= 2
 
 
@@ -286,8 +321,9 @@ def server():
     pytest.importorskip("httpx")
     from ipex_resnet.serve import ServeConfig, ServerThread, create_app
 
-    cfg = ServeConfig(max_batch=8, max_wait_ms=10, max_queue=64, request_timeout_s=60, result_cache="exact",
-                      result_cache_size=6)
+    cfg = ServeConfig(
+        max_batch=8, max_wait_ms=10, max_queue=64, request_timeout_s=60, result_cache="exact", result_cache_size=6
+    )
     with ServerThread(create_app(make_clf, cfg)) as srv:
         srv.wait_ready()
         yield srv
@@ -296,8 +332,9 @@ def server():
 def post(url, data, topk=5):
     import httpx
 
-    return httpx.post(f"{url}/v1/classify?topk={topk}", content=data, headers={"content-type": "image/jpeg"},
-                      timeout=60)
+    return httpx.post(
+        f"{url}/v1/classify?topk={topk}", content=data, headers={"content-type": "image/jpeg"}, timeout=60
+    )
 
 
 def metrics_of(url) -> str:
@@ -318,10 +355,12 @@ def test_service_concurrent_identical_requests_identical_answers(server, photo_b
     assert all(b == bodies[0] for b in bodies)
     assert bodies[0]["results"][0]["top"] == make_clf().predict([photo_bytes[2]])[0]
     text = metrics_of(server.url)
-    hits = metric(text, "ipex_resnet_result_cache_events_total", event="hit") - \
-        metric(text0, "ipex_resnet_result_cache_events_total", event="hit")
-    misses = metric(text, "ipex_resnet_result_cache_events_total", event="miss") - \
-        metric(text0, "ipex_resnet_result_cache_events_total", event="miss")
+    hits = metric(text, "ipex_resnet_result_cache_events_total", event="hit") - metric(
+        text0, "ipex_resnet_result_cache_events_total", event="hit"
+    )
+    misses = metric(text, "ipex_resnet_result_cache_events_total", event="miss") - metric(
+        text0, "ipex_resnet_result_cache_events_total", event="miss"
+    )
     assert hits + misses == 24 and hits >= 1 and runner.images - before == misses
 
 
@@ -334,8 +373,10 @@ def test_service_metrics_count_hits_misses_evictions(server, photo_bytes):
     text = metrics_of(server.url)
 
     def delta(event):
-        return metric(text, "ipex_resnet_result_cache_events_total", event=event) - \
-            metric(text0, "ipex_resnet_result_cache_events_total", event=event)
+        return metric(text, "ipex_resnet_result_cache_events_total", event=event) - metric(
+            text0, "ipex_resnet_result_cache_events_total", event=event
+        )
+
     assert delta("hit") >= 1 and delta("miss") >= 6 and delta("eviction") >= 1
     assert metric(text, "ipex_resnet_result_cache_entries") <= 6
 
@@ -370,8 +411,10 @@ def test_service_perceptual_over_oip_hits_a_reencoded_copy(photo_bytes):
     from ipex_resnet.serve import ServeConfig, ServerThread, create_app
 
     def infer(url, data):
-        doc = {"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1],
-                           "data": [base64.b64encode(data).decode()]}], "parameters": {"topk": 3}}
+        doc = {
+            "inputs": [{"name": "image", "datatype": "BYTES", "shape": [1], "data": [base64.b64encode(data).decode()]}],
+            "parameters": {"topk": 3},
+        }
         return httpx.post(f"{url}/v2/models/fake18/infer", json=doc, timeout=60)
 
     cfg = ServeConfig(max_batch=4, max_wait_ms=5, request_timeout_s=60, result_cache="perceptual")

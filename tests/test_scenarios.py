@@ -9,7 +9,6 @@ import threading
 import time
 
 import pytest
-
 from user_repo import sh, user_repo  # noqa: F401 - user_repo is a fixture
 
 from ipex_resnet.benchmarking import loadgen as L
@@ -19,10 +18,12 @@ pytestmark = pytest.mark.any_stack
 
 def sleeper(per_batch_s: float = 0.0, per_sample_s: float = 0.0, fail_on: int | None = None):
     """A SUT body of known speed: sleeps per batch and per sample; raises on sample ``fail_on``."""
+
     def run_batch(idx: list[int]):
         if fail_on in idx:
             raise RuntimeError(f"sample {fail_on} is broken")
         time.sleep(per_batch_s + per_sample_s * len(idx))
+
     return run_batch
 
 
@@ -35,13 +36,17 @@ def run_queued(run_batch, max_batch: int, scenario: str, rs: L.RunSettings, out)
 
 
 def test_single_stream_and_offline_measure_a_sut_of_known_speed(tmp_path):
-    ss = run_queued(sleeper(per_batch_s=0.004), 1, "single-stream", L.RunSettings(1.0, 16, expected_qps=250),
-                    tmp_path / "ss")
+    ss = run_queued(
+        sleeper(per_batch_s=0.004), 1, "single-stream", L.RunSettings(1.0, 16, expected_qps=250), tmp_path / "ss"
+    )
     assert ss["scenario"] == "SingleStream" and 4.0 <= ss["p90_ms"] < 60, ss
-    assert (tmp_path / "ss" / "mlperf_log_summary.txt").is_file() and (tmp_path / "ss" / "mlperf_log_detail.txt").is_file()
+    assert (tmp_path / "ss" / "mlperf_log_summary.txt").is_file() and (
+        tmp_path / "ss" / "mlperf_log_detail.txt"
+    ).is_file()
     # batches of 8 at 4 ms each: at most 2000 samples/s, far more than one at a time (250/s)
-    off = run_queued(sleeper(per_batch_s=0.004), 8, "offline", L.RunSettings(1.0, 16, expected_qps=3000),
-                     tmp_path / "off")
+    off = run_queued(
+        sleeper(per_batch_s=0.004), 8, "offline", L.RunSettings(1.0, 16, expected_qps=3000), tmp_path / "off"
+    )
     assert off["scenario"] == "Offline" and off["valid"] and 400 < off["samples_per_s"] <= 2000, off
 
 
@@ -65,8 +70,9 @@ def test_server_search_finds_the_rate_a_sut_sustains_under_the_bound(tmp_path):
 
 
 def test_a_failed_sample_makes_the_run_invalid_and_says_why(tmp_path):
-    r = run_queued(sleeper(per_batch_s=0.001, fail_on=3), 4, "offline", L.RunSettings(0.5, 8, expected_qps=500),
-                   tmp_path)
+    r = run_queued(
+        sleeper(per_batch_s=0.001, fail_on=3), 4, "offline", L.RunSettings(0.5, 8, expected_qps=500), tmp_path
+    )
     assert not r["valid"] and r["failed_samples"] >= 1 and "sample 3 is broken" in r["error"], r
 
 
@@ -97,16 +103,23 @@ def service():
     from ipex_resnet.serve import ServeConfig, ServerThread, create_app
 
     torch.manual_seed(0)
-    from conftest import FIXTURES
-
     import importlib.util
+
+    from conftest import FIXTURES
 
     spec = importlib.util.spec_from_file_location("tiny_user_model", FIXTURES / "usermodels" / "tiny.py")
     tiny = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tiny)
     preset = {"resize_size": 80, "crop_size": 64, "mean": 0.5, "std": 0.25}
-    loader = lambda: ipex_resnet.load(tiny.build(), weights=None, transforms=preset, backend="eager",  # noqa: E731
-                                      precision="fp32", threads=1, categories=[f"c{i}" for i in range(10)])
+    loader = lambda: ipex_resnet.load(
+        tiny.build(),
+        weights=None,
+        transforms=preset,
+        backend="eager",
+        precision="fp32",
+        threads=1,
+        categories=[f"c{i}" for i in range(10)],
+    )
     with ServerThread(create_app(loader, ServeConfig(max_batch=8))) as srv:
         srv.wait_ready()
         yield srv
@@ -139,10 +152,13 @@ def test_http_sut_drives_the_real_service_and_counts_refusals(service, photos, t
 
 
 @pytest.mark.slow
-def test_bench_scenarios_on_a_user_model_with_service_and_peer(user_repo):  # noqa: F811
+def test_bench_scenarios_on_a_user_model_with_service_and_peer(user_repo):
     root, _ = user_repo
-    proc = sh(user_repo, "ipex-resnet bench $BENCH_ARGS --scenarios all --scenario-budget 1 --p99-ms 1000 "
-                         "--price-per-hour 2.5 -o report.json")
+    proc = sh(
+        user_repo,
+        "ipex-resnet bench $BENCH_ARGS --scenarios all --scenario-budget 1 --p99-ms 1000 "
+        "--price-per-hour 2.5 -o report.json",
+    )
     assert proc.returncode in (0, 3), proc.stdout[-3000:] + proc.stderr[-3000:]
     report = json.loads((root / "report.json").read_text())
     sc = report["scenarios"]
@@ -162,8 +178,11 @@ def test_bench_scenarios_on_a_user_model_with_service_and_peer(user_repo):  # no
     assert sc["served_vs_offline"] > 0 and sc["served_vs_peer"] > 0 and sc["served_vs_server_decode"] > 0
     assert not ray_serve or (sc["served_vs_ray_serve"] > 0 and "Ray Serve with the same engine" in proc.stdout)
     # our own service on Ray Serve (ipex-resnet serve --ray), beside the service: what the distributed layer costs
-    assert not ray_serve or (sc["ray_service_vs_service"] > 0 and "--ray" in sc["ray_service"]["command"]
-                             and "our service on Ray Serve / the service:" in proc.stdout)
+    assert not ray_serve or (
+        sc["ray_service_vs_service"] > 0
+        and "--ray" in sc["ray_service"]["command"]
+        and "our service on Ray Serve / the service:" in proc.stdout
+    )
     # each service step carries the service's own histograms for that step
     observed = [t["observed"] for t in sc["service"]["tried"]]
     assert observed and all(o["batch_size"]["count"] >= 1 and o["inference_ms"]["mean"] > 0 for o in observed)
@@ -178,15 +197,21 @@ def test_bench_scenarios_on_a_user_model_with_service_and_peer(user_repo):  # no
     assert compare.returncode == 0 and f"{sc['service']['capacity_qps']:.1f} (" in compare.stdout, compare.stdout
 
 
-@pytest.mark.parametrize("extra, words", [
-    ("--scenarios warp", "unknown scenario 'warp'"),
-    ("--scenarios server --p99-ms 0", "--p99-ms must be a positive number"),
-    ("--scenarios server --p99-ms -5", "--p99-ms must be a positive number"),
-    ("--scenarios offline --scenario-budget 0", "--scenario-budget must be a positive number"),
-    ("--scenarios offline --scenario-path ipex/int4", "--scenario-path 'ipex/int4' is not a path this run measures"),
-    ("--price-per-hour -1", "--price-per-hour must be a positive number"),
-])
-def test_bad_scenario_options_exit_2_in_one_line(user_repo, extra, words):  # noqa: F811
+@pytest.mark.parametrize(
+    "extra, words",
+    [
+        ("--scenarios warp", "unknown scenario 'warp'"),
+        ("--scenarios server --p99-ms 0", "--p99-ms must be a positive number"),
+        ("--scenarios server --p99-ms -5", "--p99-ms must be a positive number"),
+        ("--scenarios offline --scenario-budget 0", "--scenario-budget must be a positive number"),
+        (
+            "--scenarios offline --scenario-path ipex/int4",
+            "--scenario-path 'ipex/int4' is not a path this run measures",
+        ),
+        ("--price-per-hour -1", "--price-per-hour must be a positive number"),
+    ],
+)
+def test_bad_scenario_options_exit_2_in_one_line(user_repo, extra, words):
     proc = sh(user_repo, f"ipex-resnet bench $BENCH_ARGS {extra}")
     assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
     lines = proc.stderr.strip().splitlines()
@@ -206,6 +231,8 @@ def test_int8_calibration_copies_stay_out_of_the_logs_beside_the_report(tmp_path
     logs, scratch = tmp_path / "report-loadgen" / "service", tmp_path / "scratch" / "service"
     cmd = _service_command(s, b, 8, [b"\xff\xd8a", b"\xff\xd8b"], logs, scratch)
     calib = cmd[cmd.index("--calibration") + 1]
-    assert calib == str(scratch / "calibration") and sorted(p.name for p in (scratch / "calibration").iterdir()) \
-        == ["0000.jpg", "0001.jpg"]
+    assert calib == str(scratch / "calibration") and sorted(p.name for p in (scratch / "calibration").iterdir()) == [
+        "0000.jpg",
+        "0001.jpg",
+    ]
     assert [p.name for p in logs.iterdir()] == ["preset.json"]

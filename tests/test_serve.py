@@ -14,15 +14,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import SAMPLES, sample_photos
 from serve_helpers import HookedClassifier, families, metric, require_service
 
 require_service()
 httpx = pytest.importorskip("httpx")
 
-import ipex_resnet  # noqa: E402
-from ipex_resnet.serve import ServeConfig, ServerThread, create_app  # noqa: E402
+import ipex_resnet
+from ipex_resnet.serve import ServeConfig, ServerThread, create_app
 
 PHOTOS = sample_photos()
 
@@ -54,10 +53,10 @@ def calibrated_weights(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(calibrated_weights):
-    loader = lambda: ipex_resnet.load("resnet18", weights=str(calibrated_weights), backend=BACKEND,  # noqa: E731
-                                      precision="fp32")
-    cfg = ServeConfig(max_batch=8, max_wait_ms=20, max_queue=64, max_body_bytes=2_000_000, request_timeout_s=120,
-                      p99_ms=2000)  # a target that lets batches of 8 form on any machine: grouping is tested
+    loader = lambda: ipex_resnet.load("resnet18", weights=str(calibrated_weights), backend=BACKEND, precision="fp32")
+    cfg = ServeConfig(
+        max_batch=8, max_wait_ms=20, max_queue=64, max_body_bytes=2_000_000, request_timeout_s=120, p99_ms=2000
+    )  # a target that lets batches of 8 form on any machine: grouping is tested
     with ServerThread(create_app(loader, cfg)) as srv:
         srv.wait_ready()
         yield srv
@@ -80,9 +79,11 @@ def post_image(url: str, data: bytes, topk: int | None = None, ctype: str = "ima
 
 
 def same_top(got: list[dict], want: list[dict]) -> bool:
-    return ([g["index"] for g in got] == [w["index"] for w in want]
-            and all(abs(g["score"] - w["score"]) < 1e-3 for g, w in zip(got, want))
-            and [g["label"] for g in got] == [w["label"] for w in want])
+    return (
+        [g["index"] for g in got] == [w["index"] for w in want]
+        and all(abs(g["score"] - w["score"]) < 1e-3 for g, w in zip(got, want))
+        and [g["label"] for g in got] == [w["label"] for w in want]
+    )
 
 
 # -- correctness ------------------------------------------------------------------------------------
@@ -149,14 +150,17 @@ def png_bomb(width: int = 100_000, height: int = 100_000) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
 
 
-@pytest.mark.parametrize("case, body, ctype, status, code", [
-    ("empty body", b"", "image/jpeg", 400, "empty_body"),
-    ("not an image", b"this is plain text, not a JPEG" * 10, "image/jpeg", 400, "not_an_image"),
-    ("truncated jpeg", None, "image/jpeg", 400, ("truncated_image", "bad_image")),
-    ("decompression bomb", png_bomb(), "image/png", 400, "image_too_large"),
-    ("unsupported type", b'{"image": "..."}', "application/json", 415, "unsupported_media_type"),
-    ("form urlencoded", b"a=b", "application/x-www-form-urlencoded", 415, "unsupported_media_type"),
-])
+@pytest.mark.parametrize(
+    "case, body, ctype, status, code",
+    [
+        ("empty body", b"", "image/jpeg", 400, "empty_body"),
+        ("not an image", b"this is plain text, not a JPEG" * 10, "image/jpeg", 400, "not_an_image"),
+        ("truncated jpeg", None, "image/jpeg", 400, ("truncated_image", "bad_image")),
+        ("decompression bomb", png_bomb(), "image/png", 400, "image_too_large"),
+        ("unsupported type", b'{"image": "..."}', "application/json", 415, "unsupported_media_type"),
+        ("form urlencoded", b"a=b", "application/x-www-form-urlencoded", 415, "unsupported_media_type"),
+    ],
+)
 def test_bad_input(server, photo_bytes, case, body, ctype, status, code):
     if body is None:
         body = photo_bytes[0][: len(photo_bytes[0]) // 3]
@@ -174,15 +178,24 @@ def test_bad_image_in_multipart_names_the_file(server, photo_bytes):
     r = httpx.post(server.url + "/v1/classify", files=files, timeout=60)
     assert r.status_code == 400
     assert "bad.jpg" in r.json()["error"]["message"]
-    r = httpx.post(server.url + "/v1/classify", data={"field": "x"}, files={}, timeout=60,
-                   headers={"content-type": "multipart/form-data; boundary=xyz"})
+    r = httpx.post(
+        server.url + "/v1/classify",
+        data={"field": "x"},
+        files={},
+        timeout=60,
+        headers={"content-type": "multipart/form-data; boundary=xyz"},
+    )
     assert r.status_code == 400
 
 
 @pytest.mark.parametrize("topk", ["0", "-3", "abc", "2.5", "1001", ""])
 def test_bad_topk(server, photo_bytes, topk):
-    r = httpx.post(server.url + f"/v1/classify?topk={topk}", content=photo_bytes[0],
-                   headers={"content-type": "image/jpeg"}, timeout=60)
+    r = httpx.post(
+        server.url + f"/v1/classify?topk={topk}",
+        content=photo_bytes[0],
+        headers={"content-type": "image/jpeg"},
+        timeout=60,
+    )
     assert r.status_code == 422, r.text
     assert r.json()["error"]["code"] == "bad_topk" and "topk" in r.json()["error"]["message"]
 
@@ -206,8 +219,7 @@ def test_oversized_upload_streamed(server, photo_bytes):
 
     before = httpx.get(server.url + "/metrics").text
     try:
-        r = httpx.post(server.url + "/v1/classify", content=body(), headers={"content-type": "image/jpeg"},
-                       timeout=60)
+        r = httpx.post(server.url + "/v1/classify", content=body(), headers={"content-type": "image/jpeg"}, timeout=60)
     except (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError):
         # httpx reads only once it has sent everything; past the lingering close's byte bound the server
         # stops reading and closes, and the reset may take the answer with it (see the 3 MB case below)
@@ -216,14 +228,21 @@ def test_oversized_upload_streamed(server, photo_bytes):
         assert r.status_code == 413
         assert r.json()["error"]["code"] == "body_too_large"
     after = httpx.get(server.url + "/metrics").text
-    assert metric(after, "ipex_resnet_requests_total", status="413") - \
-        metric(before, "ipex_resnet_requests_total", status="413") == 1
+    assert (
+        metric(after, "ipex_resnet_requests_total", status="413")
+        - metric(before, "ipex_resnet_requests_total", status="413")
+        == 1
+    )
     # the server answered and closed once past the limit: the client could not push the whole body
     # (what it did push is the 2 MB limit plus what the loopback socket buffers hold)
     assert sent["bytes"] < total // 2, f"the client sent {sent['bytes']} of {total} bytes"
     # 1 MB over the limit, within what the lingering close discards: the client reads the 413
-    r = httpx.post(server.url + "/v1/classify", content=iter([b"\xff" * 65536] * 48),
-                   headers={"content-type": "image/jpeg"}, timeout=60)
+    r = httpx.post(
+        server.url + "/v1/classify",
+        content=iter([b"\xff" * 65536] * 48),
+        headers={"content-type": "image/jpeg"},
+        timeout=60,
+    )
     assert r.status_code == 413 and r.json()["error"]["code"] == "body_too_large"
     assert post_image(server.url, photo_bytes[0]).status_code == 200
 
@@ -242,12 +261,12 @@ def test_metrics_reflect_traffic(server, photo_bytes):
         assert post_image(server.url, data).status_code == 200
     assert post_image(server.url, b"junk").status_code == 400
     a = httpx.get(server.url + "/metrics").text
-    ok = dict(name="ipex_resnet_requests_total", endpoint="/v1/classify", status="200")
+    ok = {"name": "ipex_resnet_requests_total", "endpoint": "/v1/classify", "status": "200"}
     assert metric(a, **ok) - metric(b, **ok) == 3
-    bad = dict(name="ipex_resnet_requests_total", endpoint="/v1/classify", status="400")
+    bad = {"name": "ipex_resnet_requests_total", "endpoint": "/v1/classify", "status": "400"}
     assert metric(a, **bad) - metric(b, **bad) == 1
     assert metric(a, "ipex_resnet_images_total") - metric(b, "ipex_resnet_images_total") == 3
-    lat = dict(name="ipex_resnet_request_duration_seconds_count", endpoint="/v1/classify")
+    lat = {"name": "ipex_resnet_request_duration_seconds_count", "endpoint": "/v1/classify"}
     assert metric(a, **lat) - metric(b, **lat) == 4
     assert metric(a, "ipex_resnet_queue_wait_seconds_count") - metric(b, "ipex_resnet_queue_wait_seconds_count") == 3
     assert metric(a, "ipex_resnet_batch_size_count") > metric(b, "ipex_resnet_batch_size_count")
@@ -365,9 +384,27 @@ def test_request_timeout_answers_504(photo_bytes):
 def test_cli_has_serve_options():
     from ipex_resnet.cli import build_parser
 
-    args = build_parser().parse_args(["serve", "--backend", "eager", "--weights", "none", "--max-batch", "4",
-                                      "--max-wait-ms", "2", "--max-queue", "8", "--max-body-bytes", "1000",
-                                      "--request-timeout", "3", "--port", "0"])
+    args = build_parser().parse_args(
+        [
+            "serve",
+            "--backend",
+            "eager",
+            "--weights",
+            "none",
+            "--max-batch",
+            "4",
+            "--max-wait-ms",
+            "2",
+            "--max-queue",
+            "8",
+            "--max-body-bytes",
+            "1000",
+            "--request-timeout",
+            "3",
+            "--port",
+            "0",
+        ]
+    )
     assert args.max_batch == 4 and args.max_queue == 8 and args.backend == "eager" and args.port == 0
 
 
@@ -382,8 +419,22 @@ def _loadtest_module():
 def test_loadtest_script_against_running_server(server, capsys):
     loadtest = _loadtest_module()
 
-    rc = loadtest.main(["--images", str(SAMPLES), "--num-images", "8", "--url", server.url,
-                        "--clients", "1,4", "--requests", "8", "--max-seconds", "30"])
+    rc = loadtest.main(
+        [
+            "--images",
+            str(SAMPLES),
+            "--num-images",
+            "8",
+            "--url",
+            server.url,
+            "--clients",
+            "1,4",
+            "--requests",
+            "8",
+            "--max-seconds",
+            "30",
+        ]
+    )
     assert rc == 0
     out = capsys.readouterr().out
     assert "| server | 1 |" in out and "| server | 4 |" in out

@@ -11,14 +11,23 @@ import pytest
 pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
 
-import ipex_resnet  # noqa: E402
-from ipex_resnet.serve import ServeConfig, ServerThread, create_app  # noqa: E402
+from conftest import SAMPLES
 
-from conftest import SAMPLES  # noqa: E402
+import ipex_resnet
+from ipex_resnet.serve import ServeConfig, ServerThread, create_app
+
 PHOTO = SAMPLES / "n01440764_tench.JPEG"
 CHROMIUM = os.environ.get("IPEX_RESNET_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def test_upload_page_in_chromium():
@@ -28,7 +37,7 @@ def test_upload_page_in_chromium():
         pytest.skip(f"Chromium not found at {CHROMIUM} (apt-get install -y chromium, or set IPEX_RESNET_CHROMIUM)")
     sync_api = pytest.importorskip("playwright.sync_api")
 
-    loader = lambda: ipex_resnet.load("resnet18", weights="none", backend="eager", precision="fp32")  # noqa: E731
+    loader = lambda: ipex_resnet.load("resnet18", weights="none", backend="eager", precision="fp32")
     with ServerThread(create_app(loader, ServeConfig(max_batch=4))) as srv:
         srv.wait_ready()
         with sync_api.sync_playwright() as pw:
@@ -38,8 +47,9 @@ def test_upload_page_in_chromium():
                 errors: list[str] = []
                 page.on("pageerror", lambda exc: errors.append(str(exc)))
                 page.goto(srv.url + "/", wait_until="load")
-                page.wait_for_function("document.getElementById('meta').textContent.includes('resnet18')",
-                                       timeout=30_000)
+                page.wait_for_function(
+                    "document.getElementById('meta').textContent.includes('resnet18')", timeout=30_000
+                )
                 page.fill("#topk", "3")
                 page.set_input_files("#file", str(PHOTO))
                 page.wait_for_selector("#results .result", timeout=60_000)
@@ -49,13 +59,16 @@ def test_upload_page_in_chromium():
                 assert all(labels), labels
                 want = [r["label"] for r in srv.state.clf.predict([PHOTO], topk=3)[0]]
                 assert labels == want
-                widths = page.eval_on_selector_all("#results .bar", "bars => bars.map(b => b.getBoundingClientRect().width)")
+                widths = page.eval_on_selector_all(
+                    "#results .bar", "bars => bars.map(b => b.getBoundingClientRect().width)"
+                )
                 assert len(widths) == 3 and all(w > 0 for w in widths) and widths == sorted(widths, reverse=True)
                 assert page.eval_on_selector("#preview", "img => img.complete && img.naturalWidth > 0")
                 assert "resnet18" in page.inner_text("#status")
                 # a non-image shows the service's error message, not a crash
-                page.set_input_files("#file", files=[{"name": "notes.txt", "mimeType": "image/jpeg",
-                                                      "buffer": b"not an image at all"}])
+                page.set_input_files(
+                    "#file", files=[{"name": "notes.txt", "mimeType": "image/jpeg", "buffer": b"not an image at all"}]
+                )
                 page.wait_for_selector("#status.error", timeout=30_000)
                 assert "400" in page.inner_text("#status") and "not an image" in page.inner_text("#status")
                 assert not errors, errors

@@ -9,15 +9,14 @@ import socket
 import time
 
 import pytest
-
 from conftest import sample_photos
 from serve_helpers import metric, require_service
 
 require_service()
 httpx = pytest.importorskip("httpx")
 
-import ipex_resnet  # noqa: E402
-from ipex_resnet.serve import ServeConfig, ServerThread, create_app  # noqa: E402
+import ipex_resnet
+from ipex_resnet.serve import ServeConfig, ServerThread, create_app
 
 PHOTOS = sample_photos()
 pytestmark = pytest.mark.any_stack
@@ -28,9 +27,10 @@ BUDGET = 3 * BODY  # --max-buffered-bytes: three bodies of the largest size at o
 
 @pytest.fixture(scope="module")
 def server():
-    loader = lambda: ipex_resnet.load("resnet18", weights="none", backend="eager", precision="fp32")  # noqa: E731
-    cfg = ServeConfig(max_batch=4, max_wait_ms=2, max_body_bytes=BODY, max_buffered_bytes=BUDGET,
-                      body_timeout_s=6.0, retry_after_s=2)
+    loader = lambda: ipex_resnet.load("resnet18", weights="none", backend="eager", precision="fp32")
+    cfg = ServeConfig(
+        max_batch=4, max_wait_ms=2, max_body_bytes=BODY, max_buffered_bytes=BUDGET, body_timeout_s=6.0, retry_after_s=2
+    )
     with ServerThread(create_app(loader, cfg)) as srv:
         srv.wait_ready()
         yield srv
@@ -40,8 +40,10 @@ def start_upload(srv, size: int, path: str = "/v1/classify", chunked: bool = Fal
     """Headers and the first bytes of a body that then stops arriving (a slow client)."""
     s = socket.create_connection((srv.host, srv.port), timeout=15)
     length = b"Transfer-Encoding: chunked" if chunked else b"Content-Length: %d" % size
-    s.sendall(b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\n%s\r\n\r\n"
-              % (path.encode(), length) + (b"" if chunked else b"\xff\xd8"))
+    s.sendall(
+        b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\n%s\r\n\r\n" % (path.encode(), length)
+        + (b"" if chunked else b"\xff\xd8")
+    )
     return s
 
 
@@ -72,8 +74,9 @@ def wait_buffered(srv, want: int, timeout_s: float = 15.0) -> None:
 
 
 def classify_photo(srv) -> httpx.Response:
-    return httpx.post(srv.url + "/v1/classify", content=PHOTOS[0].read_bytes(),
-                      headers={"content-type": "image/jpeg"}, timeout=60)
+    return httpx.post(
+        srv.url + "/v1/classify", content=PHOTOS[0].read_bytes(), headers={"content-type": "image/jpeg"}, timeout=60
+    )
 
 
 def test_budget_admits_up_to_its_size_then_503_and_is_whole_again(server):
@@ -110,8 +113,11 @@ def test_budget_admits_up_to_its_size_then_503_and_is_whole_again(server):
             s.close()
     assert classify_photo(server).status_code == 200
     after = httpx.get(server.url + "/metrics").text
-    assert metric(after, "ipex_resnet_rejected_total", reason="body_budget") - \
-        metric(before, "ipex_resnet_rejected_total", reason="body_budget") == 3
+    assert (
+        metric(after, "ipex_resnet_rejected_total", reason="body_budget")
+        - metric(before, "ipex_resnet_rejected_total", reason="body_budget")
+        == 3
+    )
     assert metric(after, "ipex_resnet_requests_in_flight") == 0
 
 

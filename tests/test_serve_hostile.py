@@ -16,15 +16,14 @@ import zlib
 import numpy as np
 import pytest
 import torch
-
 from conftest import sample_photos
 from serve_helpers import HookedClassifier, metric, require_service
 
 require_service()
 httpx = pytest.importorskip("httpx")
 
-import ipex_resnet  # noqa: E402
-from ipex_resnet.serve import ServeConfig, ServerThread, create_app  # noqa: E402
+import ipex_resnet
+from ipex_resnet.serve import ServeConfig, ServerThread, create_app
 
 PHOTOS = sample_photos()
 pytestmark = pytest.mark.any_stack
@@ -66,10 +65,19 @@ def hook():
 
 @pytest.fixture(scope="module")
 def server(hook):
-    loader = lambda: BuggyPreprocess(ipex_resnet.load("resnet18", weights="none", backend="eager",  # noqa: E731
-                                                      precision="fp32"), hook)
-    cfg = ServeConfig(max_batch=4, max_wait_ms=2, max_connections=24, body_timeout_s=1.0, header_timeout_s=1.0,
-                      stall_timeout_s=0.5, request_timeout_s=60, max_request_pixels=60_000_000)
+    loader = lambda: BuggyPreprocess(
+        ipex_resnet.load("resnet18", weights="none", backend="eager", precision="fp32"), hook
+    )
+    cfg = ServeConfig(
+        max_batch=4,
+        max_wait_ms=2,
+        max_connections=24,
+        body_timeout_s=1.0,
+        header_timeout_s=1.0,
+        stall_timeout_s=0.5,
+        request_timeout_s=60,
+        max_request_pixels=60_000_000,
+    )
     with ServerThread(create_app(loader, cfg)) as srv:
         srv.wait_ready()
         yield srv
@@ -105,12 +113,25 @@ def json_body(raw: bytes) -> dict:
 def post_tensor(url: str, value: float) -> httpx.Response:
     """An OIP request with one preprocessed FP32 tensor (binary tensor extension) filled with ``value``."""
     raw = torch.full((1, 3, 224, 224), value).numpy().astype("<f4").tobytes()
-    head = json.dumps({"inputs": [{"name": "tensor", "datatype": "FP32", "shape": [1, 3, 224, 224],
-                                   "parameters": {"binary_data_size": len(raw)}}],
-                       "outputs": [{"name": "indices", "parameters": {"binary_data": False}}]}).encode()
-    return httpx.post(url + "/v2/models/resnet18/infer", content=head + raw, timeout=60,
-                      headers={"Inference-Header-Content-Length": str(len(head)),
-                               "content-type": "application/octet-stream"})
+    head = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "tensor",
+                    "datatype": "FP32",
+                    "shape": [1, 3, 224, 224],
+                    "parameters": {"binary_data_size": len(raw)},
+                }
+            ],
+            "outputs": [{"name": "indices", "parameters": {"binary_data": False}}],
+        }
+    ).encode()
+    return httpx.post(
+        url + "/v2/models/resnet18/infer",
+        content=head + raw,
+        timeout=60,
+        headers={"Inference-Header-Content-Length": str(len(head)), "content-type": "application/octet-stream"},
+    )
 
 
 def test_slow_body_gets_408_and_others_are_served(server):
@@ -118,8 +139,10 @@ def test_slow_body_gets_408_and_others_are_served(server):
     slow = []
     for _ in range(8):  # each declares 1 MB and trickles
         s = raw_connect(server)
-        s.sendall(b"POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
-                  b"Content-Length: 1000000\r\n\r\n\xff\xd8")
+        s.sendall(
+            b"POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+            b"Content-Length: 1000000\r\n\r\n\xff\xd8"
+        )
         slow.append(s)
     stop = threading.Event()
 
@@ -150,13 +173,13 @@ def test_slow_body_gets_408_and_others_are_served(server):
         assert status_of(raw) == 408, raw[:200]
         assert json_body(raw)["error"]["code"] == "body_timeout"
     after = httpx.get(server.url + "/metrics").text
-    assert metric(after, "ipex_resnet_rejected_total", reason="body_timeout") - \
-        metric(before, "ipex_resnet_rejected_total", reason="body_timeout") == len(slow)
+    assert metric(after, "ipex_resnet_rejected_total", reason="body_timeout") - metric(
+        before, "ipex_resnet_rejected_total", reason="body_timeout"
+    ) == len(slow)
     assert metric(after, "ipex_resnet_requests_in_flight") == 0  # they never held a place in the queue
 
 
-HEAD_TOO_LARGE = (b"POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
-                  b"Content-Length: %d\r\n\r\n")
+HEAD_TOO_LARGE = b"POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n"
 
 
 def test_declared_too_large_client_still_sending_reads_the_413(server):
@@ -253,25 +276,28 @@ def test_connection_cap_answers_503(server):
             break
         time.sleep(0.1)
     assert r.status_code == 200
-    assert metric(httpx.get(server.url + "/metrics").text, "ipex_resnet_connections_refused_total",
-                  reason="refused") >= 1
+    assert (
+        metric(httpx.get(server.url + "/metrics").text, "ipex_resnet_connections_refused_total", reason="refused") >= 1
+    )
 
 
 def test_client_disconnect_mid_body_is_not_a_500(server):
     before = httpx.get(server.url + "/metrics").text
     s = raw_connect(server)
-    s.sendall(b"POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
-              b"Content-Length: 200000\r\n\r\n" + b"\xff" * 5000)
+    s.sendall(
+        b"POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+        b"Content-Length: 200000\r\n\r\n" + b"\xff" * 5000
+    )
     time.sleep(0.2)
     s.close()
-    key = dict(name="ipex_resnet_requests_total", endpoint="/v1/classify", status="499")
+    key = {"name": "ipex_resnet_requests_total", "endpoint": "/v1/classify", "status": "499"}
     deadline = time.monotonic() + 10
     while metric(httpx.get(server.url + "/metrics").text, **key) == metric(before, **key):
         assert time.monotonic() < deadline, "the disconnect was never recorded"
         time.sleep(0.05)
     after = httpx.get(server.url + "/metrics").text
     for status in ("500", "408"):
-        k = dict(name="ipex_resnet_requests_total", endpoint="/v1/classify", status=status)
+        k = {"name": "ipex_resnet_requests_total", "endpoint": "/v1/classify", "status": status}
         assert metric(after, **k) == metric(before, **k)
     assert classify(server.url).status_code == 200
 
@@ -361,6 +387,7 @@ def test_pixel_check_runs_no_parser_outside_the_allow_list(monkeypatch, fmt, mod
     opened = []
     for name, (factory, accept) in list(Image.OPEN.items()):
         if name not in ALLOWED_FORMATS:
+
             def spy(fp, filename=None, _factory=factory, _name=name):
                 opened.append(_name)
                 return _factory(fp, filename)
@@ -388,8 +415,9 @@ def test_client_gone_while_queued_drops_its_work():
     gate = threading.Event()
     gate.set()  # open during warm-up
 
-    loader = lambda: HookedClassifier(ipex_resnet.load("resnet18", weights="none", backend="eager",  # noqa: E731
-                                                       precision="fp32"), lambda batch: gate.wait(60))
+    loader = lambda: HookedClassifier(
+        ipex_resnet.load("resnet18", weights="none", backend="eager", precision="fp32"), lambda batch: gate.wait(60)
+    )
     with ServerThread(create_app(loader, ServeConfig(max_batch=1, stall_timeout_s=60))) as srv:
         srv.wait_ready()
         gate.clear()  # from now on every batch waits for the gate
@@ -402,14 +430,16 @@ def test_client_gone_while_queued_drops_its_work():
             time.sleep(0.05)
         photo = PHOTOS[1].read_bytes()
         s = raw_connect(srv)
-        s.sendall(b"POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
-                  b"Content-Length: %d\r\n\r\n" % len(photo) + photo)
+        s.sendall(
+            b"POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(photo) + photo
+        )
         deadline = time.monotonic() + 20
         while metric(httpx.get(srv.url + "/metrics").text, "ipex_resnet_queue_depth") < 1:
             assert time.monotonic() < deadline, "the second request never reached the queue"
             time.sleep(0.05)
         s.close()  # while its image waits behind the blocked batch
-        key = dict(name="ipex_resnet_requests_total", endpoint="/v1/classify", status="499")
+        key = {"name": "ipex_resnet_requests_total", "endpoint": "/v1/classify", "status": "499"}
         while metric(httpx.get(srv.url + "/metrics").text, **key) < 1:
             assert time.monotonic() < deadline, "the disconnect was never noticed"
             time.sleep(0.05)
@@ -423,8 +453,12 @@ def test_client_gone_while_queued_drops_its_work():
 
 
 def test_a_bug_answers_500_without_its_text(server):
-    r = httpx.post(server.url + "/v1/classify?name=boom", content=PHOTOS[0].read_bytes(),
-                   headers={"content-type": "image/jpeg"}, timeout=60)
+    r = httpx.post(
+        server.url + "/v1/classify?name=boom",
+        content=PHOTOS[0].read_bytes(),
+        headers={"content-type": "image/jpeg"},
+        timeout=60,
+    )
     assert r.status_code == 500 and r.json()["error"]["code"] == "internal_error"
     assert "secret" not in r.text and "shadow" not in r.text and "KeyError" not in r.text
     assert "reference" in r.json()["error"]["message"]

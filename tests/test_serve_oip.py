@@ -7,16 +7,15 @@ import base64
 
 import numpy as np
 import pytest
-
 from conftest import sample_photos
 from serve_helpers import require_service
 
 require_service()
 httpclient = pytest.importorskip("tritonclient.http")
-from tritonclient.utils import InferenceServerException  # noqa: E402
+from tritonclient.utils import InferenceServerException
 
-import ipex_resnet  # noqa: E402
-from ipex_resnet.serve import ServeConfig, ServerThread, create_app  # noqa: E402
+import ipex_resnet
+from ipex_resnet.serve import ServeConfig, ServerThread, create_app
 
 PHOTOS = sample_photos()[:3]
 pytestmark = pytest.mark.any_stack
@@ -64,8 +63,9 @@ def test_infer_encoded_images(client, reference, binary):
     if binary:
         inp.set_data_from_numpy(images, binary_data=True)
     else:  # JSON: BYTES elements as base64 strings
-        inp.set_data_from_numpy(np.array([base64.b64encode(b).decode() for b in images], dtype=np.object_),
-                                binary_data=False)
+        inp.set_data_from_numpy(
+            np.array([base64.b64encode(b).decode() for b in images], dtype=np.object_), binary_data=False
+        )
     outs = [httpclient.InferRequestedOutput(n, binary_data=binary) for n in ("labels", "scores", "indices")]
     res = client.infer("resnet18", [inp], outputs=outs, parameters={"topk": 3}, request_id="req-1")
     assert res.get_response()["id"] == "req-1"

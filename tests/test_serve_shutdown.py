@@ -19,8 +19,8 @@ pytest.importorskip("uvicorn")
 httpx = pytest.importorskip("httpx")
 
 ROOT = Path(__file__).resolve().parents[1]
-from conftest import sample_photos  # noqa: E402
-from serve_helpers import free_port  # noqa: E402
+from conftest import sample_photos
+from serve_helpers import free_port
 
 PHOTOS = sample_photos()[:16]
 pytestmark = pytest.mark.any_stack
@@ -45,19 +45,47 @@ def test_sigterm_finishes_accepted_requests_then_exits():
     url = f"http://127.0.0.1:{port}"
     # batching off: the 16 requests below are served one by one, so most are still in flight at SIGTERM
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ipex_resnet", "serve", "--port", str(port), "--weights", "none",
-         "--backend", "eager", "--precision", "fp32", "--max-batch", "1", "--log-level", "warning",
-         "--workers", "1", "--no-tune", "--drain-delay", "1.5"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        [
+            sys.executable,
+            "-m",
+            "ipex_resnet",
+            "serve",
+            "--port",
+            str(port),
+            "--weights",
+            "none",
+            "--backend",
+            "eager",
+            "--precision",
+            "fp32",
+            "--max-batch",
+            "1",
+            "--log-level",
+            "warning",
+            "--workers",
+            "1",
+            "--no-tune",
+            "--drain-delay",
+            "1.5",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     try:
         wait_ready(url, proc)
         first_done = concurrent.futures.Future()
         finished_at: dict[int, float] = {}
 
         def one(i: int):
-            r = httpx.post(url + "/v1/classify", content=PHOTOS[i].read_bytes(),
-                           headers={"content-type": "image/jpeg"}, timeout=120)
+            r = httpx.post(
+                url + "/v1/classify",
+                content=PHOTOS[i].read_bytes(),
+                headers={"content-type": "image/jpeg"},
+                timeout=120,
+            )
             finished_at[i] = time.monotonic()
             if not first_done.done():
                 first_done.set_result(i)
@@ -71,8 +99,11 @@ def test_sigterm_finishes_accepted_requests_then_exits():
             deadline = time.monotonic() + 60
             while True:
                 text = httpx.get(url + "/metrics", timeout=10).text
-                in_flight = next(float(line.split()[-1]) for line in text.splitlines()
-                                 if line.startswith("ipex_resnet_requests_in_flight "))
+                in_flight = next(
+                    float(line.split()[-1])
+                    for line in text.splitlines()
+                    if line.startswith("ipex_resnet_requests_in_flight ")
+                )
                 if in_flight + len(finished_at) >= len(PHOTOS) or time.monotonic() > deadline:
                     break
                 time.sleep(0.01)
@@ -81,7 +112,9 @@ def test_sigterm_finishes_accepted_requests_then_exits():
             time.sleep(0.2)
             ready = httpx.get(url + "/readyz", timeout=10)  # still listening (drain delay), but not ready
             answers = [f.result(timeout=120) for f in futures]
-        assert [r.status_code for r in answers] == [200] * len(PHOTOS), [r.text for r in answers if r.status_code != 200]
+        assert [r.status_code for r in answers] == [200] * len(PHOTOS), [
+            r.text for r in answers if r.status_code != 200
+        ]
         assert any(t > sigterm_at for t in finished_at.values()), "no request was in flight at SIGTERM"
         assert ready.status_code == 503 and ready.json()["error"]["code"] == "shutting_down"
         assert proc.wait(timeout=60) == 0
@@ -99,11 +132,33 @@ def test_sigterm_while_the_model_still_compiles_exits_at_once(tmp_path):
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ipex_resnet", "serve", "--port", str(port), "--weights", "none",
-         "--backend", "inductor", "--precision", "fp32", "--log-level", "warning", "--workers", "1", "--no-tune",
-         "--drain-delay", "0.2"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1", "IPEX_RESNET_CACHE_DIR": str(tmp_path / "cold-cache")})
+        [
+            sys.executable,
+            "-m",
+            "ipex_resnet",
+            "serve",
+            "--port",
+            str(port),
+            "--weights",
+            "none",
+            "--backend",
+            "inductor",
+            "--precision",
+            "fp32",
+            "--log-level",
+            "warning",
+            "--workers",
+            "1",
+            "--no-tune",
+            "--drain-delay",
+            "0.2",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "IPEX_RESNET_CACHE_DIR": str(tmp_path / "cold-cache")},
+    )
     try:
         wait_ready(url, proc, 60, probe="/healthz")  # up and loading: alive, not ready
         ready = httpx.get(url + "/readyz", timeout=2)

@@ -14,7 +14,6 @@ import time
 
 import numpy as np
 import pytest
-
 from serve_helpers import free_port
 from user_repo import user_repo  # noqa: F401 - a fixture
 
@@ -28,13 +27,16 @@ pytestmark = pytest.mark.any_stack
 def test_batch_cap_follows_the_curve_and_the_target():
     curve = {1: 10.0, 2: 18.0, 4: 34.0, 8: 66.0, 16: 130.0}
     # 2 x latency(b) + wait within 75% of the target
-    assert tuning.batch_cap(100, 5, curve) == 4        # 2*34+5 = 73 <= 75; 2*66+5 > 75
-    assert tuning.batch_cap(90, 5, curve) == 2         # 73 > 67.5; 2*18+5 = 41 <= 67.5
+    assert tuning.batch_cap(100, 5, curve) == 4  # 2*34+5 = 73 <= 75; 2*66+5 > 75
+    assert tuning.batch_cap(90, 5, curve) == 2  # 73 > 67.5; 2*18+5 = 41 <= 67.5
     assert tuning.batch_cap(1000, 5, curve) == 16
-    assert tuning.batch_cap(20, 5, curve) == 1         # nothing fits: one image at a time
-    tuning.check_target(10.0, curve, "m")              # one batch-1 call fits exactly
-    with pytest.raises(ConfigError, match=r"--p99-ms 9 cannot be met here: one batch-1 call of m takes 10.0 ms "
-                                          r"on this machine; ask for at least 10 ms"):
+    assert tuning.batch_cap(20, 5, curve) == 1  # nothing fits: one image at a time
+    tuning.check_target(10.0, curve, "m")  # one batch-1 call fits exactly
+    with pytest.raises(
+        ConfigError,
+        match=r"--p99-ms 9 cannot be met here: one batch-1 call of m takes 10.0 ms "
+        r"on this machine; ask for at least 10 ms",
+    ):
         tuning.check_target(9, curve, "m")
     assert "max batch 2" in tuning.describe(100, 2, curve) and "b16 130.0 ms" in tuning.describe(100, 2, curve)
 
@@ -84,7 +86,7 @@ def test_streams_run_batches_at_once_and_answer_each_image(streams):
 
     got, b = asyncio.run(main())
     assert [g[0]["index"] for g in got] == [0, 1, 2, 3] and b.batches == 4
-    overlapping = any(_cut(x, y) for i, x in enumerate(spans) for y in spans[i + 1:])
+    overlapping = any(_cut(x, y) for i, x in enumerate(spans) for y in spans[i + 1 :])
     assert overlapping == (streams > 1), spans
 
 
@@ -96,8 +98,7 @@ def test_stop_answers_what_never_reached_a_stream():
         return np.zeros((batch.shape[0], 2), dtype=np.float32)
 
     async def main():
-        b = Batcher(infer, lambda logits, k: [[{"index": 0}]] * len(logits), max_batch=1, max_wait_s=0,
-                    max_queue=8)
+        b = Batcher(infer, lambda logits, k: [[{"index": 0}]] * len(logits), max_batch=1, max_wait_s=0, max_queue=8)
         b.start()
         futures = [f for _ in range(3) for f in b.submit([np.zeros((3, 2, 2), dtype=np.float32)], topk=1)]
         await asyncio.sleep(0.1)
@@ -120,13 +121,35 @@ def _console_script() -> str:
 @pytest.mark.slow
 def test_serve_refuses_a_target_below_one_model_call_in_one_line():
     pytest.importorskip("uvicorn")
-    proc = subprocess.run([_console_script(), "serve", "--weights", "none", "--backend", "onnxruntime",
-                           "--precision", "fp32", "--port", "0", "--p99-ms", "0.5", "--no-tune", "--log-level", "warning"],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            _console_script(),
+            "serve",
+            "--weights",
+            "none",
+            "--backend",
+            "onnxruntime",
+            "--precision",
+            "fp32",
+            "--port",
+            "0",
+            "--p99-ms",
+            "0.5",
+            "--no-tune",
+            "--log-level",
+            "warning",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 2, proc.stderr[-2000:]
     errors = [line for line in proc.stderr.splitlines() if "error:" in line]
-    assert len(errors) == 1 and "--p99-ms 0.5 cannot be met here: one batch-1 call of resnet18 on " \
-        "onnxruntime/fp32 takes" in errors[0] and "ask for at least" in errors[0], proc.stderr[-2000:]
+    assert (
+        len(errors) == 1
+        and "--p99-ms 0.5 cannot be met here: one batch-1 call of resnet18 on onnxruntime/fp32 takes" in errors[0]
+        and "ask for at least" in errors[0]
+    ), proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
 
 
@@ -139,9 +162,27 @@ def _serve_until_ready(user_repo, *extra: str) -> str:
     port = free_port()
     log = root / f"serve-{port}.log"
     with open(log, "w") as err:
-        proc = subprocess.Popen([_console_script(), "serve", "--model", "mypkg.net:build", "--preset", "preset.json",
-                                 "--backend", "onnxruntime", "--precision", "fp32", "--port", str(port), *extra],
-                                cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=err)
+        proc = subprocess.Popen(
+            [
+                _console_script(),
+                "serve",
+                "--model",
+                "mypkg.net:build",
+                "--preset",
+                "preset.json",
+                "--backend",
+                "onnxruntime",
+                "--precision",
+                "fp32",
+                "--port",
+                str(port),
+                *extra,
+            ],
+            cwd=root,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
     try:
         deadline = time.monotonic() + 600
         while True:
@@ -160,11 +201,11 @@ def _serve_until_ready(user_repo, *extra: str) -> str:
 
 
 @pytest.mark.slow
-def test_tune_measures_once_then_starts_from_the_cached_choice(user_repo):  # noqa: F811
+def test_tune_measures_once_then_starts_from_the_cached_choice(user_repo):
     pytest.importorskip("mlperf_loadgen")
     first = _serve_until_ready(user_repo, "--p99-ms", "200")
     steps = [line for line in first.splitlines() if "ipex-resnet serve: tuning " in line]
-    assert len(steps) >= 2, first[-3000:]          # at least two candidates (streams or workers) and the wait
+    assert len(steps) >= 2, first[-3000:]  # at least two candidates (streams or workers) and the wait
     assert any("-> " in line and "QPS" in line for line in first.splitlines()), first[-3000:]
     ready = [line for line in first.splitlines() if "ready:" in line]
     assert ready and "tuned (measured" in ready[-1] and "QPS with p99 <= 200 ms" in ready[-1], first[-3000:]

@@ -16,8 +16,8 @@ from ipex_resnet.errors import ConfigError
 from ipex_resnet.serve.workers import LogicalCPU, assign_cpus, default_workers
 
 ROOT = Path(__file__).resolve().parents[1]
-from conftest import sample_photos  # noqa: E402
-from serve_helpers import free_port  # noqa: E402
+from conftest import sample_photos
+from serve_helpers import free_port
 
 pytestmark = pytest.mark.any_stack
 
@@ -71,9 +71,32 @@ def _start_two_workers(*, max_batch: int, stdout) -> tuple[str, subprocess.Popen
     """``ipex-resnet serve --workers 2`` (eager, random weights) on a free loopback port."""
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ipex_resnet", "serve", "--port", str(port), "--weights", "none", "--backend",
-         "eager", "--precision", "fp32", "--workers", "2", "--no-tune", "--max-batch", str(max_batch), "--log-level", "warning"],
-        cwd=ROOT, stdout=stdout, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "ipex_resnet",
+            "serve",
+            "--port",
+            str(port),
+            "--weights",
+            "none",
+            "--backend",
+            "eager",
+            "--precision",
+            "fp32",
+            "--workers",
+            "2",
+            "--no-tune",
+            "--max-batch",
+            str(max_batch),
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     return f"http://127.0.0.1:{port}", proc
 
 
@@ -93,15 +116,22 @@ def test_two_workers_are_pinned_and_share_metrics():
                 ready = 0
             time.sleep(0.2)
         workers = psutil.Process(proc.pid).children()
-        workers = [w for w in workers if "multiprocessing" in " ".join(w.cmdline()) and "resource_tracker" not in
-                   " ".join(w.cmdline())]
+        workers = [
+            w
+            for w in workers
+            if "multiprocessing" in " ".join(w.cmdline()) and "resource_tracker" not in " ".join(w.cmdline())
+        ]
         assert len(workers) == 2, [w.cmdline() for w in workers]
         sets = [set(os.sched_getaffinity(w.pid)) for w in workers]
         assert all(len(s) == 1 for s in sets) and not sets[0] & sets[1], sets
         n = 6
         for _ in range(n):
-            assert httpx.post(url + "/v1/classify", content=photo, headers={"content-type": "image/jpeg"},
-                              timeout=60).status_code == 200
+            assert (
+                httpx.post(
+                    url + "/v1/classify", content=photo, headers={"content-type": "image/jpeg"}, timeout=60
+                ).status_code
+                == 200
+            )
         text = httpx.get(url + "/metrics", timeout=10).text
         assert metric(text, "ipex_resnet_images_total") == n  # summed over both workers' files
         assert metric(text, "ipex_resnet_workers") == 2
@@ -111,8 +141,9 @@ def test_two_workers_are_pinned_and_share_metrics():
         assert "2 worker(s)" in first_line and "1 thread(s) each" in first_line, first_line
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
-        assert not any(psutil.pid_exists(w.pid) and psutil.Process(w.pid).status() != psutil.STATUS_ZOMBIE
-                       for w in workers)
+        assert not any(
+            psutil.pid_exists(w.pid) and psutil.Process(w.pid).status() != psutil.STATUS_ZOMBIE for w in workers
+        )
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -148,8 +179,9 @@ def test_restarted_worker_takes_no_requests_before_its_model_is_ready():
     def classify() -> httpx.Response:
         for attempt in (1, 2):  # a connection the killed worker had accepted is reset: retry it once
             try:
-                return httpx.post(url + "/v1/classify", content=photo, headers={"content-type": "image/jpeg"},
-                                  timeout=60)
+                return httpx.post(
+                    url + "/v1/classify", content=photo, headers={"content-type": "image/jpeg"}, timeout=60
+                )
             except httpx.TransportError:
                 if attempt == 2:
                     raise

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import require_backend
 
 from ipex_resnet.core.keys import weights_id
-
-from conftest import require_backend
 
 
 class WithOddBuffers(torch.nn.Module):
@@ -33,11 +32,11 @@ def test_the_key_covers_every_buffer_whatever_its_dtype_or_shape():
     model = WithOddBuffers().eval()
     base = weights_id(model, None)
     assert base.startswith("module:") and base == weights_id(model, None)
-    model.bn.num_batches_tracked += 1              # 0-dim int64
+    model.bn.num_batches_tracked += 1  # 0-dim int64
     after_count = weights_id(model, None)
-    model.mask[3] = False                          # bool
+    model.mask[3] = False  # bool
     after_mask = weights_id(model, None)
-    model.scale.fill_(2.0)                         # 0-dim bfloat16
+    model.scale.fill_(2.0)  # 0-dim bfloat16
     after_scale = weights_id(model, None)
     assert len({base, after_count, after_mask, after_scale}) == 4
 
@@ -68,7 +67,7 @@ def test_torchvision_module_loads_through_the_default_cache(backend, photos):
     assert (first.artifact["hit"], again.artifact["hit"]) == (False, True)
     assert len(first.predict([photos[0]], topk=3)[0]) == 3
     with torch.no_grad():
-        model.bn1.running_mean.add_(0.5)           # one buffer value changes: another artifact
+        model.bn1.running_mean.add_(0.5)  # one buffer value changes: another artifact
     other = ipex_resnet.load(model, backend=backend, precision="fp32")
     assert other.artifact["hit"] is False and other.artifact["entry"] != first.artifact["entry"]
 
@@ -82,8 +81,9 @@ def test_int8_on_a_user_module_with_the_default_cache(photos):
     require_backend("onnxruntime")
     torch.manual_seed(0)
     model = torchvision.models.resnet18().eval()
-    clf = ipex_resnet.load(model, backend="onnxruntime", precision="int8", calibration=[str(p) for p in photos[:12]],
-                           accept_accuracy=True)  # random weights: agreement is not what this test is about
+    clf = ipex_resnet.load(
+        model, backend="onnxruntime", precision="int8", calibration=[str(p) for p in photos[:12]], accept_accuracy=True
+    )  # random weights: agreement is not what this test is about
     assert clf.plan.precision == "int8" and clf.artifact["hit"] is False
     assert "calibrated on" in clf.plan.reasons["precision"]
     again = ipex_resnet.load(model, backend="onnxruntime", precision="int8", accept_accuracy=True)

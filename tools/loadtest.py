@@ -54,8 +54,9 @@ def load_images(folder: str, limit: int) -> list[bytes]:
     return [p.read_bytes() for p in files]
 
 
-async def run_level(url: str, images: list[bytes], clients: int, requests: int, max_seconds: float,
-                    timeout_s: float = 60.0) -> dict:
+async def run_level(
+    url: str, images: list[bytes], clients: int, requests: int, max_seconds: float, timeout_s: float = 60.0
+) -> dict:
     import httpx
 
     latencies: list[float] = []
@@ -85,10 +86,17 @@ async def run_level(url: str, images: list[bytes], clients: int, requests: int, 
         await asyncio.gather(*(client(c) for _ in range(clients)))
         elapsed = time.perf_counter() - start
     ok = statuses.get("200", 0)
-    return {"clients": clients, "requests": sum(statuses.values()), "ok": ok, "statuses": statuses,
-            "elapsed_s": elapsed, "throughput": ok / elapsed if elapsed else 0.0,
-            "p50_ms": 1000 * _percentile(latencies, 50), "p99_ms": 1000 * _percentile(latencies, 99),
-            "mean_ms": 1000 * statistics.fmean(latencies) if latencies else float("nan")}
+    return {
+        "clients": clients,
+        "requests": sum(statuses.values()),
+        "ok": ok,
+        "statuses": statuses,
+        "elapsed_s": elapsed,
+        "throughput": ok / elapsed if elapsed else 0.0,
+        "p50_ms": 1000 * _percentile(latencies, 50),
+        "p99_ms": 1000 * _percentile(latencies, 99),
+        "mean_ms": 1000 * statistics.fmean(latencies) if latencies else float("nan"),
+    }
 
 
 def _free_port() -> int:
@@ -113,13 +121,37 @@ def _wait_ready(url: str, proc: subprocess.Popen, timeout_s: float) -> None:
     raise SystemExit(f"error: the server was not ready within {timeout_s:g} s")
 
 
-def start_server(args: argparse.Namespace, max_batch: int, extra: list[str] | None = None,
-                 max_queue: int | None = None) -> tuple[subprocess.Popen, str]:
+def start_server(
+    args: argparse.Namespace, max_batch: int, extra: list[str] | None = None, max_queue: int | None = None
+) -> tuple[subprocess.Popen, str]:
     port = _free_port()
-    cmd = [sys.executable, "-m", "ipex_resnet.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-           "--model", args.model, "--weights", args.weights, "--backend", args.backend,
-           "--precision", args.precision, "--max-batch", str(max_batch), "--max-wait-ms", str(args.max_wait_ms),
-           "--max-queue", str(max_queue or max(args.clients) * 2), "--no-tune", "--log-level", "warning"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "ipex_resnet.cli",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--model",
+        args.model,
+        "--weights",
+        args.weights,
+        "--backend",
+        args.backend,
+        "--precision",
+        args.precision,
+        "--max-batch",
+        str(max_batch),
+        "--max-wait-ms",
+        str(args.max_wait_ms),
+        "--max-queue",
+        str(max_queue or max(args.clients) * 2),
+        "--no-tune",
+        "--log-level",
+        "warning",
+    ]
     extra = list(extra or [])
     if args.threads and "--threads" not in extra:
         cmd += ["--threads", str(args.threads)]
@@ -159,7 +191,7 @@ def _cpu_seconds(pid: int | None) -> float | None:
         return None
     try:
         return sum(t.user + t.system for t in (p.cpu_times() for p in _server_processes(pid)))
-    except Exception:  # noqa: BLE001 - psutil missing or the process gone: no CPU column
+    except Exception:
         return None
 
 
@@ -181,25 +213,34 @@ def measure(servers: list[tuple[str, str, int | None]], images: list[bytes], arg
             cpu1 = _cpu_seconds(pid)
             row["config"] = label
             # server CPU time per image: far less sensitive to other load on a shared machine than img/s
-            row["cpu_ms_per_image"] = (1000 * (cpu1 - cpu0) / row["ok"]
-                                       if cpu0 is not None and cpu1 is not None and row["ok"] else None)
+            row["cpu_ms_per_image"] = (
+                1000 * (cpu1 - cpu0) / row["ok"] if cpu0 is not None and cpu1 is not None and row["ok"] else None
+            )
             rows.append(row)
-            print(f"  {label:<14} {clients:>3} clients: {row['throughput']:6.1f} img/s  p50 {row['p50_ms']:7.1f} ms  "
-                  f"p99 {row['p99_ms']:7.1f} ms  cpu/img {row['cpu_ms_per_image'] or float('nan'):6.1f} ms  "
-                  f"statuses {row['statuses']}", file=sys.stderr, flush=True)
+            print(
+                f"  {label:<14} {clients:>3} clients: {row['throughput']:6.1f} img/s  p50 {row['p50_ms']:7.1f} ms  "
+                f"p99 {row['p99_ms']:7.1f} ms  cpu/img {row['cpu_ms_per_image'] or float('nan'):6.1f} ms  "
+                f"statuses {row['statuses']}",
+                file=sys.stderr,
+                flush=True,
+            )
     order = {label: i for i, (label, _, _) in enumerate(servers)}
     return sorted(rows, key=lambda r: order[r["config"]])
 
 
 def table(rows: list[dict]) -> str:
-    out = ["| batching | clients | requests | ok | throughput (img/s) | p50 (ms) | p99 (ms) | server CPU (ms/img) "
-           "| other statuses |",
-           "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    out = [
+        "| batching | clients | requests | ok | throughput (img/s) | p50 (ms) | p99 (ms) | server CPU (ms/img) "
+        "| other statuses |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
     for r in rows:
         other = ", ".join(f"{k}: {v}" for k, v in sorted(r["statuses"].items()) if k != "200") or "-"
-        out.append(f"| {r['config']} | {r['clients']} | {r['requests']} | {r['ok']} | {r['throughput']:.1f} | "
-                   f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
-                   f"{'-' if r.get('cpu_ms_per_image') is None else format(r['cpu_ms_per_image'], '.1f')} | {other} |")
+        out.append(
+            f"| {r['config']} | {r['clients']} | {r['requests']} | {r['ok']} | {r['throughput']:.1f} | "
+            f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
+            f"{'-' if r.get('cpu_ms_per_image') is None else format(r['cpu_ms_per_image'], '.1f')} | {other} |"
+        )
     return "\n".join(out)
 
 
@@ -208,12 +249,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", required=True, help="folder of .jpg/.png images to send")
     p.add_argument("--num-images", type=int, default=64, help="how many of them to cycle through (default: 64)")
     p.add_argument("--url", default=None, help="measure this running server (loopback) instead of starting ones")
-    p.add_argument("--clients", type=lambda s: [int(x) for x in s.split(",")], default=[1, 4, 16, 64],
-                   help="comma-separated concurrency levels (default: 1,4,16,64)")
+    p.add_argument(
+        "--clients",
+        type=lambda s: [int(x) for x in s.split(",")],
+        default=[1, 4, 16, 64],
+        help="comma-separated concurrency levels (default: 1,4,16,64)",
+    )
     p.add_argument("--requests", type=int, default=160, help="requests per level, at least 4 per client (default: 160)")
     p.add_argument("--max-seconds", type=float, default=60.0, help="time cap per level (default: 60)")
-    p.add_argument("--batch", default="16,1",
-                   help="max batch sizes of the servers to start, e.g. '16,1' = batching on, then off (default)")
+    p.add_argument(
+        "--batch",
+        default="16,1",
+        help="max batch sizes of the servers to start, e.g. '16,1' = batching on, then off (default)",
+    )
     p.add_argument("--max-wait-ms", type=float, default=5.0)
     p.add_argument("--model", default="resnet18")
     p.add_argument("--weights", default="none", help="weights for the started servers (default: none)")
@@ -254,8 +302,11 @@ def main(argv: list[str] | None = None) -> int:
         try:
             for max_batch in (int(b) for b in args.batch.split(",")):
                 label = f"on (max {max_batch})" if max_batch > 1 else "off (max 1)"
-                print(f"starting a server: backend={args.backend}, precision={args.precision}, "
-                      f"max_batch={max_batch}", file=sys.stderr, flush=True)
+                print(
+                    f"starting a server: backend={args.backend}, precision={args.precision}, max_batch={max_batch}",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 proc, url = start_server(args, max_batch)
                 procs.append(proc)
                 servers.append((label, url, proc.pid))
@@ -263,8 +314,10 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             for proc in procs:
                 stop_server(proc)
-    print(f"\nmodel {args.model}, backend {args.backend}, precision {args.precision}, "
-          f"{os.cpu_count()} CPUs, {len(images)} distinct JPEGs, 1 image per request\n")
+    print(
+        f"\nmodel {args.model}, backend {args.backend}, precision {args.precision}, "
+        f"{os.cpu_count()} CPUs, {len(images)} distinct JPEGs, 1 image per request\n"
+    )
     print(table(rows))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))

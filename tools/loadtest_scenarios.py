@@ -7,8 +7,9 @@ import statistics
 import sys
 import time
 
-SLOW_HEAD = (b"POST /v1/classify HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\n"
-             b"Content-Length: 1000000\r\n\r\n")
+SLOW_HEAD = (
+    b"POST /v1/classify HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\nContent-Length: 1000000\r\n\r\n"
+)
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -29,8 +30,9 @@ async def _normal_client(url: str, images: list[bytes], seconds: float, timeout_
         while time.monotonic() < end:
             t0 = time.perf_counter()
             try:
-                r = await c.post(url + "/v1/classify", content=images[i % len(images)],
-                                 headers={"content-type": "image/jpeg"})
+                r = await c.post(
+                    url + "/v1/classify", content=images[i % len(images)], headers={"content-type": "image/jpeg"}
+                )
                 key = str(r.status_code)
             except httpx.HTTPError as exc:
                 key = type(exc).__name__
@@ -39,9 +41,14 @@ async def _normal_client(url: str, images: list[bytes], seconds: float, timeout_
                 lat.append(time.perf_counter() - t0)
             i += 1
     n = sum(statuses.values())
-    return {"requests": n, "ok": statuses.get("200", 0), "statuses": statuses,
-            "success": statuses.get("200", 0) / n if n else float("nan"),
-            "p50_ms": 1000 * _pct(lat, 50), "p99_ms": 1000 * _pct(lat, 99)}
+    return {
+        "requests": n,
+        "ok": statuses.get("200", 0),
+        "statuses": statuses,
+        "success": statuses.get("200", 0) / n if n else float("nan"),
+        "p50_ms": 1000 * _pct(lat, 50),
+        "p99_ms": 1000 * _pct(lat, 99),
+    }
 
 
 async def _trickler(host: str, port: int, stop: asyncio.Event, seen: dict) -> None:
@@ -93,16 +100,21 @@ def attack(args, images, lt) -> list[dict]:
         attacked, seen = asyncio.run(_attack(url, images, args.attackers, args.seconds))
     finally:
         lt.stop_server(proc)
-    rows = [{"phase": "alone", **base}, {"phase": f"{args.attackers} slow-body connections", **attacked,
-                                         "attackers_saw": seen}]
-    print("\n| phase | normal requests | ok | success | p50 (ms) | p99 (ms) | p99 / unattacked p99 "
-          "| slow senders got |")
+    rows = [
+        {"phase": "alone", **base},
+        {"phase": f"{args.attackers} slow-body connections", **attacked, "attackers_saw": seen},
+    ]
+    print(
+        "\n| phase | normal requests | ok | success | p50 (ms) | p99 (ms) | p99 / unattacked p99 | slow senders got |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---|")
     for r in rows:
         ratio = r["p99_ms"] / base["p99_ms"] if base["p99_ms"] else float("nan")
         got = ", ".join(f"{k}: {v}" for k, v in sorted(r.get("attackers_saw", {}).items())) or "-"
-        print(f"| {r['phase']} | {r['requests']} | {r['ok']} | {100 * r['success']:.1f}% | {r['p50_ms']:.1f} | "
-              f"{r['p99_ms']:.1f} | {ratio:.2f} | {got} |")
+        print(
+            f"| {r['phase']} | {r['requests']} | {r['ok']} | {100 * r['success']:.1f}% | {r['p50_ms']:.1f} | "
+            f"{r['p99_ms']:.1f} | {ratio:.2f} | {got} |"
+        )
     return rows
 
 
@@ -117,8 +129,9 @@ async def _flood(url: str, images: list[bytes], clients: int, total: int, timeou
     async def client(c):
         for i in counter:
             try:
-                r = await c.post(url + "/v1/classify", content=images[i % len(images)],
-                                 headers={"content-type": "image/jpeg"})
+                r = await c.post(
+                    url + "/v1/classify", content=images[i % len(images)], headers={"content-type": "image/jpeg"}
+                )
                 key = str(r.status_code)
                 if r.status_code == 503:
                     retry_after["with" if r.headers.get("retry-after") else "without"] += 1
@@ -168,24 +181,46 @@ def overload(args, images, lt) -> list[dict]:
         lt.stop_server(proc)
     st = res["statuses"]
     fivexx = sum(v for k, v in st.items() if k.isdigit() and k.startswith("5") and k != "503")
-    row = {"clients": clients, "max_queue": args.max_queue, "requests": sum(st.values()), **res,
-           "ok": st.get("200", 0), "503": st.get("503", 0), "timeouts": st.get("timeout", 0), "other_5xx": fivexx,
-           "rss_before_mb": rss0 / 2**20, "rss_after_mb": rss1 / 2**20, "rss_growth_mb": (rss1 - rss0) / 2**20}
-    print("\n| clients | --max-queue | requests | 200 | 503 (with Retry-After) | timeouts | other 5xx | other | "
-          "RSS before (MB) | RSS growth (MB) | seconds |")
+    row = {
+        "clients": clients,
+        "max_queue": args.max_queue,
+        "requests": sum(st.values()),
+        **res,
+        "ok": st.get("200", 0),
+        "503": st.get("503", 0),
+        "timeouts": st.get("timeout", 0),
+        "other_5xx": fivexx,
+        "rss_before_mb": rss0 / 2**20,
+        "rss_after_mb": rss1 / 2**20,
+        "rss_growth_mb": (rss1 - rss0) / 2**20,
+    }
+    print(
+        "\n| clients | --max-queue | requests | 200 | 503 (with Retry-After) | timeouts | other 5xx | other | "
+        "RSS before (MB) | RSS growth (MB) | seconds |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|")
-    other = ", ".join(f"{k}: {v}" for k, v in st.items() if k not in ("200", "503", "timeout") and not
-                      (k.isdigit() and k.startswith("5"))) or "-"
-    print(f"| {clients} | {args.max_queue} | {row['requests']} | {row['ok']} | {row['503']} "
-          f"({res['retry_after']['with']}) | {row['timeouts']} | {fivexx} | {other} | {row['rss_before_mb']:.0f} | "
-          f"{row['rss_growth_mb']:+.1f} | {res['elapsed_s']:.0f} |")
+    other = (
+        ", ".join(
+            f"{k}: {v}"
+            for k, v in st.items()
+            if k not in ("200", "503", "timeout") and not (k.isdigit() and k.startswith("5"))
+        )
+        or "-"
+    )
+    print(
+        f"| {clients} | {args.max_queue} | {row['requests']} | {row['ok']} | {row['503']} "
+        f"({res['retry_after']['with']}) | {row['timeouts']} | {fivexx} | {other} | {row['rss_before_mb']:.0f} | "
+        f"{row['rss_growth_mb']:+.1f} | {res['elapsed_s']:.0f} |"
+    )
     return [row]
 
 
 def workers(args, images, lt) -> list[dict]:
     clients = max(args.clients)
-    configs = [("--workers 2 (1 core each)", ["--workers", "2"]),
-               ("--workers 1 (2 threads)", ["--workers", "1", "--threads", "2"])]
+    configs = [
+        ("--workers 2 (1 core each)", ["--workers", "2"]),
+        ("--workers 1 (2 threads)", ["--workers", "1", "--threads", "2"]),
+    ]
     servers = []
     try:
         for label, extra in configs:
@@ -202,21 +237,30 @@ def workers(args, images, lt) -> list[dict]:
                 cpu1 = lt._cpu_seconds(proc.pid)
                 row.update(config=label, round=r + 1, cpu_ms_per_image=1000 * (cpu1 - cpu0) / max(1, row["ok"]))
                 rows.append(row)
-                print(f"  {label}: {row['throughput']:.1f} img/s, p99 {row['p99_ms']:.0f} ms, {row['statuses']}",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"  {label}: {row['throughput']:.1f} img/s, p99 {row['p99_ms']:.0f} ms, {row['statuses']}",
+                    file=sys.stderr,
+                    flush=True,
+                )
     finally:
         for _, _, proc in servers:
             lt.stop_server(proc)
-    print("\n| config | clients | round | requests | ok | throughput (img/s) | p50 (ms) | p99 (ms) "
-          "| server CPU (ms/img) |")
+    print(
+        "\n| config | clients | round | requests | ok | throughput (img/s) | p50 (ms) | p99 (ms) "
+        "| server CPU (ms/img) |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for row in rows:
-        print(f"| {row['config']} | {clients} | {row['round']} | {row['requests']} | {row['ok']} | "
-              f"{row['throughput']:.1f} | {row['p50_ms']:.0f} | {row['p99_ms']:.0f} | {row['cpu_ms_per_image']:.1f} |")
+        print(
+            f"| {row['config']} | {clients} | {row['round']} | {row['requests']} | {row['ok']} | "
+            f"{row['throughput']:.1f} | {row['p50_ms']:.0f} | {row['p99_ms']:.0f} | {row['cpu_ms_per_image']:.1f} |"
+        )
     for label, _, _ in servers:
         mine = [r for r in rows if r["config"] == label]
-        print(f"median {label}: {statistics.median(r['throughput'] for r in mine):.1f} img/s, "
-              f"p99 {statistics.median(r['p99_ms'] for r in mine):.0f} ms")
+        print(
+            f"median {label}: {statistics.median(r['throughput'] for r in mine):.1f} img/s, "
+            f"p99 {statistics.median(r['p99_ms'] for r in mine):.0f} ms"
+        )
     return rows
 
 

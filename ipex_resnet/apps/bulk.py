@@ -36,8 +36,11 @@ def expand_inputs(items: Iterable[str]) -> list[str]:
             continue
         for root, dirs, files in os.walk(item):
             dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-            out.extend(os.path.join(root, f) for f in sorted(files)
-                       if not f.startswith(".") and Path(f).suffix.lower() in IMAGE_EXTENSIONS)
+            out.extend(
+                os.path.join(root, f)
+                for f in sorted(files)
+                if not f.startswith(".") and Path(f).suffix.lower() in IMAGE_EXTENSIONS
+            )
     return out
 
 
@@ -56,8 +59,10 @@ def done_inputs(path: str | os.PathLike) -> set[str]:
             try:
                 rec = json.loads(raw)
             except ValueError:
-                raise ConfigError(f"--resume: {p} has a line that is not JSON (at byte {good_end}); "
-                                  "is it a JSONL file written by ipex-resnet classify?") from None
+                raise ConfigError(
+                    f"--resume: {p} has a line that is not JSON (at byte {good_end}); "
+                    "is it a JSONL file written by ipex-resnet classify?"
+                ) from None
             if isinstance(rec, dict) and isinstance(rec.get("input"), str):
                 done.add(rec["input"])
             good_end += len(raw)
@@ -92,9 +97,18 @@ def default_workers(model_threads: int) -> int:
 Sink = Callable[[str, "list[dict] | None", "str | None"], None]
 
 
-def run(clf, inputs: Sequence[str], sink: Sink, *, topk: int = 5, batch_size: int = 32, workers: int | None = None,
-        progress: bool | None = None, flush: Callable[[], None] | None = None,
-        overlap: bool = True) -> Summary:
+def run(
+    clf,
+    inputs: Sequence[str],
+    sink: Sink,
+    *,
+    topk: int = 5,
+    batch_size: int = 32,
+    workers: int | None = None,
+    progress: bool | None = None,
+    flush: Callable[[], None] | None = None,
+    overlap: bool = True,
+) -> Summary:
     """Classify ``inputs`` with ``clf`` (a :class:`~ipex_resnet.Classifier`), feeding ``sink`` in order.
 
     ``progress``: a tqdm bar on stderr (None: only when stderr is a terminal). ``overlap``: decode
@@ -109,8 +123,14 @@ def run(clf, inputs: Sequence[str], sink: Sink, *, topk: int = 5, batch_size: in
     window = 2 * batch_size + 2 * workers  # decoded ahead of inference: one batch runs, the next decodes
     summary = Summary()
     t_start = time.perf_counter()
-    bar = tqdm(total=len(inputs), unit="img", disable=None if progress is None else not progress,
-               file=sys.stderr, dynamic_ncols=True, smoothing=0.05)
+    bar = tqdm(
+        total=len(inputs),
+        unit="img",
+        disable=None if progress is None else not progress,
+        file=sys.stderr,
+        dynamic_ncols=True,
+        smoothing=0.05,
+    )
     batcher = _Batcher(clf, sink, summary, bar, topk=topk, batch_size=batch_size, flush=flush)
     cache = getattr(clf, "result_cache", None)
     work = _decoder(clf.preprocessor) if cache is None else _cached_decoder(clf, cache, topk)
@@ -146,7 +166,7 @@ def _safe(step: Callable[[str], object]) -> Callable[[str], object]:
             return step(name)
         except ImageError as exc:
             return exc
-        except Exception as exc:  # noqa: BLE001 - reported per input, the run goes on
+        except Exception as exc:
             return ImageError(name, f"cannot decode: {type(exc).__name__}: {exc}")
 
     return work
@@ -184,8 +204,7 @@ def _cached_decoder(clf, cache, topk: int) -> Callable[[str], object]:
     pre = clf.preprocessor
 
     def step(name: str):
-        key, src = key_for_input(cache, ident, name, name=name, max_pixels=pre.max_pixels,
-                                 check=clf.hash_check(name))
+        key, src = key_for_input(cache, ident, name, name=name, max_pixels=pre.max_pixels, check=clf.hash_check(name))
         top = cache.get(key, topk)
         return _Hit(top) if top is not None else _Keyed(pre(src, name=name), key)
 
@@ -195,8 +214,9 @@ def _cached_decoder(clf, cache, topk: int) -> Callable[[str], object]:
 class _Batcher:
     """Collects decoded inputs and, per batch, runs the model and feeds the sink in input order."""
 
-    def __init__(self, clf, sink: Sink, summary: Summary, bar, *, topk: int, batch_size: int,
-                 flush: Callable[[], None] | None):
+    def __init__(
+        self, clf, sink: Sink, summary: Summary, bar, *, topk: int, batch_size: int, flush: Callable[[], None] | None
+    ):
         self.clf, self.sink, self.summary, self.bar = clf, sink, summary, bar
         self.topk, self.batch_size, self.flush = topk, batch_size, flush
         self.pending: list[tuple[str, object]] = []
@@ -228,7 +248,7 @@ def _run_alternating(pool, work, inputs: Sequence[str], batcher: _Batcher) -> No
     """Decode a batch on all workers, then run it; repeat."""
     batch_size = batcher.batch_size
     for i in range(0, len(inputs), batch_size):
-        chunk = inputs[i:i + batch_size]
+        chunk = inputs[i : i + batch_size]
         batcher.pending.extend(zip(chunk, pool.map(work, chunk)))
         batcher.emit()
 
@@ -269,8 +289,17 @@ class JsonlSink:
         self.f.flush()
 
 
-def classify_to_jsonl(clf, items: Sequence[str], out: str, *, resume: bool = False, topk: int = 5,
-                      batch_size: int = 32, workers: int | None = None, progress: bool | None = None) -> Summary:
+def classify_to_jsonl(
+    clf,
+    items: Sequence[str],
+    out: str,
+    *,
+    resume: bool = False,
+    topk: int = 5,
+    batch_size: int = 32,
+    workers: int | None = None,
+    progress: bool | None = None,
+) -> Summary:
     """The ``classify --jsonl OUT`` command: expand folders, skip what OUT has (``resume``), stream."""
     from tqdm import tqdm
 
@@ -287,13 +316,14 @@ def classify_to_jsonl(clf, items: Sequence[str], out: str, *, resume: bool = Fal
         f, close = sys.stdout, False
     else:
         try:
-            f, close = open(out, "a" if resume else "w", encoding="utf-8"), True
+            f, close = open(out, "a" if resume else "w", encoding="utf-8"), True  # noqa: SIM115 - closed below
         except OSError as exc:
             raise ConfigError(f"cannot write {out}: {exc.strerror or exc}") from None
     try:
         sink = JsonlSink(f, on_error=lambda n, e: tqdm.write(f"error: {n}: {e}", file=sys.stderr))
-        summary = run(clf, inputs, sink, topk=topk, batch_size=batch_size, workers=workers, progress=progress,
-                      flush=sink.flush)
+        summary = run(
+            clf, inputs, sink, topk=topk, batch_size=batch_size, workers=workers, progress=progress, flush=sink.flush
+        )
     finally:
         if close:
             f.close()

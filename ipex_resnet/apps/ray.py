@@ -41,7 +41,7 @@ def assigned_cpus(default: int = 1) -> int:
             n = ray.get_runtime_context().get_assigned_resources().get("CPU")
             if n:
                 return max(1, int(n))
-    except Exception:  # noqa: BLE001 - not in a Ray worker
+    except Exception:
         pass
     return default
 
@@ -49,15 +49,32 @@ def assigned_cpus(default: int = 1) -> int:
 class Classifier:
     """A Ray Data callable class: ``batch (dict of columns) -> results (pyarrow Table)``."""
 
-    def __init__(self, model: str = "resnet18", weights: str | None = "DEFAULT", *, backend: str = "auto",
-                 precision: str = "auto", threads: int | None = None, topk: int = 5, preprocess: str | None = None,
-                 transforms=None, categories: list[str] | None = None):
+    def __init__(
+        self,
+        model: str = "resnet18",
+        weights: str | None = "DEFAULT",
+        *,
+        backend: str = "auto",
+        precision: str = "auto",
+        threads: int | None = None,
+        topk: int = 5,
+        preprocess: str | None = None,
+        transforms=None,
+        categories: list[str] | None = None,
+    ):
         threads = threads or assigned_cpus()
         os.environ.setdefault("OMP_NUM_THREADS", str(threads))
         from ipex_resnet.core.api import load
 
-        self.clf = load(model, weights=weights, backend=backend, precision=precision, threads=threads,
-                        transforms=transforms, categories=categories)
+        self.clf = load(
+            model,
+            weights=weights,
+            backend=backend,
+            precision=precision,
+            threads=threads,
+            transforms=transforms,
+            categories=categories,
+        )
         if preprocess:
             self.clf.preprocessor = self.clf.preprocessor.with_mode(preprocess)
         self.topk = topk
@@ -92,33 +109,46 @@ class Classifier:
         if arrays:
             for i, top in zip(good, self.clf.predict_tensors(arrays, topk=self.topk, batch_size=len(arrays))):
                 tops[i] = top
-        return pa.table({
-            "input": pa.array(names, pa.string()),
-            "error": pa.array(errors, pa.string()),
-            "top_index": pa.array([[t["index"] for t in top] for top in tops], pa.list_(pa.int32())),
-            "top_label": pa.array([[t["label"] for t in top] for top in tops], pa.list_(pa.string())),
-            "top_score": pa.array([[t["score"] for t in top] for top in tops], pa.list_(pa.float64())),
-        })
+        return pa.table(
+            {
+                "input": pa.array(names, pa.string()),
+                "error": pa.array(errors, pa.string()),
+                "top_index": pa.array([[t["index"] for t in top] for top in tops], pa.list_(pa.int32())),
+                "top_label": pa.array([[t["label"] for t in top] for top in tops], pa.list_(pa.string())),
+                "top_score": pa.array([[t["score"] for t in top] for top in tops], pa.list_(pa.float64())),
+            }
+        )
 
 
 def row_to_record(row: dict) -> dict:
     """A result row -> the ``classify --jsonl`` record (``{"input", "top"}`` or ``{"input", "error"}``)."""
     if row.get("error") is not None:
         return {"input": row["input"], "error": row["error"]}
-    return {"input": row["input"], "top": [{"label": lbl, "index": int(i), "score": float(s)} for lbl, i, s in
-                                           zip(row["top_label"], row["top_index"], row["top_score"])]}
+    return {
+        "input": row["input"],
+        "top": [
+            {"label": lbl, "index": int(i), "score": float(s)}
+            for lbl, i, s in zip(row["top_label"], row["top_index"], row["top_score"])
+        ],
+    }
 
 
-def classify_dataset(paths: list[str], *, actors: int = 2, cpus_per_actor: int = 1, batch_size: int = 32,
-                     **classifier_kwargs):
+def classify_dataset(
+    paths: list[str], *, actors: int = 2, cpus_per_actor: int = 1, batch_size: int = 32, **classifier_kwargs
+):
     """A Ray dataset of results for ``paths`` (lazy; in input order). Ray must be initialized."""
     ray = import_ray()
     ctx = ray.data.DataContext.get_current()
     ctx.execution_options.preserve_order = True
     ds = ray.data.from_items([{"path": p} for p in paths])
-    return ds.map_batches(Classifier, fn_constructor_kwargs={"threads": cpus_per_actor, **classifier_kwargs},
-                          compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=cpus_per_actor,
-                          batch_size=batch_size, batch_format="numpy")
+    return ds.map_batches(
+        Classifier,
+        fn_constructor_kwargs={"threads": cpus_per_actor, **classifier_kwargs},
+        compute=ray.data.ActorPoolStrategy(size=actors),
+        num_cpus=cpus_per_actor,
+        batch_size=batch_size,
+        batch_format="numpy",
+    )
 
 
 __all__ = ["Classifier", "assigned_cpus", "classify_dataset", "row_to_record", "import_ray"]

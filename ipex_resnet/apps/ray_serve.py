@@ -37,8 +37,18 @@ APP_NAME = "ipex_resnet"
 DEPLOYMENT = "IpexResnet"
 PROXY_LOCATIONS = ("EveryNode", "HeadOnly")
 # what a Ray Serve replica cannot use: the HTTP socket and process options belong to Ray's proxy
-_NOT_FOR_RAY = ("host", "port", "workers", "tune", "tuned", "max_connections", "header_timeout_s",
-                "linger_timeout_s", "keepalive_timeout_s", "drain_delay_s")
+_NOT_FOR_RAY = (
+    "host",
+    "port",
+    "workers",
+    "tune",
+    "tuned",
+    "max_connections",
+    "header_timeout_s",
+    "linger_timeout_s",
+    "keepalive_timeout_s",
+    "drain_delay_s",
+)
 
 
 @dataclass(frozen=True)
@@ -67,8 +77,9 @@ class RayServeSpec:
             raise ConfigError(str(exc)) from None
         for name in ("replicas", "replica_cpus"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ConfigError(f"--{name.replace('_', '-')} must be a whole number of at least 1, "
-                                  f"got {getattr(self, name)!r}")
+                raise ConfigError(
+                    f"--{name.replace('_', '-')} must be a whole number of at least 1, got {getattr(self, name)!r}"
+                )
         lo, hi = self.min_replicas, self.max_replicas
         if (lo is None) != (hi is None):
             raise ConfigError("autoscaling needs both --min-replicas and --max-replicas")
@@ -76,17 +87,20 @@ class RayServeSpec:
             raise ConfigError(f"--min-replicas ({lo}) and --max-replicas ({hi}) must satisfy 0 <= min <= max, max >= 1")
         if self.target_ongoing_requests is not None:
             if lo is None:
-                raise ConfigError("--target-ongoing-requests applies to autoscaling: give --min-replicas and "
-                                  "--max-replicas too")
+                raise ConfigError(
+                    "--target-ongoing-requests applies to autoscaling: give --min-replicas and --max-replicas too"
+                )
             if not self.target_ongoing_requests > 0:
                 raise ConfigError(f"--target-ongoing-requests must be above 0, got {self.target_ongoing_requests}")
 
     @classmethod
-    def from_dict(cls, args: dict) -> "RayServeSpec":
+    def from_dict(cls, args: dict) -> RayServeSpec:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(args) - known)
         if unknown:
-            raise ConfigError(f"unknown Ray Serve app argument(s): {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+            raise ConfigError(
+                f"unknown Ray Serve app argument(s): {', '.join(unknown)} (known: {', '.join(sorted(known))})"
+            )
         return cls(**args)
 
     def serve_config(self) -> ServeConfig:
@@ -104,10 +118,14 @@ class RayServeSpec:
     def deployment_options(self) -> dict:
         """Ray Serve's ``.options(...)`` for the deployment."""
         cfg = self.serve_config()
-        opts = {"ray_actor_options": {"num_cpus": self.replica_cpus},
-                "max_ongoing_requests": cfg.max_queue, "max_queued_requests": cfg.max_queue,
-                "graceful_shutdown_timeout_s": cfg.graceful_timeout_s,
-                "health_check_period_s": 5.0, "health_check_timeout_s": max(30.0, cfg.stall_timeout_s)}
+        opts = {
+            "ray_actor_options": {"num_cpus": self.replica_cpus},
+            "max_ongoing_requests": cfg.max_queue,
+            "max_queued_requests": cfg.max_queue,
+            "graceful_shutdown_timeout_s": cfg.graceful_timeout_s,
+            "health_check_period_s": 5.0,
+            "health_check_timeout_s": max(30.0, cfg.stall_timeout_s),
+        }
         if self.autoscaling:
             auto = {"min_replicas": self.min_replicas, "max_replicas": self.max_replicas}
             if self.target_ongoing_requests is not None:
@@ -149,7 +167,7 @@ class Replica:
         svc = self._app.state.service
         try:
             await asyncio.wrap_future(svc.start_loading())
-        except Exception as exc:  # noqa: BLE001 - one line for Ray's deployment status
+        except Exception as exc:
             svc.report_load_error(exc)
             raise RuntimeError(f"could not load the model: {svc.load_error}") from None
         self._service = svc
@@ -174,11 +192,11 @@ def build(spec: RayServeSpec):
 def app_builder(args: dict):
     """Ray Serve's application builder, for ``serve.yaml``::
 
-        applications:
-          - name: ipex_resnet
-            route_prefix: /
-            import_path: ipex_resnet.apps.ray_serve:app_builder
-            args: {model: {model: resnet18, weights: DEFAULT}, replicas: 2, replica_cpus: 4}
+    applications:
+      - name: ipex_resnet
+        route_prefix: /
+        import_path: ipex_resnet.apps.ray_serve:app_builder
+        args: {model: {model: resnet18, weights: DEFAULT}, replicas: 2, replica_cpus: 4}
     """
     return build(RayServeSpec.from_dict(dict(args)))
 
@@ -187,16 +205,36 @@ def config_yaml(spec: RayServeSpec, host: str, port: int, proxy_location: str = 
     """A ``serve deploy`` config running :func:`app_builder` with ``spec``."""
     import json
 
-    doc = {"proxy_location": proxy_location, "http_options": {"host": host, "port": port},
-           "applications": [{"name": APP_NAME, "route_prefix": "/",
-                             "import_path": "ipex_resnet.apps.ray_serve:app_builder", "args": spec.to_dict()}]}
+    doc = {
+        "proxy_location": proxy_location,
+        "http_options": {"host": host, "port": port},
+        "applications": [
+            {
+                "name": APP_NAME,
+                "route_prefix": "/",
+                "import_path": "ipex_resnet.apps.ray_serve:app_builder",
+                "args": spec.to_dict(),
+            }
+        ],
+    }
     try:
         import yaml
     except ImportError:  # JSON is YAML
         return json.dumps(doc, indent=2) + "\n"
-    return "# ipex-resnet on Ray Serve: serve deploy serve.yaml (docs/scale-out.md)\n" + \
-        yaml.safe_dump(doc, sort_keys=False, default_flow_style=False)
+    return "# ipex-resnet on Ray Serve: serve deploy serve.yaml (docs/scale-out.md)\n" + yaml.safe_dump(
+        doc, sort_keys=False, default_flow_style=False
+    )
 
 
-__all__ = ["APP_NAME", "DEPLOYMENT", "HINT", "PROXY_LOCATIONS", "RayServeSpec", "Replica", "app_builder", "build",
-           "config_yaml", "replica_config"]
+__all__ = [
+    "APP_NAME",
+    "DEPLOYMENT",
+    "HINT",
+    "PROXY_LOCATIONS",
+    "RayServeSpec",
+    "Replica",
+    "app_builder",
+    "build",
+    "config_yaml",
+    "replica_config",
+]

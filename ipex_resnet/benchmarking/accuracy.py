@@ -20,7 +20,7 @@ def _hits(logits: np.ndarray, labels: np.ndarray, k: int) -> float:
 def _logits(runner, preprocess, paths) -> np.ndarray:
     out = []
     for start in range(0, len(paths), BATCH):
-        batch = np.stack([np.asarray(preprocess(p), dtype=np.float32) for p in paths[start:start + BATCH]])
+        batch = np.stack([np.asarray(preprocess(p), dtype=np.float32) for p in paths[start : start + BATCH]])
         out.append(np.asarray(runner(batch), dtype=np.float32))
     return np.concatenate(out)
 

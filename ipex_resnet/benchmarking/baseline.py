@@ -29,8 +29,10 @@ def check_name(name: str | None, option: str) -> str | None:
     if name is None:
         return None
     if not _NAME.fullmatch(name) or name == LATEST and option != "--gate":
-        raise ConfigError(f"{option} {name!r}: a baseline name is 1-64 letters, digits, '.', '_' or '-' "
-                          f"(and not {LATEST!r} when saving)")
+        raise ConfigError(
+            f"{option} {name!r}: a baseline name is 1-64 letters, digits, '.', '_' or '-' "
+            f"(and not {LATEST!r} when saving)"
+        )
     return name
 
 
@@ -68,8 +70,10 @@ def current_machine_key(threads: int | None) -> str:
 
 
 def _mismatch(name: str, theirs: str, ours: str) -> ConfigError:
-    return ConfigError(f"baseline {name!r} is from machine key {theirs}, this run is machine key {ours}: times are "
-                       "not comparable across CPUs, stacks or thread counts; save one here with --save-baseline")
+    return ConfigError(
+        f"baseline {name!r} is from machine key {theirs}, this run is machine key {ours}: times are "
+        "not comparable across CPUs, stacks or thread counts; save one here with --save-baseline"
+    )
 
 
 def find(directory: Path, machine_key: str, spec: Mapping, name: str) -> Path:
@@ -89,8 +93,10 @@ def find(directory: Path, machine_key: str, spec: Mapping, name: str) -> Path:
     if elsewhere:
         raise _mismatch(name, elsewhere[0], machine_key)
     which = "no baseline" if name == LATEST else f"no baseline {name!r}"
-    raise ConfigError(f"{which} for model {spec['model']} on machine key {machine_key} in {directory}; "
-                      "save one first with --save-baseline NAME")
+    raise ConfigError(
+        f"{which} for model {spec['model']} on machine key {machine_key} in {directory}; "
+        "save one first with --save-baseline NAME"
+    )
 
 
 def _method_key(method: Mapping | None) -> str | None:
@@ -114,26 +120,49 @@ def load(path: Path, machine_key: str, spec: Mapping, method: Mapping) -> dict:
         raise _mismatch(doc.get("name", Path(path).stem), str(doc.get("machine_key")), machine_key)
     theirs, ours = _method_key(doc.get("gate_method")), _method_key(method)
     if theirs != ours:
-        raise ConfigError(f"baseline {str(path)!r} was timed by {theirs or 'an older gate (ratio of minimums)'}, this "
-                          f"gate times by {ours}: the ratios are not comparable; save it again with --save-baseline")
+        raise ConfigError(
+            f"baseline {str(path)!r} was timed by {theirs or 'an older gate (ratio of minimums)'}, this "
+            f"gate times by {ours}: the ratios are not comparable; save it again with --save-baseline"
+        )
     if doc.get("model_spec") != dict(spec):
         raise ConfigError(f"baseline {str(path)!r} is of model spec {doc.get('model_spec')}, this run is {dict(spec)}")
     doc["_file"] = str(path)
     return doc
 
 
-def save(directory: Path, name: str, report: Mapping, spec: Mapping, benchmarks: list[dict],
-         method: Mapping) -> Path:
+def save(directory: Path, name: str, report: Mapping, spec: Mapping, benchmarks: list[dict], method: Mapping) -> Path:
     """Write baseline ``name`` for the report's machine key and ``spec`` (atomically); returns its path."""
     from ipex_resnet.util.files import write_json_atomic
 
     path = directory / report["machine_key"] / spec_key(spec) / f"{name}.json"
-    write_json_atomic(path, {"schema": BASELINE_SCHEMA, "name": name, "saved": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                             "machine_key": report["machine_key"], "model_spec": dict(spec),
-                             "gate_method": dict(method), "benchmarks": benchmarks, "report": dict(report)},
-                      indent=1, default=str)
+    write_json_atomic(
+        path,
+        {
+            "schema": BASELINE_SCHEMA,
+            "name": name,
+            "saved": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "machine_key": report["machine_key"],
+            "model_spec": dict(spec),
+            "gate_method": dict(method),
+            "benchmarks": benchmarks,
+            "report": dict(report),
+        },
+        indent=1,
+        default=str,
+    )
     return path
 
 
-__all__ = ["BASELINE_SCHEMA", "LATEST", "base_dir", "check_name", "current_machine_key", "default_dir", "find",
-           "load", "model_spec", "save", "spec_key"]
+__all__ = [
+    "BASELINE_SCHEMA",
+    "LATEST",
+    "base_dir",
+    "check_name",
+    "current_machine_key",
+    "default_dir",
+    "find",
+    "load",
+    "model_spec",
+    "save",
+    "spec_key",
+]

@@ -26,11 +26,28 @@ SCORE_LINE = re.compile(r"^\s+\d+(\.\d+)?%\s")
 TIMEOUT_S = 900
 
 
-def classify_command(engine: str, image: str | os.PathLike, model: str = "resnet18",
-                     threads: int | None = None, *, weights: str = "none",
-                     preset_file: str | os.PathLike | None = None) -> list[str]:
-    cmd = [sys.executable, "-m", "ipex_resnet", "classify", "--weights", weights, "--backend", engine,
-           "--model", model, str(image)]
+def classify_command(
+    engine: str,
+    image: str | os.PathLike,
+    model: str = "resnet18",
+    threads: int | None = None,
+    *,
+    weights: str = "none",
+    preset_file: str | os.PathLike | None = None,
+) -> list[str]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "ipex_resnet",
+        "classify",
+        "--weights",
+        weights,
+        "--backend",
+        engine,
+        "--model",
+        model,
+        str(image),
+    ]
     cmd += ["--preset", str(preset_file)] if preset_file else []
     return cmd + (["--threads", str(threads)] if threads else [])
 
@@ -38,7 +55,7 @@ def classify_command(engine: str, image: str | os.PathLike, model: str = "resnet
 def time_classify(cmd: list[str], env: dict | None = None, timeout: float = TIMEOUT_S) -> dict:
     """Run ``cmd``; seconds from process start to its 5th score line on stdout, and its peak RSS."""
     t0 = time.perf_counter()
-    errfile = tempfile.TemporaryFile(mode="w+")  # a file, not a pipe: a chatty child cannot block on it
+    errfile = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed after the read; a file, not a pipe: a chatty child cannot block on it
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errfile, text=True, env=env)
     mem = ChildPeakRSS(proc.pid)
     killer = threading.Timer(timeout, proc.kill)
@@ -75,8 +92,16 @@ def target_for(engine: str) -> tuple[float, float | None]:
     return LEAN_TARGET_S, LEAN_RSS_REFERENCE_MB * LEAN_RSS_FACTOR
 
 
-def cold_start(engine: str, image: str | os.PathLike, *, model: str = "resnet18", threads: int | None = None,
-               env: dict | None = None, weights: str = "none", preset: dict | None = None) -> dict:
+def cold_start(
+    engine: str,
+    image: str | os.PathLike,
+    *,
+    model: str = "resnet18",
+    threads: int | None = None,
+    env: dict | None = None,
+    weights: str = "none",
+    preset: dict | None = None,
+) -> dict:
     """Warm the artifact cache with one ``classify`` process, then time a second one."""
     with tempfile.TemporaryDirectory(prefix="ipex_resnet_cold_") as tmp:
         preset_file = None
@@ -113,5 +138,12 @@ def write_image(directory: str | os.PathLike, data: bytes | None = None) -> Path
     return p
 
 
-__all__ = ["LEAN_TARGET_S", "TORCH_TARGET_S", "classify_command", "cold_start", "write_image", "target_for",
-           "time_classify"]
+__all__ = [
+    "LEAN_TARGET_S",
+    "TORCH_TARGET_S",
+    "classify_command",
+    "cold_start",
+    "write_image",
+    "target_for",
+    "time_classify",
+]

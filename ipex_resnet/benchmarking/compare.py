@@ -39,10 +39,15 @@ def load_report(path: str | Path) -> dict:
         doc = json.loads(p.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"report {str(p)!r} is not JSON ({exc})") from None
-    if not isinstance(doc, dict) or doc.get("schema") not in (REPORT_SCHEMA, *OLD_SCHEMAS) \
-            or not isinstance(doc.get("paths"), dict):
-        raise ConfigError(f"report {str(p)!r} is not an ipex-resnet bench report (schema {REPORT_SCHEMA}); "
-                          "make one with: ipex-resnet bench --output FILE.json")
+    if (
+        not isinstance(doc, dict)
+        or doc.get("schema") not in (REPORT_SCHEMA, *OLD_SCHEMAS)
+        or not isinstance(doc.get("paths"), dict)
+    ):
+        raise ConfigError(
+            f"report {str(p)!r} is not an ipex-resnet bench report (schema {REPORT_SCHEMA}); "
+            "make one with: ipex-resnet bench --output FILE.json"
+        )
     doc["_file"] = str(p)
     return _upgrade(doc)
 
@@ -83,7 +88,7 @@ def differences(docs: Sequence[dict]) -> dict[str, list[str]]:
 
 
 def common_batch(docs: Sequence[dict]) -> int:
-    sizes = set.intersection(*(set(int(b) for b in d.get("batch_sizes", [1])) for d in docs))
+    sizes = set.intersection(*({int(b) for b in d.get("batch_sizes", [1])} for d in docs))
     return max(sizes) if sizes else 1
 
 
@@ -109,13 +114,22 @@ def best_offline(doc: dict) -> dict:
     """The report's best path (ours, not a peer) at its Offline rate, its price and cost per million
     images (``cost`` None when the report has no price)."""
     bs = offline_batch(doc)
-    rates = [(float(r["throughput"][str(bs)]), n) for n, r in doc["paths"].items()
-             if r.get("kind") != "peer" and r.get("throughput", {}).get(str(bs))]
+    rates = [
+        (float(r["throughput"][str(bs)]), n)
+        for n, r in doc["paths"].items()
+        if r.get("kind") != "peer" and r.get("throughput", {}).get(str(bs))
+    ]
     rate, path = max(rates) if rates else (None, None)
     price = doc.get("price_per_hour_usd")
     cost = cost_per_million(float(price), rate) if price and rate else None
-    return {"path": path, "batch": bs, "img_per_s": rate, "price_per_hour": price, "cost_per_million": cost,
-            **served(doc)}
+    return {
+        "path": path,
+        "batch": bs,
+        "img_per_s": rate,
+        "price_per_hour": price,
+        "cost_per_million": cost,
+        **served(doc),
+    }
 
 
 def served(doc: dict) -> dict:
@@ -124,27 +138,46 @@ def served(doc: dict) -> dict:
     sc = doc.get("scenarios") or {}
     qps = (sc.get("service") or {}).get("capacity_qps") or None
     price = doc.get("price_per_hour_usd")
-    return {"served_path": sc.get("path") if qps else None, "served_qps": qps, "served_p99_ms": sc.get("p99_ms_bound"),
-            "served_cost_per_million": cost_per_million(float(price), qps) if price and qps else None}
+    return {
+        "served_path": sc.get("path") if qps else None,
+        "served_qps": qps,
+        "served_p99_ms": sc.get("p99_ms_bound"),
+        "served_cost_per_million": cost_per_million(float(price), qps) if price and qps else None,
+    }
 
 
 def cost_lines(docs: Sequence[dict]) -> list[str]:
     """Per report: the best path, its Offline rate, the price and the cost per million images."""
-    head = ["report", "best path (Offline)", "img/s", "USD/hour", "USD per 1M images", "served QPS (path, p99)",
-            "USD per 1M served"]
+    head = [
+        "report",
+        "best path (Offline)",
+        "img/s",
+        "USD/hour",
+        "USD per 1M images",
+        "served QPS (path, p99)",
+        "USD per 1M served",
+    ]
     rows = []
     for k, d in enumerate(docs):
         b = best_offline(d)
         no_price = "no price" if not b["price_per_hour"] else "-"
-        rows.append([f"[{k + 1}]", f"{b['path'] or '-'}" + (f" b{b['batch']}" if b["path"] else ""),
-                     _fmt(b["img_per_s"]), f"{b['price_per_hour']:g}" if b["price_per_hour"] else "no price",
-                     f"{b['cost_per_million']:.3f}" if b["cost_per_million"] is not None else no_price,
-                     f"{_fmt(b['served_qps'])} ({b['served_path']}, <= {b['served_p99_ms']:g} ms)" if b["served_qps"]
-                     else "not measured",
-                     f"{b['served_cost_per_million']:.3f}" if b["served_cost_per_million"] is not None
-                     else (no_price if b["served_qps"] else "-")])
+        rows.append(
+            [
+                f"[{k + 1}]",
+                f"{b['path'] or '-'}" + (f" b{b['batch']}" if b["path"] else ""),
+                _fmt(b["img_per_s"]),
+                f"{b['price_per_hour']:g}" if b["price_per_hour"] else "no price",
+                f"{b['cost_per_million']:.3f}" if b["cost_per_million"] is not None else no_price,
+                f"{_fmt(b['served_qps'])} ({b['served_path']}, <= {b['served_p99_ms']:g} ms)"
+                if b["served_qps"]
+                else "not measured",
+                f"{b['served_cost_per_million']:.3f}"
+                if b["served_cost_per_million"] is not None
+                else (no_price if b["served_qps"] else "-"),
+            ]
+        )
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
-    fmt = lambda cells: "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))  # noqa: E731
+    fmt = lambda cells: "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
     return [fmt(head), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows]
 
 
@@ -157,12 +190,18 @@ def table(docs: Sequence[dict]) -> str:
     lines = []
     diffs = differences(docs)
     if diffs:
-        lines.append("reports differ in: " + "; ".join(f"{k} ({' vs '.join(dict.fromkeys(v))})" for k, v in diffs.items())
-                     + " -- each is its own column, nothing is averaged")
+        lines.append(
+            "reports differ in: "
+            + "; ".join(f"{k} ({' vs '.join(dict.fromkeys(v))})" for k, v in diffs.items())
+            + " -- each is its own column, nothing is averaged"
+        )
     for k, lab in enumerate(labs):
         lines.append(f"[{k + 1}] {lab}  ({docs[k]['_file']})")
-    head = ["path"] + [f"[{k + 1}] p50 ms b1" for k in range(len(docs))] + \
-           [f"[{k + 1}] img/s b{bmax}" for k in range(len(docs))]
+    head = (
+        ["path"]
+        + [f"[{k + 1}] p50 ms b1" for k in range(len(docs))]
+        + [f"[{k + 1}] img/s b{bmax}" for k in range(len(docs))]
+    )
     rows = []
     for p in paths:
         row = [p]
@@ -170,12 +209,15 @@ def table(docs: Sequence[dict]) -> str:
         row += [_fmt(d["paths"].get(p, {}).get("throughput", {}).get(str(bmax))) for d in docs]
         rows.append(row)
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
-    fmt = lambda cells: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))  # noqa: E731
+    fmt = lambda cells: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
     lines += [fmt(head), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows]
-    lines += ["", "cost: the best of our paths at its Offline rate (img/s at batch 32, else the largest batch), and at "
-              "the served capacity (bench --scenarios service: the HTTP service's highest Poisson rate whose p99 stays "
-              "under the bound; MLPerf-style, not an official MLPerf result); "
-              "USD per 1M images = USD/hour / (img/s * 3600) * 1e6"] + cost_lines(docs)
+    lines += [
+        "",
+        "cost: the best of our paths at its Offline rate (img/s at batch 32, else the largest batch), and at "
+        "the served capacity (bench --scenarios service: the HTTP service's highest Poisson rate whose p99 stays "
+        "under the bound; MLPerf-style, not an official MLPerf result); "
+        "USD per 1M images = USD/hour / (img/s * 3600) * 1e6",
+    ] + cost_lines(docs)
     return "\n".join(lines)
 
 
@@ -183,7 +225,9 @@ def chart(docs: Sequence[dict], out: str | Path) -> Path:
     try:
         import matplotlib
     except ImportError:
-        raise ConfigError("the chart needs matplotlib: pip install matplotlib (or pip install 'ipex_resnet[bench]')") from None
+        raise ConfigError(
+            "the chart needs matplotlib: pip install matplotlib (or pip install 'ipex_resnet[bench]')"
+        ) from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -194,16 +238,23 @@ def chart(docs: Sequence[dict], out: str | Path) -> Path:
         paths += [p for p in d["paths"] if p not in paths]
     n = len(docs)
     width = 0.8 / n
-    fig, axes = plt.subplots(3, 1, figsize=(max(8, 1.1 * len(paths) + 3), 13), constrained_layout=True,
-                             height_ratios=(3, 3, 2))
-    metrics = [("throughput", str(bmax), f"images/s at batch {bmax} (higher is better)"),
-               ("latency", "1", "batch-1 latency p50, ms (lower is better)")]
+    fig, axes = plt.subplots(
+        3, 1, figsize=(max(8, 1.1 * len(paths) + 3), 13), constrained_layout=True, height_ratios=(3, 3, 2)
+    )
+    metrics = [
+        ("throughput", str(bmax), f"images/s at batch {bmax} (higher is better)"),
+        ("latency", "1", "batch-1 latency p50, ms (lower is better)"),
+    ]
     for ax, (kind, key, title) in zip(axes[:2], metrics):
         for k, d in enumerate(docs):
             vals = []
             for p in paths:
                 r = d["paths"].get(p, {})
-                v = r.get("throughput", {}).get(key) if kind == "throughput" else r.get("latency", {}).get(key, {}).get("p50_ms")
+                v = (
+                    r.get("throughput", {}).get(key)
+                    if kind == "throughput"
+                    else r.get("latency", {}).get(key, {}).get("p50_ms")
+                )
                 vals.append(v if v is not None else 0.0)
             xs = [i + (k - (n - 1) / 2) * width for i in range(len(paths))]
             ax.bar(xs, vals, width, label=f"[{k + 1}] {labs[k]}")
@@ -228,21 +279,41 @@ def _cost_panel(ax, docs: Sequence[dict]) -> None:
     costs = [best_offline(d) for d in docs]
     xs = range(len(docs))
     for offset, key, what in ((-0.2, "cost_per_million", "Offline"), (0.2, "served_cost_per_million", "served")):
-        ax.bar([k + offset for k in xs], [c[key] or 0.0 for c in costs], 0.38,
-               color=[f"C{k}" for k in xs], alpha=1.0 if what == "Offline" else 0.55)
+        ax.bar(
+            [k + offset for k in xs],
+            [c[key] or 0.0 for c in costs],
+            0.38,
+            color=[f"C{k}" for k in xs],
+            alpha=1.0 if what == "Offline" else 0.55,
+        )
         for k, c in enumerate(costs):
             if c[key] is not None:
-                text = f"{c[key]:.3f} USD\n{what}: " + (f"{c['path']} b{c['batch']}" if what == "Offline"
-                                                        else f"{c['served_qps']:.0f} QPS")
+                text = f"{c[key]:.3f} USD\n{what}: " + (
+                    f"{c['path']} b{c['batch']}" if what == "Offline" else f"{c['served_qps']:.0f} QPS"
+                )
             else:
                 text = "no price" if not c["price_per_hour"] else f"{what}: not measured"
             ax.annotate(text, (k + offset, c[key] or 0.0), ha="center", va="bottom", fontsize=8)
     ax.set_xticks(list(xs))
     ax.set_xticklabels([f"[{k + 1}]" for k in xs])
-    ax.set_title("USD per million images (lower is better): best path at its Offline rate (solid), and the HTTP "
-                 "service at its served capacity (light; MLPerf-style)")
+    ax.set_title(
+        "USD per million images (lower is better): best path at its Offline rate (solid), and the HTTP "
+        "service at its served capacity (light; MLPerf-style)"
+    )
     ax.grid(axis="y", alpha=0.3)
     ax.margins(y=0.25)
 
 
-__all__ = ["best_offline", "chart", "cost_lines", "cost_per_million", "offline_batch", "served", "differences", "identity", "labels", "load_report", "table"]
+__all__ = [
+    "best_offline",
+    "chart",
+    "cost_lines",
+    "cost_per_million",
+    "offline_batch",
+    "served",
+    "differences",
+    "identity",
+    "labels",
+    "load_report",
+    "table",
+]

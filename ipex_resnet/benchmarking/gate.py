@@ -38,8 +38,10 @@ class Finding:
 
     def describe(self) -> str:
         noise_note = "" if self.floor is None else f", noise floor {self.floor:.1%}"
-        return (f"{self.name}: {self.metric} {self.current:.4g} vs baseline {self.baseline:.4g} "
-                f"({self.change:+.1%}, limit {self.limit:.4g}{noise_note})")
+        return (
+            f"{self.name}: {self.metric} {self.current:.4g} vs baseline {self.baseline:.4g} "
+            f"({self.change:+.1%}, limit {self.limit:.4g}{noise_note})"
+        )
 
 
 @dataclass
@@ -59,8 +61,14 @@ class GateResult:
         return "FAIL" if self.regressions else noise.INCONCLUSIVE if self.inconclusive else "PASS"
 
 
-def gate(current: Iterable[Mapping], baseline: Iterable[Mapping], *, time_tolerance: float = TIME_TOLERANCE,
-         memory_tolerance: float = MEMORY_TOLERANCE, memory_slack_mb: float = MEMORY_SLACK_MB) -> GateResult:
+def gate(
+    current: Iterable[Mapping],
+    baseline: Iterable[Mapping],
+    *,
+    time_tolerance: float = TIME_TOLERANCE,
+    memory_tolerance: float = MEMORY_TOLERANCE,
+    memory_slack_mb: float = MEMORY_SLACK_MB,
+) -> GateResult:
     """Compare benchmarks (pytest-benchmark dicts, with ``extra_info``) against a baseline.
 
     Time: ``extra_info["ratio_to_ref"]`` may grow by ``time_tolerance``; with ``process_ratios`` on both

@@ -51,33 +51,61 @@ def method(rounds: int, processes: int) -> dict:
     return {"estimator": ESTIMATOR, "threads": THREADS, "rounds": rounds, "processes": processes}
 
 
-def measure(paths: Sequence[PathSpec], *, model: str, weights: str, preset: dict | None, images: str | None,
-            crop: int, sizes: Sequence[int], rounds: int, processes: int,
-            step: Callable[[str], None] = lambda msg: None, timeout: float = TIMEOUT_S,
-            more: Callable[[dict], bool] | None = None, budget_s: float = 0.0) -> dict:
+def measure(
+    paths: Sequence[PathSpec],
+    *,
+    model: str,
+    weights: str,
+    preset: dict | None,
+    images: str | None,
+    crop: int,
+    sizes: Sequence[int],
+    rounds: int,
+    processes: int,
+    step: Callable[[str], None] = lambda msg: None,
+    timeout: float = TIMEOUT_S,
+    more: Callable[[dict], bool] | None = None,
+    budget_s: float = 0.0,
+) -> dict:
     """Run ``processes`` fresh children one after another, then more while ``more(ratios)`` says the
     noise leaves a check undecided, up to ``MAX_PROCESSES`` and ``budget_s`` seconds in all. Returns the
     report's ``gate`` section: the method, ``ratios`` {path: {batch size: median ratio}},
     ``process_ratios`` (each process's), ``noise`` (their log spread), each process's fastest calls, and
     the seconds taken (or ``error`` when a child failed: the gate cannot judge without its measurement)."""
     ours = [p for p in paths if not p.peer]
-    req = {"model": model, "weights": weights, "preset": preset, "images": images, "crop": crop,
-           "paths": [[p.backend, p.precision] for p in ours], "batch_sizes": list(sizes), "rounds": rounds,
-           "seconds": TIMING_S}
+    req = {
+        "model": model,
+        "weights": weights,
+        "preset": preset,
+        "images": images,
+        "crop": crop,
+        "paths": [[p.backend, p.precision] for p in ours],
+        "batch_sizes": list(sizes),
+        "rounds": rounds,
+        "seconds": TIMING_S,
+    }
     out: dict = {**method(rounds, processes), "batch_sizes": list(sizes), "per_process": []}
     t0 = time.perf_counter()
     while True:
         n = len(out["per_process"])
         if n >= processes:
             elapsed = time.perf_counter() - t0
-            if n >= MAX_PROCESSES or elapsed * (n + 1) / n > budget_s or more is None \
-                    or not more(process_ratios([c["fastest"] for c in out["per_process"]])):
+            if (
+                n >= MAX_PROCESSES
+                or elapsed * (n + 1) / n > budget_s
+                or more is None
+                or not more(process_ratios([c["fastest"] for c in out["per_process"]]))
+            ):
                 break
-            step(f"gate timing: the noise leaves a check undecided; one more process ({n + 1}, up to "
-                 f"{MAX_PROCESSES} within {budget_s:.0f} s)")
+            step(
+                f"gate timing: the noise leaves a check undecided; one more process ({n + 1}, up to "
+                f"{MAX_PROCESSES} within {budget_s:.0f} s)"
+            )
         else:
-            step(f"gate timing: fresh process {n + 1}/{processes} ({len(ours)} paths, >= {rounds} paired rounds, "
-                 f"1 thread)")
+            step(
+                f"gate timing: fresh process {n + 1}/{processes} ({len(ours)} paths, >= {rounds} paired rounds, "
+                f"1 thread)"
+            )
         child = _spawn(req, timeout)
         if "error" in child:
             return {**out, "error": f"gate timing process {n + 1}: {child['error']}"}
@@ -111,8 +139,11 @@ def undecided(ratios: Mapping, baseline: Sequence[Mapping] | None, tolerance: fl
     if baseline is None:
         return any(self_floor(r) > tolerance for by in ratios.values() for r in by.values())
     old = {b["fullname"]: b.get("extra_info", {}).get("process_ratios") for b in baseline}
-    return any(old.get(f"{name} b{bs}") and judge(old[f"{name} b{bs}"], r, tolerance).verdict == INCONCLUSIVE
-               for name, by in ratios.items() for bs, r in by.items())
+    return any(
+        old.get(f"{name} b{bs}") and judge(old[f"{name} b{bs}"], r, tolerance).verdict == INCONCLUSIVE
+        for name, by in ratios.items()
+        for bs, r in by.items()
+    )
 
 
 def rounds_for_time(fn, ref, x, at_least: int, seconds: float) -> int:
@@ -156,8 +187,7 @@ def _child(req: dict) -> dict:
     from ipex_resnet.benchmarking.timing import paired_ratio, slowdown_fraction
 
     images = jpegs(req["images"], 32) if req.get("images") else None
-    ws = Workspace(req["model"], images, crop=req["crop"], weights=req.get("weights", "none"),
-                   preset=req.get("preset"))
+    ws = Workspace(req["model"], images, crop=req["crop"], weights=req.get("weights", "none"), preset=req.get("preset"))
     slow = slowdown_fraction()
     specs = [PathSpec(b, p, False) for b, p in req["paths"]]
     ref_spec = next((s for s in specs if s.name == REFERENCE), PathSpec("eager", "fp32", False))
@@ -168,7 +198,7 @@ def _child(req: dict) -> dict:
             continue
         try:
             built[spec.name] = build_path(spec, ws, THREADS, slowdown=slow).runner
-        except Exception as exc:  # noqa: BLE001 - one path failing must not sink the others
+        except Exception as exc:
             skipped[spec.name] = f"failed to load: {first_line(exc)}"
     if "torch" in sys.modules:
         import torch
@@ -188,13 +218,28 @@ def _child(req: dict) -> dict:
             fastest.setdefault(name, {})[str(bs)] = [min(cand), min(ref_s)]
             rounds.setdefault(name, {})[str(bs)] = n
     ws.cleanup()
-    return {"fastest": fastest, "rounds": rounds, "skipped": skipped, "load_s": loaded_s, "seconds": time.perf_counter() - t_start}
+    return {
+        "fastest": fastest,
+        "rounds": rounds,
+        "skipped": skipped,
+        "load_s": loaded_s,
+        "seconds": time.perf_counter() - t_start,
+    }
 
 
-__all__ = ["ESTIMATOR", "MAX_PROCESSES", "THREADS", "TIMING_S", "batch_sizes", "child_env", "measure", "method",
-           "process_ratios", "undecided"]
+__all__ = [
+    "ESTIMATOR",
+    "MAX_PROCESSES",
+    "THREADS",
+    "TIMING_S",
+    "batch_sizes",
+    "child_env",
+    "measure",
+    "method",
+    "process_ratios",
+    "undecided",
+]
 
 
 if __name__ == "__main__":
     print(json.dumps(_child(json.loads(sys.argv[1]))), flush=True)
-

@@ -52,15 +52,17 @@ class Outcome:
         return EXIT_OK if self.ok else EXIT_INCONCLUSIVE if self.inconclusive else EXIT_REGRESSION
 
 
-
-
 def prepare(s: Settings) -> Prepared:
     """Find and read the ``--gate`` baseline before the run (ConfigError: unknown name, another machine key)."""
     p = Prepared(B.base_dir(s.baseline_dir), B.model_spec(s.model, s.weights, s.preset))
     if s.gate:
         p.machine_key = B.current_machine_key(s.threads)
-        p.baseline = B.load(B.find(p.directory, p.machine_key, p.spec, s.gate), p.machine_key, p.spec,
-                            method(s.gate_rounds, s.gate_processes))
+        p.baseline = B.load(
+            B.find(p.directory, p.machine_key, p.spec, s.gate),
+            p.machine_key,
+            p.spec,
+            method(s.gate_rounds, s.gate_processes),
+        )
     if s.summary_md:
         out_dir = Path(s.summary_md).resolve().parent
         if not out_dir.is_dir():
@@ -79,21 +81,25 @@ def finish(p: Prepared, s: Settings, doc: dict) -> Outcome:
     out = Outcome()
     if p.baseline is not None:
         if doc["machine_key"] != p.machine_key:
-            raise ConfigError(f"this run's machine key {doc['machine_key']} is not {p.machine_key}, the one the "
-                              "baseline was checked against")
+            raise ConfigError(
+                f"this run's machine key {doc['machine_key']} is not {p.machine_key}, the one the "
+                "baseline was checked against"
+            )
         old = p.baseline["benchmarks"]
         out.result = gate(current, old, time_tolerance=s.time_tolerance, memory_tolerance=s.memory_tolerance)
         out.verdicts = V.verdicts(out.result, current, old)
-        out.lines = V.lines(out.result, out.verdicts, p.baseline, (s.time_tolerance, s.memory_tolerance,
-                                                                      MEMORY_SLACK_MB))
+        out.lines = V.lines(
+            out.result, out.verdicts, p.baseline, (s.time_tolerance, s.memory_tolerance, MEMORY_SLACK_MB)
+        )
         out.markdown = V.markdown(out.result, out.verdicts, p.baseline, doc)
         if s.summary_md:
             with open(s.summary_md, "a") as f:
                 f.write(out.markdown + "\n")
     if s.save_baseline:
         if out.ok:
-            out.saved = B.save(p.directory, s.save_baseline, doc, p.spec, current,
-                               method(s.gate_rounds, s.gate_processes))
+            out.saved = B.save(
+                p.directory, s.save_baseline, doc, p.spec, current, method(s.gate_rounds, s.gate_processes)
+            )
             out.lines.append(f"baseline {s.save_baseline!r} saved: {out.saved}")
             out.lines += V.baseline_noise(current, s.time_tolerance)
         else:

@@ -58,8 +58,9 @@ def synthetic_jpeg(width: int = 500, height: int = 375, seed: int = 0) -> bytes:
 
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    img = np.stack([128 + 100 * np.sin(xx / 40 + seed), 128 + 100 * np.cos(yy / 30),
-                    128 + 60 * np.sin((xx + yy) / 70)], axis=-1)
+    img = np.stack(
+        [128 + 100 * np.sin(xx / 40 + seed), 128 + 100 * np.cos(yy / 30), 128 + 60 * np.sin((xx + yy) / 70)], axis=-1
+    )
     img = np.clip(img + rng.normal(0, 12, img.shape), 0, 255).astype(np.uint8)
     buf = io.BytesIO()
     Image.fromarray(img).save(buf, format="JPEG", quality=90)
@@ -95,8 +96,14 @@ def jpegs(directory: str | os.PathLike | None, limit: int | None = None) -> list
     return load_images(directory, limit) if directory else [synthetic_jpeg(seed=s) for s in range(4)]
 
 
-def calibration_batches(model: str, images: Sequence[bytes], limit: int = CALIBRATION_IMAGES, *,
-                        weights: str = "none", preset_spec: dict | None = None) -> list:
+def calibration_batches(
+    model: str,
+    images: Sequence[bytes],
+    limit: int = CALIBRATION_IMAGES,
+    *,
+    weights: str = "none",
+    preset_spec: dict | None = None,
+) -> list:
     """Preprocessed images (the model's preset, exact), one 1x3xHxW float32 array each, for INT8 peers."""
     import numpy as np
 
@@ -106,5 +113,15 @@ def calibration_batches(model: str, images: Sequence[bytes], limit: int = CALIBR
     return [np.asarray(pre(data), dtype=np.float32)[None] for data in list(images)[:limit]]
 
 
-__all__ = ["batch", "calibration_batches", "crop_size", "image_files", "jpegs", "load_images", "preset", "resolved",
-           "synthetic_jpeg", "upscale_jpeg"]
+__all__ = [
+    "batch",
+    "calibration_batches",
+    "crop_size",
+    "image_files",
+    "jpegs",
+    "load_images",
+    "preset",
+    "resolved",
+    "synthetic_jpeg",
+    "upscale_jpeg",
+]

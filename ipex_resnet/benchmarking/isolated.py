@@ -21,15 +21,36 @@ from ipex_resnet.benchmarking.matrix import PathSpec
 TIMEOUT_S = 900  # a cold artifact cache means a compile (AOTInductor: a minute or more on 2 cores)
 
 
-def measure_alone(spec: PathSpec, *, model: str, threads: int, budget_s: float, batch_sizes: list[int], crop: int,
-                  onnx_path: Path | None = None, images: str | None = None, timeout: float = TIMEOUT_S,
-                  weights: str = "none", preset: dict | None = None) -> dict:
+def measure_alone(
+    spec: PathSpec,
+    *,
+    model: str,
+    threads: int,
+    budget_s: float,
+    batch_sizes: list[int],
+    crop: int,
+    onnx_path: Path | None = None,
+    images: str | None = None,
+    timeout: float = TIMEOUT_S,
+    weights: str = "none",
+    preset: dict | None = None,
+) -> dict:
     """Run ``spec`` in a fresh interpreter; returns its latency/throughput, load time and peak RSS, or
     ``{"error": ...}`` (one path failing must not sink the report)."""
-    req = {"backend": spec.backend, "precision": spec.precision, "peer": spec.peer, "model": model,
-           "weights": weights, "preset": preset,
-           "threads": threads, "budget": budget_s, "batch_sizes": sorted({1, max(batch_sizes)}), "crop": crop,
-           "onnx": str(onnx_path) if onnx_path else None, "images": images}
+    req = {
+        "backend": spec.backend,
+        "precision": spec.precision,
+        "peer": spec.peer,
+        "model": model,
+        "weights": weights,
+        "preset": preset,
+        "threads": threads,
+        "budget": budget_s,
+        "batch_sizes": sorted({1, max(batch_sizes)}),
+        "crop": crop,
+        "onnx": str(onnx_path) if onnx_path else None,
+        "images": images,
+    }
     return json_child(__name__, req, timeout)
 
 
@@ -37,8 +58,13 @@ def json_child(module: str, req: dict, timeout: float, env: dict | None = None) 
     """``python -m module '<req as JSON>'`` in a fresh interpreter; its last JSON line on stdout, or
     ``{"error": ...}`` with the exit code and the last line of its stderr (or the timeout)."""
     try:
-        proc = subprocess.run([sys.executable, "-m", module, json.dumps(req)], capture_output=True, text=True,
-                              timeout=timeout, env=env or dict(os.environ))
+        proc = subprocess.run(
+            [sys.executable, "-m", module, json.dumps(req)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env or dict(os.environ),
+        )
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {timeout:.0f} s"}
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
@@ -60,13 +86,23 @@ def _child(req: dict) -> dict:
 
     images = jpegs(req["images"], 32) if req.get("images") else None
     # a peer child gets the parent's ONNX export and the crop size: an FP32 peer never imports torch
-    ws = Workspace(req["model"], images, directory=str(Path(req["onnx"]).parent) if req.get("onnx") else None,
-                   crop=req["crop"], onnx_path=req.get("onnx"), weights=req.get("weights", "none"),
-                   preset=req.get("preset"))
+    ws = Workspace(
+        req["model"],
+        images,
+        directory=str(Path(req["onnx"]).parent) if req.get("onnx") else None,
+        crop=req["crop"],
+        onnx_path=req.get("onnx"),
+        weights=req.get("weights", "none"),
+        preset=req.get("preset"),
+    )
     spec = PathSpec(req["backend"], req["precision"], bool(req["peer"]))
     built = build_path(spec, ws, req["threads"])
-    out: dict = {"load_s": built.load_s, "process_to_loaded_s": time.perf_counter() - t_start,
-                 "latency": {}, "throughput": {}}
+    out: dict = {
+        "load_s": built.load_s,
+        "process_to_loaded_s": time.perf_counter() - t_start,
+        "latency": {},
+        "throughput": {},
+    }
     sizes = req["batch_sizes"]
     for bs in sizes:
         x = batch(bs, ws.crop, seed=bs)

@@ -34,10 +34,10 @@ class RunSettings:
 
     duration_s: float
     samples: int
-    expected_qps: float = 100.0          # Offline: sizes its single query (qps x duration x 1.1)
-    target_qps: float = 10.0             # Server: the Poisson arrival rate
-    p99_ms: float = 100.0                # Server: the latency bound
-    min_queries: int = 1                 # Server: at least this many samples per run (p99 rests on them)
+    expected_qps: float = 100.0  # Offline: sizes its single query (qps x duration x 1.1)
+    target_qps: float = 10.0  # Server: the Poisson arrival rate
+    p99_ms: float = 100.0  # Server: the latency bound
+    min_queries: int = 1  # Server: at least this many samples per run (p99 rests on them)
 
     def test_settings(self, scenario: str):
         m = lg()
@@ -80,15 +80,24 @@ class QueuedSUT:
     samples' indices, or with ``prepare`` what ``prepare(index)`` returned: run on ``workers`` threads as
     the samples arrive (a server's decoding), so a sample joins the queue once it is prepared."""
 
-    def __init__(self, run_batch: Callable[[list], object], max_batch: int, *,
-                 prepare: Callable[[int], object] | None = None, workers: int = 2):
+    def __init__(
+        self,
+        run_batch: Callable[[list], object],
+        max_batch: int,
+        *,
+        prepare: Callable[[int], object] | None = None,
+        workers: int = 2,
+    ):
         import concurrent.futures
 
         self.run_batch, self.max_batch, self.prepare = run_batch, max(1, max_batch), prepare
         self.q: queue.SimpleQueue = queue.SimpleQueue()
         self.stats = _Completions()
-        self.pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="loadgen-prepare") \
-            if prepare is not None else None
+        self.pool = (
+            concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="loadgen-prepare")
+            if prepare is not None
+            else None
+        )
         self.thread = threading.Thread(target=self._loop, daemon=True, name="loadgen-sut")
         self.thread.start()
 
@@ -102,7 +111,7 @@ class QueuedSUT:
     def _prepare(self, sample) -> None:
         try:
             self.q.put((sample, self.prepare(sample.index)))
-        except Exception as exc:  # noqa: BLE001 - counted, and the run is reported invalid
+        except Exception as exc:
             self.stats.complete([sample], f"{type(exc).__name__}: {exc}")
 
     def flush(self) -> None:
@@ -127,7 +136,7 @@ class QueuedSUT:
             try:
                 self.run_batch([x for _, x in items])
                 self.stats.complete(samples)
-            except Exception as exc:  # noqa: BLE001 - counted, and the run is reported invalid
+            except Exception as exc:
                 self.stats.complete(samples, f"{type(exc).__name__}: {exc}")
 
     def close(self) -> None:
@@ -142,8 +151,15 @@ class HttpSUT:
     sent from an asyncio loop on a thread; at most ``concurrency`` requests are in flight. An answer
     that is not 200 with what ``check`` accepts counts as a failure."""
 
-    def __init__(self, url: str, request: Callable[[int], tuple[bytes, dict]], *, concurrency: int = 256,
-                 check: Callable[[object], bool] = lambda r: True, timeout_s: float = 60.0):
+    def __init__(
+        self,
+        url: str,
+        request: Callable[[int], tuple[bytes, dict]],
+        *,
+        concurrency: int = 256,
+        check: Callable[[object], bool] = lambda r: True,
+        timeout_s: float = 60.0,
+    ):
         import asyncio
 
         import httpx
@@ -169,7 +185,7 @@ class HttpSUT:
                 r = await self.client.post(self.url, content=content, headers=headers)
             if r.status_code != 200 or not self.check(r):
                 error = f"HTTP {r.status_code}: {r.text[:200]}"
-        except Exception as exc:  # noqa: BLE001 - counted, and the run is reported invalid
+        except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
         self.stats.complete([sample], error)
 
@@ -232,9 +248,13 @@ def parse_summary(text: str) -> dict:
     out = {
         "scenario": fields.get("Scenario"),
         "valid": fields.get("Result is") == "VALID",
-        "latency_bound_met": (fields["Performance constraints satisfied"].startswith("Yes")
-                              if "Performance constraints satisfied" in fields else None),
-        "samples_per_s": num("Samples per second") or num("Completed samples per second")
+        "latency_bound_met": (
+            fields["Performance constraints satisfied"].startswith("Yes")
+            if "Performance constraints satisfied" in fields
+            else None
+        ),
+        "samples_per_s": num("Samples per second")
+        or num("Completed samples per second")
         or num("QPS w/ loadgen overhead"),
         "scheduled_qps": num("Scheduled samples per second"),
         "mean_ms": num("Mean latency (ns)", 1e-6),
@@ -272,8 +292,16 @@ def run(sut, scenario: str, rs: RunSettings, outdir: str | Path) -> dict:
     return result
 
 
-def server_search(sut, rs: RunSettings, outdir: str | Path, upper_qps: float, *, resolution: float = 0.10,
-                  max_runs: int = 10, observe: Callable[[], Callable[[], dict]] | None = None) -> dict:
+def server_search(
+    sut,
+    rs: RunSettings,
+    outdir: str | Path,
+    upper_qps: float,
+    *,
+    resolution: float = 0.10,
+    max_runs: int = 10,
+    observe: Callable[[], Callable[[], dict]] | None = None,
+) -> dict:
     """The highest Server target QPS whose p99 stays under ``rs.p99_ms`` (LoadGen's own latency
     constraint): runs until a passing and a failing rate lie within ``resolution`` of each other
     (geometric bisection; from 0.7x ``upper_qps``, going up while every rate passes), or ``max_runs``.
@@ -298,10 +326,27 @@ def server_search(sut, rs: RunSettings, outdir: str | Path, upper_qps: float, *,
         if lo > 0 and hi is not None and hi / lo <= 1 + resolution:
             break
         qps = (upper_qps if qps < upper_qps else qps * 1.5) if hi is None else hi / 2 if lo == 0 else (lo * hi) ** 0.5
-    return {"capacity_qps": lo, "p99_ms_bound": rs.p99_ms, "at_capacity": best, "tried": tried,
-            "bracket": [lo, hi], "resolved": lo > 0 and hi is not None and hi / lo <= 1 + resolution,
-            "resolution": resolution, "label": LABEL}
+    return {
+        "capacity_qps": lo,
+        "p99_ms_bound": rs.p99_ms,
+        "at_capacity": best,
+        "tried": tried,
+        "bracket": [lo, hi],
+        "resolved": lo > 0 and hi is not None and hi / lo <= 1 + resolution,
+        "resolution": resolution,
+        "label": LABEL,
+    }
 
 
-__all__ = ["HINT", "HttpSUT", "LABEL", "QueuedSUT", "RunSettings", "SCENARIOS", "lg", "parse_summary", "run",
-           "server_search"]
+__all__ = [
+    "HINT",
+    "HttpSUT",
+    "LABEL",
+    "QueuedSUT",
+    "RunSettings",
+    "SCENARIOS",
+    "lg",
+    "parse_summary",
+    "run",
+    "server_search",
+]

@@ -10,8 +10,15 @@ from collections.abc import Mapping
 
 from ipex_resnet.util.deps import dist_version
 
-DISTS = {"torch": "torch", "torchvision": "torchvision", "intel_extension_for_pytorch": "intel-extension-for-pytorch",
-         "onnxruntime": "onnxruntime", "openvino": "openvino", "nncf": "nncf", "torchao": "torchao"}
+DISTS = {
+    "torch": "torch",
+    "torchvision": "torchvision",
+    "intel_extension_for_pytorch": "intel-extension-for-pytorch",
+    "onnxruntime": "onnxruntime",
+    "openvino": "openvino",
+    "nncf": "nncf",
+    "torchao": "torchao",
+}
 
 
 def versions() -> dict[str, str | None]:
@@ -36,8 +43,11 @@ def thread_settings() -> dict[str, object]:
 
         out["torch_num_threads"] = torch.get_num_threads()
         out["torch_num_interop_threads"] = torch.get_num_interop_threads()
-    out["env"] = {k: os.environ[k] for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "KMP_AFFINITY",
-                                            "IPEX_RESNET_THREADS", "OMP_PROC_BIND") if k in os.environ}
+    out["env"] = {
+        k: os.environ[k]
+        for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "KMP_AFFINITY", "IPEX_RESNET_THREADS", "OMP_PROC_BIND")
+        if k in os.environ
+    }
     return out
 
 

@@ -50,20 +50,26 @@ def int8_ready(engine: str) -> str | None:
     return None if ok else why
 
 
-def matrix(cpu, backends: Sequence[str] | None = None, precisions: Sequence[str] | None = None, *,
-           emulated_bf16: bool = False, peers: Sequence[str] | None = None,
-           availability: Mapping[str, tuple[bool, str]] | None = None,
-           peer_availability: Mapping[str, tuple[bool, str]] | None = None,
-           int8: Mapping[str, str | None] | None = None) -> tuple[list[PathSpec], dict[str, str]]:
+def matrix(
+    cpu,
+    backends: Sequence[str] | None = None,
+    precisions: Sequence[str] | None = None,
+    *,
+    emulated_bf16: bool = False,
+    peers: Sequence[str] | None = None,
+    availability: Mapping[str, tuple[bool, str]] | None = None,
+    peer_availability: Mapping[str, tuple[bool, str]] | None = None,
+    int8: Mapping[str, str | None] | None = None,
+) -> tuple[list[PathSpec], dict[str, str]]:
     """The paths this machine can run, and ``{path name: reason}`` for the ones it skips.
 
     ``availability`` (engines), ``peer_availability`` (peer rows by name) and ``int8`` (engine ->
     None or why its INT8 flow cannot run) default to what is installed; tests inject them.
     """
     from ipex_resnet import engines
-    from ipex_resnet.errors import IpexResnetError
-    from ipex_resnet.core.policy import make_plan
     from ipex_resnet.benchmarking import peers as peer_registry
+    from ipex_resnet.core.policy import make_plan
+    from ipex_resnet.errors import IpexResnetError
 
     avail = engines.availability() if availability is None else availability
     names = [n for n in engines.names() if backends is None or n in backends]

@@ -98,7 +98,7 @@ def _hwm_of(pid: int) -> float | None:
         import psutil
 
         return psutil.Process(pid).memory_info().rss / 2**20
-    except Exception:  # noqa: BLE001 - gone already
+    except Exception:
         return None
 
 

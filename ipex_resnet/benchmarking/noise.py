@@ -84,7 +84,9 @@ class Judgement:
         INCONCLUSIVE otherwise: the noise is too high to judge the asked tolerance."""
         if self.change > self.detectable:
             return REGRESSION
-        if self.change <= self.tolerance and (self.floor <= self.tolerance or self.change + self.floor <= self.tolerance):
+        if self.change <= self.tolerance and (
+            self.floor <= self.tolerance or self.change + self.floor <= self.tolerance
+        ):
             return PASS
         return INCONCLUSIVE
 
@@ -101,4 +103,15 @@ def self_floor(base: Sequence[float], z: float = NOISE_Z) -> float:
     return floor(log_spread(base), len(base), len(base), z)
 
 
-__all__ = ["CLIP", "INCONCLUSIVE", "Judgement", "NOISE_Z", "PASS", "REGRESSION", "floor", "judge", "log_spread", "self_floor"]
+__all__ = [
+    "CLIP",
+    "INCONCLUSIVE",
+    "Judgement",
+    "NOISE_Z",
+    "PASS",
+    "REGRESSION",
+    "floor",
+    "judge",
+    "log_spread",
+    "self_floor",
+]

@@ -41,9 +41,9 @@ class Option:
     help: str
     default: Any = None
     type: Callable[[str], Any] | None = None
-    flag: bool = False                      # store_true
+    flag: bool = False  # store_true
     scopes: tuple[str, ...] = (CLI, PYTEST)
-    aliases: tuple[str, ...] = ()           # extra CLI spellings
+    aliases: tuple[str, ...] = ()  # extra CLI spellings
     metavar: str | None = None
     nargs: str | None = None
     const: Any = None
@@ -57,8 +57,11 @@ class Option:
         return "--bench-" + self.dest.replace("_", "-")
 
     def kwargs(self, scope: str, default: Any = None) -> dict:
-        kw: dict[str, Any] = {"help": self.help, "default": self.default if default is None else default,
-                              "dest": self._dest(scope)}
+        kw: dict[str, Any] = {
+            "help": self.help,
+            "default": self.default if default is None else default,
+            "dest": self._dest(scope),
+        }
         if self.flag:
             kw["action"] = "store_true"
         else:
@@ -72,81 +75,202 @@ class Option:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("model", "a torchvision model name (random weights unless --weights) or your model as an import path "
-           "pkg.module:attr (default: resnet18)", "resnet18"),
+    Option(
+        "model",
+        "a torchvision model name (random weights unless --weights) or your model as an import path "
+        "pkg.module:attr (default: resnet18)",
+        "resnet18",
+    ),
     Option("weights", "none (default: random weights) | DEFAULT | an enum name | PATH to a state dict", "none"),
-    Option("preset", "preprocessing preset JSON {resize_size, crop_size, mean, std, interpolation} "
-           "(default: the weights' own)", metavar="JSON"),
+    Option(
+        "preset",
+        "preprocessing preset JSON {resize_size, crop_size, mean, std, interpolation} (default: the weights' own)",
+        metavar="JSON",
+    ),
     Option("resize", "preset: resize the short side to N", type=int, metavar="N"),
     Option("crop", "preset: center crop NxN", type=int, metavar="N"),
     Option("mean", "preset: per-channel mean (1 or 3 values)", metavar="R,G,B"),
     Option("std", "preset: per-channel std (1 or 3 values)", metavar="R,G,B"),
     Option("interpolation", "preset: bilinear | bicubic | ..."),
-    Option("labels", "labelled images (a folder with labels.csv, or one sub-folder per class): top-1/top-5 of "
-           "every path beside its speed, and its drop vs eager fp32 in points", metavar="DIR"),
+    Option(
+        "labels",
+        "labelled images (a folder with labels.csv, or one sub-folder per class): top-1/top-5 of "
+        "every path beside its speed, and its drop vs eager fp32 in points",
+        metavar="DIR",
+    ),
     Option("threads", "intra-op threads for every path, peers included (default: the plan's)", type=int),
-    Option("batch_sizes", "comma-separated batch sizes; 1 (latency) is always included "
-           "(default: 1,8,32; --quick: 1,8)", aliases=("--batch-size",)),
-    Option("backends", "comma-separated engines (ipex,inductor,openvino,onnxruntime,eager; default: all that run "
-           "here); eager/fp32, the reference, is always measured"),
-    Option("precisions", "comma-separated fp32,bf16,int8 (default: fp32, bf16 where native, int8 where the "
-           "engine's int8 path is installed)"),
-    Option("peers", "comma-separated peer engines used directly (onnxruntime,openvino), or 'none' "
-           "(default: all installed)"),
+    Option(
+        "batch_sizes",
+        "comma-separated batch sizes; 1 (latency) is always included (default: 1,8,32; --quick: 1,8)",
+        aliases=("--batch-size",),
+    ),
+    Option(
+        "backends",
+        "comma-separated engines (ipex,inductor,openvino,onnxruntime,eager; default: all that run "
+        "here); eager/fp32, the reference, is always measured",
+    ),
+    Option(
+        "precisions",
+        "comma-separated fp32,bf16,int8 (default: fp32, bf16 where native, int8 where the "
+        "engine's int8 path is installed)",
+    ),
+    Option(
+        "peers", "comma-separated peer engines used directly (onnxruntime,openvino), or 'none' (default: all installed)"
+    ),
     Option("emulated_bf16", "also run bf16 where it would be emulated", flag=True),
-    Option("images", "directory of JPEGs for end to end and int8 calibration (default: synthetic JPEGs; "
-           "bench/: the shared real photos)", metavar="DIR"),
-    Option("quick", "short run: batch sizes 1,8, small timing budgets (pytest: CI-sized, optimized engines "
-           "at the plan's precision only)", flag=True),
-    Option("budget", "seconds of interleaved timing per batch size, shared by all paths (default: 15; "
-           "--quick: 4)", type=float, scopes=(CLI,)),
-    Option("alone_budget", "seconds of timing per path alone in a fresh process (default: 6; --quick: 2; "
-           "0: skip the alone columns)", type=float, scopes=(CLI,)),
-    Option("no_cold_start", "skip the cold-start measurement (classify in a fresh process per engine)",
-           flag=True, scopes=(CLI,)),
+    Option(
+        "images",
+        "directory of JPEGs for end to end and int8 calibration (default: synthetic JPEGs; "
+        "bench/: the shared real photos)",
+        metavar="DIR",
+    ),
+    Option(
+        "quick",
+        "short run: batch sizes 1,8, small timing budgets (pytest: CI-sized, optimized engines "
+        "at the plan's precision only)",
+        flag=True,
+    ),
+    Option(
+        "budget",
+        "seconds of interleaved timing per batch size, shared by all paths (default: 15; --quick: 4)",
+        type=float,
+        scopes=(CLI,),
+    ),
+    Option(
+        "alone_budget",
+        "seconds of timing per path alone in a fresh process (default: 6; --quick: 2; 0: skip the alone columns)",
+        type=float,
+        scopes=(CLI,),
+    ),
+    Option(
+        "no_cold_start",
+        "skip the cold-start measurement (classify in a fresh process per engine)",
+        flag=True,
+        scopes=(CLI,),
+    ),
     Option("output", "report path (default: bench-report-<machine key>.json)", scopes=(CLI,), aliases=("-o",)),
     Option("no_progress", "no progress display on stderr", flag=True, scopes=(CLI,)),
-    Option("enforce_targets", "exit non-zero (CLI: 3; pytest: a failed test) when a speed, cold-start or memory "
-           "target is not met", flag=True),
+    Option(
+        "enforce_targets",
+        "exit non-zero (CLI: 3; pytest: a failed test) when a speed, cold-start or memory target is not met",
+        flag=True,
+    ),
     Option("rounds", "rounds for batch-1 latency (default: 40; quick: 16)", type=int, scopes=(PYTEST,)),
-    Option("gate", "judge this run against a saved baseline of this machine key (and, CLI: this model spec): "
-           "BASELINE is its name (pytest: the end of its file name; no value: the newest); exit 1 (pytest: a "
-           "failed session) on a regression, 2 when the baseline is missing or from another machine key",
-           nargs="?", const="latest", metavar="BASELINE"),
-    Option("save_baseline", "save this run as baseline NAME for this machine key and model spec (after --gate, "
-           "only when it passes)", scopes=(CLI,), metavar="NAME"),
-    Option("baseline_dir", "where baselines live (default: <artifact cache root>/baselines, i.e. "
-           "$IPEX_RESNET_CACHE_DIR/baselines or ~/.cache/ipex_resnet/artifacts/baselines)", scopes=(CLI,),
-           metavar="DIR"),
-    Option("summary_md", "append the gate's verdicts as a Markdown table to FILE (a PR comment, "
-           "$GITHUB_STEP_SUMMARY); needs --gate", scopes=(CLI,), metavar="FILE"),
-    Option("price_per_hour", "this machine's price in USD per hour, recorded in the report (compare: cost per "
-           "million images)", type=float, scopes=(CLI,), metavar="USD"),
-    Option("scenarios", "MLPerf-style scenarios driven by MLCommons' LoadGen, comma-separated: single-stream, "
-           "offline, server (in process: on preprocessed images and decoding the JPEGs), service (Server against the "
-           "HTTP service: the served capacity), peer (Server against LitServe serving the same engine), ray-serve "
-           "(against Ray Serve with its own @serve.batch, the same engine), ray-service (our service on Ray Serve: "
-           "ipex-resnet serve --ray; 'all' includes both Ray ones where Ray Serve is installed), all, none "
-           "(default: none)", scopes=(CLI,), metavar="LIST"),
-    Option("ray_replicas", "replicas of the ray-service scenario (our service on Ray Serve; default 1), the "
-           "path's threads split among them", 1, type=int, scopes=(CLI,), metavar="N"),
-    Option("scenario_path", "ENGINE/PRECISION the scenarios run on (default: our path with the most img/s at the "
-           "largest batch)", scopes=(CLI,), metavar="PATH"),
-    Option("p99_ms", f"the Server scenarios' p99 latency bound in ms (default {P99_MS:g})", P99_MS, type=float,
-           scopes=(CLI,), metavar="MS"),
-    Option("scenario_budget", "seconds per LoadGen run (default 10; --quick 3)", type=float, scopes=(CLI,),
-           metavar="S"),
-    Option("time_tolerance", f"allowed growth of a ratio to the eager reference (default {TIME_TOLERANCE}; "
-           f"bench/ suites: {SUITE_TIME_TOLERANCE})", TIME_TOLERANCE, type=float, metavar="FRACTION"),
-    Option("gate_rounds", f"--gate/--save-baseline: paired rounds (reference call, path call) per path and batch "
-           f"size in each gate process (default {GATE_ROUNDS})", GATE_ROUNDS, type=int, scopes=(CLI,), metavar="N"),
-    Option("gate_processes", f"--gate/--save-baseline: fresh single-threaded processes whose fastest calls the gate "
-           f"pools (default {GATE_PROCESSES})", GATE_PROCESSES, type=int, scopes=(CLI,), metavar="N"),
-    Option("gate_budget", f"--gate/--save-baseline: seconds per path the gate may spend in all, taking more processes "
-           f"(up to 24) while the measured noise leaves a check undecided (default {GATE_BUDGET_S:g}; 0: never more "
-           "than --gate-processes)", GATE_BUDGET_S, type=float, scopes=(CLI,), metavar="S"),
-    Option("memory_tolerance", f"allowed relative growth of peak RSS (default {MEMORY_TOLERANCE}, plus "
-           f"{MEMORY_SLACK_MB:g} MB)", MEMORY_TOLERANCE, type=float, metavar="FRACTION"),
+    Option(
+        "gate",
+        "judge this run against a saved baseline of this machine key (and, CLI: this model spec): "
+        "BASELINE is its name (pytest: the end of its file name; no value: the newest); exit 1 (pytest: a "
+        "failed session) on a regression, 2 when the baseline is missing or from another machine key",
+        nargs="?",
+        const="latest",
+        metavar="BASELINE",
+    ),
+    Option(
+        "save_baseline",
+        "save this run as baseline NAME for this machine key and model spec (after --gate, only when it passes)",
+        scopes=(CLI,),
+        metavar="NAME",
+    ),
+    Option(
+        "baseline_dir",
+        "where baselines live (default: <artifact cache root>/baselines, i.e. "
+        "$IPEX_RESNET_CACHE_DIR/baselines or ~/.cache/ipex_resnet/artifacts/baselines)",
+        scopes=(CLI,),
+        metavar="DIR",
+    ),
+    Option(
+        "summary_md",
+        "append the gate's verdicts as a Markdown table to FILE (a PR comment, $GITHUB_STEP_SUMMARY); needs --gate",
+        scopes=(CLI,),
+        metavar="FILE",
+    ),
+    Option(
+        "price_per_hour",
+        "this machine's price in USD per hour, recorded in the report (compare: cost per million images)",
+        type=float,
+        scopes=(CLI,),
+        metavar="USD",
+    ),
+    Option(
+        "scenarios",
+        "MLPerf-style scenarios driven by MLCommons' LoadGen, comma-separated: single-stream, "
+        "offline, server (in process: on preprocessed images and decoding the JPEGs), service (Server against the "
+        "HTTP service: the served capacity), peer (Server against LitServe serving the same engine), ray-serve "
+        "(against Ray Serve with its own @serve.batch, the same engine), ray-service (our service on Ray Serve: "
+        "ipex-resnet serve --ray; 'all' includes both Ray ones where Ray Serve is installed), all, none "
+        "(default: none)",
+        scopes=(CLI,),
+        metavar="LIST",
+    ),
+    Option(
+        "ray_replicas",
+        "replicas of the ray-service scenario (our service on Ray Serve; default 1), the "
+        "path's threads split among them",
+        1,
+        type=int,
+        scopes=(CLI,),
+        metavar="N",
+    ),
+    Option(
+        "scenario_path",
+        "ENGINE/PRECISION the scenarios run on (default: our path with the most img/s at the largest batch)",
+        scopes=(CLI,),
+        metavar="PATH",
+    ),
+    Option(
+        "p99_ms",
+        f"the Server scenarios' p99 latency bound in ms (default {P99_MS:g})",
+        P99_MS,
+        type=float,
+        scopes=(CLI,),
+        metavar="MS",
+    ),
+    Option(
+        "scenario_budget", "seconds per LoadGen run (default 10; --quick 3)", type=float, scopes=(CLI,), metavar="S"
+    ),
+    Option(
+        "time_tolerance",
+        f"allowed growth of a ratio to the eager reference (default {TIME_TOLERANCE}; "
+        f"bench/ suites: {SUITE_TIME_TOLERANCE})",
+        TIME_TOLERANCE,
+        type=float,
+        metavar="FRACTION",
+    ),
+    Option(
+        "gate_rounds",
+        f"--gate/--save-baseline: paired rounds (reference call, path call) per path and batch "
+        f"size in each gate process (default {GATE_ROUNDS})",
+        GATE_ROUNDS,
+        type=int,
+        scopes=(CLI,),
+        metavar="N",
+    ),
+    Option(
+        "gate_processes",
+        f"--gate/--save-baseline: fresh single-threaded processes whose fastest calls the gate "
+        f"pools (default {GATE_PROCESSES})",
+        GATE_PROCESSES,
+        type=int,
+        scopes=(CLI,),
+        metavar="N",
+    ),
+    Option(
+        "gate_budget",
+        f"--gate/--save-baseline: seconds per path the gate may spend in all, taking more processes "
+        f"(up to 24) while the measured noise leaves a check undecided (default {GATE_BUDGET_S:g}; 0: never more "
+        "than --gate-processes)",
+        GATE_BUDGET_S,
+        type=float,
+        scopes=(CLI,),
+        metavar="S",
+    ),
+    Option(
+        "memory_tolerance",
+        f"allowed relative growth of peak RSS (default {MEMORY_TOLERANCE}, plus {MEMORY_SLACK_MB:g} MB)",
+        MEMORY_TOLERANCE,
+        type=float,
+        metavar="FRACTION",
+    ),
 )
 
 
@@ -177,6 +301,7 @@ def raw_from_pytest(config) -> dict:
 # ----------------------------------------------------------------------------------------------
 # Validation
 # ----------------------------------------------------------------------------------------------
+
 
 def parse_list(value: str | Sequence[str] | None, allowed: Sequence[str], what: str) -> list[str] | None:
     """Comma-separated (or list) option -> validated list (None stays None: "all"); raises
@@ -220,13 +345,13 @@ def parse_batch_sizes(value: str | Sequence[int] | None, default: Sequence[int] 
 class Settings:
     model: str = "resnet18"
     weights: str = "none"
-    preset: dict | None = None             # the preset as data (PresetSpec.to_dict()); None: the weights' own
-    labels: str | None = None              # labelled images: accuracy columns
+    preset: dict | None = None  # the preset as data (PresetSpec.to_dict()); None: the weights' own
+    labels: str | None = None  # labelled images: accuracy columns
     threads: int | None = None
     batch_sizes: list[int] = field(default_factory=lambda: list(DEFAULT_BATCH_SIZES))
-    backends: list[str] | None = None      # None: every engine that runs here
-    precisions: list[str] | None = None    # None: fp32, bf16 where native, int8 where installed
-    peers: list[str] | None = None         # None: every registered peer; []: none
+    backends: list[str] | None = None  # None: every engine that runs here
+    precisions: list[str] | None = None  # None: fp32, bf16 where native, int8 where installed
+    peers: list[str] | None = None  # None: every registered peer; []: none
     emulated_bf16: bool = False
     images: str | None = None
     quick: bool = False
@@ -239,14 +364,14 @@ class Settings:
     rounds: int = 40
     gate: str | None = None
     save_baseline: str | None = None
-    baseline_dir: str | None = None        # None: <artifact cache root>/baselines
+    baseline_dir: str | None = None  # None: <artifact cache root>/baselines
     summary_md: str | None = None
-    price_per_hour: float | None = None    # USD per hour of this machine
-    scenarios: list[str] = field(default_factory=list)   # MLPerf-style scenarios to run (none by default)
-    ray_replicas: int = 1                  # replicas of the ray-service scenario
-    scenario_path: str | None = None       # None: our path with the most img/s at the largest batch
+    price_per_hour: float | None = None  # USD per hour of this machine
+    scenarios: list[str] = field(default_factory=list)  # MLPerf-style scenarios to run (none by default)
+    ray_replicas: int = 1  # replicas of the ray-service scenario
+    scenario_path: str | None = None  # None: our path with the most img/s at the largest batch
     p99_ms: float = P99_MS
-    scenario_budget: float = 10.0          # seconds per LoadGen run
+    scenario_budget: float = 10.0  # seconds per LoadGen run
     time_tolerance: float = TIME_TOLERANCE
     memory_tolerance: float = MEMORY_TOLERANCE
     gate_rounds: int = GATE_ROUNDS
@@ -257,17 +382,18 @@ class Settings:
 def settings(raw: Mapping[str, Any]) -> Settings:
     """Validate raw option values (from either front end) into :class:`Settings`."""
     from ipex_resnet import engines
+    from ipex_resnet.benchmarking import peers as peer_registry
     from ipex_resnet.models.resolve import _check_name
     from ipex_resnet.models.spec import is_import_path, preset_from_options
-    from ipex_resnet.benchmarking import peers as peer_registry
 
     quick = bool(raw.get("quick"))
     s = Settings(quick=quick)
     model = raw.get("model") or "resnet18"
     s.model = model if is_import_path(model) else _check_name(model)
     s.weights = raw.get("weights") or "none"
-    spec = preset_from_options(raw.get("preset"), raw.get("resize"), raw.get("crop"), raw.get("mean"), raw.get("std"),
-                               raw.get("interpolation"))
+    spec = preset_from_options(
+        raw.get("preset"), raw.get("resize"), raw.get("crop"), raw.get("mean"), raw.get("std"), raw.get("interpolation")
+    )
     s.preset = spec.to_dict() if spec else None
     from ipex_resnet.benchmarking.inputs import resolved
 
@@ -350,8 +476,10 @@ def _scenario_settings(s: Settings, raw: Mapping[str, Any]) -> None:
         s.scenarios = [n for n in s.scenarios if n not in ray]  # 'all': what this install can run
     missing = first_missing(*needs) if s.scenarios else None
     if missing:
-        raise ConfigError(f"--scenarios {','.join(s.scenarios)} needs {needs[missing]}: pip install {needs[missing]} "
-                          "(or pip install 'ipex_resnet[loadgen]')")
+        raise ConfigError(
+            f"--scenarios {','.join(s.scenarios)} needs {needs[missing]}: pip install {needs[missing]} "
+            "(or pip install 'ipex_resnet[loadgen]')"
+        )
 
 
 def _gate_settings(s: Settings, raw: Mapping[str, Any]) -> None:
@@ -386,5 +514,15 @@ def _gate_settings(s: Settings, raw: Mapping[str, Any]) -> None:
     s.gate_budget = float(budget)
 
 
-__all__ = ["OPTIONS", "Option", "Settings", "add_cli_arguments", "add_pytest_options", "parse_batch_sizes",
-           "parse_list", "raw_from_cli", "raw_from_pytest", "settings"]
+__all__ = [
+    "OPTIONS",
+    "Option",
+    "Settings",
+    "add_cli_arguments",
+    "add_pytest_options",
+    "parse_batch_sizes",
+    "parse_list",
+    "raw_from_cli",
+    "raw_from_pytest",
+    "settings",
+]

@@ -31,9 +31,17 @@ class Workspace:
     """What several paths share, made once and lazily: the FP32 module and its ONNX export (peers),
     the crop size, and the INT8 calibration batches (from ``images``: a list of JPEG bytes)."""
 
-    def __init__(self, model: str = "resnet18", images: list[bytes] | None = None, directory: str | None = None,
-                 *, crop: int | None = None, onnx_path: str | Path | None = None, weights: str = "none",
-                 preset: dict | None = None):
+    def __init__(
+        self,
+        model: str = "resnet18",
+        images: list[bytes] | None = None,
+        directory: str | None = None,
+        *,
+        crop: int | None = None,
+        onnx_path: str | Path | None = None,
+        weights: str = "none",
+        preset: dict | None = None,
+    ):
         self.model, self.weights, self.preset = model, weights, preset
         self.images = images
         self._crop = crop
@@ -73,8 +81,9 @@ class Workspace:
         if self._calibration is None:
             from ipex_resnet.benchmarking.inputs import calibration_batches, jpegs
 
-            self._calibration = calibration_batches(self.model, self.images or jpegs(None), weights=self.weights,
-                                                    preset_spec=self.preset)
+            self._calibration = calibration_batches(
+                self.model, self.images or jpegs(None), weights=self.weights, preset_spec=self.preset
+            )
         return self._calibration
 
     def cleanup(self) -> None:
@@ -87,8 +96,8 @@ def build_path(spec: PathSpec, ws: Workspace, threads: int | None = None, *, slo
 
     ``slowdown`` is applied to every path but the eager FP32 reference (see ``inject_slowdown``).
     """
-    from ipex_resnet.core.api import load, plan_for
     from ipex_resnet.benchmarking import peers
+    from ipex_resnet.core.api import load, plan_for
 
     clf, plan, detail = None, None, ""
     threads = threads or plan_for().threads
@@ -111,8 +120,16 @@ def build_path(spec: PathSpec, ws: Workspace, threads: int | None = None, *, slo
                 kwargs["accept_accuracy"] = True  # timed whatever its accuracy: --labels reports that beside it
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                clf = load(ws.model, weights=ws.weights, transforms=ws.preset, backend=spec.backend,
-                           precision=spec.precision, threads=threads, measure=False, **kwargs)
+                clf = load(
+                    ws.model,
+                    weights=ws.weights,
+                    transforms=ws.preset,
+                    backend=spec.backend,
+                    precision=spec.precision,
+                    threads=threads,
+                    measure=False,
+                    **kwargs,
+                )
             runner = clf
             plan = clf.plan.to_dict()
             detail = clf.plan.reasons.get("backend", "")

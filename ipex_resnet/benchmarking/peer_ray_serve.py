@@ -15,7 +15,8 @@ import signal
 import sys
 import threading
 
-from ipex_resnet.benchmarking.peer_service import load_kwargs, parse_args as _peer_args
+from ipex_resnet.benchmarking.peer_service import load_kwargs
+from ipex_resnet.benchmarking.peer_service import parse_args as _peer_args
 
 HINT = "pip install 'ray[serve]' (or pip install 'ipex_resnet[ray]')"
 ROUTE = "/classify"
@@ -62,8 +63,12 @@ def main(argv=None) -> int:
         signal.signal(sig, lambda *_: stop.set())
     try:
         serve.start(http_options={"host": args.host, "port": args.port})
-        serve.run(build(kwargs, args.max_batch, args.batch_timeout_ms / 1e3), name="ipex_resnet_peer",
-                  route_prefix=ROUTE, blocking=False)
+        serve.run(
+            build(kwargs, args.max_batch, args.batch_timeout_ms / 1e3),
+            name="ipex_resnet_peer",
+            route_prefix=ROUTE,
+            blocking=False,
+        )
         print(f"ready: Ray Serve on http://{args.host}:{args.port}{ROUTE}", file=sys.stderr, flush=True)
         stop.wait()
     finally:

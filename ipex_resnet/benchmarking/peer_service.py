@@ -63,8 +63,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--calibration", default=None, metavar="DIR")
     ap.add_argument("--accept-accuracy", action="store_true")
     ap.add_argument("--max-batch", type=int, default=16)
-    ap.add_argument("--batch-timeout-ms", type=float, default=5.0, help="LitServe's batch_timeout, in ms (default 5, "
-                    "as our service's --max-wait-ms)")
+    ap.add_argument(
+        "--batch-timeout-ms",
+        type=float,
+        default=5.0,
+        help="LitServe's batch_timeout, in ms (default 5, as our service's --max-wait-ms)",
+    )
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=8100)
     return ap.parse_args(argv)
@@ -72,8 +76,15 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def load_kwargs(args: argparse.Namespace) -> dict:
     """``ipex_resnet.load``'s arguments from the peer's options (the preset read from its JSON file)."""
-    kwargs = {"model": args.model, "weights": args.weights, "backend": args.backend, "precision": args.precision,
-              "threads": args.threads, "calibration": args.calibration, "accept_accuracy": args.accept_accuracy}
+    kwargs = {
+        "model": args.model,
+        "weights": args.weights,
+        "backend": args.backend,
+        "precision": args.precision,
+        "threads": args.threads,
+        "calibration": args.calibration,
+        "accept_accuracy": args.accept_accuracy,
+    }
     if args.preset:
         with open(args.preset) as f:
             kwargs["transforms"] = json.load(f)

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from ipex_resnet.engines.base import numpy_runner
-from ipex_resnet.util.deps import dist_version, installed
 from ipex_resnet.errors import BackendUnavailable
+from ipex_resnet.util.deps import dist_version, installed
 
 
 @dataclass
@@ -35,11 +35,11 @@ class PeerInput:
 
 @dataclass(frozen=True)
 class Peer:
-    engine: str                      # the runtime, named as the matching engine
+    engine: str  # the runtime, named as the matching engine
     precision: str
-    prepare: Callable[[PeerInput], Callable]   # -> numpy runner
-    needs: tuple[str, ...]           # importable modules it requires
-    hint: str                        # how to install them
+    prepare: Callable[[PeerInput], Callable]  # -> numpy runner
+    needs: tuple[str, ...]  # importable modules it requires
+    hint: str  # how to install them
     describe: str = ""
     native: Callable[[Any], str | None] = field(default=lambda cpu: None)  # why it cannot run on cpu, or None
 
@@ -105,13 +105,17 @@ def _openvino(precision: str):
         import openvino as ov
 
         core = ov.Core()
-        config = {"INFERENCE_NUM_THREADS": int(src.threads), "PERFORMANCE_HINT": "LATENCY",
-                  "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32"}
+        config = {
+            "INFERENCE_NUM_THREADS": int(src.threads),
+            "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
+        }
         try:
             compiled = core.compile_model(str(src.onnx_path), "CPU", config)
-        except Exception as exc:  # noqa: BLE001 - e.g. a bf16 hint on a CPU without BF16
-            raise BackendUnavailable(f"openvino could not compile the model for CPU ({precision}): "
-                                     f"{str(exc).strip().splitlines()[0][:200]}") from None
+        except Exception as exc:
+            raise BackendUnavailable(
+                f"openvino could not compile the model for CPU ({precision}): {str(exc).strip().splitlines()[0][:200]}"
+            ) from None
         request = compiled.create_infer_request()
 
         def run(x):
@@ -127,8 +131,14 @@ def _int8(engine: str):
     def prepare(src: PeerInput):
         from ipex_resnet.quantization import peers as qpeers
 
-        return qpeers.prepare(engine, src.module(), src.calibration() if src.calibration else None,
-                              threads=src.threads, crop=src.crop, workdir=src.workdir)
+        return qpeers.prepare(
+            engine,
+            src.module(),
+            src.calibration() if src.calibration else None,
+            threads=src.threads,
+            crop=src.crop,
+            workdir=src.workdir,
+        )
 
     return prepare
 
@@ -139,12 +149,37 @@ def _needs_native_bf16(cpu) -> str | None:
 
 register(Peer("onnxruntime", "fp32", _onnxruntime, ("onnx", "onnxruntime"), ORT_HINT, "default CPU session"))
 register(Peer("openvino", "fp32", _openvino("fp32"), ("onnx", "openvino"), OV_HINT, "compile_model, LATENCY hint"))
-register(Peer("openvino", "bf16", _openvino("bf16"), ("onnx", "openvino"), OV_HINT, "compile_model, bf16 hint",
-              native=_needs_native_bf16))
-register(Peer("openvino", "int8", _int8("openvino"), ("onnx", "openvino", "nncf", "ipex_resnet.quantization.peers"),
-              INT8_HINT, "NNCF quantize, default settings"))
-register(Peer("onnxruntime", "int8", _int8("onnxruntime"), ("onnx", "onnxruntime", "ipex_resnet.quantization.peers"),
-              INT8_HINT, "quantize_static QDQ, default session"))
+register(
+    Peer(
+        "openvino",
+        "bf16",
+        _openvino("bf16"),
+        ("onnx", "openvino"),
+        OV_HINT,
+        "compile_model, bf16 hint",
+        native=_needs_native_bf16,
+    )
+)
+register(
+    Peer(
+        "openvino",
+        "int8",
+        _int8("openvino"),
+        ("onnx", "openvino", "nncf", "ipex_resnet.quantization.peers"),
+        INT8_HINT,
+        "NNCF quantize, default settings",
+    )
+)
+register(
+    Peer(
+        "onnxruntime",
+        "int8",
+        _int8("onnxruntime"),
+        ("onnx", "onnxruntime", "ipex_resnet.quantization.peers"),
+        INT8_HINT,
+        "quantize_static QDQ, default session",
+    )
+)
 
 
 def prepare(peer: Peer, src: PeerInput):

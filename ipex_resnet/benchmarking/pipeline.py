@@ -17,9 +17,9 @@ from ipex_resnet.benchmarking.fields import latency
 from ipex_resnet.benchmarking.timing import quantile, summarize
 
 # Input-pipeline targets, ratios within one run.
-E2E_PHOTO_MAX = 1.15   # JPEG -> top-5 of a 500x375 photo / model-only b1 latency
-E2E_1080P_MAX = 1.50   # the same for a 1920x1080 JPEG
-BULK_MIN = 0.90        # bulk classify img/s / model-only batch img/s, same threads
+E2E_PHOTO_MAX = 1.15  # JPEG -> top-5 of a 500x375 photo / model-only b1 latency
+E2E_1080P_MAX = 1.50  # the same for a 1920x1080 JPEG
+BULK_MIN = 0.90  # bulk classify img/s / model-only batch img/s, same threads
 PHOTO_SIZE = (500, 375)
 
 
@@ -66,16 +66,28 @@ def input_costs(preprocessor, cases: dict[str, Sequence[bytes]], reps: int = 5) 
     for label, items in cases.items():
         for fn in (fast, exact, decode_jpeg):  # warm: imports, first-call allocations
             fn(items[0])
-        out[label] = {"images": len(items), "size": "x".join(map(str, jpeg_size(items[0]))),
-                      "preprocess_fast_ms": _p50_ms(fast, items, reps),
-                      "preprocess_exact_ms": _p50_ms(exact, items, reps),
-                      "decode_full_ms": _p50_ms(decode_jpeg, items, reps),
-                      "decode_floor_ms": _p50_ms(lambda d: decode_jpeg(d, 8), items, reps)}
+        out[label] = {
+            "images": len(items),
+            "size": "x".join(map(str, jpeg_size(items[0]))),
+            "preprocess_fast_ms": _p50_ms(fast, items, reps),
+            "preprocess_exact_ms": _p50_ms(exact, items, reps),
+            "decode_full_ms": _p50_ms(decode_jpeg, items, reps),
+            "decode_floor_ms": _p50_ms(lambda d: decode_jpeg(d, 8), items, reps),
+        }
     return out
 
 
-def bulk_vs_model(clf, images: Sequence[bytes | Path], directory: Path | None, *, count: int, batch_size: int = 32,
-                  chunk: int = 160, sink=None, **run_kwargs) -> dict:
+def bulk_vs_model(
+    clf,
+    images: Sequence[bytes | Path],
+    directory: Path | None,
+    *,
+    count: int,
+    batch_size: int = 32,
+    chunk: int = 160,
+    sink=None,
+    **run_kwargs,
+) -> dict:
     """``bulk.run`` over ``count`` files (``images`` cycled; bytes are written to ``directory`` first)
     against model-only batches of the same size, alternating chunk by chunk so that drift weighs on
     both. ``sink`` gets the results (default: dropped); ``run_kwargs`` go to ``bulk.run``."""
@@ -105,7 +117,7 @@ def bulk_vs_model(clf, images: Sequence[bytes | Path], directory: Path | None, *
     model_n = failed = 0
     with PeakRSS() as mem:
         for start in range(0, count, chunk):
-            part = inputs[start:start + chunk]
+            part = inputs[start : start + chunk]
             s = bulk.run(clf, part, sink, batch_size=batch_size, progress=False, **run_kwargs)
             bulk_s, failed = bulk_s + s.seconds, failed + s.failed
             t0 = time.perf_counter()
@@ -115,14 +127,25 @@ def bulk_vs_model(clf, images: Sequence[bytes | Path], directory: Path | None, *
             model_n += max(1, len(part) // batch_size) * batch_size
     threads, cores = clf.plan.threads, bulk.available_cores()
     ips, model_ips = count / bulk_s, model_n / model_s
-    return {"path": f"{clf.plan.backend}/{clf.plan.precision}", "count": count, "batch_size": batch_size,
-            "threads": threads, "decode_workers": run_kwargs.get("workers") or bulk.default_workers(threads),
-            "spare_cores": max(0, cores - threads), "images_per_s": ips, "preprocess_ms_mean": decode_s * 1e3,
-            # The model takes `threads` cores for 1/model_ips s per image and decoding decode_s of one
-            # core: with `cores` in all, no pipeline beats cores / (threads + decode_s * model_ips).
-            "bound": min(1.0, cores / (threads + decode_s * model_ips)),
-            "model_only_images_per_s": model_ips, "ratio": ips / model_ips, "failed": failed,
-            "rss_before_run_mb": mem.before_mb, "peak_rss_mb": mem.peak_mb, "peak_delta_rss_mb": mem.delta_mb}
+    return {
+        "path": f"{clf.plan.backend}/{clf.plan.precision}",
+        "count": count,
+        "batch_size": batch_size,
+        "threads": threads,
+        "decode_workers": run_kwargs.get("workers") or bulk.default_workers(threads),
+        "spare_cores": max(0, cores - threads),
+        "images_per_s": ips,
+        "preprocess_ms_mean": decode_s * 1e3,
+        # The model takes `threads` cores for 1/model_ips s per image and decoding decode_s of one
+        # core: with `cores` in all, no pipeline beats cores / (threads + decode_s * model_ips).
+        "bound": min(1.0, cores / (threads + decode_s * model_ips)),
+        "model_only_images_per_s": model_ips,
+        "ratio": ips / model_ips,
+        "failed": failed,
+        "rss_before_run_mb": mem.before_mb,
+        "peak_rss_mb": mem.peak_mb,
+        "peak_delta_rss_mb": mem.delta_mb,
+    }
 
 
 def measure_e2e(clf, cases: dict[str, Sequence[bytes]], reps: int) -> dict[str, dict]:
@@ -154,31 +177,68 @@ def pipeline_targets(doc) -> list[dict]:
             continue
         floor = costs.get(label, {}).get("decode_floor_ms")
         size = costs.get(label, {}).get("size", label)
-        out.append({"name": f"JPEG -> top-5 end to end, {size}, vs model-only b1", "mode": "interleaved",
-                    "ours": name, "ours_value": e2e, "peer": "model only", "peer_value": model, "unit": "ms",
-                    "ratio": e2e / model, "target": f"<= {limit:.2f}", "met": e2e / model <= limit,
-                    "bound": (model + floor) / model if floor else None,
-                    "note": f"the decode floor alone bounds it at >= {(model + floor) / model:.2f}x" if floor else ""})
+        out.append(
+            {
+                "name": f"JPEG -> top-5 end to end, {size}, vs model-only b1",
+                "mode": "interleaved",
+                "ours": name,
+                "ours_value": e2e,
+                "peer": "model only",
+                "peer_value": model,
+                "unit": "ms",
+                "ratio": e2e / model,
+                "target": f"<= {limit:.2f}",
+                "met": e2e / model <= limit,
+                "bound": (model + floor) / model if floor else None,
+                "note": f"the decode floor alone bounds it at >= {(model + floor) / model:.2f}x" if floor else "",
+            }
+        )
     b = pipe.get("bulk")
     if b:
-        out.append({"name": f"bulk classify ({b['count']} photos, b{b['batch_size']}) vs model-only batches",
-                    "mode": "interleaved", "ours": b["path"], "ours_value": b["images_per_s"],
-                    "peer": "model only", "peer_value": b["model_only_images_per_s"], "unit": "img/s",
-                    "ratio": b["ratio"], "target": f">= {BULK_MIN:.2f}", "met": b["ratio"] >= BULK_MIN,
-                    "note": f"{b['threads']} model threads, {b['spare_cores']} spare core(s)"
-                            + (f"; decoding's CPU time ({b['preprocess_ms_mean']:.1f} ms per image) bounds it at "
-                               f"<= {b['bound']:.2f}x" if "bound" in b and b["bound"] < 1 else "")})
+        out.append(
+            {
+                "name": f"bulk classify ({b['count']} photos, b{b['batch_size']}) vs model-only batches",
+                "mode": "interleaved",
+                "ours": b["path"],
+                "ours_value": b["images_per_s"],
+                "peer": "model only",
+                "peer_value": b["model_only_images_per_s"],
+                "unit": "img/s",
+                "ratio": b["ratio"],
+                "target": f">= {BULK_MIN:.2f}",
+                "met": b["ratio"] >= BULK_MIN,
+                "note": f"{b['threads']} model threads, {b['spare_cores']} spare core(s)"
+                + (
+                    f"; decoding's CPU time ({b['preprocess_ms_mean']:.1f} ms per image) bounds it at "
+                    f"<= {b['bound']:.2f}x"
+                    if "bound" in b and b["bound"] < 1
+                    else ""
+                ),
+            }
+        )
     return out
 
 
 def format_costs(pipe) -> list[str]:
     lines = []
-    for label, c in (pipe.get("costs") or {}).items():
-        lines.append(f"input {c['size']} (one core, p50): preprocess fast {c['preprocess_fast_ms']:.2f} ms, exact "
-                     f"{c['preprocess_exact_ms']:.2f} ms; JPEG decode full size {c['decode_full_ms']:.2f} ms, at 1/8 "
-                     f"scale {c['decode_floor_ms']:.2f} ms (the entropy-decoding floor)")
+    for _label, c in (pipe.get("costs") or {}).items():
+        lines.append(
+            f"input {c['size']} (one core, p50): preprocess fast {c['preprocess_fast_ms']:.2f} ms, exact "
+            f"{c['preprocess_exact_ms']:.2f} ms; JPEG decode full size {c['decode_full_ms']:.2f} ms, at 1/8 "
+            f"scale {c['decode_floor_ms']:.2f} ms (the entropy-decoding floor)"
+        )
     return lines
 
 
-__all__ = ["BULK_MIN", "E2E_1080P_MAX", "E2E_PHOTO_MAX", "bulk_vs_model", "decode_jpeg", "format_costs", "input_costs",
-           "measure_e2e", "pick_photos", "pipeline_targets"]
+__all__ = [
+    "BULK_MIN",
+    "E2E_1080P_MAX",
+    "E2E_PHOTO_MAX",
+    "bulk_vs_model",
+    "decode_jpeg",
+    "format_costs",
+    "input_costs",
+    "measure_e2e",
+    "pick_photos",
+    "pipeline_targets",
+]

@@ -35,13 +35,20 @@ METAVARS = {"save_baseline": "NAME", "gate": "NAME", "baseline_dir": "DIR", "sum
 
 def pytest_addoption(parser) -> None:
     group = parser.getgroup("ipex_resnet", "ipex_resnet benchmarks of your model (the ipex_resnet_bench fixture)")
-    helps = {"save_baseline": "save each ipex_resnet_bench run as baseline NAME (per machine key and model spec)",
-             "gate": "judge each ipex_resnet_bench run against baseline NAME; a regression fails the test",
-             "baseline_dir": "where baselines live (default: <artifact cache root>/baselines)",
-             "summary_md": "append the gate's verdicts as Markdown to FILE (e.g. $GITHUB_STEP_SUMMARY)"}
+    helps = {
+        "save_baseline": "save each ipex_resnet_bench run as baseline NAME (per machine key and model spec)",
+        "gate": "judge each ipex_resnet_bench run against baseline NAME; a regression fails the test",
+        "baseline_dir": "where baselines live (default: <artifact cache root>/baselines)",
+        "summary_md": "append the gate's verdicts as Markdown to FILE (e.g. $GITHUB_STEP_SUMMARY)",
+    }
     for dest in PLUGIN_OPTIONS:
-        group.addoption(PREFIX + dest.replace("_", "-"), dest="ipex_resnet_" + dest, default=None,
-                        metavar=METAVARS[dest], help=helps[dest])
+        group.addoption(
+            PREFIX + dest.replace("_", "-"),
+            dest="ipex_resnet_" + dest,
+            default=None,
+            metavar=METAVARS[dest],
+            help=helps[dest],
+        )
 
 
 @dataclass
@@ -61,7 +68,13 @@ def _preset_options(preset: Mapping | str | None) -> dict:
     """``preset``: a dict (the JSON form) or a path to a preset JSON file -> the bench options."""
     if preset is None or isinstance(preset, str):
         return {"preset": preset}
-    keys = {"resize_size": "resize", "crop_size": "crop", "mean": "mean", "std": "std", "interpolation": "interpolation"}
+    keys = {
+        "resize_size": "resize",
+        "crop_size": "crop",
+        "mean": "mean",
+        "std": "std",
+        "interpolation": "interpolation",
+    }
     unknown = set(preset) - set(keys)
     if unknown:
         raise pytest.UsageError(f"ipex_resnet_bench: unknown preset field(s) {', '.join(sorted(unknown))}")
@@ -80,9 +93,16 @@ def _raw(config, model: str, weights: str, preset, gate_args: Mapping, options: 
     known = {o.dest for o in OPTIONS} | {"no_cold_start", "no_progress"}
     unknown = set(options) - known
     if unknown:
-        raise pytest.UsageError(f"ipex_resnet_bench: unknown option(s) {', '.join(sorted(unknown))}; "
-                                f"choose from {', '.join(sorted(known))}")
-    raw: dict[str, Any] = {"no_progress": True, **options, "model": model, "weights": weights, **_preset_options(preset)}
+        raise pytest.UsageError(
+            f"ipex_resnet_bench: unknown option(s) {', '.join(sorted(unknown))}; choose from {', '.join(sorted(known))}"
+        )
+    raw: dict[str, Any] = {
+        "no_progress": True,
+        **options,
+        "model": model,
+        "weights": weights,
+        **_preset_options(preset),
+    }
     for dest in PLUGIN_OPTIONS:
         given = gate_args.get(dest)
         raw[dest] = given if given is not None else config.getoption("ipex_resnet_" + dest)
@@ -100,14 +120,21 @@ def _run(raw: dict) -> BenchRun:
         prepared = gated.prepare(s)
     except ConfigError as exc:
         pytest.fail(f"ipex_resnet_bench: error: {exc}", pytrace=False)
-    doc = json.loads(json.dumps(run_report(s, Progress(enabled=s.progress), baseline=prepared.baseline_entries),
-                                default=str))
+    doc = json.loads(
+        json.dumps(run_report(s, Progress(enabled=s.progress), baseline=prepared.baseline_entries), default=str)
+    )
     try:
         outcome = gated.finish(prepared, s, doc)
     except ConfigError as exc:
         pytest.fail(f"ipex_resnet_bench: error: {exc}", pytrace=False)
-    return BenchRun(report=doc, verdicts=outcome.verdicts, lines=outcome.lines, saved=outcome.saved, ok=outcome.ok,
-                    inconclusive=outcome.inconclusive)
+    return BenchRun(
+        report=doc,
+        verdicts=outcome.verdicts,
+        lines=outcome.lines,
+        saved=outcome.saved,
+        ok=outcome.ok,
+        inconclusive=outcome.inconclusive,
+    )
 
 
 @pytest.fixture
@@ -121,18 +148,31 @@ def ipex_resnet_bench(request) -> Callable[..., BenchRun]:
     config = request.config
     reporter = config.pluginmanager.get_plugin("terminalreporter")
 
-    def bench(model: str = "resnet18", *, weights: str = "none", preset: Mapping | str | None = None,
-              save_baseline: str | None = None, gate: str | None = None, baseline_dir: str | None = None,
-              summary_md: str | None = None, **options: Any) -> BenchRun:
-        gate_args = {"save_baseline": save_baseline, "gate": gate, "baseline_dir": baseline_dir,
-                     "summary_md": summary_md}
+    def bench(
+        model: str = "resnet18",
+        *,
+        weights: str = "none",
+        preset: Mapping | str | None = None,
+        save_baseline: str | None = None,
+        gate: str | None = None,
+        baseline_dir: str | None = None,
+        summary_md: str | None = None,
+        **options: Any,
+    ) -> BenchRun:
+        gate_args = {
+            "save_baseline": save_baseline,
+            "gate": gate,
+            "baseline_dir": baseline_dir,
+            "summary_md": summary_md,
+        }
         run = _run(_raw(config, model, weights, preset, gate_args, options))
         if reporter is not None:
             for line in run.lines:
                 reporter.write_line(f"ipex_resnet_bench [{model}] {line}")
         if run.inconclusive:  # not a pass and not a regression: a skip that says why
-            pytest.skip("ipex_resnet_bench: gate inconclusive (a change within the measured noise)\n"
-                        + "\n".join(run.lines))
+            pytest.skip(
+                "ipex_resnet_bench: gate inconclusive (a change within the measured noise)\n" + "\n".join(run.lines)
+            )
         if not run.ok:
             pytest.fail("ipex_resnet_bench: regression against the baseline\n" + "\n".join(run.lines), pytrace=False)
         return run

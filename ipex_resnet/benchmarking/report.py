@@ -7,24 +7,28 @@ import math
 from collections.abc import Callable, Mapping
 
 from ipex_resnet.benchmarking.fields import latency, throughput
-from ipex_resnet.benchmarking.pipeline import format_costs, pipeline_targets
-from ipex_resnet.benchmarking.streams import lines as streams_lines
 from ipex_resnet.benchmarking.matrix import REFERENCE
+from ipex_resnet.benchmarking.pipeline import format_costs, pipeline_targets
 from ipex_resnet.benchmarking.scenarios import scenario_lines, scenario_targets
+from ipex_resnet.benchmarking.streams import lines as streams_lines
 
 REPORT_SCHEMA = "ipex_resnet.bench/2"
 MODES = ("interleaved", "alone")
 # Targets: our paths against the peers, as ratios measured in one run.
-BEST_PATH_LATENCY_MAX = 1.00     # our best path's b1 p50 / the best peer's, same precision
+BEST_PATH_LATENCY_MAX = 1.00  # our best path's b1 p50 / the best peer's, same precision
 BEST_PATH_THROUGHPUT_MIN = 1.00  # our best path's largest-batch img/s / the best peer's
-NATIVE_LATENCY_MAX = 1.10        # inductor/bf16 b1 p50 / openvino/bf16 (peer)
+NATIVE_LATENCY_MAX = 1.10  # inductor/bf16 b1 p50 / openvino/bf16 (peer)
 NATIVE_PAIR = ("inductor/bf16", "openvino/bf16 (peer)")
 
 
-def _best(paths: Mapping[str, dict], kind: str, precision: str, key: Callable[[dict], float | None],
-          lowest: bool) -> tuple[str | None, float | None]:
-    cands = [(key(r), n) for n, r in paths.items()
-             if r["kind"] == kind and r["precision"] == precision and key(r) is not None]
+def _best(
+    paths: Mapping[str, dict], kind: str, precision: str, key: Callable[[dict], float | None], lowest: bool
+) -> tuple[str | None, float | None]:
+    cands = [
+        (key(r), n)
+        for n, r in paths.items()
+        if r["kind"] == kind and r["precision"] == precision and key(r) is not None
+    ]
     if not cands:
         return None, None
     v, n = (min if lowest else max)(cands)
@@ -42,8 +46,10 @@ def add_ratios(paths: dict[str, dict], batch_sizes: list[int]) -> None:
             if ref and throughput(ref, bs) and throughput(r, bs):
                 sp["vs_eager_fp32"][str(bs)] = throughput(r, bs) / throughput(ref, bs)
         for mode in MODES:
-            peer, peer_lat = _best(paths, "peer", r["precision"], lambda q: latency(q, mode), lowest=True)
-            tpeer, peer_thr = _best(paths, "peer", r["precision"], lambda q: throughput(q, bmax, mode), lowest=False)
+            peer, peer_lat = _best(paths, "peer", r["precision"], lambda q, mode=mode: latency(q, mode), lowest=True)
+            tpeer, peer_thr = _best(
+                paths, "peer", r["precision"], lambda q, mode=mode: throughput(q, bmax, mode), lowest=False
+            )
             row = {}
             if peer and latency(r, mode):
                 row.update(latency_peer=peer, latency_b1=latency(r, mode) / peer_lat)
@@ -53,12 +59,32 @@ def add_ratios(paths: dict[str, dict], batch_sizes: list[int]) -> None:
         r["speedup"] = sp
 
 
-def _target(name: str, mode: str, ours: str, ours_v: float, other: str, other_v: float, op: str, limit: float,
-            unit: str, ratio: float | None = None) -> dict:
+def _target(
+    name: str,
+    mode: str,
+    ours: str,
+    ours_v: float,
+    other: str,
+    other_v: float,
+    op: str,
+    limit: float,
+    unit: str,
+    ratio: float | None = None,
+) -> dict:
     ratio = ours_v / other_v if ratio is None else ratio
     met = ratio <= limit if op == "<=" else ratio >= limit
-    return {"name": name, "mode": mode, "ours": ours, "ours_value": ours_v, "peer": other, "peer_value": other_v,
-            "unit": unit, "ratio": ratio, "target": f"{op} {limit:.2f}", "met": met}
+    return {
+        "name": name,
+        "mode": mode,
+        "ours": ours,
+        "ours_value": ours_v,
+        "peer": other,
+        "peer_value": other_v,
+        "unit": unit,
+        "ratio": ratio,
+        "target": f"{op} {limit:.2f}",
+        "met": met,
+    }
 
 
 def targets(doc: Mapping) -> list[dict]:
@@ -69,39 +95,92 @@ def targets(doc: Mapping) -> list[dict]:
     precisions = list(dict.fromkeys(r["precision"] for r in paths.values() if r["kind"] == "peer"))
     for mode in MODES:
         for prec in precisions:
-            ours, ov = _best(paths, "ipex_resnet", prec, lambda r: latency(r, mode), lowest=True)
-            peer, pv = _best(paths, "peer", prec, lambda r: latency(r, mode), lowest=True)
+            ours, ov = _best(paths, "ipex_resnet", prec, lambda r, mode=mode: latency(r, mode), lowest=True)
+            peer, pv = _best(paths, "peer", prec, lambda r, mode=mode: latency(r, mode), lowest=True)
             if ours and peer:
-                out.append(_target(f"{prec} b1 latency, best path vs best peer", mode, ours, ov, peer, pv, "<=",
-                                   BEST_PATH_LATENCY_MAX, "ms"))
+                out.append(
+                    _target(
+                        f"{prec} b1 latency, best path vs best peer",
+                        mode,
+                        ours,
+                        ov,
+                        peer,
+                        pv,
+                        "<=",
+                        BEST_PATH_LATENCY_MAX,
+                        "ms",
+                    )
+                )
             if bmax > 1:
-                ours, ov = _best(paths, "ipex_resnet", prec, lambda r: throughput(r, bmax, mode), lowest=False)
-                peer, pv = _best(paths, "peer", prec, lambda r: throughput(r, bmax, mode), lowest=False)
+                ours, ov = _best(
+                    paths, "ipex_resnet", prec, lambda r, mode=mode: throughput(r, bmax, mode), lowest=False
+                )
+                peer, pv = _best(paths, "peer", prec, lambda r, mode=mode: throughput(r, bmax, mode), lowest=False)
                 if ours and peer:
-                    out.append(_target(f"{prec} b{bmax} throughput, best path vs best peer", mode, ours, ov, peer,
-                                       pv, ">=", BEST_PATH_THROUGHPUT_MIN, "img/s"))
+                    out.append(
+                        _target(
+                            f"{prec} b{bmax} throughput, best path vs best peer",
+                            mode,
+                            ours,
+                            ov,
+                            peer,
+                            pv,
+                            ">=",
+                            BEST_PATH_THROUGHPUT_MIN,
+                            "img/s",
+                        )
+                    )
         a, b = (paths.get(n) for n in NATIVE_PAIR)
         if a and b and latency(a, mode) and latency(b, mode):
-            out.append(_target("native stack: inductor/bf16 b1 latency vs openvino/bf16 peer", mode, NATIVE_PAIR[0],
-                               latency(a, mode), NATIVE_PAIR[1], latency(b, mode), "<=", NATIVE_LATENCY_MAX, "ms"))
+            out.append(
+                _target(
+                    "native stack: inductor/bf16 b1 latency vs openvino/bf16 peer",
+                    mode,
+                    NATIVE_PAIR[0],
+                    latency(a, mode),
+                    NATIVE_PAIR[1],
+                    latency(b, mode),
+                    "<=",
+                    NATIVE_LATENCY_MAX,
+                    "ms",
+                )
+            )
     for engine, c in (doc.get("cold_start") or {}).items():
         if "error" in c:
             continue
-        out.append({"name": f"cold start {engine} (process -> first top-5)", "mode": "fresh process",
-                    "ours": engine, "ours_value": c["to_first_top5_s"], "unit": "s",
-                    "target": f"<= {c['target_s']:.1f} s", "met": c["met_time"]})
+        out.append(
+            {
+                "name": f"cold start {engine} (process -> first top-5)",
+                "mode": "fresh process",
+                "ours": engine,
+                "ours_value": c["to_first_top5_s"],
+                "unit": "s",
+                "target": f"<= {c['target_s']:.1f} s",
+                "met": c["met_time"],
+            }
+        )
         if "target_rss_mb" in c:
-            out.append({"name": f"cold start {engine} peak RSS (lean path)", "mode": "fresh process",
-                        "ours": engine, "ours_value": c["peak_rss_mb"], "unit": "MB",
-                        "target": f"<= {c['target_rss_mb']:.0f} MB", "met": c["met_rss"]})
+            out.append(
+                {
+                    "name": f"cold start {engine} peak RSS (lean path)",
+                    "mode": "fresh process",
+                    "ours": engine,
+                    "ours_value": c["peak_rss_mb"],
+                    "unit": "MB",
+                    "target": f"<= {c['target_rss_mb']:.0f} MB",
+                    "met": c["met_rss"],
+                }
+            )
     return out + pipeline_targets(doc) + scenario_targets(doc.get("scenarios"))
 
 
 def describe_target(t: Mapping) -> str:
     """One line: the target, the measured value(s) and whether it is met."""
     if "peer" in t:
-        value = (f"{t['ours']} {t['ours_value']:.1f} {t['unit']} vs {t['peer']} {t['peer_value']:.1f} {t['unit']} "
-                 f"= {t['ratio']:.2f}x")
+        value = (
+            f"{t['ours']} {t['ours_value']:.1f} {t['unit']} vs {t['peer']} {t['peer_value']:.1f} {t['unit']} "
+            f"= {t['ratio']:.2f}x"
+        )
     else:
         value = f"{t['ours_value']:.{0 if t['unit'] == 'MB' else 2}f} {t['unit']}"
     extra = f"; {t['note']}" if t.get("note") else ""
@@ -132,8 +211,19 @@ def format_table(doc: Mapping) -> str:
     bss = [b for b in doc["batch_sizes"] if b > 1]
     bmax = max(doc["batch_sizes"])
     head = ["path", "p50 ms", "p90 ms", "p99 ms"] + [f"img/s b{b}" for b in bss]
-    head += ["alone p50", f"alone b{bmax}", "e2e ms", "e2e 1080p", "load RSS MB", "infer RSS MB", "x eager",
-             "lat x peer", "thr x peer", "alone lat x peer", "alone thr x peer"]
+    head += [
+        "alone p50",
+        f"alone b{bmax}",
+        "e2e ms",
+        "e2e 1080p",
+        "load RSS MB",
+        "infer RSS MB",
+        "x eager",
+        "lat x peer",
+        "thr x peer",
+        "alone lat x peer",
+        "alone thr x peer",
+    ]
     with_accuracy = any("accuracy" in r for r in doc["paths"].values())
     head += ["top-1", "top-5", "drop pts"] if with_accuracy else []
     rows = []
@@ -142,25 +232,40 @@ def format_table(doc: Mapping) -> str:
         e2e = r.get("end_to_end", {})
         sp = r.get("speedup", {})
         vi, va = sp.get("vs_best_peer_interleaved", {}), sp.get("vs_best_peer_alone", {})
-        rows.append([
-            name, _f(lat.get("p50_ms")), _f(lat.get("p90_ms")), _f(lat.get("p99_ms")),
-            *[_f(r["throughput"].get(str(b))) for b in bss],
-            _f(latency(r, "alone")), _f(throughput(r, bmax, "alone")),
-            _f(e2e.get("photo", {}).get("p50_ms")), _f(e2e.get("1920x1080", {}).get("p50_ms")),
-            _f(r.get("load_delta_rss_mb"), 0), _f(r.get("infer_delta_rss_mb"), 0),
-            _f(sp.get("vs_eager_fp32", {}).get(str(bmax)), 2),
-            _f(vi.get("latency_b1"), 2), _f(vi.get(f"throughput_b{bmax}"), 2),
-            _f(va.get("latency_b1"), 2), _f(va.get(f"throughput_b{bmax}"), 2),
-        ] + (_accuracy_cells(r.get("accuracy")) if with_accuracy else []))
+        rows.append(
+            [
+                name,
+                _f(lat.get("p50_ms")),
+                _f(lat.get("p90_ms")),
+                _f(lat.get("p99_ms")),
+                *[_f(r["throughput"].get(str(b))) for b in bss],
+                _f(latency(r, "alone")),
+                _f(throughput(r, bmax, "alone")),
+                _f(e2e.get("photo", {}).get("p50_ms")),
+                _f(e2e.get("1920x1080", {}).get("p50_ms")),
+                _f(r.get("load_delta_rss_mb"), 0),
+                _f(r.get("infer_delta_rss_mb"), 0),
+                _f(sp.get("vs_eager_fp32", {}).get(str(bmax)), 2),
+                _f(vi.get("latency_b1"), 2),
+                _f(vi.get(f"throughput_b{bmax}"), 2),
+                _f(va.get("latency_b1"), 2),
+                _f(va.get(f"throughput_b{bmax}"), 2),
+            ]
+            + (_accuracy_cells(r.get("accuracy")) if with_accuracy else [])
+        )
     cpu = doc["cpu"]
     v = doc["versions"]
-    lines = [f"{doc['model']} (crop {doc['inputs']['crop_size']}) on {cpu.get('model_name')} "
-             f"({cpu.get('isa_level', '?')}), {doc['threads']['used']} threads, torch {v.get('torch')}"
-             + (f", IPEX {v['intel_extension_for_pytorch']}" if v.get("intel_extension_for_pytorch") else "")]
+    lines = [
+        f"{doc['model']} (crop {doc['inputs']['crop_size']}) on {cpu.get('model_name')} "
+        f"({cpu.get('isa_level', '?')}), {doc['threads']['used']} threads, torch {v.get('torch')}"
+        + (f", IPEX {v['intel_extension_for_pytorch']}" if v.get("intel_extension_for_pytorch") else "")
+    ]
     lines += _grid(head, rows)
-    lines.append(f"alone: the path by itself in a fresh process; x eager: img/s at b{bmax} vs eager/fp32; "
-                 f"x peer: vs the best peer at the same precision (lat: b1 p50 ratio, lower is better; "
-                 f"thr: b{bmax} img/s ratio, higher is better); RSS: MB added at peak (load; inference at b{bmax})")
+    lines.append(
+        f"alone: the path by itself in a fresh process; x eager: img/s at b{bmax} vs eager/fp32; "
+        f"x peer: vs the best peer at the same precision (lat: b1 p50 ratio, lower is better; "
+        f"thr: b{bmax} img/s ratio, higher is better); RSS: MB added at peak (load; inference at b{bmax})"
+    )
     cold = doc.get("cold_start") or {}
     if cold:
         lines.append("")
@@ -171,10 +276,19 @@ def format_table(doc: Mapping) -> str:
                 continue
             target = f"<= {c['target_s']:.1f} s" + (f", <= {c['target_rss_mb']:.0f} MB" if "target_rss_mb" in c else "")
             met = c["met_time"] and c.get("met_rss", True)
-            crow.append([engine, _f(c["to_first_top5_s"], 2), _f(c["to_exit_s"], 2), _f(c["peak_rss_mb"], 0),
-                         target, "met" if met else "NOT met"])
-        lines += _grid(["cold start (classify, warm cache)", "to top-5 s", "to exit s", "peak RSS MB", "target",
-                        ""], crow)
+            crow.append(
+                [
+                    engine,
+                    _f(c["to_first_top5_s"], 2),
+                    _f(c["to_exit_s"], 2),
+                    _f(c["peak_rss_mb"], 0),
+                    target,
+                    "met" if met else "NOT met",
+                ]
+            )
+        lines += _grid(
+            ["cold start (classify, warm cache)", "to top-5 s", "to exit s", "peak RSS MB", "target", ""], crow
+        )
     if doc.get("input_pipeline"):
         lines += [""] + format_costs(doc["input_pipeline"]) + streams_lines(doc["input_pipeline"].get("streams"))
     if doc.get("scenarios"):
@@ -189,5 +303,13 @@ def format_table(doc: Mapping) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["MODES", "REPORT_SCHEMA", "add_ratios", "describe_target", "format_table", "latency", "targets",
-           "throughput"]
+__all__ = [
+    "MODES",
+    "REPORT_SCHEMA",
+    "add_ratios",
+    "describe_target",
+    "format_table",
+    "latency",
+    "targets",
+    "throughput",
+]

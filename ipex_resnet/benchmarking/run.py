@@ -51,9 +51,9 @@ def run_report(s: Settings, progress: Progress | None = None, baseline: Sequence
     """Measure every path of the matrix (interleaved and alone), cold starts, and return the report.
     ``baseline``: the ``--gate`` baseline's entries (the gate's timing takes more processes while a check
     against it is undecided)."""
-    from ipex_resnet.hardware.cpu import probe
-    from ipex_resnet.core.api import plan_for
     from ipex_resnet.benchmarking.inputs import jpegs
+    from ipex_resnet.core.api import plan_for
+    from ipex_resnet.hardware.cpu import probe
 
     progress = progress or Progress(enabled=False)
     cpu = probe()
@@ -66,8 +66,10 @@ def run_report(s: Settings, progress: Progress | None = None, baseline: Sequence
     small = jpegs(s.images, 32)
     ws = Workspace(s.model, small, weights=s.weights, preset=s.preset)
     crop = ws.crop
-    results: dict[str, dict] = {p.name: {"kind": p.kind, "backend": p.backend, "precision": p.precision,
-                                         "latency": {}, "throughput": {}} for p in paths}
+    results: dict[str, dict] = {
+        p.name: {"kind": p.kind, "backend": p.backend, "precision": p.precision, "latency": {}, "throughput": {}}
+        for p in paths
+    }
 
     # -- 1. subprocess phase: alone, cold start ---------------------------------------------------
     _measure_alone(s, paths, ws, threads, results, progress)
@@ -114,8 +116,9 @@ def _measure_accuracy(s: Settings, built: dict, ws: Workspace, results: dict, pr
         results[name]["accuracy"] = acc
 
 
-def _measure_scenarios(s: Settings, built: dict, results: dict, small: list[bytes], logs: Path,
-                       progress: Progress) -> dict:
+def _measure_scenarios(
+    s: Settings, built: dict, results: dict, small: list[bytes], logs: Path, progress: Progress
+) -> dict:
     """The MLPerf-style scenarios on one path (LoadGen's logs under ``logs``); a failure is recorded, not raised."""
     from ipex_resnet.benchmarking.scenarios import run_scenarios
 
@@ -123,7 +126,7 @@ def _measure_scenarios(s: Settings, built: dict, results: dict, small: list[byte
         return run_scenarios(s, built, results, small, logs, progress)
     except ConfigError:
         raise
-    except Exception as exc:  # noqa: BLE001 - the measurements so far must not be lost
+    except Exception as exc:
         return {"error": first_line(exc), "logs": str(logs)}
 
 
@@ -145,12 +148,21 @@ def _measure_alone(s: Settings, paths, ws: Workspace, threads: int, results: dic
         if spec.peer:
             try:
                 onnx = ws.onnx_path
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 results[spec.name]["alone"] = {"error": f"ONNX export failed: {first_line(exc)}"}
                 continue
         results[spec.name]["alone"] = measure_alone(
-            spec, model=s.model, weights=s.weights, preset=s.preset, threads=threads, budget_s=s.alone_budget,
-            batch_sizes=s.batch_sizes, crop=ws.crop, onnx_path=onnx, images=s.images)
+            spec,
+            model=s.model,
+            weights=s.weights,
+            preset=s.preset,
+            threads=threads,
+            budget_s=s.alone_budget,
+            batch_sizes=s.batch_sizes,
+            crop=ws.crop,
+            onnx_path=onnx,
+            images=s.images,
+        )
 
 
 def _cold_starts(s: Settings, paths, ws: Workspace, small, threads: int, progress: Progress) -> dict[str, dict]:
@@ -166,8 +178,9 @@ def _cold_starts(s: Settings, paths, ws: Workspace, small, threads: int, progres
     return cold
 
 
-def _gate_timing(s: Settings, paths, ws: Workspace, progress: Progress,
-                 baseline: Sequence[Mapping] | None) -> dict | None:
+def _gate_timing(
+    s: Settings, paths, ws: Workspace, progress: Progress, baseline: Sequence[Mapping] | None
+) -> dict | None:
     """With ``--gate`` or ``--save-baseline``: the gate's ratios from paired calls in fresh single-threaded processes
     (:mod:`.gate_timing`), measured while this process holds no runtime; more processes, within
     ``--gate-budget`` per path, while the noise leaves a check against ``baseline`` (or, saving, the
@@ -177,21 +190,32 @@ def _gate_timing(s: Settings, paths, ws: Workspace, progress: Progress,
     if not (s.gate or s.save_baseline):
         return None
     n_paths = max(1, sum(1 for p in paths if not p.peer and p.name != REFERENCE))
-    return gate_timing.measure(paths, model=s.model, weights=s.weights, preset=s.preset, images=s.images,
-                               crop=ws.crop, sizes=gate_timing.batch_sizes(s.batch_sizes), rounds=s.gate_rounds,
-                               processes=s.gate_processes, step=progress.step, budget_s=s.gate_budget * n_paths,
-                               more=lambda ratios: gate_timing.undecided(ratios, baseline, s.time_tolerance))
+    return gate_timing.measure(
+        paths,
+        model=s.model,
+        weights=s.weights,
+        preset=s.preset,
+        images=s.images,
+        crop=ws.crop,
+        sizes=gate_timing.batch_sizes(s.batch_sizes),
+        rounds=s.gate_rounds,
+        processes=s.gate_processes,
+        step=progress.step,
+        budget_s=s.gate_budget * n_paths,
+        more=lambda ratios: gate_timing.undecided(ratios, baseline, s.time_tolerance),
+    )
 
 
-def _load_paths(paths, ws: Workspace, threads: int, slow: float, skipped: dict, results: dict,
-                progress: Progress) -> dict[str, Built]:
+def _load_paths(
+    paths, ws: Workspace, threads: int, slow: float, skipped: dict, results: dict, progress: Progress
+) -> dict[str, Built]:
     """Load every path in this process; one that fails (other than the reference) is skipped."""
     built: dict[str, Built] = {}
     for i, spec in enumerate(paths, 1):
         progress.step(f"loading {spec.name} ({i}/{len(paths)})")
         try:
             built[spec.name] = build_path(spec, ws, threads, slowdown=slow)
-        except Exception as exc:  # noqa: BLE001 - one path failing must not sink the report
+        except Exception as exc:
             if spec.name == REFERENCE:
                 raise
             skipped[spec.name] = f"failed to load: {first_line(exc)}"
@@ -201,8 +225,13 @@ def _load_paths(paths, ws: Workspace, threads: int, slow: float, skipped: dict, 
 
         torch.set_num_threads(threads)
     for name, b in built.items():
-        results[name].update(detail=b.detail, plan=b.plan, load_s=b.load_s, load_peak_rss_mb=b.load_peak_rss_mb,
-                             load_delta_rss_mb=b.load_delta_rss_mb)
+        results[name].update(
+            detail=b.detail,
+            plan=b.plan,
+            load_s=b.load_s,
+            load_peak_rss_mb=b.load_peak_rss_mb,
+            load_delta_rss_mb=b.load_delta_rss_mb,
+        )
     return built
 
 
@@ -221,8 +250,14 @@ def _time_batches(s: Settings, runners: dict, crop: int, results: dict, progress
             per_round += time.perf_counter() - t0
         calls = 4 if bs == 1 else 1
         rounds = rounds_for(per_round * (calls + 1), s.budget, 5 if bs == 1 else 3, 300)
-        times = time_interleaved(runners, x, rounds=rounds, calls_per_round=calls, switch_warmup=1,
-                                 progress=lambda d, t, bs=bs: progress.tick(f"timing batch {bs}:", d, t))
+        times = time_interleaved(
+            runners,
+            x,
+            rounds=rounds,
+            calls_per_round=calls,
+            switch_warmup=1,
+            progress=lambda d, t, bs=bs: progress.tick(f"timing batch {bs}:", d, t),
+        )
         for name, samples in times.items():
             stats = summarize(samples)
             results[name]["latency"][str(bs)] = stats
@@ -243,8 +278,9 @@ def _measure_memory(s: Settings, runners: dict, crop: int, results: dict, progre
         results[name]["infer_delta_rss_mb"] = mem.delta_mb
 
 
-def _measure_inputs(s: Settings, built: dict[str, Built], results: dict, plan, small, ws: Workspace,
-                    progress: Progress) -> tuple[dict, dict]:
+def _measure_inputs(
+    s: Settings, built: dict[str, Built], results: dict, plan, small, ws: Workspace, progress: Progress
+) -> tuple[dict, dict]:
     """End to end for our paths, then the input pipeline's costs; returns (cases, pipeline section)."""
     from ipex_resnet.benchmarking.inputs import upscale_jpeg
     from ipex_resnet.benchmarking.pipeline import bulk_vs_model, input_costs, measure_e2e, pick_photos
@@ -273,7 +309,7 @@ def _measure_streams(b: Built, ws: Workspace, threads: int) -> dict:
 
     try:
         return streams.measure(b, ws, threads)
-    except Exception as exc:  # noqa: BLE001 - recorded in the report, the rest goes on
+    except Exception as exc:
         return {"error": first_line(exc)}
 
 
@@ -299,10 +335,13 @@ def _document(s: Settings, cpu, plan, threads: int, slow: float, crop: int, smal
         "budgets_s": {"interleaved_per_batch": s.budget, "alone_per_path": s.alone_budget},
         "injected_slowdown": slow,
         "price_per_hour_usd": s.price_per_hour,
-        "inputs": {"crop_size": crop, "synthetic_tensor": f"standard normal N x 3 x {crop} x {crop} (float32)",
-                   "jpeg": f"{len(small)} JPEGs from {s.images}" if s.images else "4 synthetic 500x375 JPEGs",
-                   "e2e_photos": f"{len(cases['photo'])} of them, 500x375 where there are such",
-                   "large_jpeg": "1920x1080 JPEG upscaled from the first"},
+        "inputs": {
+            "crop_size": crop,
+            "synthetic_tensor": f"standard normal N x 3 x {crop} x {crop} (float32)",
+            "jpeg": f"{len(small)} JPEGs from {s.images}" if s.images else "4 synthetic 500x375 JPEGs",
+            "e2e_photos": f"{len(cases['photo'])} of them, 500x375 where there are such",
+            "large_jpeg": "1920x1080 JPEG upscaled from the first",
+        },
     }
 
 

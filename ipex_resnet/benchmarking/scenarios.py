@@ -20,7 +20,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from ipex_resnet.benchmarking import loadgen as L, service_metrics
+from ipex_resnet.benchmarking import loadgen as L
+from ipex_resnet.benchmarking import service_metrics
 from ipex_resnet.errors import ConfigError, first_line
 
 SCENARIO_NAMES = ("single-stream", "offline", "server", "service", "peer", "ray-serve", "ray-service")
@@ -61,8 +62,15 @@ def run_scenarios(s, built: dict, results: dict, jpegs: list[bytes], logs: Path,
     arrays = [b.classifier.preprocess(j) for j in jpegs]
     n = len(arrays)
     search = {"resolution": 0.25, "max_runs": 4} if s.quick else {"resolution": 0.10, "max_runs": 10}
-    out: dict = {"label": L.LABEL, "path": name, "p99_ms_bound": s.p99_ms, "duration_s": s.scenario_budget,
-                 "samples": n, "max_batch": bmax, "logs": str(logs)}
+    out: dict = {
+        "label": L.LABEL,
+        "path": name,
+        "p99_ms_bound": s.p99_ms,
+        "duration_s": s.scenario_budget,
+        "samples": n,
+        "max_batch": bmax,
+        "logs": str(logs),
+    }
 
     def run_batch(idx: list[int]):
         return b.runner(np.stack([arrays[i] for i in idx]))
@@ -71,14 +79,18 @@ def run_scenarios(s, built: dict, results: dict, jpegs: list[bytes], logs: Path,
     rate = results[name]["throughput"].get(str(bmax)) or 1e3 / b1
     if "single-stream" in s.scenarios:
         progress.step(f"LoadGen SingleStream: {name}")
-        out["single_stream"] = _queued(run_batch, 1, "single-stream",
-                                       L.RunSettings(s.scenario_budget, n, expected_qps=1e3 / b1), logs)
-    if "offline" in s.scenarios or any(x in s.scenarios for x in ("server", "service", "peer", "ray-serve", "ray-service")):
+        out["single_stream"] = _queued(
+            run_batch, 1, "single-stream", L.RunSettings(s.scenario_budget, n, expected_qps=1e3 / b1), logs
+        )
+    if "offline" in s.scenarios or any(
+        x in s.scenarios for x in ("server", "service", "peer", "ray-serve", "ray-service")
+    ):
         progress.step(f"LoadGen Offline: {name}")
         # LoadGen sizes Offline's one query from the expected rate; a SUT faster than that ends before the
         # minimum duration (an invalid run), so it is told half again the report's rate
-        out["offline"] = _queued(run_batch, bmax, "offline",
-                                 L.RunSettings(s.scenario_budget, n, expected_qps=rate * 1.5), logs)
+        out["offline"] = _queued(
+            run_batch, bmax, "offline", L.RunSettings(s.scenario_budget, n, expected_qps=rate * 1.5), logs
+        )
         out["offline"]["vs_report_throughput"] = out["offline"]["samples_per_s"] / rate
     upper = max(out.get("offline", {}).get("samples_per_s") or rate, 1.0) * 1.05
     # outside --quick every Server run holds at least 1,000 samples: its p99 rests on ten of them or more
@@ -96,19 +108,35 @@ def run_scenarios(s, built: dict, results: dict, jpegs: list[bytes], logs: Path,
             out["server_decode"] = L.server_search(sut, rs, logs / "server-decode", upper, **search)
         finally:
             sut.close()
-    served = {"service": ("the HTTP service", _service_command, "/v1/classify", raw_request),
-              "peer": ("LitServe with the same engine", _peer_command, "/predict", _multipart_request),
-              "ray-serve": ("Ray Serve with the same engine", _ray_command, "/classify", raw_request),
-              "ray-service": (f"our service on Ray Serve ({s.ray_replicas} replica(s))", _ray_service_command,
-                              "/v1/classify", raw_request)}
+    served = {
+        "service": ("the HTTP service", _service_command, "/v1/classify", raw_request),
+        "peer": ("LitServe with the same engine", _peer_command, "/predict", _multipart_request),
+        "ray-serve": ("Ray Serve with the same engine", _ray_command, "/classify", raw_request),
+        "ray-service": (
+            f"our service on Ray Serve ({s.ray_replicas} replica(s))",
+            _ray_service_command,
+            "/v1/classify",
+            raw_request,
+        ),
+    }
     with tempfile.TemporaryDirectory(prefix="ipex_resnet_scenarios_") as scratch:  # INT8 calibration images
         for name_, (what, command, route, request) in served.items():
             key = name_.replace("-", "_")
             if name_ in s.scenarios:
                 progress.step(f"LoadGen Server against {what}: {name}")
-                out[key] = _guarded(lambda: served_capacity(command(s, b, bmax, jpegs, logs / key, Path(scratch) / key), route,
-                                                    request(jpegs), rs, logs / key, upper, search, bmax,
-                                                    observe=key == "service"))
+                out[key] = _guarded(
+                    lambda command=command, key=key, route=route, request=request: served_capacity(
+                        command(s, b, bmax, jpegs, logs / key, Path(scratch) / key),
+                        route,
+                        request(jpegs),
+                        rs,
+                        logs / key,
+                        upper,
+                        search,
+                        bmax,
+                        observe=key == "service",
+                    )
+                )
     _ratios(out)
     return out
 
@@ -119,7 +147,7 @@ def _guarded(measure) -> dict:
         return measure()
     except ConfigError:
         raise
-    except Exception as exc:  # noqa: BLE001 - recorded in the report with the server's log
+    except Exception as exc:
         return {"error": first_line(exc)}
 
 
@@ -152,8 +180,18 @@ def _queued(run_batch, max_batch: int, scenario: str, rs: L.RunSettings, logs: P
         sut.close()
 
 
-def served_capacity(cmd: list[str], route: str, request, rs: L.RunSettings, logs: Path, upper: float, search: dict,
-            max_batch: int, *, observe: bool = False) -> dict:
+def served_capacity(
+    cmd: list[str],
+    route: str,
+    request,
+    rs: L.RunSettings,
+    logs: Path,
+    upper: float,
+    search: dict,
+    max_batch: int,
+    *,
+    observe: bool = False,
+) -> dict:
     """Start the server ``cmd`` on a free loopback port, wait until it answers, run the Server search
     against ``route``, stop it. Its log is kept beside LoadGen's. With ``observe``, each step records the
     server's own /metrics histograms (queue wait, model time per batch, batch size)."""
@@ -161,8 +199,9 @@ def served_capacity(cmd: list[str], route: str, request, rs: L.RunSettings, logs
     logs.mkdir(parents=True, exist_ok=True)
     port = _free_port()
     with open(logs / "server.log", "w") as log:
-        proc = subprocess.Popen(cmd + ["--port", str(port)], stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            cmd + ["--port", str(port)], stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         try:
             url = f"http://127.0.0.1:{port}"
             _wait_ready(url, proc, route, request, logs / "server.log")
@@ -170,8 +209,14 @@ def served_capacity(cmd: list[str], route: str, request, rs: L.RunSettings, logs
             try:
                 # the search's upper end: what the endpoint answers with a few batches' worth in flight
                 probed = sut.probe(min(rs.duration_s, 5.0), rs.samples, concurrency=2 * max_batch)
-                result = L.server_search(sut, rs, logs, min(upper, probed * 1.1), **search,
-                                         observe=service_metrics.observer(url) if observe else None)
+                result = L.server_search(
+                    sut,
+                    rs,
+                    logs,
+                    min(upper, probed * 1.1),
+                    **search,
+                    observe=service_metrics.observer(url) if observe else None,
+                )
                 result["probed_qps"] = probed
             finally:
                 sut.close()
@@ -238,33 +283,76 @@ def _spec_args(s, b, jpegs: list[bytes], logs: Path, scratch: Path) -> list[str]
 
 def _service_command(s, b, max_batch: int, jpegs: list[bytes], logs: Path, scratch: Path) -> list[str]:
     # with its defaults: --tune measures workers x streams against the service itself (cached per machine)
-    return [sys.executable, "-m", "ipex_resnet.cli", "serve", *_spec_args(s, b, jpegs, logs, scratch),
-            "--host", "127.0.0.1", "--max-batch", str(max_batch), "--p99-ms", f"{s.p99_ms:g}", "--log-level", "info"]
+    return [
+        sys.executable,
+        "-m",
+        "ipex_resnet.cli",
+        "serve",
+        *_spec_args(s, b, jpegs, logs, scratch),
+        "--host",
+        "127.0.0.1",
+        "--max-batch",
+        str(max_batch),
+        "--p99-ms",
+        f"{s.p99_ms:g}",
+        "--log-level",
+        "info",
+    ]
 
 
 def _peer_command(s, b, max_batch: int, jpegs: list[bytes], logs: Path, scratch: Path) -> list[str]:
-    return [sys.executable, "-m", "ipex_resnet.benchmarking.peer_service", *_spec_args(s, b, jpegs, logs, scratch),
-            "--max-batch", str(max_batch)]
+    return [
+        sys.executable,
+        "-m",
+        "ipex_resnet.benchmarking.peer_service",
+        *_spec_args(s, b, jpegs, logs, scratch),
+        "--max-batch",
+        str(max_batch),
+    ]
 
 
 def raw_request(jpegs: list[bytes]):
     def request(i: int) -> tuple[bytes, dict]:
         return jpegs[i], {"content-type": "image/jpeg"}
+
     return request
 
 
 def _ray_command(s, b, max_batch: int, jpegs: list[bytes], logs: Path, scratch: Path) -> list[str]:
-    return [sys.executable, "-m", "ipex_resnet.benchmarking.peer_ray_serve", *_spec_args(s, b, jpegs, logs, scratch),
-            "--max-batch", str(max_batch)]
+    return [
+        sys.executable,
+        "-m",
+        "ipex_resnet.benchmarking.peer_ray_serve",
+        *_spec_args(s, b, jpegs, logs, scratch),
+        "--max-batch",
+        str(max_batch),
+    ]
 
 
 def _ray_service_command(s, b, max_batch: int, jpegs: list[bytes], logs: Path, scratch: Path) -> list[str]:
     """``ipex-resnet serve --ray`` (a local Ray instance) with ``--ray-replicas`` replicas, the path's threads
     split among them (``--replica-cpus``: each replica's engine threads)."""
     threads = max(1, int((b.plan or {}).get("threads") or 1) // s.ray_replicas)
-    return [sys.executable, "-m", "ipex_resnet.cli", "serve", "--ray", *_spec_args(s, b, jpegs, logs, scratch),
-            "--replicas", str(s.ray_replicas), "--replica-cpus", str(threads),
-            "--host", "127.0.0.1", "--max-batch", str(max_batch), "--p99-ms", f"{s.p99_ms:g}", "--log-level", "info"]
+    return [
+        sys.executable,
+        "-m",
+        "ipex_resnet.cli",
+        "serve",
+        "--ray",
+        *_spec_args(s, b, jpegs, logs, scratch),
+        "--replicas",
+        str(s.ray_replicas),
+        "--replica-cpus",
+        str(threads),
+        "--host",
+        "127.0.0.1",
+        "--max-batch",
+        str(max_batch),
+        "--p99-ms",
+        f"{s.p99_ms:g}",
+        "--log-level",
+        "info",
+    ]
 
 
 def _multipart_request(jpegs: list[bytes]):
@@ -294,67 +382,120 @@ def scenario_targets(sc: dict | None) -> list[dict]:
     out = []
 
     def target(name: str, value: float, op: str, limit: float, met: bool) -> None:
-        out.append({"name": f"{name} [{L.LABEL}]", "mode": "loadgen", "ours": sc["path"], "ours_value": value,
-                    "unit": "x", "target": f"{op} {limit:.2f}", "met": met})
+        out.append(
+            {
+                "name": f"{name} [{L.LABEL}]",
+                "mode": "loadgen",
+                "ours": sc["path"],
+                "ours_value": value,
+                "unit": "x",
+                "target": f"{op} {limit:.2f}",
+                "met": met,
+            }
+        )
 
     ratio = (sc.get("offline") or {}).get("vs_report_throughput")
     if ratio is not None:
-        target(f"Offline img/s / the report's b{sc['max_batch']} img/s", ratio, "within +-", OFFLINE_CONSISTENCY,
-               abs(ratio - 1) <= OFFLINE_CONSISTENCY)
+        target(
+            f"Offline img/s / the report's b{sc['max_batch']} img/s",
+            ratio,
+            "within +-",
+            OFFLINE_CONSISTENCY,
+            abs(ratio - 1) <= OFFLINE_CONSISTENCY,
+        )
     if "served_vs_offline" in sc:
-        target(f"served capacity (p99 <= {sc['p99_ms_bound']:g} ms) / Offline", sc["served_vs_offline"], ">=",
-               SERVED_VS_OFFLINE_MIN, sc["served_vs_offline"] >= SERVED_VS_OFFLINE_MIN)
+        target(
+            f"served capacity (p99 <= {sc['p99_ms_bound']:g} ms) / Offline",
+            sc["served_vs_offline"],
+            ">=",
+            SERVED_VS_OFFLINE_MIN,
+            sc["served_vs_offline"] >= SERVED_VS_OFFLINE_MIN,
+        )
     if "served_vs_server_decode" in sc:
-        target("served capacity / in-process Server decoding the same JPEGs", sc["served_vs_server_decode"], ">=",
-               SERVED_VS_DECODE_MIN, sc["served_vs_server_decode"] >= SERVED_VS_DECODE_MIN)
+        target(
+            "served capacity / in-process Server decoding the same JPEGs",
+            sc["served_vs_server_decode"],
+            ">=",
+            SERVED_VS_DECODE_MIN,
+            sc["served_vs_server_decode"] >= SERVED_VS_DECODE_MIN,
+        )
     if "served_vs_peer" in sc:
-        target("served capacity / LitServe's, same engine", sc["served_vs_peer"], ">=", SERVED_VS_PEER_MIN,
-               sc["served_vs_peer"] >= SERVED_VS_PEER_MIN)
+        target(
+            "served capacity / LitServe's, same engine",
+            sc["served_vs_peer"],
+            ">=",
+            SERVED_VS_PEER_MIN,
+            sc["served_vs_peer"] >= SERVED_VS_PEER_MIN,
+        )
     if "served_vs_ray_serve" in sc:
-        target("served capacity / Ray Serve's, same engine", sc["served_vs_ray_serve"], ">=", SERVED_VS_PEER_MIN,
-               sc["served_vs_ray_serve"] >= SERVED_VS_PEER_MIN)
+        target(
+            "served capacity / Ray Serve's, same engine",
+            sc["served_vs_ray_serve"],
+            ">=",
+            SERVED_VS_PEER_MIN,
+            sc["served_vs_ray_serve"] >= SERVED_VS_PEER_MIN,
+        )
     if "ray_service_vs_service" in sc:
-        target("served capacity on Ray Serve / the service's (one box)", sc["ray_service_vs_service"], ">=",
-               ON_RAY_VS_SERVICE_MIN, sc["ray_service_vs_service"] >= ON_RAY_VS_SERVICE_MIN)
+        target(
+            "served capacity on Ray Serve / the service's (one box)",
+            sc["ray_service_vs_service"],
+            ">=",
+            ON_RAY_VS_SERVICE_MIN,
+            sc["ray_service_vs_service"] >= ON_RAY_VS_SERVICE_MIN,
+        )
     return out
 
 
 def scenario_lines(sc: dict) -> list[str]:
     """The scenarios' section of the text report."""
+
     def f(v, nd=1):
         return "-" if v is None else f"{v:.{nd}f}"
 
     if "error" in sc:
         return [f"{L.LABEL}: the scenarios failed: {sc['error']} (logs in {sc.get('logs')})"]
-    lines = [f"{sc['label']} (MLCommons LoadGen; path {sc['path']}, {sc['samples']} real JPEGs, "
-             f"{sc['duration_s']:g} s per run, logs in {sc['logs']})"]
+    lines = [
+        f"{sc['label']} (MLCommons LoadGen; path {sc['path']}, {sc['samples']} real JPEGs, "
+        f"{sc['duration_s']:g} s per run, logs in {sc['logs']})"
+    ]
     if "single_stream" in sc:
         r = sc["single_stream"]
-        lines.append(f"  SingleStream: p90 {f(r['p90_ms'], 2)} ms, p50 {f(r['p50_ms'], 2)} ms"
-                     + ("" if r["valid"] else " (LoadGen: INVALID)"))
+        lines.append(
+            f"  SingleStream: p90 {f(r['p90_ms'], 2)} ms, p50 {f(r['p50_ms'], 2)} ms"
+            + ("" if r["valid"] else " (LoadGen: INVALID)")
+        )
     if "offline" in sc:
         r = sc["offline"]
-        lines.append(f"  Offline: {f(r['samples_per_s'])} img/s (batches of {sc['max_batch']}; "
-                     f"{r['vs_report_throughput']:.2f}x the report's b{sc['max_batch']} throughput)")
-    for key, what in (("server", "Server, in process"), ("server_decode", "Server, in process, decoding the JPEGs"),
-                      ("service", "Server, HTTP service (served capacity)"),
-                      ("peer", "Server, LitServe with the same engine"),
-                      ("ray_serve", "Server, Ray Serve with the same engine"),
-                      ("ray_service", "Server, our service on Ray Serve")):
+        lines.append(
+            f"  Offline: {f(r['samples_per_s'])} img/s (batches of {sc['max_batch']}; "
+            f"{r['vs_report_throughput']:.2f}x the report's b{sc['max_batch']} throughput)"
+        )
+    for key, what in (
+        ("server", "Server, in process"),
+        ("server_decode", "Server, in process, decoding the JPEGs"),
+        ("service", "Server, HTTP service (served capacity)"),
+        ("peer", "Server, LitServe with the same engine"),
+        ("ray_serve", "Server, Ray Serve with the same engine"),
+        ("ray_service", "Server, our service on Ray Serve"),
+    ):
         if key in sc and "error" in sc[key]:
             lines.append(f"  {what}: failed: {sc[key]['error']}")
         elif key in sc:
             r = sc[key]
             at = r.get("at_capacity") or {}
             lo, hi = r.get("bracket") or (r["capacity_qps"], None)
-            lines.append(f"  {what}: {f(r['capacity_qps'])} QPS with p99 <= {sc['p99_ms_bound']:g} ms "
-                         f"(p99 there {f(at.get('p99_ms'))} ms; "
-                         f"{'fails at ' + f(hi) + ' QPS' if hi is not None else 'no failing rate found'}, "
-                         f"{len(r.get('tried', []))} runs)")
+            lines.append(
+                f"  {what}: {f(r['capacity_qps'])} QPS with p99 <= {sc['p99_ms_bound']:g} ms "
+                f"(p99 there {f(at.get('p99_ms'))} ms; "
+                f"{'fails at ' + f(hi) + ' QPS' if hi is not None else 'no failing rate found'}, "
+                f"{len(r.get('tried', []))} runs)"
+            )
             for t in r.get("tried", []):
                 if t.get("observed"):
-                    lines.append(f"      at {f(t['target_qps'])} QPS (p99 {f(t.get('p99_ms'))} ms): "
-                                 f"{service_metrics.line(t['observed'])}")
+                    lines.append(
+                        f"      at {f(t['target_qps'])} QPS (p99 {f(t.get('p99_ms'))} ms): "
+                        f"{service_metrics.line(t['observed'])}"
+                    )
     if "served_vs_offline" in sc:
         lines.append(f"  served capacity / Offline: {sc['served_vs_offline']:.2f}x")
     if "served_vs_server_decode" in sc:
@@ -366,10 +507,23 @@ def scenario_lines(sc: dict) -> list[str]:
     if "ray_service_vs_service" in sc:
         lines.append(f"  our service on Ray Serve / the service: {sc['ray_service_vs_service']:.2f}x")
     if "ray_service_vs_ray_serve" in sc:
-        lines.append(f"  our service on Ray Serve / Ray Serve with @serve.batch: {sc['ray_service_vs_ray_serve']:.2f}x "
-                     "(our batcher vs Ray's, same engine)")
+        lines.append(
+            f"  our service on Ray Serve / Ray Serve with @serve.batch: {sc['ray_service_vs_ray_serve']:.2f}x "
+            "(our batcher vs Ray's, same engine)"
+        )
     return lines
 
 
-__all__ = ["OFFLINE_CONSISTENCY", "ON_RAY_VS_SERVICE_MIN", "SCENARIO_NAMES", "SERVED_VS_DECODE_MIN", "SERVED_VS_OFFLINE_MIN", "SERVED_VS_PEER_MIN", "parse_scenarios",
-           "pick_path", "run_scenarios", "scenario_lines", "scenario_targets"]
+__all__ = [
+    "OFFLINE_CONSISTENCY",
+    "ON_RAY_VS_SERVICE_MIN",
+    "SCENARIO_NAMES",
+    "SERVED_VS_DECODE_MIN",
+    "SERVED_VS_OFFLINE_MIN",
+    "SERVED_VS_PEER_MIN",
+    "parse_scenarios",
+    "pick_path",
+    "run_scenarios",
+    "scenario_lines",
+    "scenario_targets",
+]

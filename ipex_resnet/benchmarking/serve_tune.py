@@ -22,12 +22,12 @@ from pathlib import Path
 
 from ipex_resnet.errors import ConfigError
 
-RUN_S = 4.0             # seconds per LoadGen run, at least
-MIN_SAMPLES = 400       # per run: a p99 on 4 or more samples (3-s runs of ~270 samples misjudged 2 streams
-                        # by 1.5x against the bench's 1,000-sample runs on the 2-core EPYC)
-RESOLUTION = 0.15       # the search ends when a passing and a failing rate are this close
+RUN_S = 4.0  # seconds per LoadGen run, at least
+MIN_SAMPLES = 400  # per run: a p99 on 4 or more samples (3-s runs of ~270 samples misjudged 2 streams
+# by 1.5x against the bench's 1,000-sample runs on the 2-core EPYC)
+RESOLUTION = 0.15  # the search ends when a passing and a failing rate are this close
 MAX_RUNS = 5
-WAITS_MS = (5.0, 1.0)   # the batcher's wait: the default, then the shorter one for the best candidate
+WAITS_MS = (5.0, 1.0)  # the batcher's wait: the default, then the shorter one for the best candidate
 SCHEMA = 1
 
 
@@ -35,13 +35,15 @@ SCHEMA = 1
 class Candidate:
     workers: int
     streams: int
-    threads: int        # per worker
+    threads: int  # per worker
     max_wait_ms: float
 
     def describe(self) -> str:
         per = max(1, self.threads // self.streams)
-        return (f"{self.workers} worker{'s' if self.workers > 1 else ''} x {self.streams} stream"
-                f"{'s' if self.streams > 1 else ''} x {per} thread{'s' if per > 1 else ''}, wait {self.max_wait_ms:g} ms")
+        return (
+            f"{self.workers} worker{'s' if self.workers > 1 else ''} x {self.streams} stream"
+            f"{'s' if self.streams > 1 else ''} x {per} thread{'s' if per > 1 else ''}, wait {self.max_wait_ms:g} ms"
+        )
 
 
 def candidates(cpus: int, workers: int | None, streams: int | None, threads: int | None) -> list[Candidate]:
@@ -49,16 +51,20 @@ def candidates(cpus: int, workers: int | None, streams: int | None, threads: int
     threads, at the default wait; what the user fixed stays fixed."""
     from ipex_resnet.engines.streams import stream_counts
 
-    worker_counts = [workers] if workers else [w for w in sorted({1, cpus}) if w == 1 or not threads or w * threads <= cpus]
+    worker_counts = (
+        [workers] if workers else [w for w in sorted({1, cpus}) if w == 1 or not threads or w * threads <= cpus]
+    )
     out = []
     for w in worker_counts:
         per = threads or max(1, cpus // w)
-        for s in ([streams] if streams else stream_counts(per)):
+        for s in [streams] if streams else stream_counts(per):
             if s <= per:
                 out.append(Candidate(w, s, per, WAITS_MS[0]))
     if not out:
-        raise ConfigError(f"--streams {streams} needs at least {streams} threads per worker; there are "
-                          f"{threads or max(1, cpus // (workers or 1))}")
+        raise ConfigError(
+            f"--streams {streams} needs at least {streams} threads per worker; there are "
+            f"{threads or max(1, cpus // (workers or 1))}"
+        )
     return out
 
 
@@ -74,9 +80,16 @@ def key(model: dict, p99_ms: float, max_batch: int, cpus: int) -> dict:
     from ipex_resnet.hardware.cpu import probe
 
     cpu = probe(check_torch=False)
-    return {"schema": SCHEMA, "cpu": cpu.model_name, "isa": cpu.isa_level, "cpus": cpus, "versions": versions(),
-            "model": {k: _plain(v) for k, v in sorted(model.items()) if k != "threads"}, "p99_ms": p99_ms,
-            "max_batch": max_batch}
+    return {
+        "schema": SCHEMA,
+        "cpu": cpu.model_name,
+        "isa": cpu.isa_level,
+        "cpus": cpus,
+        "versions": versions(),
+        "model": {k: _plain(v) for k, v in sorted(model.items()) if k != "threads"},
+        "p99_ms": p99_ms,
+        "max_batch": max_batch,
+    }
 
 
 def _plain(value):
@@ -104,8 +117,13 @@ def cached(k: dict) -> dict | None:
     return record if record.get("key") == json.loads(json.dumps(k)) and record.get("best") else None
 
 
-def tune(k: dict, command: Callable[[Candidate], list[str]], cands: list[Candidate], p99_ms: float,
-         progress: Callable[[str], None]) -> dict:
+def tune(
+    k: dict,
+    command: Callable[[Candidate], list[str]],
+    cands: list[Candidate],
+    p99_ms: float,
+    progress: Callable[[str], None],
+) -> dict:
     """The cached choice for ``k``, or measure every candidate (``command(c)``: its serve command line, to
     which ``--port`` is added) and cache the best. Returns the record: ``best`` (a :class:`Candidate`'s
     fields plus ``capacity_qps``) and ``rows``, one per candidate measured."""
@@ -140,10 +158,18 @@ def tune(k: dict, command: Callable[[Candidate], list[str]], cands: list[Candida
                 measure(dataclasses.replace(first, max_wait_ms=wait), "the best with a shorter wait")
     best = _best(rows)
     if best is None:
-        raise ConfigError(f"--tune: no candidate met p99 <= {p99_ms:g} ms at any rate ("
-                          + "; ".join(_row_text(r) for r in rows) + "); ask for a larger --p99-ms or pass --no-tune")
-    record = {"key": k, "best": best, "rows": rows, "when": time.strftime("%Y-%m-%d %H:%M"),
-              "seconds": round(time.monotonic() - t0, 1)}
+        raise ConfigError(
+            f"--tune: no candidate met p99 <= {p99_ms:g} ms at any rate ("
+            + "; ".join(_row_text(r) for r in rows)
+            + "); ask for a larger --p99-ms or pass --no-tune"
+        )
+    record = {
+        "key": k,
+        "best": best,
+        "rows": rows,
+        "when": time.strftime("%Y-%m-%d %H:%M"),
+        "seconds": round(time.monotonic() - t0, 1),
+    }
     write_json_atomic(_path(k), record, indent=1)
     record["cached"] = False
     return record
@@ -168,14 +194,26 @@ def _measure(cmd: list[str], p99_ms: float, logs: Path) -> dict:
     photos = jpegs(None)
     rs = L.RunSettings(RUN_S, len(photos), p99_ms=p99_ms, min_queries=MIN_SAMPLES)
     try:
-        r = served_capacity(cmd, "/v1/classify", raw_request(photos), rs, logs, float("inf"),
-                    {"resolution": RESOLUTION, "max_runs": MAX_RUNS}, 8)
-    except Exception as exc:  # noqa: BLE001 - one candidate failing does not stop the others
+        r = served_capacity(
+            cmd,
+            "/v1/classify",
+            raw_request(photos),
+            rs,
+            logs,
+            float("inf"),
+            {"resolution": RESOLUTION, "max_runs": MAX_RUNS},
+            8,
+        )
+    except Exception as exc:
         from ipex_resnet.errors import first_line
 
         return {"error": first_line(exc)}
-    return {"capacity_qps": round(r["capacity_qps"], 1), "p99_ms": (r.get("at_capacity") or {}).get("p99_ms"),
-            "probed_qps": round(r.get("probed_qps", 0), 1), "runs": len(r["tried"])}
+    return {
+        "capacity_qps": round(r["capacity_qps"], 1),
+        "p99_ms": (r.get("at_capacity") or {}).get("p99_ms"),
+        "probed_qps": round(r.get("probed_qps", 0), 1),
+        "runs": len(r["tried"]),
+    }
 
 
 def describe(record: dict) -> str:
@@ -183,8 +221,10 @@ def describe(record: dict) -> str:
     b = record["best"]
     c = Candidate(b["workers"], b["streams"], b["threads"], b["max_wait_ms"])
     how = "cached" if record.get("cached") else f"measured {len(record['rows'])} candidates in {record['seconds']:g} s"
-    return f"tuned ({how}, {record.get('when', '')}): {c.describe()}: {b['capacity_qps']:g} QPS with p99 <= " \
-           f"{record['key']['p99_ms']:g} ms"
+    return (
+        f"tuned ({how}, {record.get('when', '')}): {c.describe()}: {b['capacity_qps']:g} QPS with p99 <= "
+        f"{record['key']['p99_ms']:g} ms"
+    )
 
 
 __all__ = ["Candidate", "cached", "candidates", "describe", "key", "require_loadgen", "tune"]

@@ -8,8 +8,11 @@ from collections.abc import Callable
 
 from ipex_resnet.serve.metrics import PREFIX
 
-HISTOGRAMS = {"queue_wait_seconds": ("queue_wait_ms", 1e3), "inference_seconds": ("inference_ms", 1e3),
-              "batch_size": ("batch_size", 1.0)}
+HISTOGRAMS = {
+    "queue_wait_seconds": ("queue_wait_ms", 1e3),
+    "inference_seconds": ("inference_ms", 1e3),
+    "batch_size": ("batch_size", 1.0),
+}
 
 
 def scrape(url: str) -> dict[str, dict]:
@@ -65,9 +68,11 @@ def difference(before: dict, after: dict) -> dict:
 
 def observer(url: str) -> Callable[[], Callable[[], dict]]:
     """For :func:`~ipex_resnet.benchmarking.loadgen.server_search`: scrape now, and again when called back."""
+
     def before() -> Callable[[], dict]:
         first = scrape(url)
         return lambda: difference(first, scrape(url))
+
     return before
 
 

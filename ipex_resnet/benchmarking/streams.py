@@ -24,9 +24,17 @@ def measure(built, ws, threads: int) -> dict:
     def load_plan(plan):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return load(ws.model, weights=ws.weights, transforms=ws.preset, backend=plan.backend,
-                        precision=plan.precision, threads=plan.threads, streams=plan.streams, measure=False,
-                        **kwargs)
+            return load(
+                ws.model,
+                weights=ws.weights,
+                transforms=ws.preset,
+                backend=plan.backend,
+                precision=plan.precision,
+                threads=plan.threads,
+                streams=plan.streams,
+                measure=False,
+                **kwargs,
+            )
 
     plan = dataclasses.replace(built.classifier.plan, threads=threads, streams=1)
     record = measure_streams(plan, load_plan)
@@ -39,10 +47,13 @@ def lines(section: dict | None) -> list[str]:
         return []
     if "error" in section:
         return [f"streams: not measured: {section['error']}"]
-    cells = ", ".join(f"{name}: {r['img_s']:g} img/s, lone call {r['b1_ms']:.1f} ms"
-                      for name, r in section["rows"].items())
-    return [f"streams x threads on {section['path']} (batch 1, every stream busy): {cells}; "
-            f"the loader's auto would pick {section['chosen']}"]
+    cells = ", ".join(
+        f"{name}: {r['img_s']:g} img/s, lone call {r['b1_ms']:.1f} ms" for name, r in section["rows"].items()
+    )
+    return [
+        f"streams x threads on {section['path']} (batch 1, every stream busy): {cells}; "
+        f"the loader's auto would pick {section['chosen']}"
+    ]
 
 
 __all__ = ["lines", "measure"]

@@ -42,9 +42,16 @@ def summarize(samples: Sequence[float]) -> dict[str, float]:
     }
 
 
-def time_interleaved(runners: Mapping[str, Runner], x, *, rounds: int, calls_per_round: int = 1,
-                     switch_warmup: int = 0, progress: Callable[[int, int], None] | None = None,
-                     clock: Callable[[], float] = time.perf_counter) -> dict[str, list[float]]:
+def time_interleaved(
+    runners: Mapping[str, Runner],
+    x,
+    *,
+    rounds: int,
+    calls_per_round: int = 1,
+    switch_warmup: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+    clock: Callable[[], float] = time.perf_counter,
+) -> dict[str, list[float]]:
     """Seconds per call for every runner, measured round-robin (order rotated every round).
 
     Interleaving means a burst of noise from a neighbour lands on all paths alike, so ratios between
@@ -69,8 +76,15 @@ def time_interleaved(runners: Mapping[str, Runner], x, *, rounds: int, calls_per
     return out
 
 
-def time_for(fn: Runner, x, budget_s: float, *, min_calls: int = 5, max_calls: int = 2000,
-             clock: Callable[[], float] = time.perf_counter) -> list[float]:
+def time_for(
+    fn: Runner,
+    x,
+    budget_s: float,
+    *,
+    min_calls: int = 5,
+    max_calls: int = 2000,
+    clock: Callable[[], float] = time.perf_counter,
+) -> list[float]:
     """Seconds per call of ``fn(x)``, called back to back for about ``budget_s`` seconds."""
     out: list[float] = []
     end = clock() + budget_s
@@ -100,8 +114,9 @@ def ratio_estimates(cand: Sequence[float], ref: Sequence[float]) -> dict[str, fl
     }
 
 
-def paired_ratio(candidate: Runner, reference: Runner, x, rounds: int = 32, *,
-                 clock: Callable[[], float] = time.perf_counter) -> tuple[float, list[float], list[float]]:
+def paired_ratio(
+    candidate: Runner, reference: Runner, x, rounds: int = 32, *, clock: Callable[[], float] = time.perf_counter
+) -> tuple[float, list[float], list[float]]:
     """``rounds`` rounds of (reference call, candidate call), the package gate's timing. Returns (candidate /
     reference time by the gate's estimator, the fastest over the fastest; candidate seconds; reference seconds)."""
     cand: list[float] = []
@@ -147,6 +162,17 @@ def inject_slowdown(fn: Runner, fraction: float, *, clock: Callable[[], float] =
     return slowed
 
 
-__all__ = ["GATE_ESTIMATOR", "RATIO_ESTIMATORS", "SLOWDOWN_ENV", "inject_slowdown", "paired_ratio",
-           "quantile", "ratio_estimates", "rounds_for", "slowdown_fraction", "summarize", "time_for",
-           "time_interleaved"]
+__all__ = [
+    "GATE_ESTIMATOR",
+    "RATIO_ESTIMATORS",
+    "SLOWDOWN_ENV",
+    "inject_slowdown",
+    "paired_ratio",
+    "quantile",
+    "ratio_estimates",
+    "rounds_for",
+    "slowdown_fraction",
+    "summarize",
+    "time_for",
+    "time_interleaved",
+]

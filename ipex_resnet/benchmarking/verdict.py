@@ -18,8 +18,12 @@ from ipex_resnet.benchmarking.gate import Finding, GateResult
 from ipex_resnet.benchmarking.matrix import REFERENCE
 from ipex_resnet.benchmarking.noise import INCONCLUSIVE, log_spread, self_floor
 
-METRIC_NAMES = {"ratio_to_ref": f"time / {REFERENCE} (fastest calls, 1 thread)", "load_delta_rss_mb": "load RSS MB",
-                "infer_delta_rss_mb": "inference RSS MB", "cold_peak_rss_mb": "cold start peak RSS MB"}
+METRIC_NAMES = {
+    "ratio_to_ref": f"time / {REFERENCE} (fastest calls, 1 thread)",
+    "load_delta_rss_mb": "load RSS MB",
+    "infer_delta_rss_mb": "inference RSS MB",
+    "cold_peak_rss_mb": "cold start peak RSS MB",
+}
 
 
 def entries(doc: Mapping) -> list[dict]:
@@ -59,8 +63,17 @@ def verdicts(result: GateResult, current: Sequence[Mapping], baseline: Sequence[
     checked = {_path_of(f.name) for f in result.checked}
     out = {}
     for p in paths:
-        out[p] = ("REGRESSION" if p in bad else INCONCLUSIVE if p in unsure else "PASS" if p in checked
-                  else "new (not in baseline)" if p in new else "PASS")
+        out[p] = (
+            "REGRESSION"
+            if p in bad
+            else INCONCLUSIVE
+            if p in unsure
+            else "PASS"
+            if p in checked
+            else "new (not in baseline)"
+            if p in new
+            else "PASS"
+        )
     for b in baseline:
         out.setdefault(b["extra_info"].get("path", _path_of(b["fullname"])), "gone (in baseline only)")
     return out
@@ -69,16 +82,22 @@ def verdicts(result: GateResult, current: Sequence[Mapping], baseline: Sequence[
 def method_text(method: Mapping | None) -> str:
     """How the time ratios were measured, in words (from a report's ``gate`` section or a baseline's method)."""
     m = method or {}
-    return (f"ratio to the {REFERENCE} reference (fastest call over fastest call in each of {m.get('processes', '?')}+ "
-            f"fresh {m.get('threads', 1)}-thread processes, >= {m.get('rounds', '?')} paired rounds each; their median)")
+    return (
+        f"ratio to the {REFERENCE} reference (fastest call over fastest call in each of {m.get('processes', '?')}+ "
+        f"fresh {m.get('threads', 1)}-thread processes, >= {m.get('rounds', '?')} paired rounds each; their median)"
+    )
 
 
-def lines(result: GateResult, verdict: Mapping[str, str], baseline: Mapping, tolerances: tuple[float, float, float]) -> list[str]:
+def lines(
+    result: GateResult, verdict: Mapping[str, str], baseline: Mapping, tolerances: tuple[float, float, float]
+) -> list[str]:
     """The gate's verdicts as text: a header, one line per path, each regression, the overall verdict."""
     tt, mt, slack = tolerances
-    out = [f"gate vs baseline {baseline.get('name')!r} ({baseline.get('_file')}; machine key "
-           f"{baseline.get('machine_key')}): {len(result.checked)} checks; time: "
-           f"{method_text(baseline.get('gate_method'))} +{tt * 100:g}%; memory: peak RSS +{mt:.0%} +{slack:g} MB"]
+    out = [
+        f"gate vs baseline {baseline.get('name')!r} ({baseline.get('_file')}; machine key "
+        f"{baseline.get('machine_key')}): {len(result.checked)} checks; time: "
+        f"{method_text(baseline.get('gate_method'))} +{tt * 100:g}%; memory: peak RSS +{mt:.0%} +{slack:g} MB"
+    ]
     for path, v in verdict.items():
         n = sum(1 for f in result.checked if _path_of(f.name) == path)
         note = " (the reference: memory only)" if path == REFERENCE else ""
@@ -103,19 +122,23 @@ def headline(result: GateResult) -> str:
 def time_check(f: Finding, tolerance: float) -> str:
     """One time check in words, with the smallest slowdown it could have detected."""
     kb, kc = f.processes or ("?", "?")
-    return (f"{f.name.rsplit(' ', 1)[-1]}: {f.change:+.1%} (median of {kc} processes vs {kb}); noise floor "
-            f"{f.floor or 0:.1%}; smallest slowdown it could detect: {max(tolerance, f.floor or 0):.1%}")
+    return (
+        f"{f.name.rsplit(' ', 1)[-1]}: {f.change:+.1%} (median of {kc} processes vs {kb}); noise floor "
+        f"{f.floor or 0:.1%}; smallest slowdown it could detect: {max(tolerance, f.floor or 0):.1%}"
+    )
 
 
 def inconclusive_advice(found: Sequence[Finding], tolerance: float) -> str:
     """What an inconclusive run measured and what would let the gate judge the asked tolerance."""
     worst = max(found, key=lambda f: f.floor or 0)
-    return (f"{len(found)} check(s) could not be judged at the {tolerance:.1%} tolerance: their noise floor (up to "
-            f"{worst.floor or 0:.1%}, on {worst.name}) is above it and their change does not clear it, even after "
-            "taking more processes within --gate-budget. To judge it: a larger --gate-budget (more processes) or "
-            "--gate-processes (for the baseline too), "
-            "a larger batch (--batch-sizes), a quieter or pinned machine (taskset, no neighbours), or a tolerance "
-            f"at or above the floor (--time-tolerance {math.ceil((worst.floor or 0) * 100) / 100:.2f})")
+    return (
+        f"{len(found)} check(s) could not be judged at the {tolerance:.1%} tolerance: their noise floor (up to "
+        f"{worst.floor or 0:.1%}, on {worst.name}) is above it and their change does not clear it, even after "
+        "taking more processes within --gate-budget. To judge it: a larger --gate-budget (more processes) or "
+        "--gate-processes (for the baseline too), "
+        "a larger batch (--batch-sizes), a quieter or pinned machine (taskset, no neighbours), or a tolerance "
+        f"at or above the floor (--time-tolerance {math.ceil((worst.floor or 0) * 100) / 100:.2f})"
+    )
 
 
 def baseline_noise(entries_: Sequence[Mapping], tolerance: float) -> list[str]:
@@ -125,35 +148,59 @@ def baseline_noise(entries_: Sequence[Mapping], tolerance: float) -> list[str]:
     for e in entries_:
         ratios = e.get("extra_info", {}).get("process_ratios")
         if ratios and (f := self_floor(ratios)) > tolerance:
-            out.append(f"  note: {e['fullname']}: noise floor {f:.1%} with {len(ratios)} processes, above the "
-                       f"{tolerance:.1%} tolerance: a gate against this baseline detects slowdowns of {f:.1%} or "
-                       "more there and calls smaller ones inconclusive")
+            out.append(
+                f"  note: {e['fullname']}: noise floor {f:.1%} with {len(ratios)} processes, above the "
+                f"{tolerance:.1%} tolerance: a gate against this baseline detects slowdowns of {f:.1%} or "
+                "more there and calls smaller ones inconclusive"
+            )
     return out
 
 
 def _row(f: Finding, state: str) -> str:
     ratio = f"{f.current / f.baseline:.2f}x" if f.baseline else "-"
     floor = f"{f.floor:.1%}" if f.floor is not None else "-"
-    word = {"REGRESSION": f"**REGRESSION** (limit {f.limit:.4g})",
-            INCONCLUSIVE: f"**{INCONCLUSIVE}** (within the noise)"}.get(state, "ok")
-    return (f"| {f.name} | {METRIC_NAMES.get(f.metric, f.metric)} | {f.baseline:.4g} | {f.current:.4g} | {ratio} | "
-            f"{floor} | {word} |")
+    word = {
+        "REGRESSION": f"**REGRESSION** (limit {f.limit:.4g})",
+        INCONCLUSIVE: f"**{INCONCLUSIVE}** (within the noise)",
+    }.get(state, "ok")
+    return (
+        f"| {f.name} | {METRIC_NAMES.get(f.metric, f.metric)} | {f.baseline:.4g} | {f.current:.4g} | {ratio} | "
+        f"{floor} | {word} |"
+    )
 
 
 def markdown(result: GateResult, verdict: Mapping[str, str], baseline: Mapping, report: Mapping) -> str:
     """The verdicts as a Markdown table: path, metric, baseline, now, ratio (now / baseline), verdict."""
-    out = [f"### ipex-resnet gate: {headline(result)} vs baseline `{baseline.get('name')}`", "",
-           f"Model `{report.get('model')}`, machine key `{report.get('machine_key')}`; time is each path's "
-           f"{method_text(report.get('gate'))}, memory its peak RSS; a time change within its noise floor is "
-           "inconclusive, not a regression.", "",
-           "| path | metric | baseline | now | ratio | noise floor | verdict |", "|---|---|---:|---:|---:|---:|---|"]
+    out = [
+        f"### ipex-resnet gate: {headline(result)} vs baseline `{baseline.get('name')}`",
+        "",
+        f"Model `{report.get('model')}`, machine key `{report.get('machine_key')}`; time is each path's "
+        f"{method_text(report.get('gate'))}, memory its peak RSS; a time change within its noise floor is "
+        "inconclusive, not a regression.",
+        "",
+        "| path | metric | baseline | now | ratio | noise floor | verdict |",
+        "|---|---|---:|---:|---:|---:|---|",
+    ]
     state = {id(f): "REGRESSION" for f in result.regressions} | {id(f): INCONCLUSIVE for f in result.inconclusive}
     ordered = sorted(result.checked, key=lambda f: (id(f) not in state, f.name))
     out += [_row(f, state.get(id(f), "ok")) for f in ordered]
-    out += [f"| {p} | - | - | - | - | - | {v} |" for p, v in verdict.items()
-            if v not in ("PASS", "REGRESSION", INCONCLUSIVE)]
+    out += [
+        f"| {p} | - | - | - | - | - | {v} |"
+        for p, v in verdict.items()
+        if v not in ("PASS", "REGRESSION", INCONCLUSIVE)
+    ]
     return "\n".join(out) + "\n"
 
 
-__all__ = ["METRIC_NAMES", "baseline_noise", "entries", "headline", "inconclusive_advice", "lines", "markdown",
-           "method_text", "time_check", "verdicts"]
+__all__ = [
+    "METRIC_NAMES",
+    "baseline_noise",
+    "entries",
+    "headline",
+    "inconclusive_advice",
+    "lines",
+    "markdown",
+    "method_text",
+    "time_check",
+    "verdicts",
+]

@@ -38,10 +38,20 @@ def main(args: argparse.Namespace) -> int:
         clf = _load_for_classify(args, None if inputs is None else len(inputs))
 
     if args.jsonl:
-        summary = bulk.classify_to_jsonl(clf, args.images, args.jsonl, resume=args.resume, topk=args.topk,
-                                         batch_size=args.batch_size, workers=args.workers)
-        print(f"{summary.ok} classified, {summary.failed} failed, {summary.skipped} already in {args.jsonl}; "
-              f"{summary.images_per_s:.1f} images/s", file=sys.stderr)
+        summary = bulk.classify_to_jsonl(
+            clf,
+            args.images,
+            args.jsonl,
+            resume=args.resume,
+            topk=args.topk,
+            batch_size=args.batch_size,
+            workers=args.workers,
+        )
+        print(
+            f"{summary.ok} classified, {summary.failed} failed, {summary.skipped} already in {args.jsonl}; "
+            f"{summary.images_per_s:.1f} images/s",
+            file=sys.stderr,
+        )
         return 1 if summary.failed else 0
 
     results: dict[str, dict] = {}
@@ -58,8 +68,9 @@ def main(args: argparse.Namespace) -> int:
                 print(f"  {r['score']:7.2%}  {r['label']} ({r['index']})")
 
     with stdout_to_stderr(args.json):
-        summary = bulk.run(clf, inputs, sink, topk=args.topk, batch_size=args.batch_size, workers=args.workers,
-                           progress=False)
+        summary = bulk.run(
+            clf, inputs, sink, topk=args.topk, batch_size=args.batch_size, workers=args.workers, progress=False
+        )
     if args.json:
         doc = {
             "version": JSON_SCHEMA_VERSION,
@@ -75,26 +86,43 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _load_for_classify(args: argparse.Namespace, images: int | None):
-    kwargs = {**model_kwargs(args), "backend": args.backend, "precision": args.precision, "threads": args.threads,
-              "streams": args.streams, **int8_kwargs(args)}
+    kwargs = {
+        **model_kwargs(args),
+        "backend": args.backend,
+        "precision": args.precision,
+        "threads": args.threads,
+        "streams": args.streams,
+        **int8_kwargs(args),
+    }
     decision = None
     if measure_later.applies(kwargs, images):
-        decision = undecided_auto(kwargs["model"], kwargs["weights"], backend=args.backend, precision=args.precision,
-                                  threads=args.threads, streams=args.streams)
+        decision = undecided_auto(
+            kwargs["model"],
+            kwargs["weights"],
+            backend=args.backend,
+            precision=args.precision,
+            threads=args.threads,
+            streams=args.streams,
+        )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         if decision is not None:  # the first call: answer on the reference now, measure in the background
-            clf = load(**{**kwargs, "backend": "eager", "precision": "fp32"}, result_cache=getattr(args, "result_cache", None))
+            clf = load(
+                **{**kwargs, "backend": "eager", "precision": "fp32"}, result_cache=getattr(args, "result_cache", None)
+            )
         else:
             clf = load(**kwargs, result_cache=getattr(args, "result_cache", None))
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
     if decision is not None:
         pid, log = measure_later.start(decision, kwargs)
-        print(f"note: the engines are not measured on this machine for this model yet: this call runs on eager "
-              f"(the FP32 reference, nothing to compile); "
-              + (f"a background process (pid {pid}) measures them" if pid else "another process measures them")
-              + f" (log: {log}); the next call uses the fastest", file=sys.stderr)
+        print(
+            "note: the engines are not measured on this machine for this model yet: this call runs on eager "
+            "(the FP32 reference, nothing to compile); "
+            + (f"a background process (pid {pid}) measures them" if pid else "another process measures them")
+            + f" (log: {log}); the next call uses the fastest",
+            file=sys.stderr,
+        )
     if clf.random_init:
         print("warning: random weights (--weights none): labels and scores are meaningless", file=sys.stderr)
     if args.preprocess:
@@ -105,29 +133,52 @@ def _load_for_classify(args: argparse.Namespace, images: int | None):
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("images", nargs="+", metavar="DIR_OR_FILE",
-                   help="image files, or folders (walked recursively for .jpg/.png/.webp/.gif/.bmp/.tif)")
+    p.add_argument(
+        "images",
+        nargs="+",
+        metavar="DIR_OR_FILE",
+        help="image files, or folders (walked recursively for .jpg/.png/.webp/.gif/.bmp/.tif)",
+    )
     p.add_argument("--topk", type=int, default=5)
     p.add_argument("--json", action="store_true", help="stable JSON output (see README)")
-    p.add_argument("--jsonl", metavar="OUT", default=None,
-                   help="stream one JSON line per image to OUT ('-' for stdout), with a progress bar on a terminal")
+    p.add_argument(
+        "--jsonl",
+        metavar="OUT",
+        default=None,
+        help="stream one JSON line per image to OUT ('-' for stdout), with a progress bar on a terminal",
+    )
     p.add_argument("--resume", action="store_true", help="with --jsonl: skip inputs OUT already has, append the rest")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--workers", type=int, default=None,
-                   help="decode threads (default: the cores the model's threads leave free, at least 1)")
-    p.add_argument("--preprocess", choices=("fast", "exact"), default=None,
-                   help="fast: DCT-domain JPEG scaling + crop-window resize (default); exact: the torchvision "
-                        "preset bit for bit (env IPEX_RESNET_PREPROCESS)")
-    p.add_argument("--result-cache", choices=("off", "exact", "perceptual"), default="off",
-                   help="cache top-k results of repeated images within the run: exact = same bytes (SHA-256, no "
-                        "decode), perceptual = same picture re-encoded or resized (perceptual hash; pip install "
-                        "'ipex_resnet[resultcache]'); keyed by the model's artifact key too (not with --ray)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="decode threads (default: the cores the model's threads leave free, at least 1)",
+    )
+    p.add_argument(
+        "--preprocess",
+        choices=("fast", "exact"),
+        default=None,
+        help="fast: DCT-domain JPEG scaling + crop-window resize (default); exact: the torchvision "
+        "preset bit for bit (env IPEX_RESNET_PREPROCESS)",
+    )
+    p.add_argument(
+        "--result-cache",
+        choices=("off", "exact", "perceptual"),
+        default="off",
+        help="cache top-k results of repeated images within the run: exact = same bytes (SHA-256, no "
+        "decode), perceptual = same picture re-encoded or resized (perceptual hash; pip install "
+        "'ipex_resnet[resultcache]'); keyed by the model's artifact key too (not with --ray)",
+    )
     add_model_options(p)
     add_plan_options(p)
     g = p.add_argument_group("Ray (scale out; pip install 'ipex_resnet[ray]')")
     g.add_argument("--ray", action="store_true", help="classify with Ray Data on a pool of actors")
-    g.add_argument("--address", default=None, help="Ray cluster address (default: start a local one; 'auto': "
-                                                   "the cluster this machine belongs to)")
+    g.add_argument(
+        "--address",
+        default=None,
+        help="Ray cluster address (default: start a local one; 'auto': the cluster this machine belongs to)",
+    )
     g.add_argument("--actors", type=int, default=2, help="model actors (default: 2)")
     g.add_argument("--cpus-per-actor", type=int, default=1, help="CPUs (and intra-op threads) per actor (default: 1)")
     g.add_argument("--parquet", metavar="DIR", default=None, help="with --ray: write Parquet files to DIR")
@@ -136,6 +187,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def _classify_with_ray(args) -> int:
     """``ipex-resnet classify --ray``: results to ``--jsonl OUT`` (streamed, in order) or ``--parquet DIR``."""
     from ipex_resnet.apps.ray import classify_dataset, import_ray, row_to_record
+
     if not args.jsonl and not args.parquet:
         raise ConfigError("--ray writes its results to --jsonl OUT or --parquet DIR; give one")
     if args.resume or args.json:
@@ -148,17 +200,28 @@ def _classify_with_ray(args) -> int:
     if not inputs:
         raise ConfigError(f"no images found in {', '.join(args.images)}")
     ray = import_ray()
-    ray.init(address=args.address, include_dashboard=False, log_to_driver=False,
-             **({} if args.address else {"num_cpus": args.actors * args.cpus_per_actor}))
+    ray.init(
+        address=args.address,
+        include_dashboard=False,
+        log_to_driver=False,
+        **({} if args.address else {"num_cpus": args.actors * args.cpus_per_actor}),
+    )
     ray.data.DataContext.get_current().enable_progress_bars = sys.stderr.isatty()
     try:
-        ds = classify_dataset(inputs, actors=args.actors, cpus_per_actor=args.cpus_per_actor,
-                              batch_size=args.batch_size, **model_kwargs(args),
-                              backend=args.backend, precision=args.precision, topk=args.topk,
-                              preprocess=args.preprocess)
+        ds = classify_dataset(
+            inputs,
+            actors=args.actors,
+            cpus_per_actor=args.cpus_per_actor,
+            batch_size=args.batch_size,
+            **model_kwargs(args),
+            backend=args.backend,
+            precision=args.precision,
+            topk=args.topk,
+            preprocess=args.preprocess,
+        )
         failed = ok = 0
         if args.jsonl:
-            out = sys.stdout if args.jsonl == "-" else open(args.jsonl, "w", encoding="utf-8")  # noqa: SIM115
+            out = sys.stdout if args.jsonl == "-" else open(args.jsonl, "w", encoding="utf-8")  # noqa: SIM115 - or stdout; closed below
             try:
                 for row in ds.iter_rows():
                     rec = row_to_record(row)
@@ -181,8 +244,9 @@ def _classify_with_ray(args) -> int:
                 else:
                     failed += 1
                     print(f"error: {row['input']}: {row['error']}", file=sys.stderr)
-        print(f"{ok} classified, {failed} failed (Ray, {args.actors} actors x {args.cpus_per_actor} CPU)",
-              file=sys.stderr)
+        print(
+            f"{ok} classified, {failed} failed (Ray, {args.actors} actors x {args.cpus_per_actor} CPU)", file=sys.stderr
+        )
         return 1 if failed else 0
     finally:
         ray.shutdown()

@@ -13,7 +13,12 @@ from ipex_resnet.errors import ConfigError
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("reports", nargs="+", help="JSON reports written by ipex-resnet bench")
-    p.add_argument("--output", "-o", default="bench-compare.png", help="PNG chart path: throughput, latency and cost panels (default: bench-compare.png)")
+    p.add_argument(
+        "--output",
+        "-o",
+        default="bench-compare.png",
+        help="PNG chart path: throughput, latency and cost panels (default: bench-compare.png)",
+    )
     p.add_argument("--no-chart", action="store_true", help="print the table only")
 
 

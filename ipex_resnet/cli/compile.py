@@ -21,20 +21,28 @@ from ipex_resnet.hardware.cpu import probe
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_options(p)
-    p.add_argument("--backends", default="all",
-                   help="comma-separated engines, or all (default: every engine that runs here)")
-    p.add_argument("--precisions", default="native",
-                   help="comma-separated fp32,bf16,int8, or native (default: fp32 and, where native, bf16)")
+    p.add_argument(
+        "--backends", default="all", help="comma-separated engines, or all (default: every engine that runs here)"
+    )
+    p.add_argument(
+        "--precisions",
+        default="native",
+        help="comma-separated fp32,bf16,int8, or native (default: fp32 and, where native, bf16)",
+    )
     p.add_argument("--threads", type=int, default=None, help="threads the artifacts are checked with")
     p.add_argument("--calibration", default=None, metavar="DIR", help="folder of calibration images (int8)")
-    p.add_argument("--measure", action="store_true",
-                   help="also measure the engines and cache the backend='auto' decision")
+    p.add_argument(
+        "--measure", action="store_true", help="also measure the engines and cache the backend='auto' decision"
+    )
 
 
 def _targets(cpu, backends_arg: str, precisions_arg: str) -> list[tuple[str, str]]:
     avail = engines.availability()
-    names = [n for n in engines.names() if avail[n][0] and engines.get(n).cacheable] \
-        if backends_arg.strip().lower() == "all" else [b.strip().lower() for b in backends_arg.split(",") if b.strip()]
+    names = (
+        [n for n in engines.names() if avail[n][0] and engines.get(n).cacheable]
+        if backends_arg.strip().lower() == "all"
+        else [b.strip().lower() for b in backends_arg.split(",") if b.strip()]
+    )
     for n in names:
         engines.get(n)  # unknown names: ConfigError with the list
     out = []
@@ -60,8 +68,14 @@ def main(args: argparse.Namespace) -> int:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                clf = load(**spec, backend=backend, precision=precision,
-                           threads=args.threads, calibration=args.calibration, measure=False)
+                clf = load(
+                    **spec,
+                    backend=backend,
+                    precision=precision,
+                    threads=args.threads,
+                    calibration=args.calibration,
+                    measure=False,
+                )
         except IpexResnetError as exc:
             print(f"{backend}/{precision}: error: {exc}", file=sys.stderr)
             failures += 1

@@ -9,28 +9,38 @@ from pathlib import Path
 
 import numpy as np
 
-from ipex_resnet.core.evaluate import (DEFAULT_PRECISIONS, LABELS_CSV, ClassifyFn, evaluate, format_table,
-                                       read_labels)
 from ipex_resnet import engines
 from ipex_resnet.cli.options import add_model_options, model_kwargs
 from ipex_resnet.core.api import load
+from ipex_resnet.core.evaluate import DEFAULT_PRECISIONS, LABELS_CSV, ClassifyFn, evaluate, format_table, read_labels
 from ipex_resnet.errors import BackendUnavailable, ConfigError
 from ipex_resnet.util.stdout import stdout_to_stderr
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", required=True,
-                   help=f"labelled images: a folder with {LABELS_CSV} (file,class_index) or one sub-folder per class")
+    p.add_argument(
+        "--data",
+        required=True,
+        help=f"labelled images: a folder with {LABELS_CSV} (file,class_index) or one sub-folder per class",
+    )
     add_model_options(p)
-    p.add_argument("--backends", "--backend", dest="backends", default="auto",
-                   help="comma-separated engines, all (every engine that runs here, eager first), or auto "
-                        "(default: auto)")
-    p.add_argument("--precisions", default=DEFAULT_PRECISIONS,
-                   help=f"comma-separated precisions to compare (default: {DEFAULT_PRECISIONS})")
+    p.add_argument(
+        "--backends",
+        "--backend",
+        dest="backends",
+        default="auto",
+        help="comma-separated engines, all (every engine that runs here, eager first), or auto (default: auto)",
+    )
+    p.add_argument(
+        "--precisions",
+        default=DEFAULT_PRECISIONS,
+        help=f"comma-separated precisions to compare (default: {DEFAULT_PRECISIONS})",
+    )
     p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: from the plan)")
     p.add_argument("--calibration", default=None, help="folder of calibration images (needed for int8)")
-    p.add_argument("--accept-accuracy", action="store_true",
-                   help="int8: evaluate even if agreement with fp32 is below the gate")
+    p.add_argument(
+        "--accept-accuracy", action="store_true", help="int8: evaluate even if agreement with fp32 is below the gate"
+    )
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
 
@@ -91,8 +101,10 @@ def main(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
     if "int8" in precisions and not args.calibration:
-        raise ConfigError("int8 needs calibration images: add --calibration DIR (a folder of images like "
-                          "the ones you will classify, not the evaluation images)")
+        raise ConfigError(
+            "int8 needs calibration images: add --calibration DIR (a folder of images like "
+            "the ones you will classify, not the evaluation images)"
+        )
     samples = None
     if not Path(args.data).expanduser().is_dir() or (Path(args.data) / LABELS_CSV).is_file():
         samples = read_labels(args.data)  # fail on bad labels before loading any model

@@ -25,9 +25,14 @@ def applies(kwargs: dict, images: int | None) -> bool:
     """Only the plain measured ``auto``: few images, no precision (argument or environment), INT8 or
     accuracy budget asked for. (An explicit backend, or ``IPEX_RESNET_BACKEND``, never measures.)"""
     precision = kwargs.get("precision") or os.environ.get(ENV_PRECISION) or "auto"
-    return (images is not None and images <= MAX_IMAGES and str(kwargs.get("backend") or "auto") == "auto"
-            and str(precision).strip().lower() == "auto" and not kwargs.get("calibration")
-            and kwargs.get("accuracy_budget") is None)
+    return (
+        images is not None
+        and images <= MAX_IMAGES
+        and str(kwargs.get("backend") or "auto") == "auto"
+        and str(precision).strip().lower() == "auto"
+        and not kwargs.get("calibration")
+        and kwargs.get("accuracy_budget") is None
+    )
 
 
 def start(decision: Path, load_kwargs: dict) -> tuple[int | None, Path]:
@@ -45,9 +50,14 @@ def start(decision: Path, load_kwargs: dict) -> tuple[int | None, Path]:
         except BlockingIOError:
             return None, log
         with open(log, "w") as out:  # the lock is ours: no other measurement writes this log
-            proc = subprocess.Popen([sys.executable, "-m", __name__, str(fd), json.dumps(kwargs)],
-                                    stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                    pass_fds=(fd,), start_new_session=True)  # holds the lock; outlives us
+            proc = subprocess.Popen(
+                [sys.executable, "-m", __name__, str(fd), json.dumps(kwargs)],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                pass_fds=(fd,),
+                start_new_session=True,
+            )  # holds the lock; outlives us
         return proc.pid, log
     finally:
         os.close(fd)  # the lock stays with the process's copy until it exits
@@ -61,8 +71,7 @@ def main(argv: list[str]) -> int:
     from ipex_resnet.core.api import load
 
     clf = load(**kwargs, measure=True)
-    print(f"measured: {clf.plan.backend}/{clf.plan.precision}; {clf.plan.reasons.get('backend', '')}",
-          file=sys.stderr)
+    print(f"measured: {clf.plan.backend}/{clf.plan.precision}; {clf.plan.reasons.get('backend', '')}", file=sys.stderr)
     return 0
 
 

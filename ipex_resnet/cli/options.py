@@ -7,26 +7,48 @@ import argparse
 
 def add_plan_options(p: argparse.ArgumentParser | argparse._ArgumentGroup, *, precision: bool = True) -> None:
     """--backend/--precision/--threads and the INT8 options, shared by every subcommand that loads a model."""
-    p.add_argument("--backend", default="auto",
-                   help="auto|ipex|inductor|openvino|onnxruntime|eager (default: auto, by measurement)")
+    p.add_argument(
+        "--backend",
+        default="auto",
+        help="auto|ipex|inductor|openvino|onnxruntime|eager (default: auto, by measurement)",
+    )
     if precision:
-        p.add_argument("--precision", default="auto",
-                       help="auto|bf16|fp32|int8 (default: auto, never int8; int8 needs --calibration once)")
+        p.add_argument(
+            "--precision",
+            default="auto",
+            help="auto|bf16|fp32|int8 (default: auto, never int8; int8 needs --calibration once)",
+        )
     p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: from the plan)")
-    p.add_argument("--streams", default="auto", metavar="N",
-                   help="inference streams: model calls that run at once, each on threads/N cores "
-                        "(default: auto, measured with --backend auto, else 1)")
-    p.add_argument("--calibration", default=None, metavar="DIR",
-                   help="int8: folder of calibration images (once; the quantized artifact is cached)")
-    p.add_argument("--labels", default=None, metavar="DIR",
-                   help="int8: labelled images (a folder with labels.csv, or one sub-folder per class) to judge "
-                        "the quantized model by the top-1 points it loses against fp32")
-    p.add_argument("--max-accuracy-drop", type=float, default=None, metavar="PTS",
-                   help="the top-1 points INT8 may lose against fp32 (with --labels; default: 1.0; without "
-                        "labels, points of top-1 disagreement with fp32); with --precision auto, the budget "
-                        "within which the measured auto may pick INT8")
-    p.add_argument("--accept-accuracy", action="store_true",
-                   help="int8: load even if it misses the accuracy gate")
+    p.add_argument(
+        "--streams",
+        default="auto",
+        metavar="N",
+        help="inference streams: model calls that run at once, each on threads/N cores "
+        "(default: auto, measured with --backend auto, else 1)",
+    )
+    p.add_argument(
+        "--calibration",
+        default=None,
+        metavar="DIR",
+        help="int8: folder of calibration images (once; the quantized artifact is cached)",
+    )
+    p.add_argument(
+        "--labels",
+        default=None,
+        metavar="DIR",
+        help="int8: labelled images (a folder with labels.csv, or one sub-folder per class) to judge "
+        "the quantized model by the top-1 points it loses against fp32",
+    )
+    p.add_argument(
+        "--max-accuracy-drop",
+        type=float,
+        default=None,
+        metavar="PTS",
+        help="the top-1 points INT8 may lose against fp32 (with --labels; default: 1.0; without "
+        "labels, points of top-1 disagreement with fp32); with --precision auto, the budget "
+        "within which the measured auto may pick INT8",
+    )
+    p.add_argument("--accept-accuracy", action="store_true", help="int8: load even if it misses the accuracy gate")
 
 
 def int8_kwargs(args: argparse.Namespace) -> dict:
@@ -36,24 +58,43 @@ def int8_kwargs(args: argparse.Namespace) -> dict:
     drop = getattr(args, "max_accuracy_drop", None)
     if drop is not None and drop < 0:
         raise ConfigError(f"--max-accuracy-drop must be at least 0 points, got {drop}")
-    return {"calibration": args.calibration, "accept_accuracy": args.accept_accuracy,
-            "labels": getattr(args, "labels", None), "accuracy_gate": drop, "accuracy_budget": drop}
+    return {
+        "calibration": args.calibration,
+        "accept_accuracy": args.accept_accuracy,
+        "labels": getattr(args, "labels", None),
+        "accuracy_gate": drop,
+        "accuracy_budget": drop,
+    }
 
 
 def add_model_options(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     """The model spec (--model, --weights, the preset, --categories), shared by every subcommand that
     loads a model; :func:`model_kwargs` turns them into ``load()``'s arguments."""
-    p.add_argument("--model", default="resnet18",
-                   help="a torchvision classification model name (default: resnet18), or your own model as an "
-                        "import path pkg.module:attr (an nn.Module, or a callable returning one)")
-    p.add_argument("--weights", default="DEFAULT",
-                   help="DEFAULT | an enum name like IMAGENET1K_V1 | PATH to a state dict (weights_only) | none")
-    p.add_argument("--categories", default=None, metavar="FILE",
-                   help="class names, one per line, one per model output (default: the weights' own, or "
-                        "ImageNet's for a 1000-class model)")
-    p.add_argument("--preset", default=None, metavar="JSON",
-                   help="preprocessing preset file: {resize_size, crop_size, mean, std, interpolation} "
-                        "(default: the weights' own preset; ImageNet's 256/224 for your own model)")
+    p.add_argument(
+        "--model",
+        default="resnet18",
+        help="a torchvision classification model name (default: resnet18), or your own model as an "
+        "import path pkg.module:attr (an nn.Module, or a callable returning one)",
+    )
+    p.add_argument(
+        "--weights",
+        default="DEFAULT",
+        help="DEFAULT | an enum name like IMAGENET1K_V1 | PATH to a state dict (weights_only) | none",
+    )
+    p.add_argument(
+        "--categories",
+        default=None,
+        metavar="FILE",
+        help="class names, one per line, one per model output (default: the weights' own, or "
+        "ImageNet's for a 1000-class model)",
+    )
+    p.add_argument(
+        "--preset",
+        default=None,
+        metavar="JSON",
+        help="preprocessing preset file: {resize_size, crop_size, mean, std, interpolation} "
+        "(default: the weights' own preset; ImageNet's 256/224 for your own model)",
+    )
     p.add_argument("--resize", type=int, default=None, metavar="N", help="preset: resize the short side to N")
     p.add_argument("--crop", type=int, default=None, metavar="N", help="preset: center crop NxN")
     p.add_argument("--mean", default=None, metavar="R,G,B", help="preset: per-channel mean (1 or 3 values)")
@@ -66,5 +107,9 @@ def model_kwargs(args: argparse.Namespace) -> dict:
     from ipex_resnet.models.spec import preset_from_options, read_categories
 
     preset = preset_from_options(args.preset, args.resize, args.crop, args.mean, args.std, args.interpolation)
-    return {"model": args.model, "weights": args.weights, "transforms": preset,
-            "categories": read_categories(args.categories) if args.categories else None}
+    return {
+        "model": args.model,
+        "weights": args.weights,
+        "transforms": preset,
+        "categories": read_categories(args.categories) if args.categories else None,
+    }

@@ -22,9 +22,16 @@ def main(args: argparse.Namespace) -> int:
         avail = engines.availability()
         plan = plan_for(cpu, args.backend, args.precision, args.threads, args.streams)
     if args.json:
-        print(json.dumps({"cpu": cpu.to_dict(), "backends": {k: {"available": v[0], "reason": v[1]}
-                                                            for k, v in avail.items()},
-                          "plan": plan.to_dict()}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "cpu": cpu.to_dict(),
+                    "backends": {k: {"available": v[0], "reason": v[1]} for k, v in avail.items()},
+                    "plan": plan.to_dict(),
+                },
+                indent=2,
+            )
+        )
         return 0
     print(cpu.describe())
     print()

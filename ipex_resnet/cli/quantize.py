@@ -28,16 +28,34 @@ def main(args: argparse.Namespace) -> int:
         raise ConfigError("quantize needs --calibration DIR: a folder of images like the ones you will classify")
     with warnings.catch_warnings(record=True) as caught, stdout_to_stderr(args.json):
         warnings.simplefilter("always")
-        clf = load(**model_kwargs(args), backend=args.backend, precision="int8", threads=args.threads, streams=args.streams,
-                   measure=False, **int8_kwargs(args))
+        clf = load(
+            **model_kwargs(args),
+            backend=args.backend,
+            precision="int8",
+            threads=args.threads,
+            streams=args.streams,
+            measure=False,
+            **int8_kwargs(args),
+        )
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
     art = clf.artifact or {}
     if args.json:
-        print(json.dumps({"backend": clf.plan.backend, "precision": "int8", "entry": art.get("entry"),
-                          "cached": art.get("hit"), "info": art.get("info"),
-                          "accuracy": art.get("accuracy"), "accuracy_labelled": art.get("accuracy_labelled"),
-                          "kept_float": (art.get("info") or {}).get("kept_float", [])}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "backend": clf.plan.backend,
+                    "precision": "int8",
+                    "entry": art.get("entry"),
+                    "cached": art.get("hit"),
+                    "info": art.get("info"),
+                    "accuracy": art.get("accuracy"),
+                    "accuracy_labelled": art.get("accuracy_labelled"),
+                    "kept_float": (art.get("info") or {}).get("kept_float", []),
+                },
+                indent=2,
+            )
+        )
     else:
         print(f"{clf.plan.backend}/int8: {'cached already' if art.get('hit') else 'quantized'}: {art.get('entry')}")
         print(f"  {clf.plan.reasons['precision']}")

@@ -35,8 +35,14 @@ def main(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     setup_logging(cfg.log_level)
-    model = {**model_kwargs(args), **int8_kwargs(args), "backend": args.backend, "precision": args.precision,
-             "threads": args.threads, "streams": args.streams}
+    model = {
+        **model_kwargs(args),
+        **int8_kwargs(args),
+        "backend": args.backend,
+        "precision": args.precision,
+        "threads": args.threads,
+        "streams": args.streams,
+    }
     if serve_ray.wanted(args):
         return serve_ray.main(args, cfg, model)
     topology = read_topology()
@@ -58,9 +64,12 @@ def main(args: argparse.Namespace) -> int:
     cpu_sets = assign_cpus(topology, n)  # ConfigError: the CLI prints it
     host, port = sock.getsockname()[:2]
     threads = args.threads or (tuned["best"]["threads"] if tuned else None) or len(cpu_sets[0])
-    print(f"ipex-resnet serve: http://{host}:{port} -- {n} worker(s), CPUs "
-          f"{' | '.join(','.join(map(str, s)) for s in cpu_sets)}, {threads} thread(s) each ({why})",
-          file=sys.stderr, flush=True)
+    print(
+        f"ipex-resnet serve: http://{host}:{port} -- {n} worker(s), CPUs "
+        f"{' | '.join(','.join(map(str, s)) for s in cpu_sets)}, {threads} thread(s) each ({why})",
+        file=sys.stderr,
+        flush=True,
+    )
     cfg_dict = dataclasses.asdict(cfg)
     if n == 1:
         os.sched_setaffinity(0, cpu_sets[0])
@@ -89,12 +98,23 @@ def _tuned(args: argparse.Namespace, cfg: ServeConfig, model: dict, topology) ->
     scratch = tempfile.mkdtemp(prefix="ipex_resnet_tune_args_")
 
     def command(c: serve_tune.Candidate) -> list[str]:
-        child = {**vars(args), "workers": c.workers, "streams": str(c.streams), "threads": c.threads,
-                 "max_wait_ms": c.max_wait_ms, "tune": False, "host": "127.0.0.1", "log_level": "warning",
-                 "access_log": False}
+        child = {
+            **vars(args),
+            "workers": c.workers,
+            "streams": str(c.streams),
+            "threads": c.threads,
+            "max_wait_ms": c.max_wait_ms,
+            "tune": False,
+            "host": "127.0.0.1",
+            "log_level": "warning",
+            "access_log": False,
+        }
         path = os.path.join(scratch, f"w{c.workers}s{c.streams}t{c.threads}m{c.max_wait_ms:g}.json")
         with open(path, "w") as f:
-            json.dump({k: v for k, v in child.items() if k != "port" and isinstance(v, (str, int, float, bool, type(None)))}, f)
+            json.dump(
+                {k: v for k, v in child.items() if k != "port" and isinstance(v, (str, int, float, bool, type(None)))},
+                f,
+            )
         return [sys.executable, "-m", "ipex_resnet.cli.serve", path]
 
     def progress(line: str) -> None:

@@ -14,24 +14,52 @@ from ipex_resnet.errors import ConfigError, first_line
 
 
 def add_arguments(g: argparse._ArgumentGroup) -> None:
-    g.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
-                   help="serve on Ray Serve: a local Ray instance (no ADDRESS), or the cluster at ADDRESS "
-                        "(auto, HOST:6379 or ray://HOST:10001); docs/scale-out.md")
-    g.add_argument("--ray-config", action="store_true",
-                   help="print a Ray Serve config for `serve deploy` (with these options) and exit")
+    g.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        default=None,
+        metavar="ADDRESS",
+        help="serve on Ray Serve: a local Ray instance (no ADDRESS), or the cluster at ADDRESS "
+        "(auto, HOST:6379 or ray://HOST:10001); docs/scale-out.md",
+    )
+    g.add_argument(
+        "--ray-config",
+        action="store_true",
+        help="print a Ray Serve config for `serve deploy` (with these options) and exit",
+    )
     g.add_argument("--replicas", type=int, default=1, help="Ray Serve replicas (default: 1)")
-    g.add_argument("--replica-cpus", type=int, default=None, metavar="N",
-                   help="CPUs each replica declares to Ray and engine threads it runs (default: --threads, else 1)")
+    g.add_argument(
+        "--replica-cpus",
+        type=int,
+        default=None,
+        metavar="N",
+        help="CPUs each replica declares to Ray and engine threads it runs (default: --threads, else 1)",
+    )
     g.add_argument("--min-replicas", type=int, default=None, help="autoscaling: fewest replicas")
     g.add_argument("--max-replicas", type=int, default=None, help="autoscaling: most replicas")
-    g.add_argument("--target-ongoing-requests", type=float, default=None,
-                   help="autoscaling: requests in flight per replica it aims for (Ray's default: 2)")
-    g.add_argument("--ray-proxy", choices=PROXY_LOCATIONS, default="EveryNode",
-                   help="where Ray runs its HTTP proxy: on every node (default) or the head only")
+    g.add_argument(
+        "--target-ongoing-requests",
+        type=float,
+        default=None,
+        help="autoscaling: requests in flight per replica it aims for (Ray's default: 2)",
+    )
+    g.add_argument(
+        "--ray-proxy",
+        choices=PROXY_LOCATIONS,
+        default="EveryNode",
+        help="where Ray runs its HTTP proxy: on every node (default) or the head only",
+    )
 
 
-RAY_ONLY = {"replicas": 1, "replica_cpus": None, "min_replicas": None, "max_replicas": None,
-            "target_ongoing_requests": None, "ray_proxy": "EveryNode"}
+RAY_ONLY = {
+    "replicas": 1,
+    "replica_cpus": None,
+    "min_replicas": None,
+    "max_replicas": None,
+    "target_ongoing_requests": None,
+    "ray_proxy": "EveryNode",
+}
 
 
 def wanted(args: argparse.Namespace) -> bool:
@@ -51,9 +79,15 @@ def spec_from(args: argparse.Namespace, cfg_dict: dict, model: dict) -> RayServe
         model["transforms"] = model["transforms"].to_dict()
     cpus = args.replica_cpus or args.threads or 1
     model["threads"] = cpus  # the engine threads a replica runs are the CPUs it declares
-    return RayServeSpec(model=model, config=replica_config(cfg_dict), replicas=args.replicas, replica_cpus=cpus,
-                        min_replicas=args.min_replicas, max_replicas=args.max_replicas,
-                        target_ongoing_requests=args.target_ongoing_requests)
+    return RayServeSpec(
+        model=model,
+        config=replica_config(cfg_dict),
+        replicas=args.replicas,
+        replica_cpus=cpus,
+        min_replicas=args.min_replicas,
+        max_replicas=args.max_replicas,
+        target_ongoing_requests=args.target_ongoing_requests,
+    )
 
 
 def main(args: argparse.Namespace, cfg, model: dict) -> int:
@@ -83,11 +117,14 @@ def main(args: argparse.Namespace, cfg, model: dict) -> int:
         print(f"error: cannot join Ray at {args.ray}: {problem}", file=sys.stderr)
         return 2
     try:
-        ray.init(address=None if local else args.ray, include_dashboard=False, log_to_driver=False,
-                 configure_logging=False)
-    except Exception as exc:  # noqa: BLE001 - an address that does not answer, a version mismatch: one line
-        print(f"error: cannot start or join Ray at {'a local instance' if local else args.ray}: {first_line(exc)}",
-              file=sys.stderr)
+        ray.init(
+            address=None if local else args.ray, include_dashboard=False, log_to_driver=False, configure_logging=False
+        )
+    except Exception as exc:
+        print(
+            f"error: cannot start or join Ray at {'a local instance' if local else args.ray}: {first_line(exc)}",
+            file=sys.stderr,
+        )
         return 2
     return _serve_on_ray(ray, serve, spec, cfg, args, local)
 
@@ -102,16 +139,23 @@ def _serve_on_ray(ray, serve, spec: RayServeSpec, cfg, args: argparse.Namespace,
         have = ray.cluster_resources().get("CPU", 0)
         need = spec.replicas_needed() * spec.replica_cpus
         if need > have:
-            print(f"error: {spec.replicas_needed()} replica(s) x {spec.replica_cpus} CPU(s) need {need} CPUs; the "
-                  f"Ray cluster has {have:g} (fewer --replicas or --replica-cpus, or more nodes)", file=sys.stderr)
+            print(
+                f"error: {spec.replicas_needed()} replica(s) x {spec.replica_cpus} CPU(s) need {need} CPUs; the "
+                f"Ray cluster has {have:g} (fewer --replicas or --replica-cpus, or more nodes)",
+                file=sys.stderr,
+            )
             return 2
-        print(f"ipex-resnet serve: deploying on Ray Serve ({'local Ray' if local else args.ray}, {have:g} CPUs): "
-              f"{_describe(spec)}", file=sys.stderr, flush=True)
+        print(
+            f"ipex-resnet serve: deploying on Ray Serve ({'local Ray' if local else args.ray}, {have:g} CPUs): "
+            f"{_describe(spec)}",
+            file=sys.stderr,
+            flush=True,
+        )
         try:
             serve.start(http_options={"host": cfg.host, "port": cfg.port}, proxy_location=args.ray_proxy)
             deployed = True
             serve.run(build(spec), name=APP_NAME, route_prefix="/", blocking=False)
-        except Exception as exc:  # noqa: BLE001 - Ray's deployment failure, as one line
+        except Exception as exc:
             print(f"error: the Ray Serve app did not start: {first_line(exc)}", file=sys.stderr)
             return 2
         print(f"ready: Ray Serve on http://{cfg.host}:{cfg.port} ({_describe(spec)})", file=sys.stderr, flush=True)
@@ -143,8 +187,11 @@ def _unreachable(address: str, timeout_s: float = 5.0) -> str | None:
 
 def _describe(spec: RayServeSpec) -> str:
     m = spec.model
-    scale = (f"autoscaling {spec.min_replicas}-{spec.max_replicas} replicas" if spec.autoscaling
-             else f"{spec.replicas} replica(s)")
+    scale = (
+        f"autoscaling {spec.min_replicas}-{spec.max_replicas} replicas"
+        if spec.autoscaling
+        else f"{spec.replicas} replica(s)"
+    )
     return f"{m['model']} {m.get('backend', 'auto')}/{m.get('precision', 'auto')}, {scale} x {spec.replica_cpus} CPU(s)"
 
 
@@ -154,11 +201,15 @@ def _resolved(spec: RayServeSpec) -> RayServeSpec | None:
     from ipex_resnet.errors import IpexResnetError
     from ipex_resnet.serve.process import make_loader
 
-    print(f"ipex-resnet serve: preparing {spec.model['model']} for the replicas "
-          f"({spec.replica_cpus} thread(s) each)", file=sys.stderr, flush=True)
+    print(
+        f"ipex-resnet serve: preparing {spec.model['model']} for the replicas ({spec.replica_cpus} thread(s) each)",
+        file=sys.stderr,
+        flush=True,
+    )
     try:
-        plan = make_loader({**spec.model, "threads": spec.model.get("threads") or spec.replica_cpus},
-                           spec.serve_config().max_pixels)().plan
+        plan = make_loader(
+            {**spec.model, "threads": spec.model.get("threads") or spec.replica_cpus}, spec.serve_config().max_pixels
+        )().plan
     except IpexResnetError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return None

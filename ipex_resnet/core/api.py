@@ -29,8 +29,9 @@ from ipex_resnet.models.spec import as_preset, is_import_path
 from ipex_resnet.util.cpus import allowed_cpus
 
 
-def probe(cpuinfo_text: str | None = None, lscpu_text: str | None = None, *,
-          check_torch: bool = True, check_ipex: bool = True) -> CPUInfo:
+def probe(
+    cpuinfo_text: str | None = None, lscpu_text: str | None = None, *, check_torch: bool = True, check_ipex: bool = True
+) -> CPUInfo:
     """What this CPU has (or the injected ``/proc/cpuinfo`` / ``lscpu`` text), cross-checked with
     torch's view and, where IPEX can run, IPEX's own ISA level (importing IPEX costs seconds)."""
     ipex_isa = None
@@ -42,12 +43,24 @@ def probe(cpuinfo_text: str | None = None, lscpu_text: str | None = None, *,
     return hardware.probe(cpuinfo_text, lscpu_text, check_torch=check_torch, ipex_isa=ipex_isa)
 
 
-def plan_for(cpu: CPUInfo | None = None, backend: str | None = "auto", precision: str | None = "auto",
-             threads: int | None = None, streams: int | str | None = "auto") -> Plan:
+def plan_for(
+    cpu: CPUInfo | None = None,
+    backend: str | None = "auto",
+    precision: str | None = "auto",
+    threads: int | None = None,
+    streams: int | str | None = "auto",
+) -> Plan:
     """The static plan for this machine (or an injected CPU), given which engines can run here."""
     cpu = cpu or hardware.probe()
-    return make_plan(cpu, backend, precision, threads, availability=engines.availability(),
-                     affinity=len(allowed_cpus() or ()) or None, streams=streams)
+    return make_plan(
+        cpu,
+        backend,
+        precision,
+        threads,
+        availability=engines.availability(),
+        affinity=len(allowed_cpus() or ()) or None,
+        streams=streams,
+    )
 
 
 def _warn(plan: Plan) -> None:
@@ -55,9 +68,18 @@ def _warn(plan: Plan) -> None:
         warnings.warn(w, PlanWarning, stacklevel=4)
 
 
-def optimize(module, backend: str | None = "auto", precision: str | None = "auto", threads: int | None = None,
-             *, cpu: CPUInfo | None = None, example=None, plan: Plan | None = None, calibration=None,
-             streams: int | str | None = "auto"):
+def optimize(
+    module,
+    backend: str | None = "auto",
+    precision: str | None = "auto",
+    threads: int | None = None,
+    *,
+    cpu: CPUInfo | None = None,
+    example=None,
+    plan: Plan | None = None,
+    calibration=None,
+    streams: int | str | None = "auto",
+):
     """Optimize any image classifier for this CPU: returns ``(runner, plan)``, where ``runner`` maps a
     float NCHW batch (torch tensor or numpy array) to float32 logits, already warmed up on ``example``
     (default 1x3x224x224). ``module``: an nn.Module or an import path ``"pkg.module:attr"`` (an
@@ -85,17 +107,35 @@ def _module_of(module):
 
         return import_model(module).eval()
     if isinstance(module, str):
-        raise ConfigError(f"optimize() takes an nn.Module or an import path pkg.module:attr, not {module!r}; "
-                          "for a torchvision model name use load()")
+        raise ConfigError(
+            f"optimize() takes an nn.Module or an import path pkg.module:attr, not {module!r}; "
+            "for a torchvision model name use load()"
+        )
     return module
 
 
-def load(model="resnet18", weights="DEFAULT", backend: str | None = "auto", precision: str | None = "auto",
-         threads: int | None = None, *, categories: list[str] | None = None, transforms=None,
-         cpu: CPUInfo | None = None, max_pixels: int = DEFAULT_MAX_PIXELS, warmup_batch: int = 1,
-         calibration=None, cache: bool | None = None, measure: bool | None = None,
-         accept_accuracy: bool = False, accuracy_gate=None, labels=None,
-         accuracy_budget: float | None = None, result_cache=None, streams: int | str | None = "auto") -> Classifier:
+def load(
+    model="resnet18",
+    weights="DEFAULT",
+    backend: str | None = "auto",
+    precision: str | None = "auto",
+    threads: int | None = None,
+    *,
+    categories: list[str] | None = None,
+    transforms=None,
+    cpu: CPUInfo | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    warmup_batch: int = 1,
+    calibration=None,
+    cache: bool | None = None,
+    measure: bool | None = None,
+    accept_accuracy: bool = False,
+    accuracy_gate=None,
+    labels=None,
+    accuracy_budget: float | None = None,
+    result_cache=None,
+    streams: int | str | None = "auto",
+) -> Classifier:
     """Probe the CPU, plan, build or reuse the compiled artifact, warm up.
 
     ``model``: a torchvision name, an import path ``"pkg.module:attr"`` (an nn.Module or a callable
@@ -132,17 +172,36 @@ def load(model="resnet18", weights="DEFAULT", backend: str | None = "auto", prec
     use_cache = cache_enabled() if cache is None else bool(cache)
     if isinstance(model, str) and not is_import_path(model):
         model = model.lower()  # torchvision names are lower case; an import path is the user's spelling
-    req = Request(model=model, weights=weights, cpu=cpu, categories=categories, transforms=as_preset(transforms), max_pixels=max_pixels, warmup_batch=warmup_batch,
-                  calibration=calibration, accept_accuracy=accept_accuracy, accuracy_gate=accuracy_gate,
-                  labels=labels)
+    req = Request(
+        model=model,
+        weights=weights,
+        cpu=cpu,
+        categories=categories,
+        transforms=as_preset(transforms),
+        max_pixels=max_pixels,
+        warmup_batch=warmup_batch,
+        calibration=calibration,
+        accept_accuracy=accept_accuracy,
+        accuracy_gate=accuracy_gate,
+        labels=labels,
+    )
     budget = None
     if accuracy_budget is not None and str(precision or "auto").lower() == "auto":
         budget = make_budget(accuracy_budget, calibration, labels, categories)
         if accuracy_gate is None:
             req = dataclasses.replace(req, accuracy_gate=float(accuracy_budget))
     if autoselect.wanted(backend, measure) and use_cache:
-        plan = autoselect.choose(cpu, plan, req.model, weights, precision, threads,
-                                 lambda p: make_classifier(p, req, use_cache), budget=budget, streams=streams)
+        plan = autoselect.choose(
+            cpu,
+            plan,
+            req.model,
+            weights,
+            precision,
+            threads,
+            lambda p: make_classifier(p, req, use_cache),
+            budget=budget,
+            streams=streams,
+        )
     cache = make_result_cache(result_cache)  # a bad mode or a missing imagehash fails before any build
     clf = make_classifier(plan, req, use_cache)
     _warn(clf.plan)
@@ -151,8 +210,9 @@ def load(model="resnet18", weights="DEFAULT", backend: str | None = "auto", prec
     return clf
 
 
-def undecided_auto(model, weights="DEFAULT", *, backend=None, precision=None, threads=None, streams="auto",
-                   cpu=None) -> Path | None:
+def undecided_auto(
+    model, weights="DEFAULT", *, backend=None, precision=None, threads=None, streams="auto", cpu=None
+) -> Path | None:
     """Would :func:`load` with these arguments measure the engines first? The decision file it would
     write, or None (a decision is cached, the static rule is asked for, or the cache is off). Cheap: it
     probes and plans, and builds nothing. Safe from any thread."""

@@ -18,10 +18,10 @@ from pathlib import Path
 from ipex_resnet import engines
 from ipex_resnet.core.cache import digest, root
 from ipex_resnet.core.keys import weights_id
-from ipex_resnet.util.files import write_json_atomic
-from ipex_resnet.util.deps import dist_version
-from ipex_resnet.errors import IpexResnetError
 from ipex_resnet.core.policy import AUTO, ENV_BACKEND, make_plan, requested_streams
+from ipex_resnet.errors import IpexResnetError
+from ipex_resnet.util.deps import dist_version
+from ipex_resnet.util.files import write_json_atomic
 
 ENV_AUTO = "IPEX_RESNET_AUTO"
 TIMED_CALLS = 15
@@ -47,10 +47,16 @@ def wanted(backend, measure: bool | None) -> bool:
 
 def decision_key(cpu, model, weights, precision, threads_plan) -> dict:
     libs = {d: dist_version(d) for d in ("torch", "intel-extension-for-pytorch", "openvino", "onnxruntime")}
-    return {"cpu": cpu.model_name, "isa": cpu.isa_level, "threads": threads_plan.threads, "versions": libs,
-            "available": sorted(n for n, (ok, _) in engines.availability().items() if ok),
-            "model": model if isinstance(model, str) else type(model).__name__,
-            "weights": weights_id(model, weights), "precision": str(precision or AUTO).lower()}
+    return {
+        "cpu": cpu.model_name,
+        "isa": cpu.isa_level,
+        "threads": threads_plan.threads,
+        "versions": libs,
+        "available": sorted(n for n, (ok, _) in engines.availability().items() if ok),
+        "model": model if isinstance(model, str) else type(model).__name__,
+        "weights": weights_id(model, weights),
+        "precision": str(precision or AUTO).lower(),
+    }
 
 
 def _path(key: dict) -> Path:
@@ -83,8 +89,9 @@ def _candidates(cpu, precision, threads, budget) -> list[tuple[str, object]]:
     avail = engines.availability()
     wanted = [(n, precision, n) for n, (ok, _) in avail.items() if ok]
     if budget is not None:
-        wanted += [(n, "int8", f"{n}/int8") for n, (ok, _) in avail.items()
-                   if ok and "int8" in engines.get(n).precisions(cpu)]
+        wanted += [
+            (n, "int8", f"{n}/int8") for n, (ok, _) in avail.items() if ok and "int8" in engines.get(n).precisions(cpu)
+        ]
     out = []
     for name, prec, row in wanted:
         try:
@@ -138,19 +145,27 @@ def measure(cpu, static_plan, precision, threads, load_plan, budget=None) -> dic
             continue
         bar.set_postfix_str(f"{plan.backend}/{plan.precision}")
         if not terminal:
-            print(f"ipex-resnet: measuring engines ({i}/{len(candidates)}): {plan.backend}/{plan.precision}",
-                  file=sys.stderr, flush=True)
+            print(
+                f"ipex-resnet: measuring engines ({i}/{len(candidates)}): {plan.backend}/{plan.precision}",
+                file=sys.stderr,
+                flush=True,
+            )
         try:
             clf = load_plan(plan)
             err, acc = ref.measure_against(clf)
             ms = _latency_ms(clf, ref.x[:1])
-        except Exception as exc:  # noqa: BLE001 - one engine failing must not stop the choice
+        except Exception as exc:
             rows[row] = {"precision": plan.precision, "failed": f"{type(exc).__name__}: {str(exc)[:200]}"}
             continue
         tolerance = (TOLERANCE_IMAGES if budget else TOLERANCE_NOISE).get(plan.precision, 0.1)
         ok = err <= tolerance and (budget is None or acc["drop_pts"] <= budget.max_drop_pts)
-        rows[row] = {"precision": plan.precision, "b1_ms": round(ms, 3), "rel_err": float(f"{err:.3g}"),
-                     **acc, "agrees": ok}
+        rows[row] = {
+            "precision": plan.precision,
+            "b1_ms": round(ms, 3),
+            "rel_err": float(f"{err:.3g}"),
+            **acc,
+            "agrees": ok,
+        }
     bar.close()
     return _decide(static_plan, rows, budget)
 
@@ -160,14 +175,18 @@ def _decide(static_plan, rows: dict[str, dict], budget) -> dict:
     if not good:
         return {"backend": static_plan.backend, "engines": rows, "why": "no engine could be measured"}
     best = min(good, key=lambda n: good[n]["b1_ms"])
-    within = (f" within {budget.max_drop_pts:g} point(s) of {budget.measure}" if budget else "")
-    return {"backend": best.split("/")[0], "precision": good[best]["precision"], "engines": rows,
-            "when": time.strftime("%Y-%m-%d %H:%M"),
-            "why": f"fastest batch-1 latency that agrees with eager fp32{within} ({good[best]['b1_ms']:.2f} ms)"}
+    within = f" within {budget.max_drop_pts:g} point(s) of {budget.measure}" if budget else ""
+    return {
+        "backend": best.split("/")[0],
+        "precision": good[best]["precision"],
+        "engines": rows,
+        "when": time.strftime("%Y-%m-%d %H:%M"),
+        "why": f"fastest batch-1 latency that agrees with eager fp32{within} ({good[best]['b1_ms']:.2f} ms)",
+    }
 
 
-STREAMS_SECONDS = 1.0   # timed per candidate stream count
-STREAMS_GAIN = 1.10     # more streams must beat one by this much: one stream answers a lone call fastest
+STREAMS_SECONDS = 1.0  # timed per candidate stream count
+STREAMS_GAIN = 1.10  # more streams must beat one by this much: one stream answers a lone call fastest
 
 
 def measure_streams(plan, load_plan) -> dict:
@@ -200,14 +219,18 @@ def measure_streams(plan, load_plan) -> dict:
     one = next(iter(rows.values()))
     best = max(rows.values(), key=lambda r: r["img_s"])
     chosen = best if best["img_s"] >= STREAMS_GAIN * one["img_s"] else one
-    return {"threads": plan.threads, "chosen": chosen["streams"], "rows": rows,
-            "when": time.strftime("%Y-%m-%d %H:%M")}
+    return {"threads": plan.threads, "chosen": chosen["streams"], "rows": rows, "when": time.strftime("%Y-%m-%d %H:%M")}
 
 
 def streams_reason(record: dict) -> str:
-    rows = ", ".join(f"{name} {r['img_s']:g} img/s (lone call {r['b1_ms']:.1f} ms)" for name, r in record["rows"].items())
-    rule = (f"the most batch-1 throughput with every stream busy" if record["chosen"] > 1
-            else f"more streams gain less than {STREAMS_GAIN - 1:.0%} here, and one answers a lone call fastest")
+    rows = ", ".join(
+        f"{name} {r['img_s']:g} img/s (lone call {r['b1_ms']:.1f} ms)" for name, r in record["rows"].items()
+    )
+    rule = (
+        "the most batch-1 throughput with every stream busy"
+        if record["chosen"] > 1
+        else f"more streams gain less than {STREAMS_GAIN - 1:.0%} here, and one answers a lone call fastest"
+    )
     return f"auto, measured {record.get('when', '')}: {rule}; streams x threads: {rows}"
 
 
@@ -216,8 +239,11 @@ def _read(path: Path, key: dict) -> dict | None:
         record = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    if record.get("key") != json.loads(json.dumps(key)) or record.get("backend") not in engines.names() \
-            or not record.get("when"):  # a failed measurement (older versions stored them) is no decision
+    if (
+        record.get("key") != json.loads(json.dumps(key))
+        or record.get("backend") not in engines.names()
+        or not record.get("when")
+    ):  # a failed measurement (older versions stored them) is no decision
         return None
     return record
 
@@ -248,20 +274,35 @@ def choose(cpu, static_plan, model, weights, precision, threads, load_plan, budg
         record = {"key": key, **measure(cpu, static_plan, precision, threads, load_plan, budget)}
         if record.get("when"):  # a failure is not a decision: the next load measures again
             write_json_atomic(path, record, indent=1)
-    plan = make_plan(cpu, record["backend"], record.get("precision", precision) if budget else precision, threads,
-                     availability=engines.availability(), streams=streams)
+    plan = make_plan(
+        cpu,
+        record["backend"],
+        record.get("precision", precision) if budget else precision,
+        threads,
+        availability=engines.availability(),
+        streams=streams,
+    )
     if requested_streams(streams, os.environ)[0] is None and plan.threads > 1:
         if (record.get("streams") or {}).get("threads") != plan.threads:  # a record from before streams
             record["streams"] = measure_streams(plan, load_plan)
             if record.get("when"):  # only a decision is stored
                 write_json_atomic(path, record, indent=1)
-        plan = dataclasses.replace(plan, streams=record["streams"]["chosen"],
-                                   reasons={**plan.reasons, "streams": streams_reason(record["streams"])})
-    timings = ", ".join(f"{n.split('/')[0]}/{r['precision']} {r['b1_ms']:.2f} ms"
-                        + (f" ({-r['drop_pts']:+.1f} pts)" if "drop_pts" in r else "")
-                        for n, r in record["engines"].items() if "b1_ms" in r)
-    reason = (f"auto, measured{' ' + record['when'] if record.get('when') else ''}"
-              f"{' (cached decision)' if cached else ''}: {record['why']}; {timings}")
+        plan = dataclasses.replace(
+            plan,
+            streams=record["streams"]["chosen"],
+            reasons={**plan.reasons, "streams": streams_reason(record["streams"])},
+        )
+    timings = ", ".join(
+        f"{n.split('/')[0]}/{r['precision']} {r['b1_ms']:.2f} ms"
+        + (f" ({-r['drop_pts']:+.1f} pts)" if "drop_pts" in r else "")
+        for n, r in record["engines"].items()
+        if "b1_ms" in r
+    )
+    reason = (
+        f"auto, measured{' ' + record['when'] if record.get('when') else ''}"
+        f"{' (cached decision)' if cached else ''}: {record['why']}; {timings}"
+    )
     reasons = {**plan.reasons, "backend": reason}
-    return dataclasses.replace(plan, reasons=reasons, measured={"engines": record["engines"], "file": str(path),
-                                                                  "cached": cached})
+    return dataclasses.replace(
+        plan, reasons=reasons, measured={"engines": record["engines"], "file": str(path), "cached": cached}
+    )

@@ -20,18 +20,21 @@ MAX_UNLABELLED = 64  # calibration images judged per candidate when there are no
 class Budget:
     max_drop_pts: float
     paths: tuple[str, ...]
-    labels: tuple[int, ...] | None   # None: no labels, judged by agreement with the reference
+    labels: tuple[int, ...] | None  # None: no labels, judged by agreement with the reference
     fingerprint: str
 
     @property
     def measure(self) -> str:
-        return "top-1 drop vs eager fp32 on labelled images" if self.labels else \
-            "top-1 disagreement with eager fp32 on calibration images"
+        return (
+            "top-1 drop vs eager fp32 on labelled images"
+            if self.labels
+            else "top-1 disagreement with eager fp32 on calibration images"
+        )
 
     def logits(self, clf) -> np.ndarray:
         out = []
         for start in range(0, len(self.paths), 32):
-            batch = np.stack([np.asarray(clf.preprocess(p)) for p in self.paths[start:start + 32]])
+            batch = np.stack([np.asarray(clf.preprocess(p)) for p in self.paths[start : start + 32]])
             out.append(np.asarray(clf(batch), dtype=np.float32))
         return np.concatenate(out)
 
@@ -56,15 +59,19 @@ def make(max_drop_pts, calibration, labels, categories=None) -> Budget | None:
         samples, digest = labelled_set(labels, categories)
         return Budget(float(max_drop_pts), tuple(str(p) for p, _ in samples), tuple(i for _, i in samples), digest)
     if calibration is None:
-        raise ConfigError("an accuracy budget needs images to judge the paths on: calibration=DIR (and "
-                          "labels=DIR for accuracy against labels); on the command line --calibration/--labels")
+        raise ConfigError(
+            "an accuracy budget needs images to judge the paths on: calibration=DIR (and "
+            "labels=DIR for accuracy against labels); on the command line --calibration/--labels"
+        )
     from ipex_resnet.quantization.calibration import collect
 
     cs = collect(calibration, count=MAX_UNLABELLED)
     paths = tuple(str(x) for x in cs.items if isinstance(x, (str, bytes)) or hasattr(x, "__fspath__"))
     if len(paths) != len(cs.items):
-        raise ConfigError("an accuracy budget without labels judges on calibration images given as files: "
-                          "pass calibration=DIR or a list of paths")
+        raise ConfigError(
+            "an accuracy budget without labels judges on calibration images given as files: "
+            "pass calibration=DIR or a list of paths"
+        )
     return Budget(float(max_drop_pts), paths, None, cs.digest)
 
 

@@ -17,7 +17,7 @@ from ipex_resnet.core.classifier import Classifier
 from ipex_resnet.core.keys import artifact_key, weights_id
 from ipex_resnet.core.runtime import set_threads, warm_up
 from ipex_resnet.errors import ConfigError
-from ipex_resnet.imaging import DEFAULT_MAX_PIXELS, PresetSpec, Preprocessor
+from ipex_resnet.imaging import DEFAULT_MAX_PIXELS, Preprocessor, PresetSpec
 from ipex_resnet.models.spec import is_import_path
 
 
@@ -25,7 +25,7 @@ from ipex_resnet.models.spec import is_import_path
 class Request:
     """What load() was asked for, apart from the plan."""
 
-    model: Any                      # a torchvision model name, or an nn.Module
+    model: Any  # a torchvision model name, or an nn.Module
     weights: Any
     cpu: Any
     categories: list[str] | None = None
@@ -35,7 +35,7 @@ class Request:
     calibration: Any = None
     accept_accuracy: bool = False
     accuracy_gate: Any = None
-    labels: Any = None              # labelled images (labels.csv folder or a folder per class): INT8's gate
+    labels: Any = None  # labelled images (labels.csv folder or a folder per class): INT8's gate
 
     @property
     def name(self) -> str:
@@ -93,15 +93,27 @@ def make_classifier(plan, req: Request, use_cache: bool) -> Classifier:
     runner, meta, hit, entry = cached(plan, req)
     plan = dataclasses.replace(plan, model=meta["model_name"], weights=meta["weights_label"])
     if plan.precision == "int8":
-        plan = dataclasses.replace(plan, reasons={**plan.reasons,
-                                                  "precision": f"{plan.reasons['precision']}; {int8.describe(meta)}"})
+        plan = dataclasses.replace(
+            plan, reasons={**plan.reasons, "precision": f"{plan.reasons['precision']}; {int8.describe(meta)}"}
+        )
     crop = crop_of(meta["preset"])
     warm_up(runner, engine, np.zeros((req.warmup_batch, 3, crop, crop), dtype=np.float32))
-    return Classifier(runner, plan, model_name=meta["model_name"], categories=req.categories or meta["categories"],
-                      preprocessor=preprocessor(meta, req.transforms, req.max_pixels), cpu=req.cpu,
-                      random_init=meta.get("random_init", False),
-                      artifact={"entry": str(entry), "hit": hit, "info": meta.get("info", {}),
-                                "accuracy": meta.get("accuracy"), "accuracy_labelled": meta.get("accuracy_labelled")})
+    return Classifier(
+        runner,
+        plan,
+        model_name=meta["model_name"],
+        categories=req.categories or meta["categories"],
+        preprocessor=preprocessor(meta, req.transforms, req.max_pixels),
+        cpu=req.cpu,
+        random_init=meta.get("random_init", False),
+        artifact={
+            "entry": str(entry),
+            "hit": hit,
+            "info": meta.get("info", {}),
+            "accuracy": meta.get("accuracy"),
+            "accuracy_labelled": meta.get("accuracy_labelled"),
+        },
+    )
 
 
 def cached(plan, req: Request):
@@ -126,8 +138,14 @@ def cached(plan, req: Request):
             extras = int8.build(engine, loaded, plan, example, tmp, cal_set, labelled, req.accuracy_gate)
         else:
             extras = {"info": engine.build(loaded.module, plan, example, tmp) or {}}
-        return {"model_name": loaded.name, "weights_label": loaded.weights, "categories": loaded.categories,
-                "random_init": loaded.random_init, "preset": preset, **extras}
+        return {
+            "model_name": loaded.name,
+            "weights_label": loaded.weights,
+            "categories": loaded.categories,
+            "random_init": loaded.random_init,
+            "preset": preset,
+            **extras,
+        }
 
     runner, meta, hit = ArtifactCache().get_or_build(key, build, lambda entry, meta: engine.open(entry, plan))
     if plan.precision == "int8":
@@ -149,8 +167,10 @@ def build_uncached(plan, req: Request) -> Classifier:
     import numpy as np
 
     if plan.precision == "int8":
-        raise ConfigError("int8 needs the artifact cache (its accuracy report lives there): "
-                          "do not pass cache=False / IPEX_RESNET_NO_CACHE with precision='int8'")
+        raise ConfigError(
+            "int8 needs the artifact cache (its accuracy report lives there): "
+            "do not pass cache=False / IPEX_RESNET_NO_CACHE with precision='int8'"
+        )
     engine = engines.get(plan.backend)
     loaded = _resolve(req)
     crop = crop_of(preset_dict(loaded.transforms))
@@ -158,9 +178,15 @@ def build_uncached(plan, req: Request) -> Classifier:
     runner = prepare_uncached(engine, loaded.module, plan, example)
     warm_up(runner, engine, example)
     plan = dataclasses.replace(plan, model=loaded.name, weights=loaded.weights)
-    return Classifier(runner, plan, model_name=loaded.name, categories=loaded.categories,
-                      preprocessor=preprocessor(None, loaded.transforms, req.max_pixels), cpu=req.cpu,
-                      random_init=loaded.random_init)
+    return Classifier(
+        runner,
+        plan,
+        model_name=loaded.name,
+        categories=loaded.categories,
+        preprocessor=preprocessor(None, loaded.transforms, req.max_pixels),
+        cpu=req.cpu,
+        random_init=loaded.random_init,
+    )
 
 
 __all__ = ["Request", "build_uncached", "prepare_uncached", "cached", "make_classifier", "preset_dict", "preprocessor"]

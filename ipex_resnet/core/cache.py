@@ -56,12 +56,19 @@ def _safe_root(path: Path) -> Path | None:
         path.mkdir(parents=True, exist_ok=True, mode=0o700)
         st = path.stat()
     except OSError as exc:
-        warnings.warn(f"artifact cache {path} is unusable ({exc.strerror or exc}); compiling in memory",
-                      CacheWarning, stacklevel=3)
+        warnings.warn(
+            f"artifact cache {path} is unusable ({exc.strerror or exc}); compiling in memory",
+            CacheWarning,
+            stacklevel=3,
+        )
         return None
     if st.st_uid != os.getuid() or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        warnings.warn(f"artifact cache {path} belongs to another user or is writable by others; "
-                      "not loading compiled code from it (compiling in memory)", CacheWarning, stacklevel=3)
+        warnings.warn(
+            f"artifact cache {path} belongs to another user or is writable by others; "
+            "not loading compiled code from it (compiling in memory)",
+            CacheWarning,
+            stacklevel=3,
+        )
         return None
     return path
 
@@ -71,8 +78,9 @@ def digest(key: Mapping) -> str:
 
 
 def entry_name(key: Mapping) -> str:
-    slug = "-".join(re.sub(r"[^a-z0-9_.]+", "_", str(key.get(k, "?")).lower())[:40]
-                    for k in ("engine", "precision", "model"))
+    slug = "-".join(
+        re.sub(r"[^a-z0-9_.]+", "_", str(key.get(k, "?")).lower())[:40] for k in ("engine", "precision", "model")
+    )
     return f"{slug}-{digest(key)}"
 
 
@@ -85,8 +93,11 @@ def file_sha256(path: Path) -> str:
 
 
 def _files(directory: Path) -> dict[str, str]:
-    return {str(p.relative_to(directory)): file_sha256(p) for p in sorted(directory.rglob("*"))
-            if p.is_file() and p.name != META and "ov_cache" not in p.parts}
+    return {
+        str(p.relative_to(directory)): file_sha256(p)
+        for p in sorted(directory.rglob("*"))
+        if p.is_file() and p.name != META and "ov_cache" not in p.parts
+    }
 
 
 @contextlib.contextmanager
@@ -138,8 +149,9 @@ class ArtifactCache:
             return None
         return (entry, meta) if meta is not None else None
 
-    def get_or_build(self, key: Mapping, build: Callable[[Path], dict], load: Callable[[Path, dict], object],
-                     ) -> tuple[object, dict, bool]:
+    def get_or_build(
+        self, key: Mapping, build: Callable[[Path], dict], load: Callable[[Path, dict], object]
+    ) -> tuple[object, dict, bool]:
         """``(loaded, meta, hit)``. ``build(tmpdir) -> meta extras`` writes the artifact files;
         ``load(entry, meta)`` turns an entry into what the caller wants. A load that fails on a cached
         entry (corrupt in a way hashes cannot see, or from another library build) rebuilds it once."""
@@ -156,9 +168,13 @@ class ArtifactCache:
         if found is not None:
             try:
                 return load(*found), found[1], True
-            except Exception as exc:  # noqa: BLE001 - any failure to load a cached artifact
-                warnings.warn(f"artifact cache entry {entry.name} failed to load "
-                              f"({type(exc).__name__}: {str(exc)[:200]}); rebuilding it", CacheWarning, stacklevel=2)
+            except Exception as exc:
+                warnings.warn(
+                    f"artifact cache entry {entry.name} failed to load "
+                    f"({type(exc).__name__}: {str(exc)[:200]}); rebuilding it",
+                    CacheWarning,
+                    stacklevel=2,
+                )
                 shutil.rmtree(entry, ignore_errors=True)
         with _lock(base / f".{entry.name}.lock"):
             found = self.lookup(key)  # another process may have built it while we waited
@@ -172,8 +188,13 @@ class ArtifactCache:
         tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{entry.name}-", dir=base))
         try:
             extras = build(tmp) or {}
-            meta = {"format": FORMAT, "key": json.loads(json.dumps(dict(key), default=str)),
-                    "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **extras, "files": _files(tmp)}
+            meta = {
+                "format": FORMAT,
+                "key": json.loads(json.dumps(dict(key), default=str)),
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                **extras,
+                "files": _files(tmp),
+            }
             (tmp / META).write_text(json.dumps(meta, indent=1, default=str))
             shutil.rmtree(entry, ignore_errors=True)
             os.rename(tmp, entry)

@@ -13,9 +13,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ipex_resnet.core.policy import Plan
 from ipex_resnet.engines.base import Runner, is_torch_tensor
 from ipex_resnet.errors import ConfigError
-from ipex_resnet.core.policy import Plan
 
 
 class PlanWarning(UserWarning):
@@ -50,8 +50,18 @@ class Classifier:
     :attr:`result_cache` is configuration: do it before sharing the classifier.
     """
 
-    def __init__(self, runner: Runner, plan: Plan, *, model_name: str, categories: Sequence[str],
-                 preprocessor, cpu, random_init: bool = False, artifact: dict | None = None):
+    def __init__(
+        self,
+        runner: Runner,
+        plan: Plan,
+        *,
+        model_name: str,
+        categories: Sequence[str],
+        preprocessor,
+        cpu,
+        random_init: bool = False,
+        artifact: dict | None = None,
+    ):
         self._runner = runner
         self.plan = plan
         self.cpu = cpu
@@ -94,15 +104,14 @@ class Classifier:
         shape = getattr(batch, "shape", None)
         if shape is None or len(shape) != 4 or shape[1] != 3:
             got = tuple(shape) if shape is not None else type(batch).__name__
-            raise ConfigError(f"expected a preprocessed Nx3xHxW float tensor, got {got}; "
-                              "use predict() for raw images")
+            raise ConfigError(f"expected a preprocessed Nx3xHxW float tensor, got {got}; use predict() for raw images")
         dtype = batch.dtype
         floating = batch.is_floating_point() if is_torch_tensor(batch) else np.issubdtype(dtype, np.floating)
         if not floating:
             raise ConfigError(f"expected a float tensor (normalized), got {dtype}")
         return batch
 
-    def submit(self, batch) -> "concurrent.futures.Future":
+    def submit(self, batch) -> concurrent.futures.Future:
         """Start :meth:`__call__` on the next free stream; the future holds the logits. Never blocks."""
         batch = self._checked(batch)
         submit = getattr(self._runner, "submit", None)
@@ -167,8 +176,9 @@ class Classifier:
         misses: list[tuple[int, object, np.ndarray]] = []
         for i, img in enumerate(images):
             name = describe_source(img, i)
-            key, src = key_for_input(cache, ident, img, name=name, max_pixels=self.preprocessor.max_pixels,
-                                     check=self.hash_check(name))
+            key, src = key_for_input(
+                cache, ident, img, name=name, max_pixels=self.preprocessor.max_pixels, check=self.hash_check(name)
+            )
             top = cache.get(key, topk)
             if top is not None:
                 out[i] = top
@@ -197,8 +207,10 @@ class Classifier:
         in_flight: collections.deque[concurrent.futures.Future] = collections.deque()
         out: list[list[dict]] = []
         for start in range(0, len(tensors), size):
-            chunk = [t.detach().float().numpy() if is_torch_tensor(t) else np.asarray(t, dtype=np.float32)
-                     for t in tensors[start:start + size]]
+            chunk = [
+                t.detach().float().numpy() if is_torch_tensor(t) else np.asarray(t, dtype=np.float32)
+                for t in tensors[start : start + size]
+            ]
             in_flight.append(self.submit(np.stack(chunk)))
             if len(in_flight) >= 2 * self.streams:
                 out.extend(self.topk(in_flight.popleft().result(), topk))

@@ -50,8 +50,10 @@ def read_labels(data: str | os.PathLike, categories: Sequence[str] | None = None
     """``(image path, class index)`` pairs from ``labels.csv`` or a folder per class."""
     root = Path(data).expanduser()
     if not root.is_dir():
-        raise ConfigError(f"--data {root} is not a folder; pass a folder with {LABELS_CSV} "
-                          "(columns file,class_index) or one sub-folder per class")
+        raise ConfigError(
+            f"--data {root} is not a folder; pass a folder with {LABELS_CSV} "
+            "(columns file,class_index) or one sub-folder per class"
+        )
     csv_path = root / LABELS_CSV
     if csv_path.is_file():
         with open(csv_path, newline="") as f:
@@ -64,8 +66,9 @@ def read_labels(data: str | os.PathLike, categories: Sequence[str] | None = None
                 try:
                     index = int(row["class_index"])
                 except (TypeError, ValueError):
-                    raise ConfigError(f"{csv_path}:{line}: class_index {row['class_index']!r} "
-                                      "is not an integer") from None
+                    raise ConfigError(
+                        f"{csv_path}:{line}: class_index {row['class_index']!r} is not an integer"
+                    ) from None
                 path = root / row["file"]
                 if not path.is_file():
                     raise ConfigError(f"{csv_path}:{line}: image {path} does not exist")
@@ -82,13 +85,17 @@ def read_labels(data: str | os.PathLike, categories: Sequence[str] | None = None
         elif _norm(sub.name) in by_name:
             index = by_name[_norm(sub.name)]
         else:
-            raise ConfigError(f"class folder {sub.name!r} is neither a class index nor one of the model's "
-                              f"category names; rename it (e.g. '207' or 'golden retriever') or use a {LABELS_CSV}")
+            raise ConfigError(
+                f"class folder {sub.name!r} is neither a class index nor one of the model's "
+                f"category names; rename it (e.g. '207' or 'golden retriever') or use a {LABELS_CSV}"
+            )
         pairs += [(p, index) for p in sorted(sub.rglob("*")) if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()]
     if not pairs:
         find_images(root)  # raises the "empty / no images" error naming the folder
-        raise ConfigError(f"{root} has images but no {LABELS_CSV} and no class sub-folders; "
-                          f"add a {LABELS_CSV} (columns file,class_index) or one sub-folder per class")
+        raise ConfigError(
+            f"{root} has images but no {LABELS_CSV} and no class sub-folders; "
+            f"add a {LABELS_CSV} (columns file,class_index) or one sub-folder per class"
+        )
     return pairs
 
 
@@ -102,13 +109,14 @@ def topk_hits(logits: np.ndarray, labels: Sequence[int], k: int) -> np.ndarray:
     return (top == labels[:, None]).any(axis=1)
 
 
-def logits_for(classify_fn: ClassifyFn, paths: Sequence[Path], batch_size: int = 32,
-               desc: str = "evaluating") -> np.ndarray:
+def logits_for(
+    classify_fn: ClassifyFn, paths: Sequence[Path], batch_size: int = 32, desc: str = "evaluating"
+) -> np.ndarray:
     from tqdm.auto import tqdm
 
     chunks = []
     for start in tqdm(range(0, len(paths), batch_size), desc=desc, unit="batch", leave=False):
-        chunk = list(paths[start:start + batch_size])
+        chunk = list(paths[start : start + batch_size])
         out = classify_fn(chunk)
         if hasattr(out, "detach"):
             out = out.detach().float().cpu().numpy()
@@ -116,8 +124,9 @@ def logits_for(classify_fn: ClassifyFn, paths: Sequence[Path], batch_size: int =
     return np.concatenate(chunks)
 
 
-def evaluate(samples: Sequence[tuple[Path, int]], classify_fns: dict[str, ClassifyFn],
-             batch_size: int = 32) -> list[Row]:
+def evaluate(
+    samples: Sequence[tuple[Path, int]], classify_fns: dict[str, ClassifyFn], batch_size: int = 32
+) -> list[Row]:
     """One :class:`Row` per path (``classify_fns`` in order; the first is the reference)."""
     if not samples:
         raise ConfigError("no labelled images to evaluate")

@@ -42,11 +42,14 @@ def full_key(base_key: dict, cal_set, labelled_id: str | None = None) -> dict:
     try:
         record = json.loads(_alias_path(base_key).read_text())
     except (OSError, ValueError):
-        raise ConfigError(f"int8 needs calibration images the first time: {HOW} "
-                          f"(no quantized {base_key['engine']} artifact of {base_key['model']} is cached yet)") from None
+        raise ConfigError(
+            f"int8 needs calibration images the first time: {HOW} "
+            f"(no quantized {base_key['engine']} artifact of {base_key['model']} is cached yet)"
+        ) from None
     key = record.get("key") or {}
-    if {k: v for k, v in key.items() if k not in ("calibration", "labels")} != \
-            json.loads(json.dumps(base_key, default=str)):
+    if {k: v for k, v in key.items() if k not in ("calibration", "labels")} != json.loads(
+        json.dumps(base_key, default=str)
+    ):
         raise ConfigError(f"int8 needs calibration images: {HOW}")
     return key
 
@@ -55,15 +58,24 @@ def remember(base_key: dict, key: dict) -> None:
     write_json_atomic(_alias_path(base_key), {"key": key}, default=str)
 
 
-def quantize_into(engine, module, plan, example, out_dir: Path, calibration_batches,
-                  keep_float: list[str] | None = None) -> dict:
+def quantize_into(
+    engine, module, plan, example, out_dir: Path, calibration_batches, keep_float: list[str] | None = None
+) -> dict:
     """The engine's own INT8 flow (:mod:`ipex_resnet.quantization`) writes its artifact into
     ``out_dir``, leaving the ``keep_float`` layers unquantized; the engine then completes it as it does
     an FP32 one. Returns the scheme info."""
     from ipex_resnet.quantization import quantize
 
-    info = quantize(engine.name, module, list(calibration_batches), out_dir, threads=plan.threads,
-                    example=example, bf16=plan.native_bf16, keep_float=list(keep_float or []))
+    info = quantize(
+        engine.name,
+        module,
+        list(calibration_batches),
+        out_dir,
+        threads=plan.threads,
+        example=example,
+        bf16=plan.native_bf16,
+        keep_float=list(keep_float or []),
+    )
     return engine.finish(out_dir, plan, dict(info or {}))
 
 
@@ -94,18 +106,26 @@ def build(engine, loaded, plan, example, out_dir: Path, cs, labelled=None, gate=
     pre = Preprocessor.from_preset(loaded.transforms)  # as the classifier will preprocess at run time
     cal_batches = batches(calib, pre, desc="calibrating")
     samples = labelled[0] if labelled else None
-    judge = int8_search.Judge(loaded.module, batches(held, pre, desc="held-out images"),
-                              batches([str(p) for p, _ in samples], pre, desc="labelled images") if samples else None,
-                              [i for _, i in samples] if samples else None)
+    judge = int8_search.Judge(
+        loaded.module,
+        batches(held, pre, desc="held-out images"),
+        batches([str(p) for p, _ in samples], pre, desc="labelled images") if samples else None,
+        [i for _, i in samples] if samples else None,
+    )
 
     def rank():
         from ipex_resnet.quantization.sensitivity import rank_layers
 
-        return rank_layers(loaded.module, cal_batches[:int8_search.RANK_IMAGES])
+        return rank_layers(loaded.module, cal_batches[: int8_search.RANK_IMAGES])
 
     info, report, steps = int8_search.search(
         lambda keep: quantize_into(engine, loaded.module, plan, example, out_dir, cal_batches, keep),
-        lambda: engine.load(out_dir, plan), judge, int8_search.gate_for(gate, bool(samples)), rank, out_dir)
+        lambda: engine.load(out_dir, plan),
+        judge,
+        int8_search.gate_for(gate, bool(samples)),
+        rank,
+        out_dir,
+    )
     info.update(calibration_images=len(calib), held_out_images=len(held), calibration_source=cs.source)
     info.setdefault("kept_float", [])
     if len(steps) > 1:
@@ -130,7 +150,10 @@ def check(meta: dict, *, accept: bool, gate=None) -> None:
                 f"{what} loses {la.drop_pts:.1f} top-1 points against fp32 (gate {g.max_drop_pts:.1f}): "
                 f"{la.describe()}{_kept(meta)}. Calibrate on more representative images, allow a larger "
                 "drop (accuracy_gate=POINTS), or accept it explicitly with accept_accuracy=True "
-                "(--accept-accuracy on the command line)", la, g)
+                "(--accept-accuracy on the command line)",
+                la,
+                g,
+            )
         return
     accuracy.check(accuracy.Agreement.from_dict(meta["accuracy"]), g, what=what)
 
@@ -148,9 +171,13 @@ def describe(meta: dict) -> str:
     if info.get("kept_float"):
         text += f"; kept out of INT8 (most sensitive): {', '.join(info['kept_float'])}"
     if lab:
-        text += (f"; top-1 {lab['top1']:.1%} vs fp32 {lab['fp32_top1']:.1%} ({-lab['drop_pts']:+.1f} pts) "
-                 f"on {lab['images']} labelled images")
+        text += (
+            f"; top-1 {lab['top1']:.1%} vs fp32 {lab['fp32_top1']:.1%} ({-lab['drop_pts']:+.1f} pts) "
+            f"on {lab['images']} labelled images"
+        )
     if acc:
-        text += (f"; top-1 agreement with fp32 {acc['top1']:.1%}, top-5 overlap {acc['top5']:.1%} "
-                 f"on {acc['images']} held-out images")
+        text += (
+            f"; top-1 agreement with fp32 {acc['top1']:.1%}, top-5 overlap {acc['top5']:.1%} "
+            f"on {acc['images']} held-out images"
+        )
     return text

@@ -61,8 +61,9 @@ class Judge:
     """Everything a quantized runner is judged on, prepared once: the held-out images, the labelled
     ones (optional), and the FP32 eager logits of both."""
 
-    def __init__(self, module, held_batches: list, labelled_batches: list | None = None,
-                 labels: Sequence[int] | None = None):
+    def __init__(
+        self, module, held_batches: list, labelled_batches: list | None = None, labels: Sequence[int] | None = None
+    ):
         self.held, self.ref_held = held_batches, _eager(module, held_batches)
         self.labelled, self.labels = labelled_batches, list(labels or [])
         self.ref_labelled = _eager(module, labelled_batches) if labelled_batches else None
@@ -93,8 +94,14 @@ def _clear(out_dir: Path) -> None:
         shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
 
 
-def search(quantize: Callable[[list[str]], dict], load: Callable[[], Any], judge: Judge, gate,
-           rank: Callable[[], list[tuple[str, float]]], out_dir: Path) -> tuple[dict, dict, list[dict]]:
+def search(
+    quantize: Callable[[list[str]], dict],
+    load: Callable[[], Any],
+    judge: Judge,
+    gate,
+    rank: Callable[[], list[tuple[str, float]]],
+    out_dir: Path,
+) -> tuple[dict, dict, list[dict]]:
     """``(info, report, steps)`` of the artifact left in ``out_dir``: plain INT8 when it passes the
     gate; else the first of growing groups of the most sensitive layers kept out of INT8 that passes;
     else the best tried. ``quantize(keep_float)`` writes an artifact, ``load()`` runs it."""

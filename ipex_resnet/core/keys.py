@@ -53,15 +53,26 @@ def _checkpoint_id(spec: str) -> str:
     return "sha256:" + file_sha256(p)
 
 
-def artifact_key(model_name: str, wid: str, plan: Plan, calibration_id: str | None = None,
-                 transforms_id: str | None = None) -> dict:
+def artifact_key(
+    model_name: str, wid: str, plan: Plan, calibration_id: str | None = None, transforms_id: str | None = None
+) -> dict:
     engine = engines.get(plan.backend)
     libs = {d: dist_version(d) for d in ("torch", "torchvision", "onnx")}
-    for dist in {"ipex": ("intel-extension-for-pytorch",), "openvino": ("openvino", "nncf"),
-                 "onnxruntime": ("onnxruntime",), "inductor": ("torchao",)}.get(engine.name, ()):
+    for dist in {
+        "ipex": ("intel-extension-for-pytorch",),
+        "openvino": ("openvino", "nncf"),
+        "onnxruntime": ("onnxruntime",),
+        "inductor": ("torchao",),
+    }.get(engine.name, ()):
         libs[dist] = dist_version(dist)
-    key = {"model": model_name, "weights": wid, "engine": engine.name, "precision": plan.precision,
-           "isa": plan.isa_level, "versions": {"ipex_resnet": __version__, **libs}}
+    key = {
+        "model": model_name,
+        "weights": wid,
+        "engine": engine.name,
+        "precision": plan.precision,
+        "isa": plan.isa_level,
+        "versions": {"ipex_resnet": __version__, **libs},
+    }
     if plan.precision == "int8":  # the quantization recipe follows the CPU's int8 dot product (VNNI or not)
         key["int8_isa"] = probe(check_torch=False).int8_dot_isa
     if engine.name == "ipex":

@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ipex_resnet import engines
-from ipex_resnet.hardware.cpu import CPUInfo
 from ipex_resnet.errors import BackendUnavailable, ConfigError
+from ipex_resnet.hardware.cpu import CPUInfo
 
 PRECISIONS = engines.PRECISIONS
 AUTO = "auto"
@@ -65,10 +65,16 @@ class Plan:
 
     def describe(self) -> str:
         rows = [("model", self.model, None), ("weights", self.weights, None)]
-        rows += [(k, getattr(self, k), self.reasons.get(k))
-                 for k in ("backend", "precision", "memory_format", "threads")]
-        rows.append(("streams", f"{self.streams} x {self.threads_per_stream} thread"
-                     f"{'s' if self.threads_per_stream != 1 else ''}", self.reasons.get("streams")))
+        rows += [
+            (k, getattr(self, k), self.reasons.get(k)) for k in ("backend", "precision", "memory_format", "threads")
+        ]
+        rows.append(
+            (
+                "streams",
+                f"{self.streams} x {self.threads_per_stream} thread{'s' if self.threads_per_stream != 1 else ''}",
+                self.reasons.get("streams"),
+            )
+        )
         lines = []
         for key, value, why in rows:
             lines.append(f"{key + ':':<15}{value}" + (f"  -- {why}" if why else ""))
@@ -81,8 +87,9 @@ class Plan:
         return "\n".join(lines)
 
 
-def _pick(name: str, explicit: object, env: Mapping[str, str], env_key: str,
-          allowed: tuple[str, ...]) -> tuple[str, str]:
+def _pick(
+    name: str, explicit: object, env: Mapping[str, str], env_key: str, allowed: tuple[str, ...]
+) -> tuple[str, str]:
     """Return (value, source) where source is 'argument', 'env' or 'auto'."""
     if explicit is not None and str(explicit).lower() != AUTO:
         value = str(explicit).lower()
@@ -92,8 +99,9 @@ def _pick(name: str, explicit: object, env: Mapping[str, str], env_key: str,
     raw = env.get(env_key, "").strip().lower()
     if raw and raw != AUTO:
         if raw not in allowed:
-            raise ConfigError(f"{env_key}={env.get(env_key)!r} is not a {name}: choose one of "
-                              f"{', '.join((AUTO,) + allowed)}")
+            raise ConfigError(
+                f"{env_key}={env.get(env_key)!r} is not a {name}: choose one of {', '.join((AUTO,) + allowed)}"
+            )
         return raw, "env"
     return AUTO, "auto"
 
@@ -109,8 +117,9 @@ def default_threads(cpu: CPUInfo, affinity: int | None = None) -> tuple[int, str
     return cores, why
 
 
-def _resolve_backend(names: tuple[str, ...], backend: str | None, env: Mapping[str, str],
-                     availability: Mapping[str, tuple[bool, str]]) -> tuple[str, str, list[str]]:
+def _resolve_backend(
+    names: tuple[str, ...], backend: str | None, env: Mapping[str, str], availability: Mapping[str, tuple[bool, str]]
+) -> tuple[str, str, list[str]]:
     """Return (backend, reason, notes): the requested one if it can run, else the first that runs here."""
     want, source = _pick("backend", backend, env, ENV_BACKEND, names)
     if want == AUTO:
@@ -149,30 +158,42 @@ def _auto_precision(cpu: CPUInfo, backend_name: str, supported: tuple[str, ...])
     return "fp32", "no native BF16 (neither AVX512_BF16 nor AMX-BF16): BF16 would be emulated, slower than FP32"
 
 
-def _requested_precision(cpu: CPUInfo, backend_name: str, supported: tuple[str, ...], prec: str,
-                         via: str) -> tuple[str, list[str]]:
+def _requested_precision(
+    cpu: CPUInfo, backend_name: str, supported: tuple[str, ...], prec: str, via: str
+) -> tuple[str, list[str]]:
     """Return (reason, warnings) for a requested precision; raise if the engine cannot run it here."""
     if prec not in supported:
-        raise BackendUnavailable(f"{backend_name} cannot run {prec} on this CPU (it runs "
-                                 f"{', '.join(supported)}); choose another precision or backend")
+        raise BackendUnavailable(
+            f"{backend_name} cannot run {prec} on this CPU (it runs "
+            f"{', '.join(supported)}); choose another precision or backend"
+        )
     if prec == "bf16" and not cpu.has_native_bf16:
-        return (f"requested ({via}); emulated: this CPU has no AVX512_BF16 or AMX-BF16",
-                ["BF16 was requested but this CPU has no native BF16 (AVX512_BF16 or AMX-BF16): "
-                 "it is emulated and will be much slower than FP32; use precision='fp32' here"])
+        return (
+            f"requested ({via}); emulated: this CPU has no AVX512_BF16 or AMX-BF16",
+            [
+                "BF16 was requested but this CPU has no native BF16 (AVX512_BF16 or AMX-BF16): "
+                "it is emulated and will be much slower than FP32; use precision='fp32' here"
+            ],
+        )
     if prec == "bf16":
         return f"requested ({via}); native via {_bf16_hardware(cpu)}", []
     if prec == "int8":
         int8_hw = cpu.int8_dot_isa
         if int8_hw:
             return f"requested ({via}); native INT8 dot products via {int8_hw}", []
-        return (f"requested ({via}); no VNNI or AMX-INT8: INT8 runs on plain AVX2/AVX-512",
-                ["INT8 was requested but this CPU has no VNNI (AVX512_VNNI / AVX_VNNI) or AMX-INT8: "
-                 "INT8 dot products are emulated with wider instructions and gain little over FP32"])
+        return (
+            f"requested ({via}); no VNNI or AMX-INT8: INT8 runs on plain AVX2/AVX-512",
+            [
+                "INT8 was requested but this CPU has no VNNI (AVX512_VNNI / AVX_VNNI) or AMX-INT8: "
+                "INT8 dot products are emulated with wider instructions and gain little over FP32"
+            ],
+        )
     return f"requested ({via})", []
 
 
-def _resolve_precision(cpu: CPUInfo, backend_name: str, supported: tuple[str, ...], precision: str | None,
-                       env: Mapping[str, str]) -> tuple[str, str, list[str]]:
+def _resolve_precision(
+    cpu: CPUInfo, backend_name: str, supported: tuple[str, ...], precision: str | None, env: Mapping[str, str]
+) -> tuple[str, str, list[str]]:
     """Return (precision, reason, warnings): argument -> env -> automatic choice."""
     want, source = _pick("precision", precision, env, ENV_PRECISION, PRECISIONS)
     if want == AUTO:
@@ -182,12 +203,14 @@ def _resolve_precision(cpu: CPUInfo, backend_name: str, supported: tuple[str, ..
 
 
 def _memory_format_reason(mem: str) -> str:
-    return ("eager is the unmodified reference" if mem == "contiguous"
-            else "oneDNN convolutions run NHWC without reorders")
+    return (
+        "eager is the unmodified reference" if mem == "contiguous" else "oneDNN convolutions run NHWC without reorders"
+    )
 
 
-def _resolve_threads(cpu: CPUInfo, threads: int | None, env: Mapping[str, str],
-                     affinity: int | None) -> tuple[int, str]:
+def _resolve_threads(
+    cpu: CPUInfo, threads: int | None, env: Mapping[str, str], affinity: int | None
+) -> tuple[int, str]:
     """Return (threads, reason): argument -> env -> one per physical core of one socket."""
     if threads is not None:
         n, why = int(threads), "requested (argument)"
@@ -203,8 +226,10 @@ def _resolve_threads(cpu: CPUInfo, threads: int | None, env: Mapping[str, str],
     return n, why
 
 
-STREAMS_DEFAULT = ("one stream: every call gets all the threads (lowest latency for one caller); "
-                   "the measured auto picks more where they pay")
+STREAMS_DEFAULT = (
+    "one stream: every call gets all the threads (lowest latency for one caller); "
+    "the measured auto picks more where they pay"
+)
 
 
 def requested_streams(streams: int | str | None, env: Mapping[str, str]) -> tuple[int | None, str]:
@@ -226,8 +251,10 @@ def _resolve_streams(streams, env: Mapping[str, str], threads: int) -> tuple[int
     if n is None:
         return 1, why
     if n > threads:
-        raise ConfigError(f"{n} streams need at least {n} threads (one each); the plan has {threads}: "
-                          f"ask for fewer streams or more threads")
+        raise ConfigError(
+            f"{n} streams need at least {n} threads (one each); the plan has {threads}: "
+            f"ask for fewer streams or more threads"
+        )
     return n, why
 
 
@@ -250,8 +277,7 @@ def make_plan(
     reasons: dict[str, str] = {}
     backend_name, reasons["backend"], notes = _resolve_backend(engines.names(), backend, env, availability)
     engine = engines.get(backend_name)
-    prec, reasons["precision"], warnings = _resolve_precision(
-        cpu, backend_name, engine.precisions(cpu), precision, env)
+    prec, reasons["precision"], warnings = _resolve_precision(cpu, backend_name, engine.precisions(cpu), precision, env)
     # memory format and engine options: each engine decides its own
     mem = engine.memory_format
     reasons["memory_format"] = _memory_format_reason(mem)

@@ -87,9 +87,19 @@ def identity(clf) -> str:
     pre = getattr(clf, "preprocessor", None)
     pre_id = f"{pre.describe()}|{getattr(pre, 'mode', '?')}" if pre is not None else "-"
     cats = hashlib.sha256("\n".join(getattr(clf, "categories", ())).encode()).hexdigest()[:16]
-    raw = "|".join([who, f"model={plan.model}", f"weights={plan.weights}", f"backend={plan.backend}",
-                    f"precision={plan.precision}", f"memory_format={plan.memory_format}",
-                    f"options={sorted(dict(plan.options).items())}", f"pre={pre_id}", f"categories={cats}"])
+    raw = "|".join(
+        [
+            who,
+            f"model={plan.model}",
+            f"weights={plan.weights}",
+            f"backend={plan.backend}",
+            f"precision={plan.precision}",
+            f"memory_format={plan.memory_format}",
+            f"options={sorted(dict(plan.options).items())}",
+            f"pre={pre_id}",
+            f"categories={cats}",
+        ]
+    )
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
@@ -118,8 +128,14 @@ class ResultCache:
     counts them in Prometheus). :attr:`stats` holds the same counts.
     """
 
-    def __init__(self, mode: str = "exact", *, max_entries: int = DEFAULT_MAX_ENTRIES,
-                 max_bytes: int = DEFAULT_MAX_BYTES, threshold: int = DEFAULT_THRESHOLD):
+    def __init__(
+        self,
+        mode: str = "exact",
+        *,
+        max_entries: int = DEFAULT_MAX_ENTRIES,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        threshold: int = DEFAULT_THRESHOLD,
+    ):
         mode = str(mode).lower()
         if mode not in MODES:
             raise ConfigError(f"result cache mode {mode!r} unknown; use {' or '.join(MODES)}")
@@ -138,10 +154,15 @@ class ResultCache:
 
     # -- description ------------------------------------------------------------------------------
     def describe(self) -> str:
-        how = ("exact: SHA-256 of the image bytes (a hit decodes nothing)" if self.mode == "exact" else
-               f"perceptual: 64-bit pHash of the decoded image, Hamming distance <= {self.threshold}")
-        return (f"result cache on, keyed by the model's artifact key/identity + {how}; LRU of at most "
-                f"{self.max_entries} entries / {self.max_bytes / 2**20:.0f} MiB")
+        how = (
+            "exact: SHA-256 of the image bytes (a hit decodes nothing)"
+            if self.mode == "exact"
+            else f"perceptual: 64-bit pHash of the decoded image, Hamming distance <= {self.threshold}"
+        )
+        return (
+            f"result cache on, keyed by the model's artifact key/identity + {how}; LRU of at most "
+            f"{self.max_entries} entries / {self.max_bytes / 2**20:.0f} MiB"
+        )
 
     def __len__(self) -> int:
         return len(self._lru)
@@ -161,15 +182,13 @@ class ResultCache:
         """The key of an image given as bytes; perceptual mode decodes (ImageError propagates)."""
         if self.mode == "exact":
             return Key(ident, digest=hashlib.sha256(data).hexdigest())
-        return Key(ident, phash=perceptual_hash(decode_for_hash(data, max_pixels=max_pixels, name=name,
-                                                                check=check)))
+        return Key(ident, phash=perceptual_hash(decode_for_hash(data, max_pixels=max_pixels, name=name, check=check)))
 
     def key_for_image(self, ident: str, image, *, name: str, max_pixels: int, check=None) -> Key | None:
         """The key of a PIL image: perceptual mode only (exact mode has no bytes to hash: None)."""
         if self.mode == "exact":
             return None
-        return Key(ident, phash=perceptual_hash(decode_for_hash(image, max_pixels=max_pixels, name=name,
-                                                                check=check)))
+        return Key(ident, phash=perceptual_hash(decode_for_hash(image, max_pixels=max_pixels, name=name, check=check)))
 
     def _slot(self, key: Key) -> tuple:
         return (key.identity, key.digest) if key.digest is not None else (key.identity, "p", key.phash)
@@ -275,5 +294,15 @@ def key_for_input(cache: ResultCache, ident: str, src, *, name: str, max_pixels:
     return None, src
 
 
-__all__ = ["DEFAULT_THRESHOLD", "MODES", "ImageError", "Key", "ResultCache", "decode_for_hash", "identity",
-           "key_for_input", "make", "perceptual_hash"]
+__all__ = [
+    "DEFAULT_THRESHOLD",
+    "MODES",
+    "ImageError",
+    "Key",
+    "ResultCache",
+    "decode_for_hash",
+    "identity",
+    "key_for_input",
+    "make",
+    "perceptual_hash",
+]

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import importlib
 
-from ipex_resnet.errors import ConfigError
 from ipex_resnet.engines.base import PRECISIONS, Engine, Runner
+from ipex_resnet.errors import ConfigError
 
 REGISTRY: dict[str, Engine] = {}
 

@@ -134,8 +134,12 @@ class Engine:
         streams = int(getattr(plan, "streams", 1) or 1)
         per = split_threads(plan.threads, streams)
         one = dataclasses.replace(plan, threads=per) if dataclasses.is_dataclass(plan) else plan
-        return Streams([load_one(one) for _ in range(streams)], threads_per_stream=per,
-                       torch_threads=self.needs_torch, name=self.name)
+        return Streams(
+            [load_one(one) for _ in range(streams)],
+            threads_per_stream=per,
+            torch_threads=self.needs_torch,
+            name=self.name,
+        )
 
     def prepare(self, module, plan, example) -> Streams:
         """Build and open FP32/BF16 without the cache (a throwaway directory)."""

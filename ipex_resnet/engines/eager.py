@@ -25,8 +25,9 @@ class EagerEngine(Engine):
         if plan.precision == "int8":
             from ipex_resnet.errors import BackendUnavailable
 
-            raise BackendUnavailable("eager runs fp32 or bf16 only; for int8 choose inductor, ipex, openvino "
-                                     "or onnxruntime")
+            raise BackendUnavailable(
+                "eager runs fp32 or bf16 only; for int8 choose inductor, ipex, openvino or onnxruntime"
+            )
         import torch
 
         model = module.eval()

@@ -20,8 +20,8 @@ import shutil
 from pathlib import Path
 
 from ipex_resnet.engines import register
-from ipex_resnet.export.aoti import BATCH1, DYNAMIC, compile_package, load_package
 from ipex_resnet.engines.base import Engine, torch_runner
+from ipex_resnet.export.aoti import BATCH1, DYNAMIC, compile_package, load_package
 from ipex_resnet.util.deps import dist_version, installed
 
 ARTIFACT = "model.pt2"
@@ -58,7 +58,10 @@ class InductorEngine(Engine):
         if not installed("torch") or version is None:
             return False, "torch is not installed; pip install torch torchvision"
         if _compiler() is None:
-            return False, "Inductor needs a C++ compiler (g++ or clang++) on PATH; install one, e.g. apt-get install g++"
+            return (
+                False,
+                "Inductor needs a C++ compiler (g++ or clang++) on PATH; install one, e.g. apt-get install g++",
+            )
         return True, f"native PyTorch {version.split('+')[0]}: AOTInductor with freezing"
 
     def precisions(self, cpu) -> tuple[str, ...]:

@@ -15,6 +15,7 @@ from ipex_resnet.export.ipex import import_ipex, status
 
 ARTIFACT = "model.pt"
 
+
 def _run_fn(traced, bf16: bool):
     import torch
 
@@ -47,9 +48,14 @@ class IpexEngine(Engine):
 
     def plan_options(self, precision, native_bf16):
         prepack = not (precision == "bf16" and not native_bf16)
-        warnings_ = [] if prepack else [
-            "IPEX BF16 weight prepacking needs native BF16 (AVX-512 kernels); "
-            "weights_prepack was changed to False so the emulated path can run"]
+        warnings_ = (
+            []
+            if prepack
+            else [
+                "IPEX BF16 weight prepacking needs native BF16 (AVX-512 kernels); "
+                "weights_prepack was changed to False so the emulated path can run"
+            ]
+        )
         return {"jit": "trace+freeze", "weights_prepack": prepack}, warnings_
 
     def describe(self) -> str:
@@ -65,8 +71,9 @@ class IpexEngine(Engine):
         example = torch.as_tensor(example).float().contiguous(memory_format=torch.channels_last)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # IPEX warns about its own defaults at every call
-            model = ipex.optimize(model, dtype=dtype, inplace=False,
-                                  weights_prepack=bool(plan.options.get("weights_prepack", True)))
+            model = ipex.optimize(
+                model, dtype=dtype, inplace=False, weights_prepack=bool(plan.options.get("weights_prepack", True))
+            )
             with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 traced = torch.jit.freeze(torch.jit.trace(model, example, check_trace=False))
         torch.jit.save(traced, str(Path(out_dir) / ARTIFACT))

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ipex_resnet.errors import BackendUnavailable
 from ipex_resnet.engines import register
 from ipex_resnet.engines.base import Engine, numpy_runner
+from ipex_resnet.errors import BackendUnavailable
 from ipex_resnet.util.deps import dist_version, installed
 
 HINT = "pip install onnxruntime onnx onnxscript (or pip install 'ipex_resnet[onnxruntime]')"

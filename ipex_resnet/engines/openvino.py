@@ -8,9 +8,9 @@ import os
 import threading
 from pathlib import Path
 
-from ipex_resnet.errors import BackendUnavailable
 from ipex_resnet.engines import register
 from ipex_resnet.engines.base import Engine, numpy_runner
+from ipex_resnet.errors import BackendUnavailable
 from ipex_resnet.util.deps import dist_version, installed
 
 HINT = "pip install openvino onnx onnxscript (or pip install 'ipex_resnet[openvino]')"
@@ -43,8 +43,9 @@ def _mask_size() -> int:
         return os.cpu_count() or 1
 
 
-def compile_model(xml: Path, threads: int, precision: str, cache_dir: Path | None = None,
-                  native_bf16: bool = False, streams: int = 1):
+def compile_model(
+    xml: Path, threads: int, precision: str, cache_dir: Path | None = None, native_bf16: bool = False, streams: int = 1
+):
     import openvino as ov
 
     core = ov.Core()
@@ -53,9 +54,10 @@ def compile_model(xml: Path, threads: int, precision: str, cache_dir: Path | Non
         config["CACHE_DIR"] = str(cache_dir)
     try:
         compiled = core.compile_model(core.read_model(str(xml)), "CPU", config)
-    except Exception as exc:  # noqa: BLE001 - e.g. a bf16 hint on a CPU without BF16
-        raise BackendUnavailable(f"openvino could not compile the model for CPU ({precision}): "
-                                 f"{str(exc).strip().splitlines()[0][:200]}") from None
+    except Exception as exc:
+        raise BackendUnavailable(
+            f"openvino could not compile the model for CPU ({precision}): {str(exc).strip().splitlines()[0][:200]}"
+        ) from None
     return compiled
 
 
@@ -90,8 +92,7 @@ def request_runner(compiled):
     return run
 
 
-def compiled_runner(xml: Path, threads: int, precision: str, cache_dir: Path | None = None,
-                    native_bf16: bool = False):
+def compiled_runner(xml: Path, threads: int, precision: str, cache_dir: Path | None = None, native_bf16: bool = False):
     """One request of a model compiled for one stream (peers and the INT8 flows use it)."""
     return request_runner(compile_model(xml, threads, precision, cache_dir, native_bf16))
 
@@ -152,6 +153,7 @@ class OpenVINOEngine(Engine):
     def _compiled(self, out_dir, plan, streams: int):
         out_dir = Path(out_dir)
         cache = out_dir / "ov_cache"
-        compiled = compile_model(out_dir / XML, plan.threads, plan.precision, cache if cache.is_dir() else None,
-                                 plan.native_bf16, streams)
+        compiled = compile_model(
+            out_dir / XML, plan.threads, plan.precision, cache if cache.is_dir() else None, plan.native_bf16, streams
+        )
         return compiled, numpy_runner(request_runner(compiled))

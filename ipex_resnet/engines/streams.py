@@ -35,8 +35,9 @@ class Streams:
     N streams split the cores instead of each taking all of them.
     """
 
-    def __init__(self, runners: Sequence[Runner], *, threads_per_stream: int, torch_threads: bool = False,
-                 name: str = "engine"):
+    def __init__(
+        self, runners: Sequence[Runner], *, threads_per_stream: int, torch_threads: bool = False, name: str = "engine"
+    ):
         if not runners:
             raise ValueError("at least one stream is needed")
         self.runners = list(runners)
@@ -78,8 +79,11 @@ class Streams:
                 if self._pool is None:
                     # the threads hold the streams weakly: a classifier dropped by its user takes them along
                     self._pool = concurrent.futures.ThreadPoolExecutor(
-                        self.count, thread_name_prefix=f"ipex-resnet-{self._name}", initializer=_init_stream,
-                        initargs=(weakref.ref(self),))
+                        self.count,
+                        thread_name_prefix=f"ipex-resnet-{self._name}",
+                        initializer=_init_stream,
+                        initargs=(weakref.ref(self),),
+                    )
                 pool = self._pool
         return pool
 
@@ -118,7 +122,7 @@ class Streams:
             pool.shutdown(wait=True)
 
 
-def _init_stream(ref: "weakref.ref[Streams]") -> None:
+def _init_stream(ref: weakref.ref[Streams]) -> None:
     streams = ref()
     if streams is not None:
         streams._init_thread()

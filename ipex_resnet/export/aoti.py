@@ -12,8 +12,8 @@ import logging
 import warnings
 from pathlib import Path
 
-DYNAMIC = "model"   #: the package's default model: any batch size
-BATCH1 = "batch1"   #: the same model specialized for a batch of one
+DYNAMIC = "model"  #: the package's default model: any batch size
+BATCH1 = "batch1"  #: the same model specialized for a batch of one
 MAX_BATCH = 1024
 OPTIONS = {"aot_inductor.package": True, "freezing": True}
 
@@ -42,14 +42,20 @@ def compile_package(model, example, path: Path, *, strict: bool = False, autocas
     two = x[:1].expand(2, *x.shape[1:]).contiguous(memory_format=torch.channels_last)
     one = x[:1].contiguous(memory_format=torch.channels_last)
     batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
-    with quiet_cpp_builder(), torch.no_grad(), \
-            torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast_bf16), warnings.catch_warnings():
+    with (
+        quiet_cpp_builder(),
+        torch.no_grad(),
+        torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast_bf16),
+        warnings.catch_warnings(),
+    ):
         # Inductor's own int8 lowering copy-constructs a tensor; not the user's business
         warnings.filterwarnings("ignore", message="To copy construct from a tensor", category=UserWarning)
         dynamic = torch.export.export(model, (two,), dynamic_shapes=({0: batch},), strict=strict)
         single = torch.export.export(model, (one,), strict=strict)
-        files = {DYNAMIC: torch._inductor.aot_compile(dynamic.module(), (two,), options=OPTIONS),
-                 BATCH1: torch._inductor.aot_compile(single.module(), (one,), options=OPTIONS)}
+        files = {
+            DYNAMIC: torch._inductor.aot_compile(dynamic.module(), (two,), options=OPTIONS),
+            BATCH1: torch._inductor.aot_compile(single.module(), (one,), options=OPTIONS),
+        }
         package_aoti(str(path), files)
     return Path(path)
 

@@ -8,18 +8,20 @@ package metadata and never imports a mismatched IPEX.
 from __future__ import annotations
 
 import contextlib
-import warnings
 import functools
 import os
 import sys
 import tempfile
+import warnings
 
 from ipex_resnet.errors import BackendUnavailable
 from ipex_resnet.util.deps import dist_version, installed
 
 DIST = "intel-extension-for-pytorch"
-INSTALL_HINT = ("pip install 'torch==2.8.0' 'torchvision==0.23.0' 'intel-extension-for-pytorch==2.8.0' "
-                "(or pip install 'ipex_resnet[ipex]')")
+INSTALL_HINT = (
+    "pip install 'torch==2.8.0' 'torchvision==0.23.0' 'intel-extension-for-pytorch==2.8.0' "
+    "(or pip install 'ipex_resnet[ipex]')"
+)
 
 
 def _major_minor(version: str) -> tuple[str, ...]:
@@ -32,11 +34,16 @@ def status() -> tuple[bool, str]:
         return False, f"IPEX is not installed; for it: {INSTALL_HINT}"
     ipex_version = dist_version(DIST)
     if ipex_version is None:
-        return False, f"intel_extension_for_pytorch is importable but has no package metadata; reinstall: {INSTALL_HINT}"
+        return (
+            False,
+            f"intel_extension_for_pytorch is importable but has no package metadata; reinstall: {INSTALL_HINT}",
+        )
     torch_version = dist_version("torch") or "?"
     if _major_minor(ipex_version) != _major_minor(torch_version):
-        return False, (f"IPEX {ipex_version} needs torch {'.'.join(_major_minor(ipex_version))}.*, "
-                       f"found torch {torch_version}; {INSTALL_HINT}")
+        return False, (
+            f"IPEX {ipex_version} needs torch {'.'.join(_major_minor(ipex_version))}.*, "
+            f"found torch {torch_version}; {INSTALL_HINT}"
+        )
     return True, f"IPEX {ipex_version} matches torch {torch_version.split('+')[0]}"
 
 
@@ -86,7 +93,7 @@ def isa_level() -> str | None:
         return None
     try:
         return str(import_ipex()._C._get_current_isa_level())
-    except Exception:  # noqa: BLE001 - private API, report nothing rather than fail the probe
+    except Exception:
         return None
 
 

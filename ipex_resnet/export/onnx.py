@@ -25,13 +25,28 @@ def export_onnx(module: torch.nn.Module, path: str | os.PathLike, crop: int = 22
         warnings.simplefilter("ignore")
         try:
             # The TorchScript exporter: quiet, fast, and still shipped by every torch we support.
-            torch.onnx.export(module, example, str(path), input_names=["input"], output_names=["logits"],
-                              dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
-                              opset_version=17, dynamo=False)
-        except Exception:  # noqa: BLE001 - fall back to the dynamo exporter on torches without it
+            torch.onnx.export(
+                module,
+                example,
+                str(path),
+                input_names=["input"],
+                output_names=["logits"],
+                dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+                opset_version=17,
+                dynamo=False,
+            )
+        except Exception:
             batch = torch.export.Dim("batch", min=1, max=1024)
-            torch.onnx.export(module, example, str(path), input_names=["input"], output_names=["logits"],
-                              dynamic_shapes=({0: batch},), dynamo=True, verbose=False)
+            torch.onnx.export(
+                module,
+                example,
+                str(path),
+                input_names=["input"],
+                output_names=["logits"],
+                dynamic_shapes=({0: batch},),
+                dynamo=True,
+                verbose=False,
+            )
     if not path.is_file():
         raise BackendUnavailable(f"torch.onnx.export wrote nothing at {path}")
     return path

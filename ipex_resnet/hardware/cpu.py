@@ -37,6 +37,7 @@ TRACKED_FLAGS = (
 # AVX-512 "core" (Skylake-SP and later): what oneDNN, IPEX and torch's AVX512 kernels need.
 AVX512_CORE = ("avx512f", "avx512bw", "avx512vl", "avx512dq")
 
+
 @dataclass(frozen=True)
 class CPUInfo:
     """What the probe found. ``flags`` holds only :data:`TRACKED_FLAGS` that are present."""
@@ -209,7 +210,7 @@ def merge(cpuinfo: CPUInfo | None, lscpu: CPUInfo | None) -> CPUInfo:
 
 def _count_numa_nodes_sysfs() -> int:
     base = Path("/sys/devices/system/node")
-    return len([p for p in base.glob("node[0-9]*")]) if base.is_dir() else 0
+    return len(list(base.glob("node[0-9]*"))) if base.is_dir() else 0
 
 
 @functools.lru_cache(maxsize=1)
@@ -228,8 +229,7 @@ def _read_lscpu() -> str | None:
     if not exe:
         return None
     try:
-        out = subprocess.run([exe], capture_output=True, text=True, timeout=10,
-                             env={**os.environ, "LC_ALL": "C"})
+        out = subprocess.run([exe], capture_output=True, text=True, timeout=10, env={**os.environ, "LC_ALL": "C"})
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout if out.returncode == 0 else None
@@ -251,7 +251,7 @@ def torch_view() -> dict[str, bool | str]:
         if check is not None:
             try:
                 view[flag] = bool(check())
-            except Exception:  # noqa: BLE001 - a private check may break across versions
+            except Exception:
                 pass
     return view
 
@@ -262,16 +262,18 @@ def cross_check(info: CPUInfo, torch_report: dict | None, ipex_isa: str | None =
     reports = dict(info.reports)
     if torch_report is not None:
         cap = str(torch_report.get("capability", "?"))
-        reports["torch"] = "capability " + cap + "; " + " ".join(
-            f"{k}={'yes' if v else 'no'}" for k, v in torch_report.items() if k != "capability"
+        reports["torch"] = (
+            "capability "
+            + cap
+            + "; "
+            + " ".join(f"{k}={'yes' if v else 'no'}" for k, v in torch_report.items() if k != "capability")
         )
         for flag, val in torch_report.items():
             if flag == "capability" or not isinstance(val, bool):
                 continue
             ours = info.has(*AVX512_CORE) if flag == "avx512f" else flag in info.flags
             if val != ours:
-                notes.append(f"torch says {flag}={'yes' if val else 'no'}, cpu flags say "
-                             f"{'yes' if ours else 'no'}")
+                notes.append(f"torch says {flag}={'yes' if val else 'no'}, cpu flags say {'yes' if ours else 'no'}")
         expected = "AVX512" if info.has_avx512_core else ("AVX2" if info.has("avx2") else "DEFAULT")
         if cap.upper() not in (expected, "ZVECTOR", "VSX", "NEON", "SVE256"):
             reason = ""
@@ -282,21 +284,24 @@ def cross_check(info: CPUInfo, torch_report: dict | None, ipex_isa: str | None =
         reports["ipex"] = f"isa {ipex_isa}"
         ours = info.isa_level
         theirs = ipex_isa.lower()
-        if theirs.startswith("avx512") and not info.has_avx512_core or (
-            "amx" in theirs) != ("amx" in ours):
+        if theirs.startswith("avx512") and not info.has_avx512_core or ("amx" in theirs) != ("amx" in ours):
             notes.append(f"IPEX reports ISA {ipex_isa}, cpu flags give {ours}")
     return dataclasses.replace(info, disagreements=tuple(notes), reports=reports)
 
 
-def probe(cpuinfo_text: str | None = None, lscpu_text: str | None = None, *,
-          check_torch: bool = True, ipex_isa: str | None = None) -> CPUInfo:
+def probe(
+    cpuinfo_text: str | None = None,
+    lscpu_text: str | None = None,
+    *,
+    check_torch: bool = True,
+    ipex_isa: str | None = None,
+) -> CPUInfo:
     """Probe this machine (or the injected text) and cross-check with torch's view (and IPEX's ISA
     level when the caller has it: IPEX lives in the engine layer above this one)."""
     live = cpuinfo_text is None and lscpu_text is None
     if live:
         cpuinfo_text, lscpu_text = _live_texts()
-    info = merge(parse_cpuinfo(cpuinfo_text) if cpuinfo_text else None,
-                 parse_lscpu(lscpu_text) if lscpu_text else None)
+    info = merge(parse_cpuinfo(cpuinfo_text) if cpuinfo_text else None, parse_lscpu(lscpu_text) if lscpu_text else None)
     if live and not info.numa_nodes:
         info = dataclasses.replace(info, numa_nodes=_count_numa_nodes_sysfs() or 1)
     if live and not info.logical_cpus:

@@ -24,8 +24,9 @@ from ipex_resnet.errors import ImageError
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 ALLOWED_TEXT = "JPEG, PNG, WebP, GIF (first frame), BMP, TIFF (first page)"
 # File extensions a folder walk picks up (an explicitly named file is always tried).
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".gif", ".bmp", ".dib",
-                              ".tif", ".tiff"})
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".gif", ".bmp", ".dib", ".tif", ".tiff"}
+)
 # 64 megapixels: well above any camera photo that a 224x224 classifier could use, far below a bomb.
 DEFAULT_MAX_PIXELS = 64_000_000
 # Transparent pixels are composited onto white, as an image viewer shows them.
@@ -33,17 +34,38 @@ ALPHA_BACKGROUND = (255, 255, 255)
 
 # Magic numbers of formats outside the allow-list, to name them in the error instead of "not an image".
 _REFUSED_SIGNATURES = (
-    (b"%!PS", "EPS/PostScript"), (b"\xc5\xd0\xd3\xc6", "EPS"), (b"%PDF", "PDF"), (b"\x00\x00\x01\x00", "ICO"),
-    (b"\x00\x00\x02\x00", "CUR"), (b"8BPS", "PSD"), (b"icns", "ICNS"), (b"DDS ", "DDS"), (b"qoif", "QOI"),
-    (b"\x00\x00\x00\x0cjP  ", "JPEG 2000"), (b"\xff\x4f\xff\x51", "JPEG 2000"), (b"\x0a\x05\x01", "PCX"),
-    (b"SIMPLE  =", "FITS"), (b"\x59\xa6\x6a\x95", "Sun raster"), (b"gimp xcf", "XCF"), (b"#define", "XBM"),
-    (b"/* XPM */", "XPM"), (b"\x01\xda", "SGI"), (b"FORM", "IFF"), (b"\x97JB2", "JBIG2"),
+    (b"%!PS", "EPS/PostScript"),
+    (b"\xc5\xd0\xd3\xc6", "EPS"),
+    (b"%PDF", "PDF"),
+    (b"\x00\x00\x01\x00", "ICO"),
+    (b"\x00\x00\x02\x00", "CUR"),
+    (b"8BPS", "PSD"),
+    (b"icns", "ICNS"),
+    (b"DDS ", "DDS"),
+    (b"qoif", "QOI"),
+    (b"\x00\x00\x00\x0cjP  ", "JPEG 2000"),
+    (b"\xff\x4f\xff\x51", "JPEG 2000"),
+    (b"\x0a\x05\x01", "PCX"),
+    (b"SIMPLE  =", "FITS"),
+    (b"\x59\xa6\x6a\x95", "Sun raster"),
+    (b"gimp xcf", "XCF"),
+    (b"#define", "XBM"),
+    (b"/* XPM */", "XPM"),
+    (b"\x01\xda", "SGI"),
+    (b"FORM", "IFF"),
+    (b"\x97JB2", "JBIG2"),
 )
 _PNM = {b"P1", b"P2", b"P3", b"P4", b"P5", b"P6", b"P7", b"Pf", b"PF"}
 _ORIENTATION_TAG = 0x0112
-_TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
-              4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270,
-              7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_90}
+_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 
 
 def describe_source(src: object, index: int | None = None) -> str:
@@ -62,8 +84,9 @@ def sniff_refused(head: bytes) -> str | None:
         return "PNM (PPM/PGM/PBM)"
     if head[4:8] == b"ftyp":
         brand = head[8:12]
-        return {b"avif": "AVIF", b"avis": "AVIF"}.get(brand, "HEIF/HEIC" if brand[:3] in (b"hei", b"hev", b"mif")
-                                                      else None)
+        return {b"avif": "AVIF", b"avis": "AVIF"}.get(
+            brand, "HEIF/HEIC" if brand[:3] in (b"hei", b"hev", b"mif") else None
+        )
     stripped = head.lstrip()
     if stripped.startswith((b"<svg", b"<?xml")):
         return "SVG/XML"
@@ -83,7 +106,7 @@ def _orientation(img: Image.Image) -> int:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Pillow warns "Corrupt EXIF data" and carries on
             value = int(img.getexif().get(_ORIENTATION_TAG, 1))
-    except Exception:  # noqa: BLE001 - a corrupt EXIF block must not reject a good image
+    except Exception:
         return 1
     return value if value in _TRANSPOSE else 1
 
@@ -94,11 +117,11 @@ def _int_to_u8(arr: np.ndarray, peak: int) -> np.ndarray:
     out = np.empty(arr.shape, dtype=np.uint8)
     step = max(1, (1 << 20) // max(1, arr.shape[1]))
     for r in range(0, arr.shape[0], step):
-        band = np.clip(arr[r:r + step], 0, peak).astype(np.uint32)
+        band = np.clip(arr[r : r + step], 0, peak).astype(np.uint32)
         if peak != 255:
             band += 128  # round(v / 257) == (v + 128) // 257 for integers
             band //= 257
-        out[r:r + step] = band
+        out[r : r + step] = band
     return out
 
 
@@ -137,7 +160,7 @@ def _read_source(src: object, name: str):
         if path.is_dir():
             raise ImageError(name, "is a directory, not an image")
         try:
-            f = open(path, "rb")  # noqa: SIM115 - closed by decode()
+            f = open(path, "rb")  # noqa: SIM115 - handed to the caller, who closes it
         except OSError as exc:
             raise ImageError(name, f"cannot read: {exc.strerror or exc}") from None
         if os.fstat(f.fileno()).st_size == 0:
@@ -155,14 +178,20 @@ def _read_source(src: object, name: str):
         if not data:
             raise ImageError(name, "empty (zero bytes)")
         return io.BytesIO(data)
-    raise ImageError(name, f"unsupported input type {type(src).__name__}; pass a path, bytes, a binary file, "
-                           "a PIL image, a numpy array or a tensor")
+    raise ImageError(
+        name,
+        f"unsupported input type {type(src).__name__}; pass a path, bytes, a binary file, "
+        "a PIL image, a numpy array or a tensor",
+    )
 
 
 def _check_size(w: int, h: int, max_pixels: int, name: str) -> None:
     if w * h > max_pixels:
-        raise ImageError(name, f"declared size {w}x{h} = {w * h / 1e6:.0f} MP exceeds the "
-                               f"{max_pixels / 1e6:.0f} MP limit (decompression bomb?)")
+        raise ImageError(
+            name,
+            f"declared size {w}x{h} = {w * h / 1e6:.0f} MP exceeds the "
+            f"{max_pixels / 1e6:.0f} MP limit (decompression bomb?)",
+        )
     if w <= 0 or h <= 0:
         raise ImageError(name, f"image has no pixels ({w}x{h})")
 
@@ -174,8 +203,14 @@ def _decode_error(name: str, exc: Exception) -> ImageError:
     return ImageError(name, f"cannot decode: {msg}")
 
 
-def decode(src: object, *, max_pixels: int = DEFAULT_MAX_PIXELS, name: str | None = None,
-           min_short_side: int | None = None, check=None) -> Decoded:
+def decode(
+    src: object,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    name: str | None = None,
+    min_short_side: int | None = None,
+    check=None,
+) -> Decoded:
     """Decode one input into an upright RGB PIL image, or raise ImageError naming the problem.
 
     ``min_short_side``: a JPEG may be decoded at 1/2, 1/4 or 1/8 scale as long as its short side
@@ -192,7 +227,7 @@ def decode(src: object, *, max_pixels: int = DEFAULT_MAX_PIXELS, name: str | Non
         try:
             img = src.transpose(_TRANSPOSE[orient]) if orient != 1 else src
             return Decoded(to_rgb(img), full)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise _decode_error(name, exc) from None
     f = _read_source(src, name)
     try:
@@ -210,7 +245,7 @@ def decode(src: object, *, max_pixels: int = DEFAULT_MAX_PIXELS, name: str | Non
                 raise ImageError(name, f"declared size exceeds the limit (decompression bomb?): {exc}") from None
             except ImageError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - malformed headers raise assorted errors
+            except Exception as exc:
                 raise ImageError(name, f"cannot decode: {exc}") from None
             w, h = img.size
             _check_size(w, h, max_pixels, name)
@@ -220,10 +255,12 @@ def decode(src: object, *, max_pixels: int = DEFAULT_MAX_PIXELS, name: str | Non
                 if img.format == "JPEG" and min_short_side:
                     scale = min(w, h) / min_short_side
                     if scale >= 2:
-                        img.draft(img.mode if img.mode in ("RGB", "L") else None,
-                                  (max(1, int(w / scale)), max(1, int(h / scale))))
+                        img.draft(
+                            img.mode if img.mode in ("RGB", "L") else None,
+                            (max(1, int(w / scale)), max(1, int(h / scale))),
+                        )
                 img.load()
-            except Exception as exc:  # noqa: BLE001 - truncated data raises OSError, others
+            except Exception as exc:
                 raise _decode_error(name, exc) from None
             orient = _orientation(img)
             full = (h, w) if orient >= 5 else (w, h)
@@ -231,7 +268,7 @@ def decode(src: object, *, max_pixels: int = DEFAULT_MAX_PIXELS, name: str | Non
                 if orient != 1:
                     img = img.transpose(_TRANSPOSE[orient])
                 return Decoded(to_rgb(img), full)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 raise _decode_error(name, exc) from None
     finally:
         f.close()

@@ -16,9 +16,14 @@ from PIL import Image
 
 from ipex_resnet.imaging.preset import PresetSpec
 
-RESAMPLE = {"nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampling.BILINEAR,
-            "bicubic": Image.Resampling.BICUBIC, "box": Image.Resampling.BOX,
-            "hamming": Image.Resampling.HAMMING, "lanczos": Image.Resampling.LANCZOS}
+RESAMPLE = {
+    "nearest": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "box": Image.Resampling.BOX,
+    "hamming": Image.Resampling.HAMMING,
+    "lanczos": Image.Resampling.LANCZOS,
+}
 SUPPORT = {"nearest": 0.5, "box": 0.5, "bilinear": 1.0, "hamming": 1.0, "bicubic": 2.0, "lanczos": 3.0}
 # A large image is first box-averaged by an integer factor so that at least this much resizing is left
 # (Pillow's reducing_gap; its docs: "indistinguishable from fair resampling" at 3). Only large non-JPEG
@@ -52,8 +57,9 @@ def crop_window(spec: PresetSpec, full_w: int, full_h: int) -> tuple[tuple[int, 
     return (new_w, new_h), (int(round((new_w - cw) / 2.0)), int(round((new_h - ch) / 2.0)))
 
 
-def resize_crop(img: Image.Image, full_size: tuple[int, int], spec: PresetSpec,
-                window: tuple[tuple[int, int], tuple[int, int]]) -> np.ndarray:
+def resize_crop(
+    img: Image.Image, full_size: tuple[int, int], spec: PresetSpec, window: tuple[tuple[int, int], tuple[int, int]]
+) -> np.ndarray:
     """The preset's resize + center crop of an RGB image as HxWx3 uint8, resizing only the crop window.
 
     ``full_size`` is the size the preset sees (before any DCT-domain scaling of ``img``). Pillow

@@ -44,8 +44,15 @@ def default_mode() -> str:
 class Preprocessor:
     """Turns one input into the normalized 3xHxW float32 numpy array the weights were trained on."""
 
-    def __init__(self, spec: PresetSpec | None, *, mode: str | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
-                 max_resized_pixels: int = DEFAULT_MAX_RESIZED_PIXELS, preset: object | None = None):
+    def __init__(
+        self,
+        spec: PresetSpec | None,
+        *,
+        mode: str | None = None,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        max_resized_pixels: int = DEFAULT_MAX_RESIZED_PIXELS,
+        preset: object | None = None,
+    ):
         mode = (mode or default_mode()).lower()
         if mode not in MODES:
             raise ConfigError(f"preprocessing mode {mode!r} unknown; use fast or exact")
@@ -60,7 +67,7 @@ class Preprocessor:
         self._normalize = fast.Normalizer(spec) if spec is not None else None
 
     @classmethod
-    def from_preset(cls, preset: object, **kwargs) -> "Preprocessor":
+    def from_preset(cls, preset: object, **kwargs) -> Preprocessor:
         """From a torchvision preset (``Weights.transforms()``); a custom transform runs in exact mode."""
         if isinstance(preset, PresetSpec):
             return cls(preset, **kwargs)  # the exact path builds torchvision's transform from it
@@ -70,9 +77,14 @@ class Preprocessor:
             spec = None
         return cls(spec, preset=preset, **kwargs)
 
-    def with_mode(self, mode: str) -> "Preprocessor":
-        return Preprocessor(self.spec, mode=mode, max_pixels=self.max_pixels,
-                            max_resized_pixels=self.max_resized_pixels, preset=self._preset)
+    def with_mode(self, mode: str) -> Preprocessor:
+        return Preprocessor(
+            self.spec,
+            mode=mode,
+            max_pixels=self.max_pixels,
+            max_resized_pixels=self.max_resized_pixels,
+            preset=self._preset,
+        )
 
     @property
     def preset(self):
@@ -81,8 +93,9 @@ class Preprocessor:
             try:
                 self._preset = self.spec.to_torchvision()
             except ImportError as exc:
-                raise ConfigError(f"exact preprocessing needs torchvision ({exc}); pip install torchvision, "
-                                  "or use fast preprocessing") from None
+                raise ConfigError(
+                    f"exact preprocessing needs torchvision ({exc}); pip install torchvision, or use fast preprocessing"
+                ) from None
         return self._preset
 
     @property
@@ -94,11 +107,16 @@ class Preprocessor:
 
     def describe(self) -> str:
         inner = self.spec.describe() if self.spec is not None else repr(self._preset)
-        how = ("fast: JPEG decoded at reduced scale when large, only the crop window resized"
-               if self.mode == "fast" else "exact: the torchvision preset, bit for bit")
-        return (f"{inner}; {how}. EXIF orientation applied; L/LA/P/RGBA/CMYK/16-bit converted to RGB "
-                f"(alpha over white); formats JPEG, PNG, WebP, GIF, BMP, TIFF; inputs over "
-                f"{self.max_pixels / 1e6:.0f} MP refused.")
+        how = (
+            "fast: JPEG decoded at reduced scale when large, only the crop window resized"
+            if self.mode == "fast"
+            else "exact: the torchvision preset, bit for bit"
+        )
+        return (
+            f"{inner}; {how}. EXIF orientation applied; L/LA/P/RGBA/CMYK/16-bit converted to RGB "
+            f"(alpha over white); formats JPEG, PNG, WebP, GIF, BMP, TIFF; inputs over "
+            f"{self.max_pixels / 1e6:.0f} MP refused."
+        )
 
     # -- header checks ------------------------------------------------------------------------------
     def _check_resized(self, name: str):
@@ -108,9 +126,13 @@ class Preprocessor:
         def check(w: int, h: int) -> None:
             nw, nh = self.spec.resized_size(w, h)
             if nw * nh > self.max_resized_pixels:
-                raise ImageError(name, f"aspect ratio {w}x{h} too extreme: the preset would resize it to {nw}x{nh} "
-                                       f"= {nw * nh / 1e6:.0f} MP, over the {self.max_resized_pixels / 1e6:.0f} MP "
-                                       "limit of exact preprocessing (fast preprocessing accepts it)")
+                raise ImageError(
+                    name,
+                    f"aspect ratio {w}x{h} too extreme: the preset would resize it to {nw}x{nh} "
+                    f"= {nw * nh / 1e6:.0f} MP, over the {self.max_resized_pixels / 1e6:.0f} MP "
+                    "limit of exact preprocessing (fast preprocessing accepts it)",
+                )
+
         return check
 
     # -- the two paths ------------------------------------------------------------------------------
@@ -120,7 +142,7 @@ class Preprocessor:
             out = preset(img)
         except ImageError:
             raise
-        except Exception as exc:  # noqa: BLE001 - e.g. a tensor of a shape the preset cannot resize
+        except Exception as exc:
             raise ImageError(name, f"preprocessing failed: {exc}") from None
         return out.numpy() if hasattr(out, "numpy") else np.asarray(out, dtype=np.float32)
 
@@ -143,10 +165,11 @@ class Preprocessor:
                 return self._exact(src, name)
         shrink = None
         if self.mode == "fast" and self.spec is not None and len(self.spec.resize_size) == 1:
-            shrink = None if DRAFT_MARGIN == float("inf") else int(self.spec.resize_size[0] * DRAFT_MARGIN)
+            shrink = None if float("inf") == DRAFT_MARGIN else int(self.spec.resize_size[0] * DRAFT_MARGIN)
         try:
-            d = decode(src, max_pixels=self.max_pixels, name=name, min_short_side=shrink,
-                       check=self._check_resized(name))
+            d = decode(
+                src, max_pixels=self.max_pixels, name=name, min_short_side=shrink, check=self._check_resized(name)
+            )
             return self._from_decoded(d.image, d.full_size, name)
         except _Redo:
             if hasattr(src, "seek"):
@@ -163,8 +186,11 @@ def _tensor_to_chw(t, name: str):
     if t.ndim == 2:
         t = t.unsqueeze(0)
     if t.ndim != 3:
-        raise ImageError(name, f"tensor of shape {tuple(t.shape)} is not one image (want CxHxW or HxW); "
-                               "for a preprocessed batch call the classifier directly")
+        raise ImageError(
+            name,
+            f"tensor of shape {tuple(t.shape)} is not one image (want CxHxW or HxW); "
+            "for a preprocessed batch call the classifier directly",
+        )
     if t.shape[0] not in (1, 3, 4):
         raise ImageError(name, f"tensor has {t.shape[0]} channels (want 1, 3 or 4, channels first)")
     if t.shape[0] == 1:
@@ -187,5 +213,8 @@ def _array_to_image(arr: np.ndarray, name: str):
 
         t = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
         return _tensor_to_chw(t.permute(2, 0, 1) if t.ndim == 3 else t, name)
-    raise ImageError(name, f"numpy array of shape {arr.shape} and dtype {arr.dtype} is not an image "
-                           "(want HxW or HxWxC uint8, or float in [0, 1])")
+    raise ImageError(
+        name,
+        f"numpy array of shape {arr.shape} and dtype {arr.dtype} is not an image "
+        "(want HxW or HxWxC uint8, or float in [0, 1])",
+    )

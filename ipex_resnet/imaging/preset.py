@@ -45,7 +45,9 @@ class PresetSpec:
         object.__setattr__(self, "crop_size", _ints(self.crop_size, "crop_size"))
         interp = str(getattr(self.interpolation, "value", self.interpolation)).lower()
         if interp not in INTERPOLATIONS:
-            raise ConfigError(f"preset interpolation {self.interpolation!r} unknown; one of {', '.join(INTERPOLATIONS)}")
+            raise ConfigError(
+                f"preset interpolation {self.interpolation!r} unknown; one of {', '.join(INTERPOLATIONS)}"
+            )
         object.__setattr__(self, "interpolation", interp)
         object.__setattr__(self, "antialias", True if self.antialias is None else bool(self.antialias))
         for field in ("mean", "std"):
@@ -75,15 +77,22 @@ class PresetSpec:
         return (new_short, new_long) if width <= height else (new_long, new_short)
 
     @classmethod
-    def from_torchvision(cls, preset: object) -> "PresetSpec":
+    def from_torchvision(cls, preset: object) -> PresetSpec:
         """Read the numbers of a torchvision ``ImageClassification`` preset (imports nothing)."""
         missing = [a for a in ("resize_size", "crop_size", "mean", "std") if not hasattr(preset, a)]
         if missing:
-            raise ConfigError(f"{type(preset).__name__} is not a torchvision ImageClassification preset "
-                              f"(no {', '.join(missing)}); only the exact preprocessing path can run it")
-        return cls(resize_size=preset.resize_size, crop_size=preset.crop_size,
-                   interpolation=getattr(preset, "interpolation", "bilinear"),
-                   antialias=getattr(preset, "antialias", True), mean=preset.mean, std=preset.std)
+            raise ConfigError(
+                f"{type(preset).__name__} is not a torchvision ImageClassification preset "
+                f"(no {', '.join(missing)}); only the exact preprocessing path can run it"
+            )
+        return cls(
+            resize_size=preset.resize_size,
+            crop_size=preset.crop_size,
+            interpolation=getattr(preset, "interpolation", "bilinear"),
+            antialias=getattr(preset, "antialias", True),
+            mean=preset.mean,
+            std=preset.std,
+        )
 
     def to_torchvision(self):
         """The equivalent torchvision preset (imports torchvision)."""
@@ -92,25 +101,40 @@ class PresetSpec:
 
         if len(self.resize_size) != 1 or len(self.crop_size) != 1:
             raise ConfigError("torchvision's ImageClassification takes a single resize and crop size")
-        return ImageClassification(crop_size=self.crop_size[0], resize_size=self.resize_size[0],
-                                   mean=self.mean, std=self.std, interpolation=InterpolationMode(self.interpolation),
-                                   antialias=self.antialias)
+        return ImageClassification(
+            crop_size=self.crop_size[0],
+            resize_size=self.resize_size[0],
+            mean=self.mean,
+            std=self.std,
+            interpolation=InterpolationMode(self.interpolation),
+            antialias=self.antialias,
+        )
 
     def to_dict(self) -> dict:
-        return {"resize_size": list(self.resize_size), "crop_size": list(self.crop_size),
-                "interpolation": self.interpolation, "antialias": self.antialias,
-                "mean": list(self.mean), "std": list(self.std)}
+        return {
+            "resize_size": list(self.resize_size),
+            "crop_size": list(self.crop_size),
+            "interpolation": self.interpolation,
+            "antialias": self.antialias,
+            "mean": list(self.mean),
+            "std": list(self.std),
+        }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "PresetSpec":
+    def from_dict(cls, d: dict) -> PresetSpec:
         unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise ConfigError(f"unknown preset field(s): {', '.join(sorted(unknown))}")
         return cls(**d)
 
     def describe(self) -> str:
-        resize = (f"short side to {self.resize_size[0]}" if len(self.resize_size) == 1
-                  else f"to {self.resize_size[0]}x{self.resize_size[1]} (HxW)")
+        resize = (
+            f"short side to {self.resize_size[0]}"
+            if len(self.resize_size) == 1
+            else f"to {self.resize_size[0]}x{self.resize_size[1]} (HxW)"
+        )
         h, w = self.crop_hw
-        return (f"resize {resize} ({self.interpolation}{', antialiased' if self.antialias else ''}), "
-                f"center crop {h}x{w}, scale to [0, 1], normalize mean={list(self.mean)} std={list(self.std)}")
+        return (
+            f"resize {resize} ({self.interpolation}{', antialiased' if self.antialias else ''}), "
+            f"center crop {h}x{w}, scale to [0, 1], normalize mean={list(self.mean)} std={list(self.std)}"
+        )

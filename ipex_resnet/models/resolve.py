@@ -19,7 +19,7 @@ from torchvision.transforms._presets import ImageClassification
 
 from ipex_resnet.errors import ConfigError, WeightsError, first_line
 from ipex_resnet.models.spec import import_model, is_import_path
-from ipex_resnet.models.weights import CHECKPOINT_SUFFIXES, NO_WEIGHTS, looks_like_path  # noqa: F401 - re-exported
+from ipex_resnet.models.weights import NO_WEIGHTS, looks_like_path
 
 DOWNLOAD_TIMEOUT_S = 60.0
 RANDOM_INIT_LABEL = "none (random init: scores and labels are meaningless)"
@@ -66,8 +66,10 @@ def _weights_enum(name: str, spec: str):
     try:
         return enum[key.upper()]
     except KeyError:
-        raise ConfigError(f"unknown weights {spec!r} for {name}: choose DEFAULT, "
-                          f"{', '.join(w.name for w in enum)}, a checkpoint path, or none") from None
+        raise ConfigError(
+            f"unknown weights {spec!r} for {name}: choose DEFAULT, "
+            f"{', '.join(w.name for w in enum)}, a checkpoint path, or none"
+        ) from None
 
 
 def cache_path(weights) -> Path:
@@ -86,7 +88,8 @@ def _download_state_dict(weights) -> dict:
         raise WeightsError(
             f"could not get {weights} from {weights.url} ({reason}). Offline? Download that file on a "
             f"machine with network access and put it at {target} (torch hub's cache; TORCH_HOME moves it), "
-            f"or pass weights=PATH to a state dict, or weights='none' for random init") from None
+            f"or pass weights=PATH to a state dict, or weights='none' for random init"
+        ) from None
     finally:
         socket.setdefaulttimeout(old)
 
@@ -98,9 +101,10 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         raise WeightsError(f"checkpoint {str(p)!r} not found")
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - pickle errors, zip errors, unsafe globals
-        raise WeightsError(f"checkpoint {str(p)!r} is not a loadable weights-only state dict: "
-                           f"{first_line(exc, None)}") from None
+    except Exception as exc:
+        raise WeightsError(
+            f"checkpoint {str(p)!r} is not a loadable weights-only state dict: {first_line(exc, None)}"
+        ) from None
     for key in ("state_dict", "model_state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
@@ -111,7 +115,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     for k, v in obj.items():
         for prefix in ("module.", "_orig_mod."):
             if k.startswith(prefix):
-                k = k[len(prefix):]
+                k = k[len(prefix) :]
         out[k] = v
     return out
 
@@ -133,8 +137,13 @@ def _num_outputs(module: torch.nn.Module) -> int | None:
     return last.out_features if last is not None else None
 
 
-def resolve(model: str | torch.nn.Module = "resnet18", weights: str | os.PathLike | None = "DEFAULT", *,
-            categories: list[str] | None = None, transforms: torch.nn.Module | None = None) -> LoadedModel:
+def resolve(
+    model: str | torch.nn.Module = "resnet18",
+    weights: str | os.PathLike | None = "DEFAULT",
+    *,
+    categories: list[str] | None = None,
+    transforms: torch.nn.Module | None = None,
+) -> LoadedModel:
     """Build the model and its weights, categories and preprocessing preset. ``model`` is a torchvision
     name, an import path ``pkg.module:attr`` (an nn.Module or a callable returning one), or a module."""
     if is_import_path(model):
@@ -142,8 +151,10 @@ def resolve(model: str | torch.nn.Module = "resnet18", weights: str | os.PathLik
     if isinstance(model, torch.nn.Module):
         return _user_module(model, type(model).__name__, weights, categories, transforms)
     if not isinstance(model, str):
-        raise ConfigError(f"model must be a torchvision model name, an import path pkg.module:attr or an "
-                          f"nn.Module, not {type(model).__name__}")
+        raise ConfigError(
+            f"model must be a torchvision model name, an import path pkg.module:attr or an "
+            f"nn.Module, not {type(model).__name__}"
+        )
     loaded = _torchvision_model(model, weights, categories, transforms)
     _check_categories(loaded.categories, loaded.module, loaded.name)
     return loaded
@@ -160,8 +171,10 @@ def _user_module(model: torch.nn.Module, name: str, weights, categories, transfo
         _apply_state_dict(model, load_checkpoint(weights), f"checkpoint {weights}")
         label = f"checkpoint {weights}"
     elif str(weights).lower() not in ("none", "default", *NO_WEIGHTS):
-        raise ConfigError(f"weights {weights!r} for {name}: a user model takes a checkpoint PATH, or DEFAULT for "
-                          "the weights it comes with")
+        raise ConfigError(
+            f"weights {weights!r} for {name}: a user model takes a checkpoint PATH, or DEFAULT for "
+            "the weights it comes with"
+        )
     else:
         label = "user module (its own weights)"
     n = _num_outputs(model)
@@ -179,8 +192,14 @@ def _torchvision_model(model: str, weights, categories, transforms) -> LoadedMod
         with torch.random.fork_rng():  # seeded: a cached artifact and a rebuilt one hold the same weights
             torch.manual_seed(0)
             module = get_model(name, weights=None)
-        return LoadedModel(module.eval(), name, RANDOM_INIT_LABEL, list(categories or default.meta["categories"]),
-                           transforms or default.transforms(), random_init=True)
+        return LoadedModel(
+            module.eval(),
+            name,
+            RANDOM_INIT_LABEL,
+            list(categories or default.meta["categories"]),
+            transforms or default.transforms(),
+            random_init=True,
+        )
     if looks_like_path(spec):
         sd = load_checkpoint(spec)
         fc = [v for k, v in sd.items() if v.ndim == 2]
@@ -192,5 +211,6 @@ def _torchvision_model(model: str, weights, categories, transforms) -> LoadedMod
     w = _weights_enum(name, spec)
     module = get_model(name, weights=None, num_classes=len(w.meta["categories"]))
     _apply_state_dict(module, _download_state_dict(w), str(w))
-    return LoadedModel(module.eval(), name, str(w), list(categories or w.meta["categories"]),
-                       transforms or w.transforms())
+    return LoadedModel(
+        module.eval(), name, str(w), list(categories or w.meta["categories"]), transforms or w.transforms()
+    )

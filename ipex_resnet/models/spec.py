@@ -49,7 +49,7 @@ def import_model(path: str):
         raise ConfigError(f"model {path!r} is a {type(obj).__name__}, not an nn.Module or a callable returning one")
     try:
         built = obj()
-    except Exception as exc:  # noqa: BLE001 - the user's code: say whose error it is
+    except Exception as exc:
         raise ConfigError(f"model {path!r}: calling it failed: {type(exc).__name__}: {exc}") from None
     if not isinstance(built, torch.nn.Module):
         raise ConfigError(f"model {path!r} returned a {type(built).__name__}, not an nn.Module")
@@ -108,13 +108,15 @@ def read_preset_json(path: str | os.PathLike) -> dict[str, Any]:
         raise ConfigError(f"preset file {str(p)!r} must hold an object with {', '.join(PRESET_FIELDS)}")
     unknown = sorted(set(doc) - set(PRESET_FIELDS) - {"antialias"})
     if unknown:
-        raise ConfigError(f"preset file {str(p)!r}: unknown field(s) {', '.join(unknown)}; "
-                          f"known: {', '.join(PRESET_FIELDS)}")
+        raise ConfigError(
+            f"preset file {str(p)!r}: unknown field(s) {', '.join(unknown)}; known: {', '.join(PRESET_FIELDS)}"
+        )
     return doc
 
 
-def preset_from_options(preset_file=None, resize=None, crop=None, mean=None, std=None,
-                        interpolation=None) -> PresetSpec | None:
+def preset_from_options(
+    preset_file=None, resize=None, crop=None, mean=None, std=None, interpolation=None
+) -> PresetSpec | None:
     """The preset the options describe: each option overrides the JSON file, which overrides
     ImageNet's defaults (resize 256, crop 224, ImageNet mean/std, bilinear). None when none is given."""
     fields: dict[str, Any] = read_preset_json(preset_file) if preset_file else {}
@@ -146,5 +148,13 @@ def as_preset(transforms):
     return transforms
 
 
-__all__ = ["IMPORT_PATH", "as_preset", "import_model", "is_import_path", "preset_from_options", "read_categories",
-           "read_preset_json", "source_id"]
+__all__ = [
+    "IMPORT_PATH",
+    "as_preset",
+    "import_model",
+    "is_import_path",
+    "preset_from_options",
+    "read_categories",
+    "read_preset_json",
+    "source_id",
+]

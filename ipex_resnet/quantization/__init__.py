@@ -49,11 +49,21 @@ def engine_module(engine: str):
     return importlib.import_module(f"{__name__}.{engine}")
 
 
-def quantize(engine: str, module, calibration, out_dir: Path, *, threads: int, example,
-             bf16: bool = False, keep_float: Sequence[str] = ()) -> dict[str, Any]:
+def quantize(
+    engine: str,
+    module,
+    calibration,
+    out_dir: Path,
+    *,
+    threads: int,
+    example,
+    bf16: bool = False,
+    keep_float: Sequence[str] = (),
+) -> dict[str, Any]:
     """Dispatch to ``engine``'s ``quantize`` (same arguments)."""
-    return engine_module(engine).quantize(module, calibration, Path(out_dir), threads=threads,
-                                          example=example, bf16=bf16, keep_float=keep_float)
+    return engine_module(engine).quantize(
+        module, calibration, Path(out_dir), threads=threads, example=example, bf16=bf16, keep_float=keep_float
+    )
 
 
 __all__ = ["ENGINES", "engine_module", "quantize"]

@@ -16,8 +16,10 @@ def check_calibration(calibration: Sequence[Any]) -> list[np.ndarray]:
     batches = [np.ascontiguousarray(np.asarray(b, dtype=np.float32)) for b in (calibration or [])]
     batches = [b[None] if b.ndim == 3 else b for b in batches]
     if not batches or sum(len(b) for b in batches) == 0:
-        raise ConfigError("INT8 needs calibration images: pass calibration='DIR' (a folder of images) "
-                          "or a list of images (or --calibration DIR on the command line)")
+        raise ConfigError(
+            "INT8 needs calibration images: pass calibration='DIR' (a folder of images) "
+            "or a list of images (or --calibration DIR on the command line)"
+        )
     for b in batches:
         if b.ndim != 4 or b.shape[1] != 3:
             raise ConfigError(f"calibration batches must be Nx3xHxW float arrays, got shape {b.shape}")
@@ -28,7 +30,7 @@ def images(batches: Sequence[np.ndarray]) -> Iterator[np.ndarray]:
     """One 1x3xHxW array per calibration image (the unit NNCF and ORT calibrate on)."""
     for b in batches:
         for i in range(len(b)):
-            yield b[i:i + 1]
+            yield b[i : i + 1]
 
 
 def count(batches: Sequence[np.ndarray]) -> int:
@@ -46,10 +48,15 @@ def check_keep_float(module, keep_float: Sequence[str] | str | None) -> list[str
     known = {n for n, _ in module.named_modules() if n}
     unknown = [n for n in names if n not in known]
     if unknown:
-        layers = [n for n, m in module.named_modules()
-                  if n and getattr(m, "weight", None) is not None and next(m.children(), None) is None]
-        raise ConfigError(f"keep_float names no submodule of the model: {', '.join(map(repr, unknown))}; "
-                          f"names are as in module.named_modules(), e.g. {', '.join(layers[:4])}")
+        layers = [
+            n
+            for n, m in module.named_modules()
+            if n and getattr(m, "weight", None) is not None and next(m.children(), None) is None
+        ]
+        raise ConfigError(
+            f"keep_float names no submodule of the model: {', '.join(map(repr, unknown))}; "
+            f"names are as in module.named_modules(), e.g. {', '.join(layers[:4])}"
+        )
     return names
 
 

@@ -30,21 +30,24 @@ TOP_K = 5
 @dataclasses.dataclass(frozen=True)
 class Agreement:
     images: int
-    top1: float       #: share of images with the reference's top-1 class
-    top5: float       #: mean |top5 ∩ top5_ref| / 5
+    top1: float  #: share of images with the reference's top-1 class
+    top5: float  #: mean |top5 ∩ top5_ref| / 5
     rel_error: float  #: ||logits - ref||_F / ||ref||_F
 
     def describe(self) -> str:
-        return (f"top-1 agreement with fp32 {self.top1:.1%}, top-5 overlap {self.top5:.1%}, "
-                f"relative logit error {self.rel_error:.3f} on {self.images} held-out images")
+        return (
+            f"top-1 agreement with fp32 {self.top1:.1%}, top-5 overlap {self.top5:.1%}, "
+            f"relative logit error {self.rel_error:.3f} on {self.images} held-out images"
+        )
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Agreement:
-        return cls(images=int(d["images"]), top1=float(d["top1"]), top5=float(d["top5"]),
-                   rel_error=float(d["rel_error"]))
+        return cls(
+            images=int(d["images"]), top1=float(d["top1"]), top5=float(d["top5"]), rel_error=float(d["rel_error"])
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,7 +94,10 @@ def check(a: Agreement, gate: Gate = DEFAULT_GATE, *, what: str = "the int8 mode
         f"top-5 overlap {a.top5:.1%} (gate {gate.min_top5:.0%}), relative logit error {a.rel_error:.3f} "
         f"on {a.images} held-out images. Calibrate on more representative images (calibration=DIR of "
         "photos like the ones you will classify), or accept it explicitly with accept_accuracy=True "
-        "(--accept-accuracy on the command line)", a, gate)
+        "(--accept-accuracy on the command line)",
+        a,
+        gate,
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,8 +116,10 @@ class LabelledAccuracy:
         return round((self.fp32_top1 - self.top1) * 100, 2)
 
     def describe(self) -> str:
-        return (f"top-1 {self.top1:.1%} vs fp32 {self.fp32_top1:.1%} ({-self.drop_pts:+.1f} pts), "
-                f"top-5 {self.top5:.1%} vs {self.fp32_top5:.1%} on {self.images} labelled images")
+        return (
+            f"top-1 {self.top1:.1%} vs fp32 {self.fp32_top1:.1%} ({-self.drop_pts:+.1f} pts), "
+            f"top-5 {self.top5:.1%} vs {self.fp32_top5:.1%} on {self.images} labelled images"
+        )
 
     def as_dict(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "drop_pts": self.drop_pts}
@@ -134,5 +142,13 @@ def labelled_accuracy(logits, reference, labels) -> LabelledAccuracy:
     return LabelledAccuracy(len(q), _hits(q, y, 1), _hits(q, y, k), _hits(r, y, 1), _hits(r, y, k))
 
 
-__all__ = ["AccuracyGateError", "Agreement", "DEFAULT_GATE", "Gate", "LabelledAccuracy", "agreement", "check",
-           "labelled_accuracy"]
+__all__ = [
+    "AccuracyGateError",
+    "Agreement",
+    "DEFAULT_GATE",
+    "Gate",
+    "LabelledAccuracy",
+    "agreement",
+    "check",
+    "labelled_accuracy",
+]

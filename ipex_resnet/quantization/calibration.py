@@ -33,17 +33,19 @@ HELD_OUT_FRACTION = 0.25
 MAX_HELD_OUT = 100
 BATCH_SIZE = 32
 
-HOW = ("pass calibration=DIR (a folder of images like the ones you will classify, e.g. a few hundred "
-       "photos) or a list of images; on the command line --calibration DIR")
+HOW = (
+    "pass calibration=DIR (a folder of images like the ones you will classify, e.g. a few hundred "
+    "photos) or a list of images; on the command line --calibration DIR"
+)
 
 
 @dataclasses.dataclass(frozen=True)
 class CalibrationSet:
     """The images chosen from a source, and their fingerprint."""
 
-    items: tuple[Any, ...]   #: paths or in-memory images, at most ``count``
-    digest: str              #: :func:`fingerprint` of ``items``
-    source: str              #: a human description, e.g. "calib/ (300 of 1,204 images)"
+    items: tuple[Any, ...]  #: paths or in-memory images, at most ``count``
+    digest: str  #: :func:`fingerprint` of ``items``
+    source: str  #: a human description, e.g. "calib/ (300 of 1,204 images)"
 
     def __len__(self) -> int:
         return len(self.items)
@@ -59,12 +61,15 @@ def find_images(folder: str | os.PathLike) -> list[Path]:
         raise ConfigError(f"calibration folder {root} does not exist; {HOW}")
     if not root.is_dir():
         raise ConfigError(f"calibration {root} is not a folder; {HOW}")
-    found = sorted(p for p in root.rglob("*")
-                   if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
-                   and not any(part.startswith(".") for part in p.relative_to(root).parts))
+    found = sorted(
+        p
+        for p in root.rglob("*")
+        if p.suffix.lower() in IMAGE_EXTENSIONS
+        and p.is_file()
+        and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    )
     if not found:
-        kind = "is empty" if not any(root.iterdir()) else \
-            f"has no image files ({', '.join(sorted(IMAGE_EXTENSIONS))})"
+        kind = "is empty" if not any(root.iterdir()) else f"has no image files ({', '.join(sorted(IMAGE_EXTENSIONS))})"
         raise ConfigError(f"calibration folder {root} {kind}; {HOW}")
     return found
 
@@ -146,8 +151,9 @@ def split(items: Sequence[Any], held_out: int | float | None = None) -> tuple[li
     else:
         k = int(held_out)
     if not 1 <= k <= n - 1:
-        raise ConfigError(f"held_out must leave at least one image on each side of the split "
-                          f"(got {held_out} of {n} images)")
+        raise ConfigError(
+            f"held_out must leave at least one image on each side of the split (got {held_out} of {n} images)"
+        )
     # the centre of each of k equal stretches: distinct, spread over every class of a sorted folder
     chosen = {(2 * i + 1) * n // (2 * k) for i in range(k)}
     calib = [x for i, x in enumerate(items) if i not in chosen]
@@ -161,8 +167,14 @@ def _as_array(x: Any) -> np.ndarray:
     return np.asarray(x, dtype=np.float32)
 
 
-def batches(items: Sequence[Any], preprocess: Callable[[Any], Any], *, batch_size: int = BATCH_SIZE,
-            progress: bool | None = None, desc: str = "calibration images") -> list[np.ndarray]:
+def batches(
+    items: Sequence[Any],
+    preprocess: Callable[[Any], Any],
+    *,
+    batch_size: int = BATCH_SIZE,
+    progress: bool | None = None,
+    desc: str = "calibration images",
+) -> list[np.ndarray]:
     """Preprocess ``items`` into float32 NCHW numpy batches, with a tqdm progress bar.
 
     ``preprocess`` is the classifier's (one image -> 3xHxW array or tensor). ``progress=None`` shows
@@ -172,8 +184,7 @@ def batches(items: Sequence[Any], preprocess: Callable[[Any], Any], *, batch_siz
 
     out: list[np.ndarray] = []
     current: list[np.ndarray] = []
-    for item in tqdm(items, desc=desc, unit="img", disable=(None if progress is None else not progress),
-                     leave=False):
+    for item in tqdm(items, desc=desc, unit="img", disable=(None if progress is None else not progress), leave=False):
         arr = _as_array(preprocess(item))
         if arr.ndim != 3 or arr.shape[0] != 3:
             raise ConfigError(f"preprocess returned shape {arr.shape}, expected 3xHxW")
@@ -186,5 +197,15 @@ def batches(items: Sequence[Any], preprocess: Callable[[Any], Any], *, batch_siz
     return out
 
 
-__all__ = ["BATCH_SIZE", "CalibrationSet", "DEFAULT_COUNT", "HELD_OUT_FRACTION",
-           "MAX_HELD_OUT", "batches", "collect", "find_images", "fingerprint", "split"]
+__all__ = [
+    "BATCH_SIZE",
+    "CalibrationSet",
+    "DEFAULT_COUNT",
+    "HELD_OUT_FRACTION",
+    "MAX_HELD_OUT",
+    "batches",
+    "collect",
+    "find_images",
+    "fingerprint",
+    "split",
+]

@@ -55,10 +55,13 @@ def status() -> tuple[bool, str]:
         return False, f"torch {torch.__version__} has no torch.compile; pip install -U torch"
     if not (shutil.which(os.environ.get("CXX", "g++")) or shutil.which("c++") or shutil.which("clang++")):
         return False, "Inductor needs a C++ compiler (g++ or clang++) on PATH"
-    if first_missing("torchao.quantization.pt2e.quantizer.x86_inductor_quantizer") and \
-            first_missing("torch.ao.quantization.quantizer.x86_inductor_quantizer"):
-        return False, ("the PT2E X86InductorQuantizer is missing: on torch >= 2.10 pip install torchao "
-                       "(or pip install 'ipex_resnet[int8]')")
+    if first_missing("torchao.quantization.pt2e.quantizer.x86_inductor_quantizer") and first_missing(
+        "torch.ao.quantization.quantizer.x86_inductor_quantizer"
+    ):
+        return False, (
+            "the PT2E X86InductorQuantizer is missing: on torch >= 2.10 pip install torchao "
+            "(or pip install 'ipex_resnet[int8]')"
+        )
     return True, "PT2E X86InductorQuantizer + AOTInductor"
 
 
@@ -77,8 +80,10 @@ def _pt2e():
     except ImportError:
         from ipex_resnet.errors import BackendUnavailable
 
-        raise BackendUnavailable("Inductor INT8 needs the PT2E X86InductorQuantizer: on torch >= 2.10 "
-                                 "pip install torchao (or pip install 'ipex_resnet[int8]')") from None
+        raise BackendUnavailable(
+            "Inductor INT8 needs the PT2E X86InductorQuantizer: on torch >= 2.10 "
+            "pip install torchao (or pip install 'ipex_resnet[int8]')"
+        ) from None
     import torch
 
     return prepare_pt2e, convert_pt2e, xiq, f"torch.ao (torch {torch.__version__.split('+')[0]})"
@@ -100,8 +105,9 @@ def _example(example):
     return x
 
 
-def quantized_graph(module, calibration, *, example, threads: int = 0, keep_float: Sequence[str] = (),
-                    reduce_range: bool | None = None):
+def quantized_graph(
+    module, calibration, *, example, threads: int = 0, keep_float: Sequence[str] = (), reduce_range: bool | None = None
+):
     """The PT2E-converted ``torch.fx.GraphModule`` (before Inductor) and the tool's name:
     strict export -> ``X86InductorQuantizer`` (default config, 7-bit activations when
     ``reduce_range``, by default on a CPU without VNNI; ``keep_float`` submodules set to ``None``)
@@ -155,8 +161,9 @@ def quantized_layers(graph_module) -> dict[str, bool]:
     return out
 
 
-def quantize(module, calibration, out_dir: Path, *, threads: int, example, bf16: bool = False,
-             keep_float: Sequence[str] = ()) -> dict[str, Any]:
+def quantize(
+    module, calibration, out_dir: Path, *, threads: int, example, bf16: bool = False, keep_float: Sequence[str] = ()
+) -> dict[str, Any]:
     import torch
 
     batches = check_calibration(calibration)
@@ -174,19 +181,24 @@ def quantize(module, calibration, out_dir: Path, *, threads: int, example, bf16:
             return self.inner(inp).float()
 
     reduce = reduced_range_here()
-    converted, tool = quantized_graph(module, batches, example=x.numpy(), threads=threads, keep_float=keep,
-                                      reduce_range=reduce)
+    converted, tool = quantized_graph(
+        module, batches, example=x.numpy(), threads=threads, keep_float=keep, reduce_range=reduce
+    )
     layers = quantized_layers(converted)
-    kept = [k for k in keep if any(inside(name, k) for name in layers)
-            and not any(q for name, q in layers.items() if inside(name, k))]
+    kept = [
+        k
+        for k in keep
+        if any(inside(name, k) for name in layers) and not any(q for name, q in layers.items() if inside(name, k))
+    ]
     with torch_threads(threads), torch.no_grad(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r"erase_node\(.*\) on an already erased node")  # torch 2.8
         compile_package(Float32Out(converted), x, Path(out_dir) / ARTIFACT, strict=True, autocast_bf16=bf16)
     return {
         "scheme": "static PT2E (X86InductorQuantizer): per-channel symmetric int8 weights, "
-                  "per-tensor affine uint8 activations"
-                  + (" in 7 bits (reduce_range: no VNNI or AMX)" if reduce else "") + (", BF16 for the rest" if bf16 else "")
-                  + (f", {len(kept)} submodule(s) kept in {'BF16' if bf16 else 'FP32'}" if kept else ""),
+        "per-tensor affine uint8 activations"
+        + (" in 7 bits (reduce_range: no VNNI or AMX)" if reduce else "")
+        + (", BF16 for the rest" if bf16 else "")
+        + (f", {len(kept)} submodule(s) kept in {'BF16' if bf16 else 'FP32'}" if kept else ""),
         "tool": tool,
         "calibration_images": count(batches),
         "bf16": bool(bf16),

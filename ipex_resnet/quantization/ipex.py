@@ -28,13 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ipex_resnet.export.ipex import import_ipex
-from ipex_resnet.quantization._common import (
-    check_calibration,
-    check_keep_float,
-    count,
-    inside,
-    torch_threads,
-)
+from ipex_resnet.quantization._common import check_calibration, check_keep_float, count, inside, torch_threads
 from ipex_resnet.util.deps import dist_version, first_missing
 
 ARTIFACT = "model.pt"
@@ -70,8 +64,9 @@ def fall_back(summary: dict, keep_float: Sequence[str]) -> list[str]:
     return [k for k in keep_float if k in kept]
 
 
-def quantize(module, calibration, out_dir: Path, *, threads: int, example, bf16: bool = False,
-             keep_float: Sequence[str] = ()) -> dict[str, Any]:
+def quantize(
+    module, calibration, out_dir: Path, *, threads: int, example, bf16: bool = False, keep_float: Sequence[str] = ()
+) -> dict[str, Any]:
     batches = check_calibration(calibration)
     keep = check_keep_float(module, keep_float)
     ipex = import_ipex()  # BackendUnavailable with the install hint when IPEX cannot run here
@@ -91,8 +86,7 @@ def quantize(module, calibration, out_dir: Path, *, threads: int, example, bf16:
     x = torch.from_numpy(check_calibration([example])[0])
     with torch_threads(threads), torch.no_grad():
         model = copy.deepcopy(module).eval().to(memory_format=torch.channels_last)
-        prepared = prepare(model, ipex.quantization.default_static_qconfig_mapping,
-                           example_inputs=(x,), inplace=False)
+        prepared = prepare(model, ipex.quantization.default_static_qconfig_mapping, example_inputs=(x,), inplace=False)
         for b in batches:
             prepared(torch.from_numpy(b).contiguous(memory_format=torch.channels_last))
         kept: list[str] = []
@@ -116,8 +110,9 @@ def quantize(module, calibration, out_dir: Path, *, threads: int, example, bf16:
         torch.jit.save(traced, str(Path(out_dir) / ARTIFACT))
     return {
         "scheme": "static IPEX (default_static_qconfig_mapping): per-channel symmetric int8 weights, "
-                  "per-tensor affine uint8 activations" + (", BF16 for the rest" if bf16 else "")
-                  + (f", {len(kept)} submodule(s) kept in {'BF16' if bf16 else 'FP32'}" if kept else ""),
+        "per-tensor affine uint8 activations"
+        + (", BF16 for the rest" if bf16 else "")
+        + (f", {len(kept)} submodule(s) kept in {'BF16' if bf16 else 'FP32'}" if kept else ""),
         "tool": f"intel_extension_for_pytorch {(dist_version('intel_extension_for_pytorch') or '?')}",
         "calibration_images": count(batches),
         "bf16": bool(bf16),

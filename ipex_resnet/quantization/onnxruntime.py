@@ -86,8 +86,15 @@ def input_producers(onnx_path: Path, nodes: Collection[str]) -> set[str]:
     return types
 
 
-def quantize_onnx(fp32_onnx: Path, calibration, out_path: Path, *, keep_float: Sequence[str] = (),
-                  known: Collection[str] = (), reduce_range: bool | None = None) -> dict[str, Any]:
+def quantize_onnx(
+    fp32_onnx: Path,
+    calibration,
+    out_path: Path,
+    *,
+    keep_float: Sequence[str] = (),
+    known: Collection[str] = (),
+    reduce_range: bool | None = None,
+) -> dict[str, Any]:
     """Quantize an FP32 ONNX file to ``out_path`` (QDQ, per-channel, S8S8). ``keep_float`` names
     submodules (``known`` holds every submodule name of the exported module) to leave in FP32.
     ``reduce_range`` (7-bit weights) defaults to on for a CPU without VNNI or AMX."""
@@ -122,14 +129,23 @@ def quantize_onnx(fp32_onnx: Path, calibration, out_path: Path, *, keep_float: S
         excluded = excluded_nodes(pre, keep_float, known) if keep_float else {}
         nodes = [n for ns in excluded.values() for n in ns]
         extra = {"OpTypesToExcludeOutputQuantization": sorted(input_producers(pre, set(nodes)))} if nodes else {}
-        quantize_static(str(pre), str(out_path), Reader(name), quant_format=QuantFormat.QDQ,
-                        per_channel=True, reduce_range=reduce, activation_type=QuantType.QInt8,
-                        weight_type=QuantType.QInt8,
-                        nodes_to_exclude=nodes, extra_options=extra)
+        quantize_static(
+            str(pre),
+            str(out_path),
+            Reader(name),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            reduce_range=reduce,
+            activation_type=QuantType.QInt8,
+            weight_type=QuantType.QInt8,
+            nodes_to_exclude=nodes,
+            extra_options=extra,
+        )
     return {
         "scheme": "static QDQ (MinMax): per-channel int8 weights"
-                  + (" in 7 bits (reduce_range: no VNNI or AMX)" if reduce else "") + ", per-tensor int8 activations (S8S8)"
-                  + (f", {len(excluded)} submodule(s) kept in FP32" if excluded else ""),
+        + (" in 7 bits (reduce_range: no VNNI or AMX)" if reduce else "")
+        + ", per-tensor int8 activations (S8S8)"
+        + (f", {len(excluded)} submodule(s) kept in FP32" if excluded else ""),
         "tool": f"onnxruntime {(dist_version('onnxruntime') or '?')}",
         "calibration_images": count(batches),
         "kept_float": list(excluded),
@@ -137,8 +153,9 @@ def quantize_onnx(fp32_onnx: Path, calibration, out_path: Path, *, keep_float: S
     }
 
 
-def quantize(module, calibration, out_dir: Path, *, threads: int, example, bf16: bool = False,
-             keep_float: Sequence[str] = ()) -> dict[str, Any]:
+def quantize(
+    module, calibration, out_dir: Path, *, threads: int, example, bf16: bool = False, keep_float: Sequence[str] = ()
+) -> dict[str, Any]:
     from ipex_resnet.export.onnx import export_onnx
 
     check_calibration(calibration)
@@ -146,7 +163,6 @@ def quantize(module, calibration, out_dir: Path, *, threads: int, example, bf16:
     crop = int(check_calibration([example])[0].shape[-1])
     with tempfile.TemporaryDirectory(prefix="ipex_resnet_ort_fp32_") as tmp:
         fp32 = export_onnx(module, Path(tmp) / "fp32.onnx", crop=crop)
-        info = quantize_onnx(fp32, calibration, Path(out_dir) / ARTIFACT, keep_float=keep,
-                             known=module_names(module))
+        info = quantize_onnx(fp32, calibration, Path(out_dir) / ARTIFACT, keep_float=keep, known=module_names(module))
     info["bf16"] = False  # ORT's CPU provider has no BF16 path for these ops
     return info

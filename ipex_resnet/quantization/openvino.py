@@ -22,14 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ipex_resnet.errors import BackendUnavailable
-from ipex_resnet.quantization._common import (
-    check_calibration,
-    check_keep_float,
-    count,
-    images,
-    module_names,
-    owned_by,
-)
+from ipex_resnet.quantization._common import check_calibration, check_keep_float, count, images, module_names, owned_by
 from ipex_resnet.util.deps import dist_version, first_missing
 
 ARTIFACT = "model.xml"
@@ -40,7 +33,10 @@ def status() -> tuple[bool, str]:
     gone = first_missing("openvino", "nncf", "onnx")
     if gone:
         return False, f"{gone} is not installed; {HINT}"
-    return True, f"nncf {(dist_version('nncf') or '?')} post-training quantization for openvino {(dist_version('openvino') or '?')}"
+    return (
+        True,
+        f"nncf {(dist_version('nncf') or '?')} post-training quantization for openvino {(dist_version('openvino') or '?')}",
+    )
 
 
 # op types that are graph plumbing, not computation: never named in an IgnoredScope
@@ -70,7 +66,7 @@ def quantize_model(fp32_onnx: Path, calibration, *, keep_float: Sequence[str] = 
     quantized = nncf.quantize(model, dataset, subset_size=n, ignored_scope=scope)
     info = {
         "scheme": "static NNCF PTQ (performance preset): per-channel symmetric int8 weights, "
-                  "per-tensor int8 activations" + (f", {len(ignored)} submodule(s) kept in FP32" if ignored else ""),
+        "per-tensor int8 activations" + (f", {len(ignored)} submodule(s) kept in FP32" if ignored else ""),
         "tool": f"nncf {(dist_version('nncf') or '?')}, openvino {(dist_version('openvino') or '?')}",
         "calibration_images": n,
         "kept_float": list(ignored),
@@ -78,8 +74,9 @@ def quantize_model(fp32_onnx: Path, calibration, *, keep_float: Sequence[str] = 
     return quantized, info
 
 
-def quantize(module, calibration, out_dir: Path, *, threads: int, example, bf16: bool = False,
-             keep_float: Sequence[str] = ()) -> dict[str, Any]:
+def quantize(
+    module, calibration, out_dir: Path, *, threads: int, example, bf16: bool = False, keep_float: Sequence[str] = ()
+) -> dict[str, Any]:
     from ipex_resnet.export.onnx import export_onnx
 
     check_calibration(calibration)

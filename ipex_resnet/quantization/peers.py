@@ -28,8 +28,9 @@ def _export(module, crop: int, workdir: Path) -> Path:
     return export_onnx(module, workdir / "fp32.onnx", crop=crop)
 
 
-def openvino_int8(module, calibration, *, threads: int, crop: int = 224,
-                  workdir: str | Path | None = None) -> NumpyRunner:
+def openvino_int8(
+    module, calibration, *, threads: int, crop: int = 224, workdir: str | Path | None = None
+) -> NumpyRunner:
     """NNCF ``nncf.quantize`` on the ONNX export, compiled by OpenVINO for CPU."""
     from ipex_resnet.quantization.openvino import quantize_model
 
@@ -39,8 +40,9 @@ def openvino_int8(module, calibration, *, threads: int, crop: int = 224,
     quantized, _ = quantize_model(_export(module, crop, workdir), calibration)
     import openvino as ov
 
-    compiled = ov.Core().compile_model(quantized, "CPU", {"INFERENCE_NUM_THREADS": int(threads),
-                                                          "PERFORMANCE_HINT": "LATENCY"})
+    compiled = ov.Core().compile_model(
+        quantized, "CPU", {"INFERENCE_NUM_THREADS": int(threads), "PERFORMANCE_HINT": "LATENCY"}
+    )
     request = compiled.create_infer_request()
 
     def run(x: np.ndarray) -> np.ndarray:
@@ -50,8 +52,9 @@ def openvino_int8(module, calibration, *, threads: int, crop: int = 224,
     return run
 
 
-def onnxruntime_int8(module, calibration, *, threads: int, crop: int = 224,
-                     workdir: str | Path | None = None) -> NumpyRunner:
+def onnxruntime_int8(
+    module, calibration, *, threads: int, crop: int = 224, workdir: str | Path | None = None
+) -> NumpyRunner:
     """ORT ``quantize_static`` (QDQ, per-channel, S8S8) on the ONNX export, default CPU session."""
     from ipex_resnet.quantization.onnxruntime import quantize_onnx
 
@@ -74,8 +77,9 @@ def onnxruntime_int8(module, calibration, *, threads: int, crop: int = 224,
     return run
 
 
-def prepare(name: str, module, calibration, *, threads: int, crop: int = 224,
-            workdir: str | Path | None = None) -> NumpyRunner:
+def prepare(
+    name: str, module, calibration, *, threads: int, crop: int = 224, workdir: str | Path | None = None
+) -> NumpyRunner:
     if name == "openvino":
         return openvino_int8(module, calibration, threads=threads, crop=crop, workdir=workdir)
     if name == "onnxruntime":

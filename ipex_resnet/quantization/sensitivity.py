@@ -41,7 +41,7 @@ def _images(batches: Sequence[Any], max_images: int):
     import torch
 
     arrays = check_calibration([b.detach().cpu().numpy() if hasattr(b, "detach") else b for b in batches])
-    x = np.concatenate(arrays)[:max(1, int(max_images))]
+    x = np.concatenate(arrays)[: max(1, int(max_images))]
     return torch.from_numpy(np.ascontiguousarray(x))
 
 
@@ -78,8 +78,9 @@ def _relative_error(q, ref) -> float:
     return float((err / norm).mean())
 
 
-def rank_layers(module, batches: Sequence[Any], *, limit: int | None = None,
-                max_images: int = MAX_IMAGES, batch_size: int = 16) -> list[tuple[str, float]]:
+def rank_layers(
+    module, batches: Sequence[Any], *, limit: int | None = None, max_images: int = MAX_IMAGES, batch_size: int = 16
+) -> list[tuple[str, float]]:
     """``[(layer name, score)]`` for the module's Conv2d/Linear layers, most sensitive to INT8 first.
 
     ``batches``: float32 NCHW batches (numpy or torch; the calibration batches of
@@ -106,6 +107,7 @@ def rank_layers(module, batches: Sequence[Any], *, limit: int | None = None,
             lo, hi = float(t.min()), float(t.max())
             r = ranges.setdefault(name, [lo, hi])
             r[0], r[1] = min(r[0], lo), max(r[1], hi)
+
         return hook
 
     try:
@@ -122,8 +124,11 @@ def rank_layers(module, batches: Sequence[Any], *, limit: int | None = None,
                 if name not in ranges:
                     continue
                 lo, hi = ranges[name]
-                hooks.append(m.register_forward_pre_hook(
-                    lambda _mod, args, lo=lo, hi=hi: (fake_quant_activation(args[0], lo, hi), *args[1:])))
+                hooks.append(
+                    m.register_forward_pre_hook(
+                        lambda _mod, args, lo=lo, hi=hi: (fake_quant_activation(args[0], lo, hi), *args[1:])
+                    )
+                )
                 w = fake_quant_weight(m.weight).to(m.weight.dtype)
                 weights = {f"{name}.weight": w.contiguous(memory_format=torch.channels_last) if w.ndim == 4 else w}
                 try:

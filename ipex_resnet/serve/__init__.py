@@ -35,5 +35,14 @@ def __getattr__(name: str):  # the app's parts, imported on first use (they need
     raise AttributeError(name)
 
 
-__all__ = ["Batcher", "Handler", "QueueFull", "ServeConfig", "ServerThread", "Service", "bucket_sizes",
-           "create_app", "warmup_sizes"]
+__all__ = [
+    "Batcher",
+    "Handler",
+    "QueueFull",
+    "ServeConfig",
+    "ServerThread",
+    "Service",
+    "bucket_sizes",
+    "create_app",
+    "warmup_sizes",
+]

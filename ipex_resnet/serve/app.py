@@ -23,14 +23,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ipex_resnet.serve.batching import BatchFailed, Batcher, QueueFull, Stopped
+from ipex_resnet.serve.batching import Batcher, BatchFailed, QueueFull, Stopped
 from ipex_resnet.serve.budget import BodyBudget
 from ipex_resnet.serve.config import ServeConfig
 from ipex_resnet.serve.connections import ConnectionStats
 from ipex_resnet.serve.errors import BadParameter, ClientGone, InferenceFailed, ServiceError, Timeout, Unavailable
 from ipex_resnet.serve.handler import Cached, Handler, Keyed
 from ipex_resnet.serve.limits import check_request_pixels, read_body
-from ipex_resnet.serve.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE, MetricsMiddleware, ServiceMetrics
+from ipex_resnet.serve.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from ipex_resnet.serve.metrics import MetricsMiddleware, ServiceMetrics
 from ipex_resnet.serve.requests import content_kind, disconnected, images_from
 
 log = logging.getLogger("ipex_resnet.serve")
@@ -64,13 +65,18 @@ class Service:
         if cfg.result_cache != "off":
             from ipex_resnet.core.result_cache import ResultCache
 
-            self.result_cache = ResultCache(cfg.result_cache, max_entries=cfg.result_cache_size,
-                                            max_bytes=cfg.result_cache_bytes)
+            self.result_cache = ResultCache(
+                cfg.result_cache, max_entries=cfg.result_cache_size, max_bytes=cfg.result_cache_bytes
+            )
             counter = self.metrics.result_cache
             self.result_cache.listeners.append(lambda event: counter.labels(event).inc())
-        self.connections = ConnectionStats(cfg.max_connections, cfg.header_timeout_s, cfg.retry_after_s,
-                                           on_event=lambda why: self.metrics.connections_refused.labels(why).inc(),
-                                           linger_s=cfg.linger_timeout_s)
+        self.connections = ConnectionStats(
+            cfg.max_connections,
+            cfg.header_timeout_s,
+            cfg.retry_after_s,
+            on_event=lambda why: self.metrics.connections_refused.labels(why).inc(),
+            linger_s=cfg.linger_timeout_s,
+        )
 
     # -- startup and shutdown -------------------------------------------------------------------------
     def _load_and_warm(self) -> Handler:
@@ -83,8 +89,9 @@ class Service:
         handler = Handler(self.loader(), pad_batches=cfg.pad_batches)
         handler.warm_up(cfg.max_batch)
         plan = handler.clf.plan
-        curve = tuning.latency_curve(handler.predict, handler.image_shape, warmup_sizes(cfg.max_batch, True),
-                                     stop_above_ms=cfg.p99_ms / 2)
+        curve = tuning.latency_curve(
+            handler.predict, handler.image_shape, warmup_sizes(cfg.max_batch, True), stop_above_ms=cfg.p99_ms / 2
+        )
         tuning.check_target(cfg.p99_ms, curve, f"{plan.model} on {plan.backend}/{plan.precision}")
         cap = tuning.batch_cap(cfg.p99_ms, cfg.max_wait_ms, curve)
         handler.max_batch = min(cfg.max_batch, cap)
@@ -101,7 +108,7 @@ class Service:
             def work():
                 try:
                     done.set_result(self._load_and_warm())
-                except BaseException as exc:  # noqa: BLE001 - handed to whoever waits for the future
+                except BaseException as exc:
                     done.set_exception(exc)
 
             self.load_thread = threading.Thread(target=work, name="ipex-resnet-load", daemon=True)
@@ -122,7 +129,7 @@ class Service:
         batcher and turn ready. ``asyncio.wrap_future`` drops the result if the loop has closed by then."""
         try:
             handler = await asyncio.wrap_future(self.start_loading())
-        except Exception as exc:  # noqa: BLE001 - report, stay alive for /healthz, tell the runner
+        except Exception as exc:
             self.report_load_error(exc)
             if self.on_fatal is not None:
                 self.on_fatal(exc)
@@ -130,19 +137,33 @@ class Service:
         cfg = self.cfg
         clf = handler.clf
         self.handler, self.clf, self.image_shape, self.info = handler, clf, handler.image_shape, handler.info
-        self.batcher = Batcher(handler.predict, handler.topk, max_batch=handler.max_batch,
-                               max_wait_s=cfg.max_wait_ms / 1000, max_queue=cfg.max_queue * cfg.max_files,
-                               pad=handler.pad, metrics=self.metrics, more_coming=lambda: self.upstream > 0,
-                               streams=clf.streams)
+        self.batcher = Batcher(
+            handler.predict,
+            handler.topk,
+            max_batch=handler.max_batch,
+            max_wait_s=cfg.max_wait_ms / 1000,
+            max_queue=cfg.max_queue * cfg.max_files,
+            pad=handler.pad,
+            metrics=self.metrics,
+            more_coming=lambda: self.upstream > 0,
+            streams=clf.streams,
+        )
         self.batcher.start()
         self.metrics.info.labels(clf.plan.model, clf.plan.backend, clf.plan.precision).set(1)
         self.ready = True
-        log.info("ready: %s, backend=%s, precision=%s, streams=%d x %d thread(s), max_batch=%d, max_wait=%.1f ms%s;"
-                 " %s; %s", clf.plan.model, clf.plan.backend, clf.plan.precision, clf.streams,
-                 clf.plan.threads_per_stream, handler.max_batch, cfg.max_wait_ms,
-                 ", padded batches" if handler.pad else "",
-                 f"{cfg.tuned}; {handler.shaping}" if cfg.tuned else handler.shaping,
-                 self.result_cache.describe() if self.result_cache is not None else "result cache off")
+        log.info(
+            "ready: %s, backend=%s, precision=%s, streams=%d x %d thread(s), max_batch=%d, max_wait=%.1f ms%s; %s; %s",
+            clf.plan.model,
+            clf.plan.backend,
+            clf.plan.precision,
+            clf.streams,
+            clf.plan.threads_per_stream,
+            handler.max_batch,
+            cfg.max_wait_ms,
+            ", padded batches" if handler.pad else "",
+            f"{cfg.tuned}; {handler.shaping}" if cfg.tuned else handler.shaping,
+            self.result_cache.describe() if self.result_cache is not None else "result cache off",
+        )
 
     async def watch(self) -> None:
         """Keep the ready gauge and the per-worker process metrics current; hand freed heap pages back
@@ -252,8 +273,11 @@ class Service:
         if not any(isinstance(x, (Cached, Keyed)) for x in items):
             return await self._infer(items, topk)
         todo = [i for i, x in enumerate(items) if not isinstance(x, Cached)]
-        tops = await self._infer([items[i].tensor if isinstance(items[i], Keyed) else items[i] for i in todo],
-                                 topk) if todo else []
+        tops = (
+            await self._infer([items[i].tensor if isinstance(items[i], Keyed) else items[i] for i in todo], topk)
+            if todo
+            else []
+        )
         out = [x.top if isinstance(x, Cached) else None for x in items]
         for i, top in zip(todo, tops):
             x = items[i]
@@ -282,6 +306,7 @@ class Service:
         """Admit, then ``await prepare()`` (-> tensors) and infer, raced against the request deadline and
         the client disconnecting; either way the request's work is dropped."""
         async with self.admitted():
+
             async def work():
                 self.upstream += 1  # admitted and not yet queued for a batch: a batch may wait for it
                 queued = False
@@ -297,8 +322,9 @@ class Service:
             task = asyncio.ensure_future(work())
             gone = asyncio.ensure_future(disconnected(request))
             try:
-                done, _ = await asyncio.wait({task, gone}, timeout=self.cfg.request_timeout_s,
-                                             return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait(
+                    {task, gone}, timeout=self.cfg.request_timeout_s, return_when=asyncio.FIRST_COMPLETED
+                )
             finally:
                 gone.cancel()
             if task in done:
@@ -337,8 +363,12 @@ def _malloc_trim():
         return None
 
 
-def create_app(loader: Callable[[], object], config: ServeConfig | None = None, *,
-               on_fatal: Callable[[BaseException], None] | None = None):
+def create_app(
+    loader: Callable[[], object],
+    config: ServeConfig | None = None,
+    *,
+    on_fatal: Callable[[BaseException], None] | None = None,
+):
     """A Starlette app serving the classifier that ``loader()`` returns (called in a thread at startup).
 
     ``/healthz`` answers 200 while the process can make progress (also while loading);
@@ -379,7 +409,7 @@ def create_app(loader: Callable[[], object], config: ServeConfig | None = None, 
                 body = await read_body(request, cfg.max_body_bytes, cfg.body_timeout_s, held)
                 images = await images_from(request, kind, body, cfg.max_files)
                 tops = await svc.run(request, lambda: svc.preprocess(images, topk), topk)
-            except Exception as exc:  # noqa: BLE001 - typed errors map to their status; anything else is a 500
+            except Exception as exc:
                 return svc.error_response(exc)
             return JSONResponse(svc.handler.encode_response([name for name, _ in images], tops, topk))
 

@@ -75,9 +75,19 @@ class Batcher:
     specializes on shape (Inductor) only ever sees the warmed-up sizes.
     """
 
-    def __init__(self, infer: Callable[[np.ndarray], np.ndarray], topk: Callable, *, max_batch: int = 16,
-                 max_wait_s: float = 0.005, max_queue: int = 256, pad: bool = False, metrics=None,
-                 more_coming: Callable[[], bool] | None = None, streams: int = 1):
+    def __init__(
+        self,
+        infer: Callable[[np.ndarray], np.ndarray],
+        topk: Callable,
+        *,
+        max_batch: int = 16,
+        max_wait_s: float = 0.005,
+        max_queue: int = 256,
+        pad: bool = False,
+        metrics=None,
+        more_coming: Callable[[], bool] | None = None,
+        streams: int = 1,
+    ):
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
         if streams < 1:
@@ -202,7 +212,7 @@ class Batcher:
                 return
             try:
                 self._run(index, batch)
-            except BaseException:  # noqa: BLE001 - never lose a batch's futures, whatever failed
+            except BaseException:
                 log.exception("the batching thread failed on a batch of %d image(s)", len(batch))
                 self._post(batch, None, BatchFailed("inference failed for the batch this image was in"))
             finally:
@@ -221,7 +231,7 @@ class Batcher:
         self._busy[index] = started
         try:
             results = self._infer_batch([j.tensor for j in live], max(j.topk for j in live))
-        except Exception:  # noqa: BLE001 - fail this batch's requests only, log why, keep collecting
+        except Exception:
             log.exception("a batch of %d image(s) failed", len(live))
             self._post(batch, None, BatchFailed("inference failed for the batch this image was in"), failed=True)
             return
@@ -232,16 +242,18 @@ class Batcher:
             self.metrics.images.inc(len(live))
         self._post(live, results, None, count=len(batch))
 
-    def _post(self, jobs: list[Job], results, error: BaseException | None, *, failed: bool = False,
-              count: int | None = None) -> None:
+    def _post(
+        self, jobs: list[Job], results, error: BaseException | None, *, failed: bool = False, count: int | None = None
+    ) -> None:
         """Hand a finished batch to the loop in one call (futures belong to the loop's thread);
         ``count``: the images it finishes (dropped ones included)."""
         loop = self._loop
         if loop is None or loop.is_closed():
             return
         try:
-            loop.call_soon_threadsafe(self._deliver, jobs, results, error, failed,
-                                      len(jobs) if count is None else count)
+            loop.call_soon_threadsafe(
+                self._deliver, jobs, results, error, failed, len(jobs) if count is None else count
+            )
         except RuntimeError:  # the loop closed meanwhile: nobody waits for these answers any more
             pass
 
@@ -256,7 +268,7 @@ class Batcher:
             if j.future.done():
                 continue
             if results is not None:
-                j.future.set_result(results[i][:j.topk])
+                j.future.set_result(results[i][: j.topk])
             elif error is not None:
                 j.future.set_exception(error)
         self._unfinished -= count

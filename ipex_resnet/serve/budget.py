@@ -21,7 +21,7 @@ class BodyBudget:
         self.on_change = on_change or (lambda used: None)
 
     @contextlib.contextmanager
-    def hold(self) -> Iterator["Reservation"]:
+    def hold(self) -> Iterator[Reservation]:
         """A reservation for one request; everything it took is given back on leaving the block."""
         r = Reservation(self)
         try:
@@ -49,9 +49,11 @@ class Reservation:
 
     def take(self, n: int) -> None:
         if not self.budget._take(n):
-            raise Unavailable(f"the server is holding as many request-body bytes as it may "
-                              f"({self.budget.capacity}); retry shortly", code="body_budget",
-                              headers={"Connection": "close"})
+            raise Unavailable(
+                f"the server is holding as many request-body bytes as it may ({self.budget.capacity}); retry shortly",
+                code="body_budget",
+                headers={"Connection": "close"},
+            )
         self.held += n
 
     def release(self) -> None:

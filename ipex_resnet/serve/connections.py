@@ -29,8 +29,12 @@ LINGER_MAX_BYTES = 4 * 2**20  # discarded while lingering; past it the connectio
 
 def _raw_response(status: int, reason: str, code: str, message: str, retry_after: int | None = None) -> bytes:
     body = json.dumps({"error": {"status": status, "code": code, "message": message}}).encode()
-    head = [f"HTTP/1.1 {status} {reason}", "content-type: application/json", f"content-length: {len(body)}",
-            "connection: close"]
+    head = [
+        f"HTTP/1.1 {status} {reason}",
+        "content-type: application/json",
+        f"content-length: {len(body)}",
+        "connection: close",
+    ]
     if retry_after is not None:
         head.append(f"retry-after: {retry_after}")
     return ("\r\n".join(head) + "\r\n\r\n").encode() + body
@@ -39,8 +43,9 @@ def _raw_response(status: int, reason: str, code: str, message: str, retry_after
 class ConnectionStats:
     """Shared by every connection of one server: how many are open, and what was refused or cut."""
 
-    def __init__(self, max_connections: int, header_timeout_s: float, retry_after_s: int, on_event=None,
-                 linger_s: float = 2.0):
+    def __init__(
+        self, max_connections: int, header_timeout_s: float, retry_after_s: int, on_event=None, linger_s: float = 2.0
+    ):
         self.max_connections, self.header_timeout_s = max_connections, header_timeout_s
         self.retry_after_s, self.linger_s = retry_after_s, linger_s
         self.open = 0
@@ -187,10 +192,21 @@ class GuardedH11Protocol(H11Protocol):
 
 def guarded_protocol(stats: ConnectionStats) -> type[H11Protocol]:
     """The protocol class to hand uvicorn (``Config(http=...)``) for one server, counting in ``stats``."""
-    refuse = _raw_response(503, "Service Unavailable", "too_many_connections",
-                           f"the server has {stats.max_connections} open connections, its limit; retry shortly",
-                           stats.retry_after_s)
-    too_slow = _raw_response(408, "Request Timeout", "header_timeout",
-                             f"the request headers did not arrive within {stats.header_timeout_s:g} s")
-    return type("GuardedH11Protocol", (GuardedH11Protocol,),
-                {"guard_stats": stats, "guard_refuse": refuse, "guard_too_slow": too_slow})
+    refuse = _raw_response(
+        503,
+        "Service Unavailable",
+        "too_many_connections",
+        f"the server has {stats.max_connections} open connections, its limit; retry shortly",
+        stats.retry_after_s,
+    )
+    too_slow = _raw_response(
+        408,
+        "Request Timeout",
+        "header_timeout",
+        f"the request headers did not arrive within {stats.header_timeout_s:g} s",
+    )
+    return type(
+        "GuardedH11Protocol",
+        (GuardedH11Protocol,),
+        {"guard_stats": stats, "guard_refuse": refuse, "guard_too_slow": too_slow},
+    )

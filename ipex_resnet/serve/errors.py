@@ -44,6 +44,7 @@ class TooManyFiles(BadRequest):
 
 class BadImage(BadRequest):
     """An image that cannot be used; ``code`` says why (``not_an_image``, ``empty_image``, ...)."""
+
     code = "bad_image"
 
 
@@ -61,6 +62,7 @@ class NotFound(ServiceError):
 
 class RequestTimeout(ServiceError):
     """The body did not arrive within the body deadline: 408, and the connection is closed."""
+
     status, code = 408, "body_timeout"
     headers = {"Connection": "close"}
 
@@ -83,6 +85,7 @@ class BadParameter(ServiceError):
 
 class ClientGone(ServiceError):
     """The client disconnected; nobody reads the answer. Logged as 499 (nginx's convention), never 500."""
+
     status, code = 499, "client_disconnected"
 
 
@@ -92,6 +95,7 @@ class InferenceFailed(ServiceError):
 
 class Unavailable(ServiceError):
     """503 with Retry-After: not ready, overloaded, shutting down, too many connections, stalled."""
+
     status, code = 503, "unavailable"
 
 

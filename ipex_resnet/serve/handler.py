@@ -56,8 +56,7 @@ class Handler:
         self._identity: str | None = None  # the classifier's result-cache identity, on first use
         plan = clf.plan
         self.pad = pad_batches == "on" or (pad_batches == "auto" and plan.backend == "inductor")
-        self.info = {"model": plan.model, "backend": plan.backend, "precision": plan.precision,
-                     "weights": plan.weights}
+        self.info = {"model": plan.model, "backend": plan.backend, "precision": plan.precision, "weights": plan.weights}
         #: the largest micro-batch the batcher may form (the service caps it by its latency target)
         self.max_batch: int | None = None
         self.shaping = "no latency target"  # how the batch was capped, for the ready line
@@ -96,8 +95,13 @@ class Handler:
         if self._identity is None:
             self._identity = identity(self.clf)
         try:
-            key = cache.key_for_bytes(self._identity, data, name=name, max_pixels=self.clf.preprocessor.max_pixels,
-                                      check=self._hash_check(name))
+            key = cache.key_for_bytes(
+                self._identity,
+                data,
+                name=name,
+                max_pixels=self.clf.preprocessor.max_pixels,
+                check=self._hash_check(name),
+            )
         except ImageError as exc:
             raise BadImage(str(exc), code=getattr(exc, "code", None) or "bad_image") from None
         top = cache.get(key, topk)

@@ -26,8 +26,9 @@ async def read_body(request, limit: int, deadline_s: float, held: Reservation) -
         if not declared.strip().isdigit():
             raise BadRequest(f"Content-Length {declared!r} is not a number")
         if int(declared) > limit:
-            raise BodyTooLarge(f"request body of {int(declared)} bytes exceeds the {limit}-byte limit",
-                               headers={"Connection": "close"})
+            raise BodyTooLarge(
+                f"request body of {int(declared)} bytes exceeds the {limit}-byte limit", headers={"Connection": "close"}
+            )
         held.take(int(declared))
 
     async def read() -> bytes:
@@ -68,13 +69,17 @@ def declared_pixels(name: str, data: bytes, max_pixels: int) -> int:
             raise BadImage(f"{name}: {refused} images are not accepted (accepted: {ALLOWED_TEXT})") from None
         raise BadImage(f"{name}: not an image (unrecognized format)", code="not_an_image") from None
     except Image.DecompressionBombError:
-        raise BadImage(f"{name}: declared size exceeds the {max_pixels / 1e6:.0f} MP limit",
-                       code="image_too_large") from None
-    except Exception:  # noqa: BLE001 - a malformed header raises assorted errors; the text is PIL's, not ours
+        raise BadImage(
+            f"{name}: declared size exceeds the {max_pixels / 1e6:.0f} MP limit", code="image_too_large"
+        ) from None
+    except Exception:
         raise BadImage(f"{name}: cannot read the image header", code="bad_image") from None
     if w * h > max_pixels:
-        raise BadImage(f"{name}: declared size {w}x{h} = {w * h / 1e6:.0f} MP exceeds the "
-                       f"{max_pixels / 1e6:.0f} MP limit (decompression bomb?)", code="image_too_large")
+        raise BadImage(
+            f"{name}: declared size {w}x{h} = {w * h / 1e6:.0f} MP exceeds the "
+            f"{max_pixels / 1e6:.0f} MP limit (decompression bomb?)",
+            code="image_too_large",
+        )
     if w == 0 or h == 0:
         raise BadImage(f"{name}: image has no pixels ({w}x{h})", code="bad_image")
     return w * h
@@ -86,6 +91,8 @@ def check_request_pixels(images: list[tuple[str, bytes]], max_pixels: int, max_r
     for name, data in images:
         total += declared_pixels(name, data, max_pixels)
         if total > max_request_pixels:
-            raise TooManyPixels(f"the request's images declare more than {max_request_pixels / 1e6:.0f} MP in "
-                                f"total (limit per request); send fewer or smaller images per request")
+            raise TooManyPixels(
+                f"the request's images declare more than {max_request_pixels / 1e6:.0f} MP in "
+                f"total (limit per request); send fewer or smaller images per request"
+            )
     return total

@@ -12,8 +12,8 @@ from __future__ import annotations
 import os
 import time
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0, 30.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
@@ -21,7 +21,13 @@ PREFIX = "ipex_resnet_"
 
 
 def multiprocess_dir() -> str | None:
-    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.environ.get("prometheus_multiproc_dir") or None
+    return (
+        os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        or os.environ.get(
+            "prometheus_multiproc_dir"  # noqa: SIM112 - the lower-case name prometheus_client still reads
+        )
+        or None
+    )
 
 
 class ServiceMetrics:
@@ -31,46 +37,99 @@ class ServiceMetrics:
         self.multiprocess = multiprocess_dir() is not None
         r = self.registry = CollectorRegistry()
         p = PREFIX
-        self.requests = Counter(p + "requests", "HTTP requests answered, by endpoint and status "
-                                "(499: the client disconnected first).", ("endpoint", "status"), registry=r)
-        self.latency = Histogram(p + "request_duration_seconds", "Time from request start to response, by endpoint.",
-                                 ("endpoint",), buckets=LATENCY_BUCKETS, registry=r)
-        self.queue_wait = Histogram(p + "queue_wait_seconds", "Time an image waited in the batching queue "
-                                    "before inference started.", buckets=LATENCY_BUCKETS, registry=r)
-        self.inference = Histogram(p + "inference_seconds", "Model time per micro-batch.", buckets=LATENCY_BUCKETS,
-                                   registry=r)
+        self.requests = Counter(
+            p + "requests",
+            "HTTP requests answered, by endpoint and status (499: the client disconnected first).",
+            ("endpoint", "status"),
+            registry=r,
+        )
+        self.latency = Histogram(
+            p + "request_duration_seconds",
+            "Time from request start to response, by endpoint.",
+            ("endpoint",),
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.queue_wait = Histogram(
+            p + "queue_wait_seconds",
+            "Time an image waited in the batching queue before inference started.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.inference = Histogram(
+            p + "inference_seconds", "Model time per micro-batch.", buckets=LATENCY_BUCKETS, registry=r
+        )
         self.batch_size = Histogram(p + "batch_size", "Images per micro-batch.", buckets=BATCH_BUCKETS, registry=r)
         self.images = Counter(p + "images", "Images classified.", registry=r)
         self.failed_batches = Counter(p + "failed_batches", "Micro-batches whose inference raised.", registry=r)
-        self.rejected = Counter(p + "rejected", "Requests refused before inference, by reason.", ("reason",),
-                                registry=r)
-        self.connections_refused = Counter(p + "connections_refused", "Connections closed by a guard, by reason "
-                                           "(too_many_connections, header_timeout).", ("reason",), registry=r)
-        self.queue_depth = Gauge(p + "queue_depth", "Images waiting for a micro-batch now.", registry=r,
-                                 multiprocess_mode="livesum")
-        self.in_flight = Gauge(p + "requests_in_flight", "Requests admitted (body received) and not yet answered.",
-                               registry=r, multiprocess_mode="livesum")
-        self.buffered_bytes = Gauge(p + "buffered_body_bytes", "Request-body bytes held now (reserved from the "
-                                    "--max-buffered-bytes budget).", registry=r, multiprocess_mode="livesum")
-        self.open_connections = Gauge(p + "open_connections", "Open HTTP connections.", registry=r,
-                                      multiprocess_mode="livesum")
-        self.ready = Gauge(p + "ready", "1 when the model is loaded and warmed up and inference makes progress "
-                           "(with several workers: the least ready one).", registry=r, multiprocess_mode="livemin")
-        self.result_cache = Counter(p + "result_cache_events", "Result cache lookups and evictions, by event "
-                                    "(hit, miss, eviction); only with --result-cache.", ("event",), registry=r)
-        self.result_cache_entries = Gauge(p + "result_cache_entries", "Results held in the result cache now.",
-                                          registry=r, multiprocess_mode="livesum")
-        self.info = Gauge(p + "model_info", "The model being served (value is always 1).",
-                          ("model", "backend", "precision"), registry=r, multiprocess_mode="livemax")
+        self.rejected = Counter(
+            p + "rejected", "Requests refused before inference, by reason.", ("reason",), registry=r
+        )
+        self.connections_refused = Counter(
+            p + "connections_refused",
+            "Connections closed by a guard, by reason (too_many_connections, header_timeout).",
+            ("reason",),
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            p + "queue_depth", "Images waiting for a micro-batch now.", registry=r, multiprocess_mode="livesum"
+        )
+        self.in_flight = Gauge(
+            p + "requests_in_flight",
+            "Requests admitted (body received) and not yet answered.",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.buffered_bytes = Gauge(
+            p + "buffered_body_bytes",
+            "Request-body bytes held now (reserved from the --max-buffered-bytes budget).",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.open_connections = Gauge(
+            p + "open_connections", "Open HTTP connections.", registry=r, multiprocess_mode="livesum"
+        )
+        self.ready = Gauge(
+            p + "ready",
+            "1 when the model is loaded and warmed up and inference makes progress "
+            "(with several workers: the least ready one).",
+            registry=r,
+            multiprocess_mode="livemin",
+        )
+        self.result_cache = Counter(
+            p + "result_cache_events",
+            "Result cache lookups and evictions, by event (hit, miss, eviction); only with --result-cache.",
+            ("event",),
+            registry=r,
+        )
+        self.result_cache_entries = Gauge(
+            p + "result_cache_entries", "Results held in the result cache now.", registry=r, multiprocess_mode="livesum"
+        )
+        self.info = Gauge(
+            p + "model_info",
+            "The model being served (value is always 1).",
+            ("model", "backend", "precision"),
+            registry=r,
+            multiprocess_mode="livemax",
+        )
         if self.multiprocess:
             self.workers = Gauge(p + "workers", "Worker processes alive.", registry=r, multiprocess_mode="livesum")
             self.workers.set(1)
-            self.worker_rss = Gauge(p + "worker_resident_memory_bytes", "Resident memory of each worker.",
-                                    registry=r, multiprocess_mode="liveall")
-            self.worker_cpu = Gauge(p + "worker_cpu_seconds", "CPU time (user + system) of each worker.",
-                                    registry=r, multiprocess_mode="liveall")
-            self.worker_fds = Gauge(p + "worker_open_fds", "Open file descriptors of each worker.",
-                                    registry=r, multiprocess_mode="liveall")
+            self.worker_rss = Gauge(
+                p + "worker_resident_memory_bytes",
+                "Resident memory of each worker.",
+                registry=r,
+                multiprocess_mode="liveall",
+            )
+            self.worker_cpu = Gauge(
+                p + "worker_cpu_seconds",
+                "CPU time (user + system) of each worker.",
+                registry=r,
+                multiprocess_mode="liveall",
+            )
+            self.worker_fds = Gauge(
+                p + "worker_open_fds", "Open file descriptors of each worker.", registry=r, multiprocess_mode="liveall"
+            )
         else:
             from prometheus_client import PlatformCollector, ProcessCollector
 

@@ -32,7 +32,7 @@ def _unpack_bytes(raw: bytes) -> list[bytes]:
         (n,) = struct.unpack_from("<I", raw, i)
         if i + 4 + n > len(raw):
             raise BadInferRequest("truncated BYTES tensor data")
-        out.append(raw[i + 4:i + 4 + n])
+        out.append(raw[i + 4 : i + 4 + n])
         i += 4 + n
     return out
 
@@ -45,7 +45,7 @@ def parse_request(body: bytes, header_length: str | None) -> tuple[dict, bytes]:
     if header_length is not None:
         if not header_length.strip().isdigit() or int(header_length) > len(body):
             raise BadInferRequest(f"{HEADER_LENGTH} {header_length!r} does not fit the {len(body)}-byte body")
-        head, binary = body[:int(header_length)], body[int(header_length):]
+        head, binary = body[: int(header_length)], body[int(header_length) :]
     else:
         head, binary = body, b""
     try:
@@ -91,19 +91,30 @@ def check_model(svc, name: str, version: str | None = None) -> None:
     if problem is not None:
         raise problem
     if name != svc.info["model"] or version not in (None, "", VERSION):
-        raise NotFound(f"unknown model {name!r}" + (f" version {version!r}" if version else "") +
-                       f"; this server serves {svc.info['model']!r} version {VERSION}")
+        raise NotFound(
+            f"unknown model {name!r}"
+            + (f" version {version!r}" if version else "")
+            + f"; this server serves {svc.info['model']!r} version {VERSION}"
+        )
 
 
 def model_metadata(svc) -> dict:
     c, h, w = svc.image_shape
-    return {"name": svc.info["model"], "versions": [VERSION], "platform": f"pytorch_{svc.info['backend']}",
-            "inputs": [{"name": "image", "datatype": "BYTES", "shape": [-1]},
-                       {"name": "tensor", "datatype": "FP32", "shape": [-1, c, h, w]}],
-            "outputs": [{"name": "labels", "datatype": "BYTES", "shape": [-1, -1]},
-                        {"name": "scores", "datatype": "FP32", "shape": [-1, -1]},
-                        {"name": "indices", "datatype": "INT64", "shape": [-1, -1]}],
-            "parameters": {"precision": svc.info["precision"], "max_batch": svc.cfg.max_batch}}
+    return {
+        "name": svc.info["model"],
+        "versions": [VERSION],
+        "platform": f"pytorch_{svc.info['backend']}",
+        "inputs": [
+            {"name": "image", "datatype": "BYTES", "shape": [-1]},
+            {"name": "tensor", "datatype": "FP32", "shape": [-1, c, h, w]},
+        ],
+        "outputs": [
+            {"name": "labels", "datatype": "BYTES", "shape": [-1, -1]},
+            {"name": "scores", "datatype": "FP32", "shape": [-1, -1]},
+            {"name": "indices", "datatype": "INT64", "shape": [-1, -1]},
+        ],
+        "parameters": {"precision": svc.info["precision"], "max_batch": svc.cfg.max_batch},
+    }
 
 
 def _image_items(data, n: int) -> list[bytes]:
@@ -194,15 +205,18 @@ def requested_outputs(svc, doc: dict) -> tuple[list[tuple[str, bool, int | None]
 
 
 # -- responses ----------------------------------------------------------------------------------------
-COLUMNS = {"labels": ("BYTES", lambda r: r["label"].encode()), "scores": ("FP32", lambda r: r["score"]),
-           "indices": ("INT64", lambda r: r["index"])}
+COLUMNS = {
+    "labels": ("BYTES", lambda r: r["label"].encode()),
+    "scores": ("FP32", lambda r: r["score"]),
+    "indices": ("INT64", lambda r: r["index"]),
+}
 
 
 def _output(tops: list[list[dict]], oname: str, binary: bool, cls, k: int) -> tuple[dict, bytes | None]:
     """One output tensor: its JSON description (with the data, unless binary) and its binary data."""
     if cls is not None:  # classification extension: "score:index:label", top `cls` per image
         dtype = "BYTES"
-        rows = [[f"{r['score']:f}:{r['index']}:{r['label']}".encode() for r in top[:int(cls)]] for top in tops]
+        rows = [[f"{r['score']:f}:{r['index']}:{r['label']}".encode() for r in top[: int(cls)]] for top in tops]
     else:
         dtype, get = COLUMNS[oname]
         rows = [[get(r) for r in top[:k]] for top in tops]
@@ -211,8 +225,11 @@ def _output(tops: list[list[dict]], oname: str, binary: bool, cls, k: int) -> tu
     if not binary:
         out["data"] = [v.decode() for v in flat] if dtype == "BYTES" else flat
         return out, None
-    raw = _pack_bytes(flat) if dtype == "BYTES" else np.asarray(flat, dtype=NP_TYPES[dtype]).astype(
-        np.dtype(NP_TYPES[dtype]).newbyteorder("<")).tobytes()
+    raw = (
+        _pack_bytes(flat)
+        if dtype == "BYTES"
+        else np.asarray(flat, dtype=NP_TYPES[dtype]).astype(np.dtype(NP_TYPES[dtype]).newbyteorder("<")).tobytes()
+    )
     out["parameters"] = {"binary_data_size": len(raw)}
     return out, raw
 
@@ -233,8 +250,11 @@ def encode_response(model: str, tops: list[list[dict]], outputs, k: int, doc: di
     text = json.dumps(head).encode()
     if not blobs:
         return Response(text, media_type="application/json")
-    return Response(text + b"".join(blobs), media_type="application/octet-stream",
-                    headers={"Inference-Header-Content-Length": str(len(text))})
+    return Response(
+        text + b"".join(blobs),
+        media_type="application/octet-stream",
+        headers={"Inference-Header-Content-Length": str(len(text))},
+    )
 
 
 # -- routes -------------------------------------------------------------------------------------------
@@ -243,8 +263,9 @@ async def server_metadata(request):
 
     from ipex_resnet.util.version import __version__
 
-    return JSONResponse({"name": "ipex-resnet", "version": __version__, "extensions": ["binary_tensor_data",
-                                                                                       "classification"]})
+    return JSONResponse(
+        {"name": "ipex-resnet", "version": __version__, "extensions": ["binary_tensor_data", "classification"]}
+    )
 
 
 def oip_routes(svc) -> list:
@@ -269,7 +290,7 @@ def oip_routes(svc) -> list:
     def about_model(request: Request, body: Callable[[], dict]):
         try:
             check_model(svc, request.path_params["name"], request.path_params.get("version"))
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             return fail(exc)
         return JSONResponse(body())
 
@@ -289,16 +310,20 @@ def oip_routes(svc) -> list:
                 prepare = inputs_to_prepare(svc, doc, binary, k)
                 tops = await svc.run(request, prepare, k)
                 return encode_response(svc.info["model"], tops, outputs, k, doc)
-            except Exception as exc:  # noqa: BLE001 - typed errors map to their status; anything else is a 500
+            except Exception as exc:
                 return fail(exc)
 
-    routes = [Route("/v2", server_metadata, methods=["GET"]),
-              Route("/v2/health/live", live, methods=["GET"]),
-              Route("/v2/health/ready", ready, methods=["GET"])]
+    routes = [
+        Route("/v2", server_metadata, methods=["GET"]),
+        Route("/v2/health/live", live, methods=["GET"]),
+        Route("/v2/health/ready", ready, methods=["GET"]),
+    ]
     for base in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
-        routes += [Route(base, metadata, methods=["GET"]),
-                   Route(base + "/ready", model_ready, methods=["GET"]),
-                   Route(base + "/infer", infer, methods=["POST"])]
+        routes += [
+            Route(base, metadata, methods=["GET"]),
+            Route(base + "/ready", model_ready, methods=["GET"]),
+            Route(base + "/infer", infer, methods=["POST"]),
+        ]
     return routes
 
 

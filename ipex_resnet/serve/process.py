@@ -30,8 +30,15 @@ def make_loader(model: dict, max_pixels: int):
     return loader
 
 
-def run_one(cfg_dict: dict, model: dict, sock: socket.socket | None, *, threads: int | None = None,
-            label: str = "", load_first: bool = False) -> int:
+def run_one(
+    cfg_dict: dict,
+    model: dict,
+    sock: socket.socket | None,
+    *,
+    threads: int | None = None,
+    label: str = "",
+    load_first: bool = False,
+) -> int:
     """One server process (the only one, or a worker): load, warm up, serve until stopped.
 
     ``load_first``: accept on ``sock`` only once the model is loaded and warmed up. For a worker, whose

@@ -22,8 +22,10 @@ def content_kind(request) -> str:
         return "multipart"
     if ctype == "" or ctype in RAW_TYPES or ctype.startswith("image/"):
         return "raw"
-    raise UnsupportedMediaType(f"content type {ctype!r} is not supported; send the image as the raw body with "
-                               "Content-Type image/* or application/octet-stream, or as multipart/form-data file parts")
+    raise UnsupportedMediaType(
+        f"content type {ctype!r} is not supported; send the image as the raw body with "
+        "Content-Type image/* or application/octet-stream, or as multipart/form-data file parts"
+    )
 
 
 async def images_from(request, kind: str, body: bytes, max_files: int) -> list[tuple[str, bytes]]:
@@ -39,7 +41,7 @@ async def images_from(request, kind: str, body: bytes, max_files: int) -> list[t
 
     try:
         form = await Request(request.scope, replay).form(max_files=max_files, max_fields=100)
-    except Exception as exc:  # noqa: BLE001 - starlette raises MultiPartException or HTTPException(400)
+    except Exception as exc:
         detail = getattr(exc, "detail", None) or getattr(exc, "message", None) or "malformed"
         raise BadMultipart(f"cannot parse the multipart body: {detail}") from None
     try:

@@ -35,10 +35,18 @@ def make_server(app, cfg: ServeConfig):
             timer.daemon = True
             timer.start()
 
-    config = uvicorn.Config(app, host=cfg.host, port=cfg.port, log_level=cfg.log_level, access_log=cfg.access_log,
-                            lifespan="on", timeout_graceful_shutdown=cfg.graceful_timeout_s,
-                            timeout_keep_alive=cfg.keepalive_timeout_s, http=guarded_protocol(svc.connections),
-                            log_config=None)
+    config = uvicorn.Config(
+        app,
+        host=cfg.host,
+        port=cfg.port,
+        log_level=cfg.log_level,
+        access_log=cfg.access_log,
+        lifespan="on",
+        timeout_graceful_shutdown=cfg.graceful_timeout_s,
+        timeout_keep_alive=cfg.keepalive_timeout_s,
+        http=guarded_protocol(svc.connections),
+        log_config=None,
+    )
     return Server(config)
 
 
@@ -81,8 +89,8 @@ def exit_while_loading(code: int) -> None:
 class ServerThread:
     """Run the service in a background thread on a free loopback port (tests, load tests, notebooks).
 
-        with ServerThread(create_app(loader)) as srv:
-            httpx.get(srv.url + "/readyz")
+    with ServerThread(create_app(loader)) as srv:
+        httpx.get(srv.url + "/readyz")
     """
 
     def __init__(self, app, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning"):
@@ -95,8 +103,9 @@ class ServerThread:
         cfg = app.state.config
         cfg.host, cfg.port, cfg.log_level = self.host, self.port, log_level
         self.server = make_server(app, cfg)
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True,
-                                       name="ipex-resnet-server")
+        self.thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True, name="ipex-resnet-server"
+        )
 
     @property
     def state(self):
@@ -104,7 +113,7 @@ class ServerThread:
 
     service = state
 
-    def start(self, timeout_s: float = 30.0) -> "ServerThread":
+    def start(self, timeout_s: float = 30.0) -> ServerThread:
         self.thread.start()
         deadline = time.monotonic() + timeout_s
         while not self.server.started:
@@ -113,7 +122,7 @@ class ServerThread:
             time.sleep(0.02)
         return self
 
-    def wait_ready(self, timeout_s: float = 120.0) -> "ServerThread":
+    def wait_ready(self, timeout_s: float = 120.0) -> ServerThread:
         deadline = time.monotonic() + timeout_s
         while not self.state.ready:
             if self.state.load_error:
@@ -129,7 +138,7 @@ class ServerThread:
         self.thread.join(timeout_s)
         self.sock.close()
 
-    def __enter__(self) -> "ServerThread":
+    def __enter__(self) -> ServerThread:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -23,8 +23,12 @@ MODEL_SHARE = 0.75  # of the p99 target: two batch times and the wait (decode, q
 REPEATS = 5
 
 
-def latency_curve(predict: Callable[[np.ndarray], object], image_shape: Sequence[int], sizes: Sequence[int],
-                  stop_above_ms: float | None = None) -> dict[int, float]:
+def latency_curve(
+    predict: Callable[[np.ndarray], object],
+    image_shape: Sequence[int],
+    sizes: Sequence[int],
+    stop_above_ms: float | None = None,
+) -> dict[int, float]:
     """Median milliseconds of ``predict`` per batch size (already warmed up), smallest first; sizes past
     the first that takes longer than ``stop_above_ms`` are not measured."""
     curve: dict[int, float] = {}
@@ -45,8 +49,10 @@ def check_target(p99_ms: float, curve: dict[int, float], what: str) -> None:
     """Refuse a target below one batch-1 model call (ConfigError, one line with the measured minimum)."""
     one = curve[min(curve)]
     if one > p99_ms:
-        raise ConfigError(f"--p99-ms {p99_ms:g} cannot be met here: one batch-1 call of {what} takes {one:.1f} ms "
-                          f"on this machine; ask for at least {math.ceil(one)} ms (or a faster precision or engine)")
+        raise ConfigError(
+            f"--p99-ms {p99_ms:g} cannot be met here: one batch-1 call of {what} takes {one:.1f} ms "
+            f"on this machine; ask for at least {math.ceil(one)} ms (or a faster precision or engine)"
+        )
 
 
 def batch_cap(p99_ms: float, max_wait_ms: float, curve: dict[int, float]) -> int:

@@ -101,7 +101,7 @@ def assign_cpus(topology: list[LogicalCPU], workers: int) -> list[list[int]]:
 
 def _split(cpus: list[int], parts: int) -> list[list[int]]:
     size = len(cpus) // parts  # equal sizes; leftover cores stay idle rather than make one worker slower
-    return [cpus[i * size:(i + 1) * size] for i in range(parts)]
+    return [cpus[i * size : (i + 1) * size] for i in range(parts)]
 
 
 def default_workers(topology: list[LogicalCPU], sockets: int = 1) -> tuple[int, str]:
@@ -113,11 +113,15 @@ def default_workers(topology: list[LogicalCPU], sockets: int = 1) -> tuple[int, 
     per_node = min(len(v) for v in by_node.values())
     if per_node <= 4:
         n = len(by_node)
-        return n, (f"one worker per NUMA node ({n}) with all its {per_node} physical core(s): on this few cores one "
-                   "batching queue with intra-op threads does as well as single-core workers, with a lower p99")
+        return n, (
+            f"one worker per NUMA node ({n}) with all its {per_node} physical core(s): on this few cores one "
+            "batching queue with intra-op threads does as well as single-core workers, with a lower p99"
+        )
     n = max(1, per_node // 4) * len(by_node)
-    return n, (f"workers of 4 physical cores each, {n // len(by_node)} per NUMA node ({len(by_node)} node(s), "
-               f"{sockets} socket(s)): small intra-op thread counts scale best, and no worker crosses a node")
+    return n, (
+        f"workers of 4 physical cores each, {n // len(by_node)} per NUMA node ({len(by_node)} node(s), "
+        f"{sockets} socket(s)): small intra-op thread counts scale best, and no worker crosses a node"
+    )
 
 
 # -- the supervisor ----------------------------------------------------------------------------------
@@ -126,12 +130,21 @@ def _worker_main(cfg_dict: dict, model: dict, cpus: list[int], sock: socket.sock
     os.environ["OMP_NUM_THREADS"] = str(model.get("threads") or len(cpus))
     from ipex_resnet.serve.process import run_one  # imports torch only now, pinned
 
-    raise SystemExit(run_one(cfg_dict, model, sock, threads=model.get("threads") or len(cpus),
-                             label=f"worker {index} (pid {os.getpid()}, CPUs {cpus})", load_first=True))
+    raise SystemExit(
+        run_one(
+            cfg_dict,
+            model,
+            sock,
+            threads=model.get("threads") or len(cpus),
+            label=f"worker {index} (pid {os.getpid()}, CPUs {cpus})",
+            load_first=True,
+        )
+    )
 
 
-def run_workers(cfg_dict: dict, model: dict, cpu_sets: list[list[int]], sock: socket.socket,
-                stop_after_s: float) -> int:
+def run_workers(
+    cfg_dict: dict, model: dict, cpu_sets: list[list[int]], sock: socket.socket, stop_after_s: float
+) -> int:
     """Start one worker per CPU set on ``sock``; return when they have all stopped."""
     metrics_dir = tempfile.mkdtemp(prefix="ipex-resnet-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir  # inherited by the workers
@@ -140,8 +153,12 @@ def run_workers(cfg_dict: dict, model: dict, cpu_sets: list[list[int]], sock: so
     procs: dict[int, multiprocessing.Process] = {}
 
     def start(i: int):
-        p = ctx.Process(target=_worker_main, args=(cfg_dict, model, cpu_sets[i], sock, i),
-                        name=f"ipex-resnet-worker-{i}", daemon=False)
+        p = ctx.Process(
+            target=_worker_main,
+            args=(cfg_dict, model, cpu_sets[i], sock, i),
+            name=f"ipex-resnet-worker-{i}",
+            daemon=False,
+        )
         p.start()
         procs[i] = p
 
@@ -199,5 +216,5 @@ def _mark_dead(pid: int | None) -> None:
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(pid)
-    except Exception:  # noqa: BLE001 - only tidies live gauges
+    except Exception:
         pass

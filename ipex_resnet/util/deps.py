@@ -35,8 +35,12 @@ def installed(module: str) -> bool:
     for location in spec.submodule_search_locations or ():
         base = Path(location).joinpath(*parts[:-1])
         leaf = parts[-1]
-        if (base / leaf / "__init__.py").is_file() or (base / f"{leaf}.py").is_file() or \
-                any(base.glob(f"{leaf}.*.so")) or (base / leaf).is_dir():
+        if (
+            (base / leaf / "__init__.py").is_file()
+            or (base / f"{leaf}.py").is_file()
+            or any(base.glob(f"{leaf}.*.so"))
+            or (base / leaf).is_dir()
+        ):
             return True
     return False
 

@@ -38,7 +38,7 @@ def _flush() -> None:
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(AttributeError, OSError, ValueError):
             stream.flush()
-    with contextlib.suppress(Exception):  # noqa: BLE001 - no C library to reach (an unusual platform)
+    with contextlib.suppress(Exception):
         import ctypes
 
         ctypes.CDLL(None).fflush(None)
