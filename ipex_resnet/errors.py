@@ -40,7 +40,7 @@ class AccuracyGateError(IpexResnetError):
     """A quantized model misses its accuracy gate (the message has the numbers, the gate and the
     override). ``agreement`` and ``gate`` carry them as data."""
 
-    def __init__(self, message: str, agreement=None, gate=None):
+    def __init__(self, message: str, agreement: object = None, gate: object = None) -> None:
         super().__init__(message)
         self.agreement = agreement
         self.gate = gate

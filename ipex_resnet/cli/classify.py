@@ -36,24 +36,32 @@ def main(args: argparse.Namespace) -> int:
             raise ConfigError(f"no images found in {', '.join(args.images)}")
     with stdout_to_stderr(args.json or args.jsonl == "-"):  # the user's model may print as it is built
         clf = _load_for_classify(args, None if inputs is None else len(inputs))
+    if inputs is None:
+        return _classify_to_jsonl(clf, args)
+    return _classify_listed(clf, args, inputs)
 
-    if args.jsonl:
-        summary = bulk.classify_to_jsonl(
-            clf,
-            args.images,
-            args.jsonl,
-            resume=args.resume,
-            topk=args.topk,
-            batch_size=args.batch_size,
-            workers=args.workers,
-        )
-        print(
-            f"{summary.ok} classified, {summary.failed} failed, {summary.skipped} already in {args.jsonl}; "
-            f"{summary.images_per_s:.1f} images/s",
-            file=sys.stderr,
-        )
-        return 1 if summary.failed else 0
 
+def _classify_to_jsonl(clf, args: argparse.Namespace) -> int:
+    """``--jsonl OUT``: one line per image as it is classified (resumable)."""
+    summary = bulk.classify_to_jsonl(
+        clf,
+        args.images,
+        args.jsonl,
+        resume=args.resume,
+        topk=args.topk,
+        batch_size=args.batch_size,
+        workers=args.workers,
+    )
+    print(
+        f"{summary.ok} classified, {summary.failed} failed, {summary.skipped} already in {args.jsonl}; "
+        f"{summary.images_per_s:.1f} images/s",
+        file=sys.stderr,
+    )
+    return 1 if summary.failed else 0
+
+
+def _classify_listed(clf, args: argparse.Namespace, inputs: list[str]) -> int:
+    """The images' top-k as text, or as one JSON document with ``--json``."""
     results: dict[str, dict] = {}
 
     def sink(name, top, error):

@@ -66,10 +66,9 @@ def _classify_fn(clf) -> ClassifyFn:
         if hasattr(images[0], "detach"):
             import torch
 
-            batch = torch.stack(images)
+            out = clf(torch.stack(images))
         else:
-            batch = np.stack(images)
-        out = clf(batch)
+            out = clf(np.stack(images))
         return out.detach().float().cpu().numpy() if hasattr(out, "detach") else np.asarray(out, np.float32)
 
     return run

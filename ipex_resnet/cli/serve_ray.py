@@ -109,9 +109,10 @@ def main(args: argparse.Namespace, cfg, model: dict) -> int:
         return 2
     local = args.ray == "local"
     if local:
-        spec = _resolved(spec)
-        if spec is None:
+        resolved = _resolved(spec)
+        if resolved is None:
             return 2
+        spec = resolved
     problem = None if local else _unreachable(args.ray)
     if problem:
         print(f"error: cannot join Ray at {args.ray}: {problem}", file=sys.stderr)

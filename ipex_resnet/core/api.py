@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ipex_resnet import engines
 from ipex_resnet.core import autoselect
@@ -27,6 +29,17 @@ from ipex_resnet.hardware.cpu import CPUInfo
 from ipex_resnet.imaging import DEFAULT_MAX_PIXELS
 from ipex_resnet.models.spec import as_preset, is_import_path
 from ipex_resnet.util.cpus import allowed_cpus
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+    from ipex_resnet.core.result_cache import ResultCache
+    from ipex_resnet.engines.streams import Streams
+    from ipex_resnet.imaging import PresetSpec
+
+    ModelArg = str | torch.nn.Module
+    Batches = Sequence[np.ndarray | torch.Tensor]
 
 
 def probe(
@@ -69,17 +82,17 @@ def _warn(plan: Plan) -> None:
 
 
 def optimize(
-    module,
+    module: ModelArg,
     backend: str | None = "auto",
     precision: str | None = "auto",
     threads: int | None = None,
     *,
     cpu: CPUInfo | None = None,
-    example=None,
+    example: np.ndarray | torch.Tensor | None = None,
     plan: Plan | None = None,
-    calibration=None,
+    calibration: Batches | None = None,
     streams: int | str | None = "auto",
-):
+) -> tuple[Streams, Plan]:
     """Optimize any image classifier for this CPU: returns ``(runner, plan)``, where ``runner`` maps a
     float NCHW batch (torch tensor or numpy array) to float32 logits, already warmed up on ``example``
     (default 1x3x224x224). ``module``: an nn.Module or an import path ``"pkg.module:attr"`` (an
@@ -101,8 +114,8 @@ def optimize(
     return runner, plan
 
 
-def _module_of(module):
-    if is_import_path(module):
+def _module_of(module: ModelArg) -> torch.nn.Module:
+    if isinstance(module, str) and is_import_path(module):
         from ipex_resnet.models.spec import import_model
 
         return import_model(module).eval()
@@ -115,25 +128,25 @@ def _module_of(module):
 
 
 def load(
-    model="resnet18",
-    weights="DEFAULT",
+    model: ModelArg = "resnet18",
+    weights: str | Path | None = "DEFAULT",
     backend: str | None = "auto",
     precision: str | None = "auto",
     threads: int | None = None,
     *,
     categories: list[str] | None = None,
-    transforms=None,
+    transforms: PresetSpec | dict[str, Any] | Any | None = None,
     cpu: CPUInfo | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     warmup_batch: int = 1,
-    calibration=None,
+    calibration: Batches | None = None,
     cache: bool | None = None,
     measure: bool | None = None,
     accept_accuracy: bool = False,
-    accuracy_gate=None,
-    labels=None,
+    accuracy_gate: float | None = None,
+    labels: str | Path | None = None,
     accuracy_budget: float | None = None,
-    result_cache=None,
+    result_cache: str | ResultCache | None = None,
     streams: int | str | None = "auto",
 ) -> Classifier:
     """Probe the CPU, plan, build or reuse the compiled artifact, warm up.
@@ -202,16 +215,23 @@ def load(
             budget=budget,
             streams=streams,
         )
-    cache = make_result_cache(result_cache)  # a bad mode or a missing imagehash fails before any build
+    results = make_result_cache(result_cache)  # a bad mode or a missing imagehash fails before any build
     clf = make_classifier(plan, req, use_cache)
     _warn(clf.plan)
-    if cache is not None:
-        clf.result_cache = cache
+    if results is not None:
+        clf.result_cache = results
     return clf
 
 
 def undecided_auto(
-    model, weights="DEFAULT", *, backend=None, precision=None, threads=None, streams="auto", cpu=None
+    model: ModelArg,
+    weights: str | Path | None = "DEFAULT",
+    *,
+    backend: str | None = None,
+    precision: str | None = None,
+    threads: int | None = None,
+    streams: int | str | None = "auto",
+    cpu: CPUInfo | None = None,
 ) -> Path | None:
     """Would :func:`load` with these arguments measure the engines first? The decision file it would
     write, or None (a decision is cached, the static rule is asked for, or the cache is off). Cheap: it

@@ -18,7 +18,7 @@ from pathlib import Path
 from ipex_resnet import engines
 from ipex_resnet.core.cache import digest, root
 from ipex_resnet.core.keys import weights_id
-from ipex_resnet.core.policy import AUTO, ENV_BACKEND, make_plan, requested_streams
+from ipex_resnet.core.policy import AUTO, ENV_BACKEND, Plan, make_plan, requested_streams
 from ipex_resnet.errors import IpexResnetError
 from ipex_resnet.util.deps import dist_version
 from ipex_resnet.util.files import write_json_atomic
@@ -83,7 +83,7 @@ def _latency_ms(clf, x) -> float:
     return statistics.median(times)
 
 
-def _candidates(cpu, precision, threads, budget) -> list[tuple[str, object]]:
+def _candidates(cpu, precision, threads, budget) -> list[tuple[str, Plan | str]]:
     """``(row name, plan or the reason it cannot run)`` for every engine that runs here; with an
     accuracy budget, each INT8-capable engine's INT8 too."""
     avail = engines.availability()
@@ -92,7 +92,7 @@ def _candidates(cpu, precision, threads, budget) -> list[tuple[str, object]]:
         wanted += [
             (n, "int8", f"{n}/int8") for n, (ok, _) in avail.items() if ok and "int8" in engines.get(n).precisions(cpu)
         ]
-    out = []
+    out: list[tuple[str, Plan | str]] = []
     for name, prec, row in wanted:
         try:
             out.append((row, make_plan(cpu, name, prec, threads, availability=avail)))

@@ -56,7 +56,9 @@ def make(max_drop_pts, calibration, labels, categories=None) -> Budget | None:
     if labels is not None:
         from ipex_resnet.core.int8 import labelled_set
 
-        samples, digest = labelled_set(labels, categories)
+        found = labelled_set(labels, categories)
+        assert found is not None  # labels were given
+        samples, digest = found
         return Budget(float(max_drop_pts), tuple(str(p) for p, _ in samples), tuple(i for _, i in samples), digest)
     if calibration is None:
         raise ConfigError(

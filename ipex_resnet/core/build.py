@@ -59,6 +59,7 @@ def preprocessor(meta: dict | None, transforms, max_pixels: int):
     """The weights' preprocessing: from the user's transforms, else from the entry's preset (no torch)."""
     if transforms is not None or not (meta or {}).get("preset"):
         return Preprocessor.from_preset(transforms, max_pixels=max_pixels)
+    assert meta is not None  # it has a preset
     return Preprocessor(PresetSpec.from_dict(meta["preset"]), max_pixels=max_pixels)
 
 

@@ -102,11 +102,11 @@ def read_labels(data: str | os.PathLike, categories: Sequence[str] | None = None
 def topk_hits(logits: np.ndarray, labels: Sequence[int], k: int) -> np.ndarray:
     """Per image: is the label among the ``k`` highest logits."""
     logits = np.asarray(logits, dtype=np.float32)
-    labels = np.asarray(labels)
-    if logits.ndim != 2 or len(logits) != len(labels):
-        raise ValueError(f"logits {logits.shape} do not match {len(labels)} labels")
+    truth = np.asarray(labels)
+    if logits.ndim != 2 or len(logits) != len(truth):
+        raise ValueError(f"logits {logits.shape} do not match {len(truth)} labels")
     top = np.argsort(-logits, axis=1, kind="stable")[:, :k]
-    return (top == labels[:, None]).any(axis=1)
+    return (top == truth[:, None]).any(axis=1)
 
 
 def logits_for(

@@ -144,6 +144,7 @@ def check(meta: dict, *, accept: bool, gate=None) -> None:
     labelled = meta.get("accuracy_labelled")
     g = int8_search.gate_for(gate, bool(labelled))
     if isinstance(g, int8_search.DropGate):
+        assert labelled  # a drop gate is chosen only for a labelled judgement
         la = accuracy.LabelledAccuracy.from_dict(labelled)
         if la.drop_pts > g.max_drop_pts:
             raise AccuracyGateError(

@@ -111,7 +111,7 @@ def search(
     if Judge.passes(report, gate):
         return info, report, steps
     ranked = [name for name, _ in rank()]
-    best = (Judge.score(report), [], info, report)
+    best: tuple[float, list[str], Any, Any] = (Judge.score(report), [], info, report)
     limit, n, stale = max(1, int(len(ranked) * MAX_KEPT_SHARE)), 1, 0
     while n <= limit:
         kept = ranked[:n]

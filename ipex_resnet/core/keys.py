@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from typing import Any
 
 from ipex_resnet import engines
 from ipex_resnet.core.cache import file_sha256
@@ -65,7 +66,7 @@ def artifact_key(
         "inductor": ("torchao",),
     }.get(engine.name, ()):
         libs[dist] = dist_version(dist)
-    key = {
+    key: dict[str, Any] = {
         "model": model_name,
         "weights": wid,
         "engine": engine.name,

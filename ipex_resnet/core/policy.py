@@ -11,6 +11,7 @@ import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from ipex_resnet import engines
 from ipex_resnet.errors import BackendUnavailable, ConfigError
@@ -37,7 +38,7 @@ class Plan:
     isa_level: str
     reasons: Mapping[str, str]
     options: Mapping[str, object] = field(default_factory=dict)
-    measured: Mapping[str, object] = field(default_factory=dict)
+    measured: Mapping[str, Any] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     model: str = "?"
@@ -64,7 +65,7 @@ class Plan:
         return d
 
     def describe(self) -> str:
-        rows = [("model", self.model, None), ("weights", self.weights, None)]
+        rows: list[tuple[str, object, str | None]] = [("model", self.model, None), ("weights", self.weights, None)]
         rows += [
             (k, getattr(self, k), self.reasons.get(k)) for k in ("backend", "precision", "memory_format", "threads")
         ]
@@ -246,7 +247,7 @@ def requested_streams(streams: int | str | None, env: Mapping[str, str]) -> tupl
     return int(text), f"requested ({via})"
 
 
-def _resolve_streams(streams, env: Mapping[str, str], threads: int) -> tuple[int, str]:
+def _resolve_streams(streams: int | str | None, env: Mapping[str, str], threads: int) -> tuple[int, str]:
     n, why = requested_streams(streams, env)
     if n is None:
         return 1, why

@@ -133,7 +133,11 @@ class Engine:
         """:class:`Streams` over ``load_one(plan with one stream's threads)``, called once per stream."""
         streams = int(getattr(plan, "streams", 1) or 1)
         per = split_threads(plan.threads, streams)
-        one = dataclasses.replace(plan, threads=per) if dataclasses.is_dataclass(plan) else plan
+        one = (
+            dataclasses.replace(plan, threads=per)
+            if dataclasses.is_dataclass(plan) and not isinstance(plan, type)
+            else plan
+        )
         return Streams(
             [load_one(one) for _ in range(streams)],
             threads_per_stream=per,

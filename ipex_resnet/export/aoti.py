@@ -56,7 +56,7 @@ def compile_package(model, example, path: Path, *, strict: bool = False, autocas
             DYNAMIC: torch._inductor.aot_compile(dynamic.module(), (two,), options=OPTIONS),
             BATCH1: torch._inductor.aot_compile(single.module(), (one,), options=OPTIONS),
         }
-        package_aoti(str(path), files)
+        package_aoti(str(path), files)  # type: ignore[arg-type]  # a dict of compiled .so paths per model name
     return Path(path)
 
 
@@ -69,7 +69,7 @@ def load_package(path: Path, model_name: str = DYNAMIC):
     native = getattr(getattr(torch._C, "_aoti", None), "AOTIModelPackageLoader", None)
     if native is None:  # a torch without the native loader: the public wrapper
         with quiet_cpp_builder():
-            package = torch._inductor.aoti_load_package(str(path), model_name=model_name)
+            package = torch._inductor.aoti_load_package(str(path), model_name=model_name)  # type: ignore[call-arg]
         return lambda x: package(x)
     loader = native(str(path), model_name, False, 1, -1)  # (path, name, single-threaded, runners, device)
     return lambda x: loader.boxed_run([x])[0]

@@ -282,10 +282,10 @@ def cross_check(info: CPUInfo, torch_report: dict | None, ipex_isa: str | None =
             notes.append(f"torch dispatches {cap} kernels but the flags allow {expected}{reason}")
     if ipex_isa:
         reports["ipex"] = f"isa {ipex_isa}"
-        ours = info.isa_level
+        our_isa = info.isa_level
         theirs = ipex_isa.lower()
-        if theirs.startswith("avx512") and not info.has_avx512_core or ("amx" in theirs) != ("amx" in ours):
-            notes.append(f"IPEX reports ISA {ipex_isa}, cpu flags give {ours}")
+        if theirs.startswith("avx512") and not info.has_avx512_core or ("amx" in theirs) != ("amx" in our_isa):
+            notes.append(f"IPEX reports ISA {ipex_isa}, cpu flags give {our_isa}")
     return dataclasses.replace(info, disagreements=tuple(notes), reports=reports)
 
 

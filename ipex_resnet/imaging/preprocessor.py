@@ -120,11 +120,12 @@ class Preprocessor:
 
     # -- header checks ------------------------------------------------------------------------------
     def _check_resized(self, name: str):
-        if self.mode == "fast" or self.spec is None:
+        spec = self.spec
+        if self.mode == "fast" or spec is None:
             return None
 
         def check(w: int, h: int) -> None:
-            nw, nh = self.spec.resized_size(w, h)
+            nw, nh = spec.resized_size(w, h)
             if nw * nh > self.max_resized_pixels:
                 raise ImageError(
                     name,
@@ -148,6 +149,7 @@ class Preprocessor:
 
     def _from_decoded(self, img: Image.Image, full_size: tuple[int, int], name: str) -> np.ndarray:
         if self.mode == "fast":
+            assert self.spec is not None and self._normalize is not None  # fast runs only with a preset's numbers
             window = fast.crop_window(self.spec, *full_size)
             if window is not None:
                 return self._normalize(fast.resize_crop(img, full_size, self.spec, window))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from typing import Any
 
 from ipex_resnet.errors import ConfigError
 
@@ -18,7 +19,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "box", "hamming", "lanczos")
 
 
-def _ints(value: object, field: str) -> tuple[int, ...]:
+def _ints(value: Any, field: str) -> tuple[int, ...]:
     seq = list(value) if isinstance(value, Sequence) and not isinstance(value, str) else [value]
     try:
         out = tuple(int(v) for v in seq)
@@ -77,7 +78,7 @@ class PresetSpec:
         return (new_short, new_long) if width <= height else (new_long, new_short)
 
     @classmethod
-    def from_torchvision(cls, preset: object) -> PresetSpec:
+    def from_torchvision(cls, preset: Any) -> PresetSpec:
         """Read the numbers of a torchvision ``ImageClassification`` preset (imports nothing)."""
         missing = [a for a in ("resize_size", "crop_size", "mean", "std") if not hasattr(preset, a)]
         if missing:
