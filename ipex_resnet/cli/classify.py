@@ -227,34 +227,44 @@ def _classify_with_ray(args) -> int:
             topk=args.topk,
             preprocess=args.preprocess,
         )
-        failed = ok = 0
-        if args.jsonl:
-            out = sys.stdout if args.jsonl == "-" else open(args.jsonl, "w", encoding="utf-8")  # noqa: SIM115 - or stdout; closed below
-            try:
-                for row in ds.iter_rows():
-                    rec = row_to_record(row)
-                    if "error" in rec:
-                        failed += 1
-                        print(f"error: {rec['input']}: {rec['error']}", file=sys.stderr)
-                    else:
-                        ok += 1
-                    out.write(json.dumps(rec) + "\n")
-                    out.flush()
-            finally:
-                if out is not sys.stdout:
-                    out.close()
-        else:
-            ds = ds.materialize()
-            ds.write_parquet(args.parquet)
-            for row in ds.select_columns(["input", "error"]).iter_rows():
-                if row["error"] is None:
-                    ok += 1
-                else:
-                    failed += 1
-                    print(f"error: {row['input']}: {row['error']}", file=sys.stderr)
+        ok, failed = _ray_to_jsonl(ds, args.jsonl, row_to_record) if args.jsonl else _ray_to_parquet(ds, args.parquet)
         print(
             f"{ok} classified, {failed} failed (Ray, {args.actors} actors x {args.cpus_per_actor} CPU)", file=sys.stderr
         )
         return 1 if failed else 0
     finally:
         ray.shutdown()
+
+
+def _ray_to_jsonl(ds, path: str, row_to_record) -> tuple[int, int]:
+    """Stream the dataset's rows, in order, to ``path`` (``-``: stdout); (classified, failed)."""
+    failed = ok = 0
+    out = sys.stdout if path == "-" else open(path, "w", encoding="utf-8")  # noqa: SIM115 - or stdout; closed below
+    try:
+        for row in ds.iter_rows():
+            rec = row_to_record(row)
+            if "error" in rec:
+                failed += 1
+                print(f"error: {rec['input']}: {rec['error']}", file=sys.stderr)
+            else:
+                ok += 1
+            out.write(json.dumps(rec) + "\n")
+            out.flush()
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    return ok, failed
+
+
+def _ray_to_parquet(ds, path: str) -> tuple[int, int]:
+    """Write the dataset as Parquet files under ``path``; (classified, failed)."""
+    failed = ok = 0
+    ds = ds.materialize()
+    ds.write_parquet(path)
+    for row in ds.select_columns(["input", "error"]).iter_rows():
+        if row["error"] is None:
+            ok += 1
+        else:
+            failed += 1
+            print(f"error: {row['input']}: {row['error']}", file=sys.stderr)
+    return ok, failed

@@ -13,7 +13,9 @@ from __future__ import annotations
 import dataclasses
 import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -149,7 +151,7 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")  # L, 1, P, CMYK, YCbCr, LAB, HSV
 
 
-def _read_source(src: object, name: str):
+def _read_source(src: object, name: str) -> BinaryIO:
     """A binary file object for ``src`` (the caller closes it)."""
     import io
 
@@ -209,7 +211,7 @@ def decode(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     name: str | None = None,
     min_short_side: int | None = None,
-    check=None,
+    check: Callable[[int, int], None] | None = None,
 ) -> Decoded:
     """Decode one input into an upright RGB PIL image, or raise ImageError naming the problem.
 
@@ -222,31 +224,12 @@ def decode(
         _check_size(*src.size, max_pixels, name)
         if check:
             check(*src.size)
-        orient = _orientation(src)
-        full = src.size[::-1] if orient >= 5 else src.size
-        try:
-            img = src.transpose(_TRANSPOSE[orient]) if orient != 1 else src
-            return Decoded(to_rgb(img), full)
-        except Exception as exc:
-            raise _decode_error(name, exc) from None
+        return _upright(src, src.size, name)
     f = _read_source(src, name)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            try:
-                img = Image.open(f, formats=ALLOWED_FORMATS)
-            except UnidentifiedImageError:
-                f.seek(0)
-                refused = sniff_refused(f.read(32))
-                if refused:
-                    raise ImageError(name, f"{refused} images are not accepted (accepted: {ALLOWED_TEXT})") from None
-                raise ImageError(name, f"not an image (unrecognized format; accepted: {ALLOWED_TEXT})") from None
-            except Image.DecompressionBombError as exc:
-                raise ImageError(name, f"declared size exceeds the limit (decompression bomb?): {exc}") from None
-            except ImageError:
-                raise
-            except Exception as exc:
-                raise ImageError(name, f"cannot decode: {exc}") from None
+            img = _open(f, name)
             w, h = img.size
             _check_size(w, h, max_pixels, name)
             if check:
@@ -262,16 +245,40 @@ def decode(
                 img.load()
             except Exception as exc:
                 raise _decode_error(name, exc) from None
-            orient = _orientation(img)
-            full = (h, w) if orient >= 5 else (w, h)
-            try:
-                if orient != 1:
-                    img = img.transpose(_TRANSPOSE[orient])
-                return Decoded(to_rgb(img), full)
-            except Exception as exc:
-                raise _decode_error(name, exc) from None
+            return _upright(img, (w, h), name)
     finally:
         f.close()
+
+
+def _open(f: BinaryIO, name: str) -> Image.Image:
+    """The image's header, from an allowed format only (nothing decoded yet)."""
+    try:
+        return Image.open(f, formats=ALLOWED_FORMATS)
+    except UnidentifiedImageError:
+        f.seek(0)
+        refused = sniff_refused(f.read(32))
+        if refused:
+            raise ImageError(name, f"{refused} images are not accepted (accepted: {ALLOWED_TEXT})") from None
+        raise ImageError(name, f"not an image (unrecognized format; accepted: {ALLOWED_TEXT})") from None
+    except Image.DecompressionBombError as exc:
+        raise ImageError(name, f"declared size exceeds the limit (decompression bomb?): {exc}") from None
+    except ImageError:
+        raise
+    except Exception as exc:
+        raise ImageError(name, f"cannot decode: {exc}") from None
+
+
+def _upright(img: Image.Image, size: tuple[int, int], name: str) -> Decoded:
+    """``img`` turned upright by its EXIF orientation, in RGB, with its full upright size (``size`` is
+    the declared, pre-rotation width and height)."""
+    orient = _orientation(img)
+    full = (size[1], size[0]) if orient >= 5 else size
+    try:
+        if orient != 1:
+            img = img.transpose(_TRANSPOSE[orient])
+        return Decoded(to_rgb(img), full)
+    except Exception as exc:
+        raise _decode_error(name, exc) from None
 
 
 def open_image(src: object, *, max_pixels: int = DEFAULT_MAX_PIXELS, name: str | None = None) -> Image.Image:
