@@ -86,6 +86,29 @@ def input_producers(onnx_path: Path, nodes: Collection[str]) -> set[str]:
     return types
 
 
+def _calibration_reader(base: type, batches, name: str):
+    """ORT's calibration reader over ``batches``: one image at a time, under the graph's input ``name``."""
+
+    class Reader(base):  # ORT's CalibrationDataReader, imported by the caller
+        def __init__(self) -> None:
+            self.items = images(batches)
+
+        def get_next(self):
+            item = next(self.items, None)
+            return None if item is None else {name: item}
+
+    return Reader()
+
+
+def _scheme(reduce: bool, kept: int) -> str:
+    return (
+        "static QDQ (MinMax): per-channel int8 weights"
+        + (" in 7 bits (reduce_range: no VNNI or AMX)" if reduce else "")
+        + ", per-tensor int8 activations (S8S8)"
+        + (f", {kept} submodule(s) kept in FP32" if kept else "")
+    )
+
+
 def quantize_onnx(
     fp32_onnx: Path,
     calibration,
@@ -111,15 +134,6 @@ def quantize_onnx(
     batches = check_calibration(calibration)
     reduce = reduced_range_here() if reduce_range is None else bool(reduce_range)
 
-    class Reader(CalibrationDataReader):
-        def __init__(self, name: str):
-            self.name = name
-            self.items = images(batches)
-
-        def get_next(self):
-            item = next(self.items, None)
-            return None if item is None else {self.name: item}
-
     import onnx
 
     name = onnx.load(str(fp32_onnx), load_external_data=False).graph.input[0].name
@@ -132,7 +146,7 @@ def quantize_onnx(
         quantize_static(
             str(pre),
             str(out_path),
-            Reader(name),
+            _calibration_reader(CalibrationDataReader, batches, name),
             quant_format=QuantFormat.QDQ,
             per_channel=True,
             reduce_range=reduce,
@@ -142,10 +156,7 @@ def quantize_onnx(
             extra_options=extra,
         )
     return {
-        "scheme": "static QDQ (MinMax): per-channel int8 weights"
-        + (" in 7 bits (reduce_range: no VNNI or AMX)" if reduce else "")
-        + ", per-tensor int8 activations (S8S8)"
-        + (f", {len(excluded)} submodule(s) kept in FP32" if excluded else ""),
+        "scheme": _scheme(reduce, len(excluded)),
         "tool": f"onnxruntime {(dist_version('onnxruntime') or '?')}",
         "calibration_images": count(batches),
         "kept_float": list(excluded),

@@ -98,10 +98,27 @@ def rank_layers(
     chunks = list(torch.split(x, max(1, int(batch_size))))
     names = set(quantizable_layers(module))
     layers = {name: m for name, m in module.named_modules() if name in names}
-    ranges: dict[str, list[float]] = {}
-    hooks = []
+    with torch.no_grad():
+        reference, ranges = _reference_and_ranges(module, layers, chunks)
+        scores = [
+            (name, _relative_error(_one_layer_quantized(module, name, m, ranges[name], chunks), reference))
+            for name, m in layers.items()
+            if name in ranges
+        ]
+    ranked = sorted(scores, key=lambda s: -s[1])  # stable: ties keep module order
+    return ranked[:limit] if limit is not None else ranked
 
-    def observer(name):
+
+__all__ = ["fake_quant_activation", "fake_quant_weight", "quantizable_layers", "rank_layers"]
+
+
+def _reference_and_ranges(module, layers: dict, chunks: list) -> tuple[Any, dict[str, tuple[float, float]]]:
+    """FP32 logits over ``chunks``, and each reached layer's input range (min, max) on the way."""
+    import torch
+
+    ranges: dict[str, list[float]] = {}
+
+    def observer(name: str):
         def hook(_mod, args):
             t = args[0].detach()
             lo, hi = float(t.min()), float(t.max())
@@ -110,39 +127,25 @@ def rank_layers(
 
         return hook
 
+    hooks = [m.register_forward_pre_hook(observer(name)) for name, m in layers.items()]
     try:
-        with torch.no_grad():
-            for name, m in layers.items():
-                hooks.append(m.register_forward_pre_hook(observer(name)))
-            reference = torch.cat([module(c).float() for c in chunks])
-            for h in hooks:
-                h.remove()
-            hooks.clear()
-
-            scores: list[tuple[str, float]] = []
-            for name, m in layers.items():
-                if name not in ranges:
-                    continue
-                lo, hi = ranges[name]
-                hooks.append(
-                    m.register_forward_pre_hook(
-                        lambda _mod, args, lo=lo, hi=hi: (fake_quant_activation(args[0], lo, hi), *args[1:])
-                    )
-                )
-                w = fake_quant_weight(m.weight).to(m.weight.dtype)
-                weights = {f"{name}.weight": w.contiguous(memory_format=torch.channels_last) if w.ndim == 4 else w}
-                try:
-                    out = torch.cat([torch.func.functional_call(module, weights, (c,)).float() for c in chunks])
-                finally:
-                    for h in hooks:
-                        h.remove()
-                    hooks.clear()
-                scores.append((name, _relative_error(out, reference)))
+        reference = torch.cat([module(c).float() for c in chunks])
     finally:
         for h in hooks:
             h.remove()
-    ranked = sorted(scores, key=lambda s: -s[1])  # stable: ties keep module order
-    return ranked[:limit] if limit is not None else ranked
+    return reference, {name: (lo, hi) for name, (lo, hi) in ranges.items()}
 
 
-__all__ = ["fake_quant_activation", "fake_quant_weight", "quantizable_layers", "rank_layers"]
+def _one_layer_quantized(module, name: str, layer, rng: tuple[float, float], chunks: list) -> Any:
+    """Logits over ``chunks`` with only ``layer`` fake-quantized (its input to ``rng``, its weight per
+    channel); the module itself is left as it was."""
+    import torch
+
+    lo, hi = rng
+    hook = layer.register_forward_pre_hook(lambda _mod, args: (fake_quant_activation(args[0], lo, hi), *args[1:]))
+    w = fake_quant_weight(layer.weight).to(layer.weight.dtype)
+    weights = {f"{name}.weight": w.contiguous(memory_format=torch.channels_last) if w.ndim == 4 else w}
+    try:
+        return torch.cat([torch.func.functional_call(module, weights, (c,)).float() for c in chunks])
+    finally:
+        hook.remove()
