@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import os
 import shutil
 import subprocess
 import sys
@@ -105,3 +106,76 @@ def test_int8_readiness_asks_the_flows_own_libraries():
         assert (int8_ready(name) is None) == ok, (name, why, int8_ready(name))
     assert int8_ready("eager") is not None
     assert set(ENGINES) < set(engines.names())
+
+
+USER_CODE = '''
+"""A user's typed code against the public API."""
+from pathlib import Path
+
+import torch
+
+import ipex_resnet
+from ipex_resnet import Classifier, Plan
+
+
+def classify(paths: list[Path]) -> list[str]:
+    clf: Classifier = ipex_resnet.load("resnet18", weights="none", backend="eager", precision="fp32")
+    plan: Plan = clf.plan
+    print(plan.describe(), plan.threads, plan.backend, plan.to_dict())
+    top = clf.predict([str(p) for p in paths], topk=5)
+    return [t[0]["label"] for t in top]
+
+
+def optimized(module: torch.nn.Module) -> Plan:
+    runner, plan = ipex_resnet.optimize(module, backend="eager", precision="fp32")
+    return plan
+
+
+def plan_here() -> str:
+    cpu = ipex_resnet.probe()
+    return ipex_resnet.plan_for(cpu, backend="auto").describe() + cpu.isa_level
+
+
+def errors() -> tuple[type[Exception], ...]:
+    return (ipex_resnet.ConfigError, ipex_resnet.ImageError, ipex_resnet.AccuracyGateError)
+'''
+
+
+def _built_wheel(out: Path) -> Path:
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(out), str(REPO)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    (wheel,) = out.glob("ipex_resnet-*.whl")
+    return wheel
+
+
+def test_the_installed_package_is_typed_for_a_strict_user(tmp_path):
+    """The wheel carries py.typed and the service's page; installed from it, a user who runs
+    ``mypy --strict`` on code that calls load/optimize/probe/plan_for, Classifier and Plan gets no
+    error: without py.typed mypy would not read the package's types, and an unannotated function is an
+    "untyped call in a typed context"."""
+    import zipfile
+
+    mypy = shutil.which("mypy") or str(Path(sys.executable).with_name("mypy"))
+    if not Path(mypy).exists():
+        pytest.skip("mypy is installed on the latest stack only (.ci/requirements-latest.txt)")
+    wheel = zipfile.ZipFile(_built_wheel(tmp_path / "dist"))
+    assert {"ipex_resnet/py.typed", "ipex_resnet/static/index.html"} <= set(wheel.namelist())
+    site = tmp_path / "site"
+    wheel.extractall(site)  # installed as pip would (a plain folder on the path; mypy ignores editable finders)
+    script = tmp_path / "user_code.py"
+    script.write_text(USER_CODE)
+    done = subprocess.run(
+        [mypy, "--strict", "--follow-imports=silent", "--python-executable", sys.executable]
+        + ["--cache-dir", str(tmp_path / "cache"), str(script)],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(site)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
