@@ -55,7 +55,7 @@ class Context:
 
         self.settings = s = O.settings(O.raw_from_pytest(config))
         self.quick = s.quick
-        self.model, self.weights, self.preset = s.model, s.weights, s.preset
+        self.model = s.model  # the ModelSpec: model, weights, preset, categories
         self.cpu = probe()
         self.availability = engines.availability()
         self.plan = plan_for(self.cpu, "auto", "auto", s.threads)
@@ -92,7 +92,7 @@ class Context:
         self.key = machine_key(self.cpu, self.versions, self.threads)
         self.slowdown = T.slowdown_fraction()
         self._built: dict[str, Built] = {}
-        self.ws = Workspace(self.model, jpegs(s.images, 32) if s.images else None, weights=s.weights, preset=s.preset)
+        self.ws = Workspace(self.model, jpegs(s.images, 32) if s.images else None)
         self.crop = self.ws.crop
 
     def spec(self, name: str) -> PathSpec:
@@ -145,7 +145,7 @@ def pytest_report_header(config):
     if ctx is None:
         return None
     lines = [
-        f"ipex_resnet bench: {ctx.model} on {ctx.cpu.model_name} ({ctx.cpu.isa_level}), {ctx.threads} threads; "
+        f"ipex_resnet bench: {ctx.model.model} on {ctx.cpu.model_name} ({ctx.cpu.isa_level}), {ctx.threads} threads; "
         f"key {ctx.key}",
         f"paths: {', '.join(s.name for s in ctx.paths)}",
     ]
@@ -351,7 +351,7 @@ def measure(
             "kind": built.spec.kind,
             "backend": built.spec.backend,
             "precision": built.spec.precision,
-            "model": ctx.model,
+            "model": ctx.model.model,
             "threads": ctx.threads,
             "p50_ms": T.quantile(data, 0.5) * 1e3,
             "p90_ms": T.quantile(data, 0.9) * 1e3,

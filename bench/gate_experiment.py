@@ -40,19 +40,16 @@ def collect(args) -> int:
     from ipex_resnet.benchmarking.machine import versions
     from ipex_resnet.benchmarking.matrix import PathSpec
     from ipex_resnet.hardware.cpu import probe
-    from ipex_resnet.models.spec import preset_from_options
+    from ipex_resnet.models.spec import ModelSpec
 
-    spec = preset_from_options(args.preset) if args.preset else None
-    preset = spec.to_dict() if spec else None
-    crop = crop_size(args.model, "none", preset)
+    model = ModelSpec.from_options(args.model, "none", preset=args.preset)
+    crop = crop_size(model)
     specs = [PathSpec(*p.split("/"), False) for p in args.paths.split(",")] + [PathSpec("eager", "fp32", False)]
     sizes = [int(b) for b in args.batch_sizes.split(",")]
     t0 = time.time()
     out = gate_timing.measure(
         specs,
-        model=args.model,
-        weights="none",
-        preset=preset,
+        model=model,
         images=None,
         crop=crop,
         sizes=sizes,

@@ -16,9 +16,7 @@ def test_cold_start(benchmark, ctx, engine, photos):
 
     def run():
         result.clear()
-        result.update(
-            cold_start(engine, photos[0], model=ctx.model, weights=ctx.weights, preset=ctx.preset, threads=ctx.threads)
-        )
+        result.update(cold_start(engine, photos[0], model=ctx.model, threads=ctx.threads))
 
     benchmark.pedantic(run, rounds=1, iterations=1)
     assert "error" not in result, result.get("error")

@@ -14,6 +14,7 @@ from ipex_resnet.benchmarking import noise as N
 from ipex_resnet.benchmarking import verdict as V
 from ipex_resnet.benchmarking.gate import gate
 from ipex_resnet.errors import ConfigError
+from ipex_resnet.models.spec import ModelSpec
 
 pytestmark = pytest.mark.any_stack
 
@@ -142,7 +143,7 @@ def test_entries_judge_the_gate_section_and_a_slower_path_fails():
 
 
 def test_baseline_timed_another_way_is_refused_in_one_line(tmp_path):
-    spec = B.model_spec("mypkg.net:build", None, None)
+    spec = B.model_spec(ModelSpec("mypkg.net:build"))
     doc = {"machine_key": "k1", "paths": {}}
     path = B.save(tmp_path, "main", doc, spec, [], GT.method(32, 2))
     assert B.load(path, "k1", spec, GT.method(16, 3))["name"] == "main"  # rounds, processes: only tighter or looser

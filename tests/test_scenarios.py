@@ -225,8 +225,10 @@ def test_int8_calibration_copies_stay_out_of_the_logs_beside_the_report(tmp_path
 
     from ipex_resnet.benchmarking.matrix import PathSpec
     from ipex_resnet.benchmarking.scenarios import _service_command
+    from ipex_resnet.imaging.preset import PresetSpec
+    from ipex_resnet.models.spec import ModelSpec
 
-    s = SimpleNamespace(model="resnet18", weights="none", preset={"crop_size": 64}, p99_ms=100.0)
+    s = SimpleNamespace(model=ModelSpec("resnet18", "none", PresetSpec(crop_size=64)), p99_ms=100.0)
     b = SimpleNamespace(spec=PathSpec("openvino", "int8", False), plan={"threads": 1})
     logs, scratch = tmp_path / "report-loadgen" / "service", tmp_path / "scratch" / "service"
     cmd = _service_command(s, b, 8, [b"\xff\xd8a", b"\xff\xd8b"], logs, scratch)

@@ -16,8 +16,10 @@ import re
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from ipex_resnet.errors import ConfigError
+from ipex_resnet.models.spec import ModelSpec
 
 BASELINE_SCHEMA = "ipex_resnet.baseline/1"
 LATEST = "latest"
@@ -46,10 +48,13 @@ def base_dir(given: str | None) -> Path:
     return Path(given).expanduser() if given else default_dir()
 
 
-def model_spec(model: str, weights: str | None, preset: Mapping | None) -> dict:
+def model_spec(model: ModelSpec) -> dict:
     """What a baseline is keyed on besides the machine: a checkpoint counts by file name, so the same
-    model trained again (or checked out elsewhere) still gates against its baseline."""
-    spec = {"model": model, "weights": Path(str(weights or "none")).name, "preset": dict(preset) if preset else None}
+    model trained again (or checked out elsewhere) still gates against its baseline; categories count
+    only when given (a baseline saved without them keeps its key)."""
+    spec: dict[str, Any] = {"model": model.model, "weights": Path(model.weights).name, "preset": model.preset_dict}
+    if model.categories:
+        spec["categories"] = list(model.categories)
     return json.loads(json.dumps(spec, sort_keys=True, default=str))  # as it reads back from the file
 
 

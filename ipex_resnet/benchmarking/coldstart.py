@@ -4,7 +4,6 @@ process's peak RSS (its own high-water mark, :class:`.memory.ChildPeakRSS`)."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
@@ -13,8 +12,10 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from ipex_resnet.benchmarking.memory import ChildPeakRSS
+from ipex_resnet.models.spec import ModelSpec
 
 # Cold-start targets: lean engines (no torch at run time) vs torch engines; the lean process's peak RSS
 # against a 210 MB process that decodes a JPEG with PIL/numpy and runs resnet18 in ONNX Runtime.
@@ -29,26 +30,15 @@ TIMEOUT_S = 900
 def classify_command(
     engine: str,
     image: str | os.PathLike,
-    model: str = "resnet18",
+    model: ModelSpec,
     threads: int | None = None,
     *,
-    weights: str = "none",
-    preset_file: str | os.PathLike | None = None,
+    directory: str | os.PathLike | None = None,
 ) -> list[str]:
-    cmd = [
-        sys.executable,
-        "-m",
-        "ipex_resnet",
-        "classify",
-        "--weights",
-        weights,
-        "--backend",
-        engine,
-        "--model",
-        model,
-        str(image),
-    ]
-    cmd += ["--preset", str(preset_file)] if preset_file else []
+    """``ipex-resnet classify`` of ``image`` on ``engine``; ``directory``: where the spec's preset and
+    categories files go (needed when it has either)."""
+    spec_args = model.cli_args(directory) if directory else ["--model", model.model, "--weights", model.weights]
+    cmd = [sys.executable, "-m", "ipex_resnet", "classify", "--backend", engine, *spec_args, str(image)]
     return cmd + (["--threads", str(threads)] if threads else [])
 
 
@@ -60,7 +50,9 @@ def time_classify(cmd: list[str], env: dict | None = None, timeout: float = TIME
     mem = ChildPeakRSS(proc.pid)
     killer = threading.Timer(timeout, proc.kill)
     killer.start()
-    first_top5, scores = None, 0
+    first_top5: float | None = None
+    scores = 0
+    assert proc.stdout is not None  # stdout=PIPE
     try:
         for line in proc.stdout:  # classify prints the image's path, then one line per label
             if SCORE_LINE.match(line):
@@ -76,7 +68,7 @@ def time_classify(cmd: list[str], env: dict | None = None, timeout: float = TIME
     errfile.seek(0)
     err = errfile.read()
     errfile.close()
-    out = {"exit_code": code, "to_first_top5_s": first_top5, "to_exit_s": exit_s, "peak_rss_mb": peak}
+    out: dict[str, Any] = {"exit_code": code, "to_first_top5_s": first_top5, "to_exit_s": exit_s, "peak_rss_mb": peak}
     if code != 0 or first_top5 is None:
         tail = (err.strip().splitlines() or ["no output"])[-1]
         out["error"] = f"exit {code}: {tail[:300]}"
@@ -93,23 +85,11 @@ def target_for(engine: str) -> tuple[float, float | None]:
 
 
 def cold_start(
-    engine: str,
-    image: str | os.PathLike,
-    *,
-    model: str = "resnet18",
-    threads: int | None = None,
-    env: dict | None = None,
-    weights: str = "none",
-    preset: dict | None = None,
+    engine: str, image: str | os.PathLike, *, model: ModelSpec, threads: int | None = None, env: dict | None = None
 ) -> dict:
     """Warm the artifact cache with one ``classify`` process, then time a second one."""
     with tempfile.TemporaryDirectory(prefix="ipex_resnet_cold_") as tmp:
-        preset_file = None
-        if preset:
-            preset_file = Path(tmp) / "preset.json"
-            preset_file.write_text(json.dumps(preset))
-        cmd = classify_command(engine, image, model, threads, weights=weights, preset_file=preset_file)
-        return _cold_start(engine, cmd, env)
+        return _cold_start(engine, classify_command(engine, image, model, threads, directory=tmp), env)
 
 
 def _cold_start(engine: str, cmd: list[str], env: dict | None) -> dict:

@@ -28,6 +28,7 @@ from statistics import median
 from ipex_resnet.benchmarking.matrix import REFERENCE, PathSpec
 from ipex_resnet.benchmarking.noise import INCONCLUSIVE, judge, log_spread, self_floor
 from ipex_resnet.errors import first_line
+from ipex_resnet.models.spec import ModelSpec
 
 ESTIMATOR = "median-of-processes"
 THREADS = 1
@@ -54,9 +55,7 @@ def method(rounds: int, processes: int) -> dict:
 def measure(
     paths: Sequence[PathSpec],
     *,
-    model: str,
-    weights: str,
-    preset: dict | None,
+    model: ModelSpec,
     images: str | None,
     crop: int,
     sizes: Sequence[int],
@@ -74,9 +73,7 @@ def measure(
     the seconds taken (or ``error`` when a child failed: the gate cannot judge without its measurement)."""
     ours = [p for p in paths if not p.peer]
     req = {
-        "model": model,
-        "weights": weights,
-        "preset": preset,
+        "model": model.to_dict(),
         "images": images,
         "crop": crop,
         "paths": [[p.backend, p.precision] for p in ours],
@@ -187,7 +184,7 @@ def _child(req: dict) -> dict:
     from ipex_resnet.benchmarking.timing import paired_ratio, slowdown_fraction
 
     images = jpegs(req["images"], 32) if req.get("images") else None
-    ws = Workspace(req["model"], images, crop=req["crop"], weights=req.get("weights", "none"), preset=req.get("preset"))
+    ws = Workspace(ModelSpec.from_dict(req["model"]), images, crop=req["crop"])
     slow = slowdown_fraction()
     specs = [PathSpec(b, p, False) for b, p in req["paths"]]
     ref_spec = next((s for s in specs if s.name == REFERENCE), PathSpec("eager", "fp32", False))

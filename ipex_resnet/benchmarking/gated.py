@@ -54,7 +54,7 @@ class Outcome:
 
 def prepare(s: Settings) -> Prepared:
     """Find and read the ``--gate`` baseline before the run (ConfigError: unknown name, another machine key)."""
-    p = Prepared(B.base_dir(s.baseline_dir), B.model_spec(s.model, s.weights, s.preset))
+    p = Prepared(B.base_dir(s.baseline_dir), B.model_spec(s.model))
     if s.gate:
         p.machine_key = B.current_machine_key(s.threads)
         p.baseline = B.load(

@@ -5,43 +5,43 @@ from __future__ import annotations
 
 import functools
 import io
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ipex_resnet.errors import ConfigError
 from ipex_resnet.imaging.decode import IMAGE_EXTENSIONS
+from ipex_resnet.models.spec import ModelSpec
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ipex_resnet.models.resolve import LoadedModel
 
 CALIBRATION_IMAGES = 32
 
 
 @functools.lru_cache(maxsize=4)
-def _resolved(model: str, weights: str, preset_json: str | None):
-    from ipex_resnet.imaging import PresetSpec
+def resolved(model: ModelSpec) -> LoadedModel:
+    """The benchmarked model (a torchvision name with random weights by default, or the user's model
+    by import path with its checkpoint), with the spec's preset and categories, built once per process."""
     from ipex_resnet.models.resolve import resolve
 
-    transforms = PresetSpec.from_dict(json.loads(preset_json)) if preset_json else None
-    return resolve(model, weights, transforms=transforms)
+    return resolve(model.model, **model.load_kwargs())
 
 
-def resolved(model: str, weights: str = "none", preset_spec: dict | None = None):
-    """The benchmarked model (a torchvision name with random weights by default, or the user's model
-    by import path with its checkpoint), built once per process; ``preset_spec`` overrides its preset."""
-    return _resolved(model, weights, json.dumps(preset_spec, sort_keys=True) if preset_spec else None)
-
-
-def preset(model: str, weights: str = "none", preset_spec: dict | None = None) -> dict:
-    """The preprocessing preset as data (crop and resize sizes, mean/std, ...)."""
+def preset(model: ModelSpec) -> dict[str, Any] | None:
+    """The preprocessing preset as data (crop and resize sizes, mean/std, ...); None for a custom transform."""
     from ipex_resnet.core.build import preset_dict
 
-    return preset_dict(resolved(model, weights, preset_spec).transforms)
+    return preset_dict(resolved(model).transforms)
 
 
-def crop_size(model: str, weights: str = "none", preset_spec: dict | None = None) -> int:
+def crop_size(model: ModelSpec) -> int:
     from ipex_resnet.core.build import crop_of
 
-    return crop_of(preset(model, weights, preset_spec))
+    return crop_of(preset(model))
 
 
 def batch(n: int, crop: int, seed: int = 0):
@@ -71,7 +71,7 @@ def upscale_jpeg(data: bytes, size: tuple[int, int] = (1920, 1080), quality: int
     """A large JPEG made from a photo (bicubic upscale), e.g. the 1920x1080 end-to-end case."""
     from PIL import Image
 
-    img = Image.open(io.BytesIO(data)).convert("RGB").resize(size, Image.BICUBIC)
+    img = Image.open(io.BytesIO(data)).convert("RGB").resize(size, Image.Resampling.BICUBIC)
     buf = io.BytesIO()
     img.save(buf, format="JPEG", quality=quality)
     return buf.getvalue()
@@ -96,20 +96,13 @@ def jpegs(directory: str | os.PathLike | None, limit: int | None = None) -> list
     return load_images(directory, limit) if directory else [synthetic_jpeg(seed=s) for s in range(4)]
 
 
-def calibration_batches(
-    model: str,
-    images: Sequence[bytes],
-    limit: int = CALIBRATION_IMAGES,
-    *,
-    weights: str = "none",
-    preset_spec: dict | None = None,
-) -> list:
+def calibration_batches(model: ModelSpec, images: Sequence[bytes], limit: int = CALIBRATION_IMAGES) -> list[np.ndarray]:
     """Preprocessed images (the model's preset, exact), one 1x3xHxW float32 array each, for INT8 peers."""
     import numpy as np
 
     from ipex_resnet.imaging import Preprocessor
 
-    pre = Preprocessor.from_preset(resolved(model, weights, preset_spec).transforms, mode="exact")
+    pre = Preprocessor.from_preset(resolved(model).transforms, mode="exact")
     return [np.asarray(pre(data), dtype=np.float32)[None] for data in list(images)[:limit]]
 
 

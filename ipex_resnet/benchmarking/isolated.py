@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from ipex_resnet.benchmarking.matrix import PathSpec
+from ipex_resnet.models.spec import ModelSpec
 
 TIMEOUT_S = 900  # a cold artifact cache means a compile (AOTInductor: a minute or more on 2 cores)
 
@@ -24,7 +25,7 @@ TIMEOUT_S = 900  # a cold artifact cache means a compile (AOTInductor: a minute 
 def measure_alone(
     spec: PathSpec,
     *,
-    model: str,
+    model: ModelSpec,
     threads: int,
     budget_s: float,
     batch_sizes: list[int],
@@ -32,18 +33,14 @@ def measure_alone(
     onnx_path: Path | None = None,
     images: str | None = None,
     timeout: float = TIMEOUT_S,
-    weights: str = "none",
-    preset: dict | None = None,
 ) -> dict:
-    """Run ``spec`` in a fresh interpreter; returns its latency/throughput, load time and peak RSS, or
-    ``{"error": ...}`` (one path failing must not sink the report)."""
+    """Run ``spec`` of ``model`` in a fresh interpreter; returns its latency/throughput, load time and peak
+    RSS, or ``{"error": ...}`` (one path failing must not sink the report)."""
     req = {
         "backend": spec.backend,
         "precision": spec.precision,
         "peer": spec.peer,
-        "model": model,
-        "weights": weights,
-        "preset": preset,
+        "model": model.to_dict(),
         "threads": threads,
         "budget": budget_s,
         "batch_sizes": sorted({1, max(batch_sizes)}),
@@ -87,13 +84,11 @@ def _child(req: dict) -> dict:
     images = jpegs(req["images"], 32) if req.get("images") else None
     # a peer child gets the parent's ONNX export and the crop size: an FP32 peer never imports torch
     ws = Workspace(
-        req["model"],
+        ModelSpec.from_dict(req["model"]),
         images,
         directory=str(Path(req["onnx"]).parent) if req.get("onnx") else None,
         crop=req["crop"],
         onnx_path=req.get("onnx"),
-        weights=req.get("weights", "none"),
-        preset=req.get("preset"),
     )
     spec = PathSpec(req["backend"], req["precision"], bool(req["peer"]))
     built = build_path(spec, ws, req["threads"])

@@ -59,7 +59,7 @@ class _Completions:
     """Counts what the SUT answered and what failed (a failed sample makes the run invalid: nothing
     accepted may be lost)."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.lock = threading.Lock()
         self.done = self.failed = 0
         self.first_error: str | None = None
@@ -109,6 +109,7 @@ class QueuedSUT:
                 self.pool.submit(self._prepare, s)
 
     def _prepare(self, sample) -> None:
+        assert self.prepare is not None  # only submitted with a pool, made for prepare
         try:
             self.q.put((sample, self.prepare(sample.index)))
         except Exception as exc:

@@ -91,8 +91,9 @@ def matrix(
                 if explicit and b != "eager":
                     skipped[spec.name] = f"{b} runs {', '.join(supported)} on this CPU"
                 continue
-            if p == "int8" and int8.get(b):
-                skipped[spec.name] = int8[b]
+            why_not = int8.get(b) if p == "int8" else None
+            if why_not:
+                skipped[spec.name] = why_not
                 continue
             try:
                 plan = make_plan(cpu, b, p, 1, availability=avail, env={})

@@ -1,16 +1,20 @@
 """The benchmark's options, declared once: ``ipex-resnet bench --X`` and pytest's ``--bench-X`` (bench/)
-are both generated from :data:`OPTIONS`, and both are validated by :func:`settings` into one
-:class:`Settings`."""
+are both generated from :data:`OPTIONS` (each option's help, default, ``--quick`` default and limits in
+one :class:`~ipex_resnet.util.params.Param`, as ``ipex-resnet serve``'s are), and both are validated by
+:func:`settings` into one :class:`Settings` (the model as one :class:`~ipex_resnet.models.spec.ModelSpec`)."""
 
 from __future__ import annotations
 
 import argparse
-import math
-from collections.abc import Callable, Mapping, Sequence
+import dataclasses
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ipex_resnet.errors import ConfigError
+from ipex_resnet.models.spec import ModelSpec, is_import_path
+from ipex_resnet.util.params import Param, shown
 
 DEFAULT_BATCH_SIZES = (1, 8, 32)
 QUICK_BATCH_SIZES = (1, 8)
@@ -34,13 +38,13 @@ CLI, PYTEST = "cli", "pytest"
 
 @dataclass(frozen=True)
 class Option:
-    """One option. ``dest`` is the Settings field; the CLI flag is ``--dest-with-dashes`` and the pytest
-    flag ``--bench-`` + the same (``scopes`` says where it exists)."""
+    """One option: ``param`` declares its help, default, type and limits (checked by :func:`settings`),
+    ``quick`` its default under ``--quick``. ``dest`` is the Settings field (or the raw key); the CLI flag
+    is ``--dest-with-dashes`` and the pytest flag ``--bench-`` + the same (``scopes`` says where it exists)."""
 
     dest: str
-    help: str
-    default: Any = None
-    type: Callable[[str], Any] | None = None
+    param: Param
+    quick: Any = None  # the default with --quick (None: the same as without)
     flag: bool = False  # store_true
     scopes: tuple[str, ...] = (CLI, PYTEST)
     aliases: tuple[str, ...] = ()  # extra CLI spellings
@@ -56,18 +60,37 @@ class Option:
     def pytest_flag(self) -> str:
         return "--bench-" + self.dest.replace("_", "-")
 
-    def kwargs(self, scope: str, default: Any = None) -> dict:
+    @property
+    def named(self) -> str:
+        """The flag an error names: the CLI's where it has one."""
+        return self.cli_flag if CLI in self.scopes else self.pytest_flag
+
+    def value(self, raw: Mapping[str, Any], quick: bool) -> Any:
+        """The raw value, else the default (``--quick``'s where it has one), checked against the limits."""
+        given = raw.get(self.dest)
+        if given is None:
+            given = self.quick if quick and self.quick is not None else self.param.default
+        return self.param.check(self.named, given)
+
+    def kwargs(self, scope: str, default: Any = None) -> dict[str, Any]:
+        """argparse's (and pytest's addoption) keywords; ``default``: another than the declared one."""
+        if self.flag:
+            return {"help": self.param.help, "default": False, "dest": self._dest(scope), "action": "store_true"}
+        given = self.param.default if default is None else default
+        quick = "" if self.quick is None else f"; {'--quick' if scope == CLI else '--bench-quick'}: {shown(self.quick)}"
         kw: dict[str, Any] = {
-            "help": self.help,
-            "default": self.default if default is None else default,
+            "help": self.param.help_text(given, quick),
+            "default": None if self.quick is not None and default is None else given,  # None: by --quick
             "dest": self._dest(scope),
         }
-        if self.flag:
-            kw["action"] = "store_true"
-        else:
-            for k in ("type", "metavar", "nargs", "const"):
-                if getattr(self, k) is not None:
-                    kw[k] = getattr(self, k)
+        for k, v in (
+            ("type", self.param.type),
+            ("metavar", self.metavar),
+            ("nargs", self.nargs),
+            ("const", self.const),
+        ):
+            if v is not None:
+                kw[k] = v
         return kw
 
     def _dest(self, scope: str) -> str:
@@ -77,201 +100,250 @@ class Option:
 OPTIONS: tuple[Option, ...] = (
     Option(
         "model",
-        "a torchvision model name (random weights unless --weights) or your model as an import path "
-        "pkg.module:attr (default: resnet18)",
-        "resnet18",
+        Param(
+            "a torchvision model name (random weights unless --weights) or your model as an import path pkg.module:attr",
+            "resnet18",
+        ),
     ),
-    Option("weights", "none (default: random weights) | DEFAULT | an enum name | PATH to a state dict", "none"),
+    Option("weights", Param("none: random weights | DEFAULT | an enum name | PATH to a state dict", "none")),
     Option(
         "preset",
-        "preprocessing preset JSON {resize_size, crop_size, mean, std, interpolation} (default: the weights' own)",
+        Param(
+            "preprocessing preset JSON {resize_size, crop_size, mean, std, interpolation} (default: the weights' own)"
+        ),
         metavar="JSON",
     ),
-    Option("resize", "preset: resize the short side to N", type=int, metavar="N"),
-    Option("crop", "preset: center crop NxN", type=int, metavar="N"),
-    Option("mean", "preset: per-channel mean (1 or 3 values)", metavar="R,G,B"),
-    Option("std", "preset: per-channel std (1 or 3 values)", metavar="R,G,B"),
-    Option("interpolation", "preset: bilinear | bicubic | ..."),
+    Option("resize", Param("preset: resize the short side to N", type=int, minimum=1), metavar="N"),
+    Option("crop", Param("preset: center crop NxN", type=int, minimum=1), metavar="N"),
+    Option("mean", Param("preset: per-channel mean (1 or 3 values)"), metavar="R,G,B"),
+    Option("std", Param("preset: per-channel std (1 or 3 values)"), metavar="R,G,B"),
+    Option("interpolation", Param("preset: bilinear | bicubic | ...")),
     Option(
         "labels",
-        "labelled images (a folder with labels.csv, or one sub-folder per class): top-1/top-5 of "
-        "every path beside its speed, and its drop vs eager fp32 in points",
+        Param(
+            "labelled images (a folder with labels.csv, or one sub-folder per class): top-1/top-5 of "
+            "every path beside its speed, and its drop vs eager fp32 in points"
+        ),
         metavar="DIR",
     ),
-    Option("threads", "intra-op threads for every path, peers included (default: the plan's)", type=int),
+    Option(
+        "threads", Param("intra-op threads for every path, peers included (default: the plan's)", type=int, minimum=1)
+    ),
     Option(
         "batch_sizes",
-        "comma-separated batch sizes; 1 (latency) is always included (default: 1,8,32; --quick: 1,8)",
+        Param(
+            "comma-separated batch sizes; 1 (latency) is always included (default: "
+            f"{','.join(map(str, DEFAULT_BATCH_SIZES))}; --quick: {','.join(map(str, QUICK_BATCH_SIZES))})"
+        ),
         aliases=("--batch-size",),
     ),
     Option(
         "backends",
-        "comma-separated engines (ipex,inductor,openvino,onnxruntime,eager; default: all that run "
-        "here); eager/fp32, the reference, is always measured",
+        Param(
+            "comma-separated engines (ipex,inductor,openvino,onnxruntime,eager; default: all that run "
+            "here); eager/fp32, the reference, is always measured"
+        ),
     ),
     Option(
         "precisions",
-        "comma-separated fp32,bf16,int8 (default: fp32, bf16 where native, int8 where the "
-        "engine's int8 path is installed)",
+        Param(
+            "comma-separated fp32,bf16,int8 (default: fp32, bf16 where native, int8 where the "
+            "engine's int8 path is installed)"
+        ),
     ),
     Option(
-        "peers", "comma-separated peer engines used directly (onnxruntime,openvino), or 'none' (default: all installed)"
+        "peers",
+        Param("comma-separated peer engines used directly (onnxruntime,openvino), or 'none' (default: all installed)"),
     ),
-    Option("emulated_bf16", "also run bf16 where it would be emulated", flag=True),
+    Option("emulated_bf16", Param("also run bf16 where it would be emulated"), flag=True),
     Option(
         "images",
-        "directory of JPEGs for end to end and int8 calibration (default: synthetic JPEGs; "
-        "bench/: the shared real photos)",
+        Param(
+            "directory of JPEGs for end to end and int8 calibration (without one: synthetic JPEGs; "
+            "bench/: the shared real photos)"
+        ),
         metavar="DIR",
     ),
     Option(
         "quick",
-        "short run: batch sizes 1,8, small timing budgets (pytest: CI-sized, optimized engines "
-        "at the plan's precision only)",
+        Param(
+            "short run: batch sizes 1,8, small timing budgets (pytest: CI-sized, optimized engines "
+            "at the plan's precision only)"
+        ),
         flag=True,
     ),
     Option(
         "budget",
-        "seconds of interleaved timing per batch size, shared by all paths (default: 15; --quick: 4)",
-        type=float,
+        Param(
+            "seconds of interleaved timing per batch size, shared by all paths",
+            15.0,
+            float,
+            positive=True,
+            unit="seconds",
+        ),
+        quick=4.0,
         scopes=(CLI,),
     ),
     Option(
         "alone_budget",
-        "seconds of timing per path alone in a fresh process (default: 6; --quick: 2; 0: skip the alone columns)",
-        type=float,
+        Param("seconds of timing per path alone in a fresh process; 0: skip the alone columns", 6.0, float, minimum=0),
+        quick=2.0,
         scopes=(CLI,),
     ),
     Option(
         "no_cold_start",
-        "skip the cold-start measurement (classify in a fresh process per engine)",
+        Param("skip the cold-start measurement (classify in a fresh process per engine)"),
         flag=True,
         scopes=(CLI,),
     ),
-    Option("output", "report path (default: bench-report-<machine key>.json)", scopes=(CLI,), aliases=("-o",)),
-    Option("no_progress", "no progress display on stderr", flag=True, scopes=(CLI,)),
+    Option("output", Param("report path (default: bench-report-<machine key>.json)"), scopes=(CLI,), aliases=("-o",)),
+    Option("no_progress", Param("no progress display on stderr"), flag=True, scopes=(CLI,)),
     Option(
         "enforce_targets",
-        "exit non-zero (CLI: 3; pytest: a failed test) when a speed, cold-start or memory target is not met",
+        Param("exit non-zero (CLI: 3; pytest: a failed test) when a speed, cold-start or memory target is not met"),
         flag=True,
     ),
-    Option("rounds", "rounds for batch-1 latency (default: 40; quick: 16)", type=int, scopes=(PYTEST,)),
+    Option("rounds", Param("rounds for batch-1 latency", 40, int, minimum=2), quick=16, scopes=(PYTEST,)),
     Option(
         "gate",
-        "judge this run against a saved baseline of this machine key (and, CLI: this model spec): "
-        "BASELINE is its name (pytest: the end of its file name; no value: the newest); exit 1 (pytest: a "
-        "failed session) on a regression, 2 when the baseline is missing or from another machine key",
+        Param(
+            "judge this run against a saved baseline of this machine key (and, CLI: this model spec): "
+            "BASELINE is its name (pytest: the end of its file name; no value: the newest); exit 1 (pytest: a "
+            "failed session) on a regression, 2 when the baseline is missing or from another machine key"
+        ),
         nargs="?",
         const="latest",
         metavar="BASELINE",
     ),
     Option(
         "save_baseline",
-        "save this run as baseline NAME for this machine key and model spec (after --gate, only when it passes)",
+        Param("save this run as baseline NAME for this machine key and model spec (after --gate, only when it passes)"),
         scopes=(CLI,),
         metavar="NAME",
     ),
     Option(
         "baseline_dir",
-        "where baselines live (default: <artifact cache root>/baselines, i.e. "
-        "$IPEX_RESNET_CACHE_DIR/baselines or ~/.cache/ipex_resnet/artifacts/baselines)",
+        Param(
+            "where baselines live (default: <artifact cache root>/baselines, i.e. "
+            "$IPEX_RESNET_CACHE_DIR/baselines or ~/.cache/ipex_resnet/artifacts/baselines)"
+        ),
         scopes=(CLI,),
         metavar="DIR",
     ),
     Option(
         "summary_md",
-        "append the gate's verdicts as a Markdown table to FILE (a PR comment, $GITHUB_STEP_SUMMARY); needs --gate",
+        Param(
+            "append the gate's verdicts as a Markdown table to FILE (a PR comment, $GITHUB_STEP_SUMMARY); needs --gate"
+        ),
         scopes=(CLI,),
         metavar="FILE",
     ),
     Option(
         "price_per_hour",
-        "this machine's price in USD per hour, recorded in the report (compare: cost per million images)",
-        type=float,
+        Param(
+            "this machine's price in USD per hour, recorded in the report (compare: cost per million images)",
+            type=float,
+            positive=True,
+            unit="USD per hour",
+        ),
         scopes=(CLI,),
         metavar="USD",
     ),
     Option(
         "scenarios",
-        "MLPerf-style scenarios driven by MLCommons' LoadGen, comma-separated: single-stream, "
-        "offline, server (in process: on preprocessed images and decoding the JPEGs), service (Server against the "
-        "HTTP service: the served capacity), peer (Server against LitServe serving the same engine), ray-serve "
-        "(against Ray Serve with its own @serve.batch, the same engine), ray-service (our service on Ray Serve: "
-        "ipex-resnet serve --ray; 'all' includes both Ray ones where Ray Serve is installed), all, none "
-        "(default: none)",
+        Param(
+            "MLPerf-style scenarios driven by MLCommons' LoadGen, comma-separated: single-stream, "
+            "offline, server (in process: on preprocessed images and decoding the JPEGs), service (Server against "
+            "the HTTP service: the served capacity), peer (Server against LitServe serving the same engine), "
+            "ray-serve (against Ray Serve with its own @serve.batch, the same engine), ray-service (our service on "
+            "Ray Serve: ipex-resnet serve --ray; 'all' includes both Ray ones where Ray Serve is installed), all, "
+            "none (default: none)"
+        ),
         scopes=(CLI,),
         metavar="LIST",
     ),
     Option(
         "ray_replicas",
-        "replicas of the ray-service scenario (our service on Ray Serve; default 1), the "
-        "path's threads split among them",
-        1,
-        type=int,
+        Param(
+            "replicas of the ray-service scenario (our service on Ray Serve), the path's threads split among them",
+            1,
+            int,
+            minimum=1,
+            maximum=64,
+        ),
         scopes=(CLI,),
         metavar="N",
     ),
     Option(
         "scenario_path",
-        "ENGINE/PRECISION the scenarios run on (default: our path with the most img/s at the largest batch)",
+        Param("ENGINE/PRECISION the scenarios run on (default: our path with the most img/s at the largest batch)"),
         scopes=(CLI,),
         metavar="PATH",
     ),
     Option(
         "p99_ms",
-        f"the Server scenarios' p99 latency bound in ms (default {P99_MS:g})",
-        P99_MS,
-        type=float,
+        Param("the Server scenarios' p99 latency bound in ms", P99_MS, float, positive=True, unit="milliseconds"),
         scopes=(CLI,),
         metavar="MS",
     ),
     Option(
-        "scenario_budget", "seconds per LoadGen run (default 10; --quick 3)", type=float, scopes=(CLI,), metavar="S"
+        "scenario_budget",
+        Param("seconds per LoadGen run", 10.0, float, positive=True, unit="seconds"),
+        quick=3.0,
+        scopes=(CLI,),
+        metavar="S",
     ),
     Option(
         "time_tolerance",
-        f"allowed growth of a ratio to the eager reference (default {TIME_TOLERANCE}; "
-        f"bench/ suites: {SUITE_TIME_TOLERANCE})",
-        TIME_TOLERANCE,
-        type=float,
+        Param("allowed growth of a ratio to the eager reference", TIME_TOLERANCE, float, minimum=0),
         metavar="FRACTION",
     ),
     Option(
         "gate_rounds",
-        f"--gate/--save-baseline: paired rounds (reference call, path call) per path and batch "
-        f"size in each gate process (default {GATE_ROUNDS})",
-        GATE_ROUNDS,
-        type=int,
+        Param(
+            "--gate/--save-baseline: paired rounds (reference call, path call) per path and batch size in each "
+            "gate process",
+            GATE_ROUNDS,
+            int,
+            minimum=4,
+            maximum=1000,
+        ),
         scopes=(CLI,),
         metavar="N",
     ),
     Option(
         "gate_processes",
-        f"--gate/--save-baseline: fresh single-threaded processes whose fastest calls the gate "
-        f"pools (default {GATE_PROCESSES})",
-        GATE_PROCESSES,
-        type=int,
+        Param(
+            "--gate/--save-baseline: fresh single-threaded processes whose fastest calls the gate pools",
+            GATE_PROCESSES,
+            int,
+            minimum=1,
+            maximum=1000,
+        ),
         scopes=(CLI,),
         metavar="N",
     ),
     Option(
         "gate_budget",
-        f"--gate/--save-baseline: seconds per path the gate may spend in all, taking more processes "
-        f"(up to 24) while the measured noise leaves a check undecided (default {GATE_BUDGET_S:g}; 0: never more "
-        "than --gate-processes)",
-        GATE_BUDGET_S,
-        type=float,
+        Param(
+            "--gate/--save-baseline: seconds per path the gate may spend in all, taking more processes "
+            "(up to 24) while the measured noise leaves a check undecided; 0: never more than --gate-processes",
+            GATE_BUDGET_S,
+            float,
+            minimum=0,
+            maximum=86400,
+            unit="seconds",
+        ),
         scopes=(CLI,),
         metavar="S",
     ),
     Option(
         "memory_tolerance",
-        f"allowed relative growth of peak RSS (default {MEMORY_TOLERANCE}, plus {MEMORY_SLACK_MB:g} MB)",
-        MEMORY_TOLERANCE,
-        type=float,
+        Param(f"allowed relative growth of peak RSS, plus {MEMORY_SLACK_MB:g} MB", MEMORY_TOLERANCE, float, minimum=0),
         metavar="FRACTION",
     ),
 )
+DEFAULTS: dict[str, Any] = {o.dest: o.param.default for o in OPTIONS}
 
 
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
@@ -280,7 +352,7 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(o.cli_flag, *o.aliases, **o.kwargs(CLI))
 
 
-def add_pytest_options(group, **defaults: Any) -> None:
+def add_pytest_options(group: Any, **defaults: Any) -> None:
     """``defaults``: a different default for some options in the suites (e.g. ``images``)."""
     unknown = set(defaults) - {o.dest for o in OPTIONS}
     if unknown:
@@ -290,11 +362,11 @@ def add_pytest_options(group, **defaults: Any) -> None:
             group.addoption(o.pytest_flag, **o.kwargs(PYTEST, defaults.get(o.dest)))
 
 
-def raw_from_cli(args: argparse.Namespace) -> dict:
+def raw_from_cli(args: argparse.Namespace) -> dict[str, Any]:
     return {o.dest: getattr(args, o.dest) for o in OPTIONS if CLI in o.scopes}
 
 
-def raw_from_pytest(config) -> dict:
+def raw_from_pytest(config: Any) -> dict[str, Any]:
     return {o.dest: config.getoption(o.pytest_flag) for o in OPTIONS if PYTEST in o.scopes}
 
 
@@ -343,9 +415,7 @@ def parse_batch_sizes(value: str | Sequence[int] | None, default: Sequence[int] 
 
 @dataclass
 class Settings:
-    model: str = "resnet18"
-    weights: str = "none"
-    preset: dict | None = None  # the preset as data (PresetSpec.to_dict()); None: the weights' own
+    model: ModelSpec = field(default_factory=ModelSpec)  # model, weights, preset, categories
     labels: str | None = None  # labelled images: accuracy columns
     threads: int | None = None
     batch_sizes: list[int] = field(default_factory=lambda: list(DEFAULT_BATCH_SIZES))
@@ -355,58 +425,83 @@ class Settings:
     emulated_bf16: bool = False
     images: str | None = None
     quick: bool = False
-    budget: float = 15.0
-    alone_budget: float = 6.0
+    budget: float = DEFAULTS["budget"]
+    alone_budget: float = DEFAULTS["alone_budget"]
     cold_start: bool = True
     output: str | None = None
     progress: bool = True
     enforce_targets: bool = False
-    rounds: int = 40
+    rounds: int = DEFAULTS["rounds"]
     gate: str | None = None
     save_baseline: str | None = None
     baseline_dir: str | None = None  # None: <artifact cache root>/baselines
     summary_md: str | None = None
     price_per_hour: float | None = None  # USD per hour of this machine
     scenarios: list[str] = field(default_factory=list)  # MLPerf-style scenarios to run (none by default)
-    ray_replicas: int = 1  # replicas of the ray-service scenario
+    ray_replicas: int = DEFAULTS["ray_replicas"]  # replicas of the ray-service scenario
     scenario_path: str | None = None  # None: our path with the most img/s at the largest batch
-    p99_ms: float = P99_MS
-    scenario_budget: float = 10.0  # seconds per LoadGen run
-    time_tolerance: float = TIME_TOLERANCE
-    memory_tolerance: float = MEMORY_TOLERANCE
-    gate_rounds: int = GATE_ROUNDS
-    gate_processes: int = GATE_PROCESSES
-    gate_budget: float = GATE_BUDGET_S
+    p99_ms: float = DEFAULTS["p99_ms"]
+    scenario_budget: float = DEFAULTS["scenario_budget"]  # seconds per LoadGen run
+    time_tolerance: float = DEFAULTS["time_tolerance"]
+    memory_tolerance: float = DEFAULTS["memory_tolerance"]
+    gate_rounds: int = DEFAULTS["gate_rounds"]
+    gate_processes: int = DEFAULTS["gate_processes"]
+    gate_budget: float = DEFAULTS["gate_budget"]
 
 
 def settings(raw: Mapping[str, Any]) -> Settings:
-    """Validate raw option values (from either front end) into :class:`Settings`."""
+    """Validate raw option values (from either front end) into :class:`Settings`: first every declared
+    limit (one line naming the option), then the model, the inputs, the gate and the scenarios."""
+    quick = bool(raw.get("quick"))
+    checked = {o.dest: o.value(raw, quick) for o in OPTIONS if o.param.numeric}
+    s = Settings(quick=quick)
+    fields = {f.name for f in dataclasses.fields(Settings)}
+    for dest, value in checked.items():
+        if dest in fields:
+            setattr(s, dest, value)
+    s.model = _model_spec(raw, checked)
+    s.output = raw.get("output")
+    if s.output:
+        out_dir = Path(s.output).resolve().parent
+        if not out_dir.is_dir():
+            raise ConfigError(f"--output directory {str(out_dir)!r} does not exist")
+    s.progress = not raw.get("no_progress")
+    s.enforce_targets = bool(raw.get("enforce_targets"))
+    s.cold_start = not raw.get("no_cold_start")
+    s.gate = raw.get("gate")
+    _gate_settings(s, raw)
+    _scenario_settings(s, raw)
+    _input_settings(s, raw)
+    return s
+
+
+def _model_spec(raw: Mapping[str, Any], checked: Mapping[str, Any]) -> ModelSpec:
+    """The model spec; a bad model name, checkpoint or preset fails here, in one line."""
+    from ipex_resnet.benchmarking.inputs import resolved
+    from ipex_resnet.models.resolve import check_model_name
+
+    name = raw.get("model") or DEFAULTS["model"]
+    spec = ModelSpec.from_options(
+        name if is_import_path(name) else check_model_name(name),
+        raw.get("weights") or DEFAULTS["weights"],
+        preset=raw.get("preset"),
+        resize=checked["resize"],
+        crop=checked["crop"],
+        mean=raw.get("mean"),
+        std=raw.get("std"),
+        interpolation=raw.get("interpolation"),
+    )
+    resolved(spec)
+    return spec
+
+
+def _input_settings(s: Settings, raw: Mapping[str, Any]) -> None:
+    """What is measured and on what: the paths, batch sizes, images and labels (checked before anything is)."""
     from ipex_resnet import engines
     from ipex_resnet.benchmarking import peers as peer_registry
-    from ipex_resnet.models.resolve import _check_name
-    from ipex_resnet.models.spec import is_import_path, preset_from_options
+    from ipex_resnet.benchmarking.inputs import image_files, resolved
 
-    quick = bool(raw.get("quick"))
-    s = Settings(quick=quick)
-    model = raw.get("model") or "resnet18"
-    s.model = model if is_import_path(model) else _check_name(model)
-    s.weights = raw.get("weights") or "none"
-    spec = preset_from_options(
-        raw.get("preset"), raw.get("resize"), raw.get("crop"), raw.get("mean"), raw.get("std"), raw.get("interpolation")
-    )
-    s.preset = spec.to_dict() if spec else None
-    from ipex_resnet.benchmarking.inputs import resolved
-
-    model = resolved(s.model, s.weights, s.preset)  # a bad model, checkpoint or preset fails here, in one line
-    s.labels = raw.get("labels") or None
-    if s.labels:
-        from ipex_resnet.core.evaluate import read_labels
-
-        read_labels(s.labels, model.categories)  # bad labels fail before anything is measured
-    s.threads = raw.get("threads")
-    if s.threads is not None and s.threads < 1:
-        raise ConfigError(f"--threads must be at least 1, got {s.threads}")
-    s.batch_sizes = parse_batch_sizes(raw.get("batch_sizes"), QUICK_BATCH_SIZES if quick else DEFAULT_BATCH_SIZES)
+    s.batch_sizes = parse_batch_sizes(raw.get("batch_sizes"), QUICK_BATCH_SIZES if s.quick else DEFAULT_BATCH_SIZES)
     s.backends = parse_list(raw.get("backends"), engines.names(), "backend")
     s.precisions = parse_list(raw.get("precisions"), engines.PRECISIONS, "precision")
     peer_arg = str(raw.get("peers") or "").strip().lower()
@@ -414,56 +509,21 @@ def settings(raw: Mapping[str, Any]) -> Settings:
     s.emulated_bf16 = bool(raw.get("emulated_bf16"))
     s.images = raw.get("images") or None
     if s.images is not None:
-        from ipex_resnet.benchmarking.inputs import image_files
-
         image_files(s.images)  # fails early, naming the directory
-    for key, full, short in (("budget", 15.0, 4.0), ("alone_budget", 6.0, 2.0)):
-        v = raw.get(key)
-        if v is not None and v < 0 or key == "budget" and v == 0:
-            raise ConfigError(f"--{key.replace('_', '-')} must be positive, got {v}")
-        setattr(s, key, float(v) if v is not None else (short if quick else full))
-    s.cold_start = not raw.get("no_cold_start")
-    s.output = raw.get("output")
-    if s.output:
-        from pathlib import Path
+    s.labels = raw.get("labels") or None
+    if s.labels:
+        from ipex_resnet.core.evaluate import read_labels
 
-        out_dir = Path(s.output).resolve().parent
-        if not out_dir.is_dir():
-            raise ConfigError(f"--output directory {str(out_dir)!r} does not exist")
-    s.progress = not raw.get("no_progress")
-    s.enforce_targets = bool(raw.get("enforce_targets"))
-    rounds = raw.get("rounds")
-    if rounds is not None and rounds < 2:
-        raise ConfigError(f"--bench-rounds must be at least 2, got {rounds}")
-    s.rounds = rounds or (16 if quick else 40)
-    s.gate = raw.get("gate")
-    _gate_settings(s, raw)
-    _scenario_settings(s, raw)
-    return s
+        read_labels(s.labels, resolved(s.model).categories)  # bad labels fail before anything is measured
 
 
 def _scenario_settings(s: Settings, raw: Mapping[str, Any]) -> None:
-    """The LoadGen scenarios' options; with scenarios asked for, their packages must be installed."""
+    """The LoadGen scenarios; with scenarios asked for, their packages must be installed."""
     from ipex_resnet.benchmarking.scenarios import parse_scenarios
     from ipex_resnet.util.deps import first_missing
 
     s.scenarios = parse_scenarios(raw.get("scenarios"))
     s.scenario_path = (raw.get("scenario_path") or "").strip().lower() or None
-    p99 = raw.get("p99_ms")
-    p99 = P99_MS if p99 is None else float(p99)
-    if not (p99 > 0 and math.isfinite(p99)):
-        raise ConfigError(f"--p99-ms must be a positive number of milliseconds, got {p99:g}")
-    s.p99_ms = p99
-    budget = raw.get("scenario_budget")
-    budget = (3.0 if s.quick else 10.0) if budget is None else float(budget)
-    if not (budget > 0 and math.isfinite(budget)):
-        raise ConfigError(f"--scenario-budget must be a positive number of seconds, got {budget:g}")
-    s.scenario_budget = budget
-    replicas = raw.get("ray_replicas")
-    replicas = 1 if replicas is None else replicas
-    if not (isinstance(replicas, int) and 1 <= replicas <= 64):
-        raise ConfigError(f"--ray-replicas must be a whole number from 1 to 64, got {replicas!r}")
-    s.ray_replicas = replicas
     needs = {"mlperf_loadgen": "mlcommons-loadgen"}
     ray = {"ray-serve", "ray-service"} & set(s.scenarios)
     if {"service", "peer"} & set(s.scenarios) or ray:
@@ -483,7 +543,7 @@ def _scenario_settings(s: Settings, raw: Mapping[str, Any]) -> None:
 
 
 def _gate_settings(s: Settings, raw: Mapping[str, Any]) -> None:
-    """The baseline, gate and price options (checked before anything is measured)."""
+    """The baseline and gate options (checked before anything is measured)."""
     from ipex_resnet.benchmarking.baseline import check_name
 
     s.save_baseline = check_name(raw.get("save_baseline"), "--save-baseline")
@@ -491,27 +551,6 @@ def _gate_settings(s: Settings, raw: Mapping[str, Any]) -> None:
     s.summary_md = raw.get("summary_md") or None
     if s.summary_md and not s.gate:
         raise ConfigError("--summary-md needs --gate NAME (the table is the gate's verdicts)")
-    price = raw.get("price_per_hour")
-    if price is not None and not (price > 0 and math.isfinite(price)):
-        raise ConfigError(f"--price-per-hour must be a positive number of USD per hour, got {price:g}")
-    s.price_per_hour = float(price) if price is not None else None
-    for key in ("time_tolerance", "memory_tolerance"):
-        value = raw.get(key)
-        value = float(value) if value is not None else (TIME_TOLERANCE if key == "time_tolerance" else MEMORY_TOLERANCE)
-        if not value >= 0:
-            raise ConfigError(f"--{key.replace('_', '-')} must be 0 or more, got {value:g}")
-        setattr(s, key, value)
-    for key, default, low in (("gate_rounds", GATE_ROUNDS, 4), ("gate_processes", GATE_PROCESSES, 1)):
-        value = raw.get(key)
-        value = default if value is None else value
-        if not (isinstance(value, int) and low <= value <= 1000):
-            raise ConfigError(f"--{key.replace('_', '-')} must be a whole number from {low} to 1000, got {value!r}")
-        setattr(s, key, value)
-    budget = raw.get("gate_budget")
-    budget = GATE_BUDGET_S if budget is None else budget
-    if not (isinstance(budget, (int, float)) and 0 <= budget <= 86400):
-        raise ConfigError(f"--gate-budget must be a number of seconds from 0 to 86400, got {budget!r}")
-    s.gate_budget = float(budget)
 
 
 __all__ = [

@@ -13,6 +13,7 @@ from typing import Any
 from ipex_resnet.benchmarking.matrix import REFERENCE, PathSpec
 from ipex_resnet.benchmarking.memory import PeakRSS
 from ipex_resnet.benchmarking.timing import Runner, inject_slowdown
+from ipex_resnet.models.spec import ModelSpec
 
 
 @dataclass
@@ -33,21 +34,20 @@ class Workspace:
 
     def __init__(
         self,
-        model: str = "resnet18",
+        model: ModelSpec | None = None,
         images: list[bytes] | None = None,
         directory: str | None = None,
         *,
         crop: int | None = None,
         onnx_path: str | Path | None = None,
-        weights: str = "none",
-        preset: dict | None = None,
     ):
-        self.model, self.weights, self.preset = model, weights, preset
+        self.model = model or ModelSpec()
         self.images = images
         self._crop = crop
         self._tmp = None if directory else tempfile.TemporaryDirectory(prefix="ipex_resnet_bench_")
-        self.dir = Path(directory or self._tmp.name)
-        self._module = self._calibration = None
+        self.dir = Path(directory) if directory else Path(self._tmp.name if self._tmp else ".")
+        self._module: Any = None
+        self._calibration: list | None = None
         self._onnx = Path(onnx_path) if onnx_path else None
 
     @property
@@ -55,18 +55,18 @@ class Workspace:
         if self._crop is None:
             from ipex_resnet.benchmarking.inputs import crop_size
 
-            self._crop = crop_size(self.model, self.weights, self.preset)
+            self._crop = crop_size(self.model)
         return self._crop
 
-    def get_module(self):
+    def get_module(self) -> Any:
         return self.module
 
     @property
-    def module(self):
+    def module(self) -> Any:
         if self._module is None:
             from ipex_resnet.benchmarking.inputs import resolved
 
-            self._module = resolved(self.model, self.weights, self.preset).module
+            self._module = resolved(self.model).module
         return self._module
 
     @property
@@ -81,10 +81,34 @@ class Workspace:
         if self._calibration is None:
             from ipex_resnet.benchmarking.inputs import calibration_batches, jpegs
 
-            self._calibration = calibration_batches(
-                self.model, self.images or jpegs(None), weights=self.weights, preset_spec=self.preset
-            )
+            self._calibration = calibration_batches(self.model, self.images or jpegs(None))
         return self._calibration
+
+    def int8_kwargs(self, precision: str) -> dict[str, Any]:
+        """``load()``'s INT8 arguments for a path at ``precision``: the workspace's images as calibration,
+        its accuracy accepted (timed whatever it is: ``--labels`` reports it beside)."""
+        if precision != "int8":
+            return {}
+        from ipex_resnet.benchmarking.inputs import jpegs
+
+        return {"calibration": self.images or jpegs(None), "accept_accuracy": True}
+
+    def load(self, backend: str, precision: str, threads: int | None, streams: int | str | None = "auto") -> Any:
+        """The workspace's model through the public ``load()`` (so the artifact cache), warnings silenced."""
+        from ipex_resnet.core.api import load
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return load(
+                self.model.model,
+                **self.model.load_kwargs(),
+                backend=backend,
+                precision=precision,
+                threads=threads,
+                streams=streams,
+                measure=False,
+                **self.int8_kwargs(precision),
+            )
 
     def cleanup(self) -> None:
         if self._tmp is not None:
@@ -97,7 +121,7 @@ def build_path(spec: PathSpec, ws: Workspace, threads: int | None = None, *, slo
     ``slowdown`` is applied to every path but the eager FP32 reference (see ``inject_slowdown``).
     """
     from ipex_resnet.benchmarking import peers
-    from ipex_resnet.core.api import load, plan_for
+    from ipex_resnet.core.api import plan_for
 
     clf, plan, detail = None, None, ""
     threads = threads or plan_for().threads
@@ -112,24 +136,7 @@ def build_path(spec: PathSpec, ws: Workspace, threads: int | None = None, *, slo
             runner(batch(1, ws.crop))
             detail = row.status()[1]
         else:
-            kwargs = {}
-            if spec.precision == "int8":
-                from ipex_resnet.benchmarking.inputs import jpegs
-
-                kwargs["calibration"] = ws.images or jpegs(None)
-                kwargs["accept_accuracy"] = True  # timed whatever its accuracy: --labels reports that beside it
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                clf = load(
-                    ws.model,
-                    weights=ws.weights,
-                    transforms=ws.preset,
-                    backend=spec.backend,
-                    precision=spec.precision,
-                    threads=threads,
-                    measure=False,
-                    **kwargs,
-                )
+            clf = ws.load(spec.backend, spec.precision, threads)
             runner = clf
             plan = clf.plan.to_dict()
             detail = clf.plan.reasons.get("backend", "")

@@ -26,7 +26,6 @@ def build(load_kwargs: dict, max_batch: int, wait_s: float):
     """The Ray Serve application: one replica of the classifier deployment."""
     from ray import serve
 
-    @serve.deployment(num_replicas=1, max_ongoing_requests=256)
     class Classifier:
         def __init__(self):
             import ipex_resnet
@@ -45,7 +44,7 @@ def build(load_kwargs: dict, max_batch: int, wait_s: float):
             x = await asyncio.to_thread(self.clf.preprocess, await request.body())  # decode off the replica's loop
             return {"top": await self.classify(x)}
 
-    return Classifier.bind()
+    return serve.deployment(num_replicas=1, max_ongoing_requests=256)(Classifier).bind()
 
 
 def main(argv=None) -> int:

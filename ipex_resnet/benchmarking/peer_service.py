@@ -9,15 +9,28 @@ uploaded as a multipart file), serving the same ipex_resnet engine and precision
 from __future__ import annotations
 
 import argparse
-import json
+import importlib
 import sys
+from typing import TYPE_CHECKING, Any
 
+from ipex_resnet.models.spec import ModelSpec
+
+ls: Any = None
 try:
-    import litserve as ls
-
-    _LitAPI = ls.LitAPI
+    ls = importlib.import_module("litserve")
 except ImportError:  # the module stays importable; main() says how to install LitServe
-    ls, _LitAPI = None, object
+    pass
+
+if TYPE_CHECKING or ls is None:
+
+    class _LitAPI:
+        """What this module uses of LitServe's ``LitAPI`` (its base without LitServe: main() says how to install it)."""
+
+        def __init__(self, max_batch_size: int = 1, batch_timeout: float = 0.0) -> None:
+            self.max_batch_size, self.batch_timeout = max_batch_size, batch_timeout
+
+else:
+    _LitAPI = ls.LitAPI
 
 HINT = "pip install litserve (or pip install 'ipex_resnet[loadgen]')"
 
@@ -57,6 +70,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--model", default="resnet18")
     ap.add_argument("--weights", default="none")
     ap.add_argument("--preset", default=None, metavar="JSON", help="preprocessing preset JSON file")
+    ap.add_argument("--categories", default=None, metavar="FILE", help="class names, one per line")
     ap.add_argument("--backend", default="auto")
     ap.add_argument("--precision", default="auto")
     ap.add_argument("--threads", type=int, default=None)
@@ -75,20 +89,17 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def load_kwargs(args: argparse.Namespace) -> dict:
-    """``ipex_resnet.load``'s arguments from the peer's options (the preset read from its JSON file)."""
-    kwargs = {
-        "model": args.model,
-        "weights": args.weights,
+    """``ipex_resnet.load``'s arguments from the peer's options (the preset and categories read from their files)."""
+    spec = ModelSpec.from_options(args.model, args.weights, preset=args.preset, categories=args.categories)
+    return {
+        "model": spec.model,
+        **spec.load_kwargs(),
         "backend": args.backend,
         "precision": args.precision,
         "threads": args.threads,
         "calibration": args.calibration,
         "accept_accuracy": args.accept_accuracy,
     }
-    if args.preset:
-        with open(args.preset) as f:
-            kwargs["transforms"] = json.load(f)
-    return kwargs
 
 
 def main(argv=None) -> int:

@@ -23,7 +23,7 @@ BULK_MIN = 0.90  # bulk classify img/s / model-only batch img/s, same threads
 PHOTO_SIZE = (500, 375)
 
 
-def jpeg_size(data: bytes) -> tuple[int, int]:
+def jpeg_size(data: bytes | bytearray) -> tuple[int, int]:
     from PIL import Image
 
     with Image.open(io.BytesIO(data)) as img:
@@ -99,6 +99,8 @@ def bulk_vs_model(
     files = []
     for i, data in enumerate(images):
         if isinstance(data, (bytes, bytearray)):
+            if directory is None:
+                raise ValueError("bulk_vs_model: images given as bytes need a directory to be written to")
             directory.mkdir(parents=True, exist_ok=True)
             path = directory / f"photo_{i:04d}.jpg"
             path.write_bytes(data)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,7 +34,7 @@ PLUGIN_OPTIONS = ("save_baseline", "gate", "baseline_dir", "summary_md")
 METAVARS = {"save_baseline": "NAME", "gate": "NAME", "baseline_dir": "DIR", "summary_md": "FILE"}
 
 
-def pytest_addoption(parser) -> None:
+def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("ipex_resnet", "ipex_resnet benchmarks of your model (the ipex_resnet_bench fixture)")
     helps = {
         "save_baseline": "save each ipex_resnet_bench run as baseline NAME (per machine key and model spec)",
@@ -56,15 +57,15 @@ class BenchRun:
     """One fixture call: the report (as ``ipex-resnet bench`` writes it), the gate's verdicts per path
     (empty without a gate), its text lines, and where the baseline was saved (None when not)."""
 
-    report: dict
-    verdicts: dict
-    lines: list
-    saved: Any = None
+    report: dict[str, Any]
+    verdicts: dict[str, str]
+    lines: list[str]
+    saved: Path | None = None
     ok: bool = True
     inconclusive: bool = False
 
 
-def _preset_options(preset: Mapping | str | None) -> dict:
+def _preset_options(preset: Mapping[str, Any] | str | None) -> dict[str, Any]:
     """``preset``: a dict (the JSON form) or a path to a preset JSON file -> the bench options."""
     if preset is None or isinstance(preset, str):
         return {"preset": preset}
@@ -87,7 +88,14 @@ def _preset_options(preset: Mapping | str | None) -> dict:
     return out
 
 
-def _raw(config, model: str, weights: str, preset, gate_args: Mapping, options: Mapping) -> dict:
+def _raw(
+    config: pytest.Config,
+    model: str,
+    weights: str,
+    preset: Mapping[str, Any] | str | None,
+    gate_args: Mapping[str, str | None],
+    options: Mapping[str, Any],
+) -> dict[str, Any]:
     from ipex_resnet.benchmarking.options import OPTIONS
 
     known = {o.dest for o in OPTIONS} | {"no_cold_start", "no_progress"}
@@ -109,7 +117,7 @@ def _raw(config, model: str, weights: str, preset, gate_args: Mapping, options: 
     return raw
 
 
-def _run(raw: dict) -> BenchRun:
+def _run(raw: dict[str, Any]) -> BenchRun:
     from ipex_resnet.benchmarking import gated
     from ipex_resnet.benchmarking.options import settings
     from ipex_resnet.benchmarking.run import Progress, run_report
@@ -138,7 +146,7 @@ def _run(raw: dict) -> BenchRun:
 
 
 @pytest.fixture
-def ipex_resnet_bench(request) -> Callable[..., BenchRun]:
+def ipex_resnet_bench(request: pytest.FixtureRequest) -> Callable[..., BenchRun]:
     """``ipex_resnet_bench(model, *, weights="none", preset=None, save_baseline=None, gate=None,
     baseline_dir=None, summary_md=None, **options)`` -> :class:`BenchRun`. ``options`` are
     ``ipex-resnet bench``'s, by their Python names (``backends="eager,onnxruntime"``, ``batch_sizes="8"``,
@@ -152,7 +160,7 @@ def ipex_resnet_bench(request) -> Callable[..., BenchRun]:
         model: str = "resnet18",
         *,
         weights: str = "none",
-        preset: Mapping | str | None = None,
+        preset: Mapping[str, Any] | str | None = None,
         save_baseline: str | None = None,
         gate: str | None = None,
         baseline_dir: str | None = None,

@@ -7,6 +7,7 @@ here and timed interleaved, round-robin, at each batch size; peak RSS; end to en
 
 from __future__ import annotations
 
+import functools
 import platform
 import sys
 import time
@@ -19,6 +20,7 @@ from ipex_resnet.benchmarking.paths import Built, Workspace, build_path
 from ipex_resnet.benchmarking.report import REPORT_SCHEMA, add_ratios, targets
 from ipex_resnet.benchmarking.timing import rounds_for, slowdown_fraction, summarize, time_interleaved
 from ipex_resnet.errors import ConfigError, first_line
+from ipex_resnet.models.spec import ModelSpec
 
 
 class Progress:
@@ -64,7 +66,7 @@ def run_report(s: Settings, progress: Progress | None = None, baseline: Sequence
     if s.scenarios and s.scenario_path and s.scenario_path not in ours:
         raise ConfigError(f"--scenario-path {s.scenario_path!r} is not a path this run measures: {', '.join(ours)}")
     small = jpegs(s.images, 32)
-    ws = Workspace(s.model, small, weights=s.weights, preset=s.preset)
+    ws = Workspace(s.model, small)
     crop = ws.crop
     results: dict[str, dict] = {
         p.name: {"kind": p.kind, "backend": p.backend, "precision": p.precision, "latency": {}, "throughput": {}}
@@ -84,7 +86,7 @@ def run_report(s: Settings, progress: Progress | None = None, baseline: Sequence
     _measure_memory(s, runners, crop, results, progress)
     cases, pipeline = _measure_inputs(s, built, results, auto_plan, small, ws, progress)
     if s.labels:
-        _measure_accuracy(s, built, ws, results, progress)
+        _measure_accuracy(s.labels, s.model, built, results, progress)
     doc = _document(s, cpu, auto_plan, threads, slow, crop, small, cases)
     if gate_times is not None:
         doc["gate"] = gate_times
@@ -101,17 +103,17 @@ def run_report(s: Settings, progress: Progress | None = None, baseline: Sequence
     return doc
 
 
-def _measure_accuracy(s: Settings, built: dict, ws: Workspace, results: dict, progress: Progress) -> None:
-    """Top-1/top-5 against ``s.labels`` for every built path, into ``results[name]["accuracy"]``."""
+def _measure_accuracy(labels: str, model: ModelSpec, built: dict, results: dict, progress: Progress) -> None:
+    """Top-1/top-5 against ``labels`` for every built path, into ``results[name]["accuracy"]``."""
     from ipex_resnet.benchmarking import accuracy
     from ipex_resnet.benchmarking.inputs import resolved
     from ipex_resnet.core.evaluate import read_labels
     from ipex_resnet.imaging import Preprocessor
 
     progress.step("accuracy against the labels")
-    model = resolved(s.model, s.weights, s.preset)
-    samples = read_labels(s.labels, model.categories)
-    exact = Preprocessor.from_preset(model.transforms, mode="exact")
+    loaded = resolved(model)
+    samples = read_labels(labels, loaded.categories)
+    exact = Preprocessor.from_preset(loaded.transforms, mode="exact")
     for name, acc in accuracy.measure(built, samples, exact).items():
         results[name]["accuracy"] = acc
 
@@ -154,8 +156,6 @@ def _measure_alone(s: Settings, paths, ws: Workspace, threads: int, results: dic
         results[spec.name]["alone"] = measure_alone(
             spec,
             model=s.model,
-            weights=s.weights,
-            preset=s.preset,
             threads=threads,
             budget_s=s.alone_budget,
             batch_sizes=s.batch_sizes,
@@ -174,7 +174,7 @@ def _cold_starts(s: Settings, paths, ws: Workspace, small, threads: int, progres
         image = write_image(ws.dir, small[0])
         for engine in dict.fromkeys(p.backend for p in paths if not p.peer):
             progress.step(f"cold start (classify, warm cache): {engine}")
-            cold[engine] = cold_start(engine, image, model=s.model, weights=s.weights, preset=s.preset, threads=threads)
+            cold[engine] = cold_start(engine, image, model=s.model, threads=threads)
     return cold
 
 
@@ -193,8 +193,6 @@ def _gate_timing(
     return gate_timing.measure(
         paths,
         model=s.model,
-        weights=s.weights,
-        preset=s.preset,
         images=s.images,
         crop=ws.crop,
         sizes=gate_timing.batch_sizes(s.batch_sizes),
@@ -256,7 +254,7 @@ def _time_batches(s: Settings, runners: dict, crop: int, results: dict, progress
             rounds=rounds,
             calls_per_round=calls,
             switch_warmup=1,
-            progress=lambda d, t, bs=bs: progress.tick(f"timing batch {bs}:", d, t),
+            progress=functools.partial(progress.tick, f"timing batch {bs}:"),
         )
         for name, samples in times.items():
             stats = summarize(samples)
@@ -285,7 +283,7 @@ def _measure_inputs(
     from ipex_resnet.benchmarking.inputs import upscale_jpeg
     from ipex_resnet.benchmarking.pipeline import bulk_vs_model, input_costs, measure_e2e, pick_photos
 
-    cases = {"photo": pick_photos(small), "1920x1080": [upscale_jpeg(small[0])]}
+    cases: dict[str, Sequence[bytes]] = {"photo": pick_photos(small), "1920x1080": [upscale_jpeg(small[0])]}
     reps = 2 if s.quick else 5
     for name, b in built.items():  # end to end: JPEG bytes -> top-5 (peers have no preprocessing)
         if b.classifier is not None:
@@ -321,9 +319,9 @@ def _document(s: Settings, cpu, plan, threads: int, slow: float, crop: int, smal
     return {
         "schema": REPORT_SCHEMA,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "model": s.model,
-        "preset": s.preset,
-        "weights": "none (random init)" if s.weights.lower() in ("none", "random") else s.weights,
+        "model": s.model.model,
+        "preset": s.model.preset_dict,
+        "weights": "none (random init)" if s.model.random_init else s.model.weights,
         "cpu": cpu.to_dict(),
         "machine_key": machine_key(cpu, vers, threads),
         "platform": platform.platform(),

@@ -9,7 +9,6 @@ count — the served capacity) and against a peer serving stack, LitServe, servi
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -19,6 +18,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from ipex_resnet.benchmarking import loadgen as L
 from ipex_resnet.benchmarking import service_metrics
@@ -61,7 +61,7 @@ def run_scenarios(s, built: dict, results: dict, jpegs: list[bytes], logs: Path,
     b = built[name]
     arrays = [b.classifier.preprocess(j) for j in jpegs]
     n = len(arrays)
-    search = {"resolution": 0.25, "max_runs": 4} if s.quick else {"resolution": 0.10, "max_runs": 10}
+    search: dict[str, Any] = {"resolution": 0.25, "max_runs": 4} if s.quick else {"resolution": 0.10, "max_runs": 10}
     out: dict = {
         "label": L.LABEL,
         "path": name,
@@ -266,10 +266,7 @@ def _spec_args(s, b, jpegs: list[bytes], logs: Path, scratch: Path) -> list[str]
     LoadGen's), and for INT8 the bench's own calibration images as a folder in ``scratch`` (the same
     images, so the same cached artifact; copies of the user's photos never land beside the report)."""
     logs.mkdir(parents=True, exist_ok=True)
-    args = ["--model", s.model, "--weights", s.weights, "--backend", b.spec.backend, "--precision", b.spec.precision]
-    if s.preset:
-        (logs / "preset.json").write_text(json.dumps(s.preset))
-        args += ["--preset", str(logs / "preset.json")]
+    args = [*s.model.cli_args(logs), "--backend", b.spec.backend, "--precision", b.spec.precision]
     if b.plan and b.plan.get("threads"):
         args += ["--threads", str(b.plan["threads"])]
     if b.spec.precision == "int8":

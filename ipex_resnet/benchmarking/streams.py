@@ -6,39 +6,22 @@ how the engines reach their throughput)."""
 from __future__ import annotations
 
 import dataclasses
-import warnings
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ipex_resnet.benchmarking.paths import Built, Workspace
 
 
-def measure(built, ws, threads: int) -> dict:
+def measure(built: Built, ws: Workspace, threads: int) -> dict[str, Any]:
     """``{"path", "rows": {"NxT": {"streams", "img_s", "b1_ms"}}, "chosen"}`` for the built path ``built``."""
-    from ipex_resnet.core.api import load
     from ipex_resnet.core.autoselect import measure_streams
 
-    spec = built.spec
-    kwargs = {}
-    if spec.precision == "int8":
-        from ipex_resnet.benchmarking.inputs import jpegs
-
-        kwargs = {"calibration": ws.images or jpegs(None), "accept_accuracy": True}
-
-    def load_plan(plan):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return load(
-                ws.model,
-                weights=ws.weights,
-                transforms=ws.preset,
-                backend=plan.backend,
-                precision=plan.precision,
-                threads=plan.threads,
-                streams=plan.streams,
-                measure=False,
-                **kwargs,
-            )
+    def load_plan(plan: Any) -> Any:
+        return ws.load(plan.backend, plan.precision, plan.threads, plan.streams)
 
     plan = dataclasses.replace(built.classifier.plan, threads=threads, streams=1)
     record = measure_streams(plan, load_plan)
-    return {"path": spec.name, **record}
+    return {"path": built.spec.name, **record}
 
 
 def lines(section: dict | None) -> list[str]:

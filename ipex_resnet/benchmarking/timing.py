@@ -7,6 +7,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from ipex_resnet.errors import ConfigError
 
@@ -145,21 +146,26 @@ def slowdown_fraction() -> float:
     return value
 
 
+class _Slowed:
+    """``fn``, every call ``fraction`` slower; ``__wrapped__`` is ``fn`` (as ``functools.wraps`` would set)."""
+
+    def __init__(self, fn: Runner, fraction: float, clock: Callable[[], float]):
+        self.__wrapped__, self.fraction, self.clock = fn, fraction, clock
+
+    def __call__(self, x: Any) -> Any:
+        t0 = self.clock()
+        out = self.__wrapped__(x)
+        end = t0 + (self.clock() - t0) * (1 + self.fraction)
+        while self.clock() < end:
+            pass
+        return out
+
+
 def inject_slowdown(fn: Runner, fraction: float, *, clock: Callable[[], float] = time.perf_counter) -> Runner:
     """Make every call ``fraction`` slower by spinning after it (extra CPU work, not sleep)."""
     if fraction <= 0:
         return fn
-
-    def slowed(x):
-        t0 = clock()
-        out = fn(x)
-        end = t0 + (clock() - t0) * (1 + fraction)
-        while clock() < end:
-            pass
-        return out
-
-    slowed.__wrapped__ = fn
-    return slowed
+    return _Slowed(fn, fraction, clock)
 
 
 __all__ = [

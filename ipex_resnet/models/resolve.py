@@ -18,6 +18,7 @@ from torchvision.models import get_model, get_model_weights, list_models
 from torchvision.transforms._presets import ImageClassification
 
 from ipex_resnet.errors import ConfigError, WeightsError, first_line
+from ipex_resnet.imaging.preset import PresetSpec
 from ipex_resnet.models.spec import import_model, is_import_path
 from ipex_resnet.models.weights import NO_WEIGHTS, looks_like_path
 
@@ -33,7 +34,7 @@ class LoadedModel:
     name: str
     weights: str  # human label, e.g. "ResNet18_Weights.IMAGENET1K_V1" or RANDOM_INIT_LABEL
     categories: list[str]
-    transforms: torch.nn.Module
+    transforms: torch.nn.Module | PresetSpec  # the weights' torchvision preset, or the one given
     random_init: bool = False
 
 
@@ -46,7 +47,8 @@ def imagenet_categories() -> list[str]:
     return list(get_model_weights("resnet18").DEFAULT.meta["categories"])
 
 
-def _check_name(name: str) -> str:
+def check_model_name(name: str) -> str:
+    """``name`` (lower case) when it is a torchvision classification model, else ConfigError with the close ones."""
     name = name.lower()
     known = classification_models()
     if name not in known:
@@ -142,11 +144,11 @@ def resolve(
     weights: str | os.PathLike | None = "DEFAULT",
     *,
     categories: list[str] | None = None,
-    transforms: torch.nn.Module | None = None,
+    transforms: torch.nn.Module | PresetSpec | None = None,
 ) -> LoadedModel:
     """Build the model and its weights, categories and preprocessing preset. ``model`` is a torchvision
     name, an import path ``pkg.module:attr`` (an nn.Module or a callable returning one), or a module."""
-    if is_import_path(model):
+    if isinstance(model, str) and is_import_path(model):
         return _user_module(import_model(model), model, weights, categories, transforms)
     if isinstance(model, torch.nn.Module):
         return _user_module(model, type(model).__name__, weights, categories, transforms)
@@ -185,7 +187,7 @@ def _user_module(model: torch.nn.Module, name: str, weights, categories, transfo
 
 def _torchvision_model(model: str, weights, categories, transforms) -> LoadedModel:
 
-    name = _check_name(model)
+    name = check_model_name(model)
     default = get_model_weights(name).DEFAULT
     spec = "none" if weights is None else os.fspath(weights)
     if spec.lower() in NO_WEIGHTS:

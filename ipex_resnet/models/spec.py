@@ -1,6 +1,6 @@
-"""The model spec every entry point shares: a torchvision name or an import path ``pkg.module:attr``
-(an ``nn.Module`` or a callable returning one), its weights, its preprocessing preset and its
-categories. Parsing here imports no torch; :func:`import_model` imports the user's code.
+"""The model spec every entry point shares (:class:`ModelSpec`): a torchvision name or an import path
+``pkg.module:attr`` (an ``nn.Module`` or a callable returning one), its weights, its preprocessing preset
+and its categories. Parsing here imports no torch; :func:`import_model` imports the user's code.
 """
 
 from __future__ import annotations
@@ -12,11 +12,14 @@ import json
 import os
 import re
 import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ipex_resnet.errors import ConfigError
 from ipex_resnet.imaging.preset import INTERPOLATIONS, PresetSpec
+from ipex_resnet.models.weights import NO_WEIGHTS
 
 _IDENT = r"[A-Za-z_]\w*"
 IMPORT_PATH = re.compile(rf"^{_IDENT}(\.{_IDENT})*:{_IDENT}(\.{_IDENT})*$")
@@ -28,7 +31,7 @@ def is_import_path(model: object) -> bool:
     return isinstance(model, str) and IMPORT_PATH.match(model) is not None
 
 
-def import_model(path: str):
+def import_model(path: str) -> Any:
     """The ``nn.Module`` that ``pkg.module:attr`` names, or that calling it returns."""
     import torch
 
@@ -56,7 +59,7 @@ def import_model(path: str):
     return built
 
 
-def source_id(module) -> str:
+def source_id(module: object) -> str:
     """A hash of the source file that defines ``module``'s class (its forward), so an edited model is
     another artifact even when its weights keep their shapes."""
     h = hashlib.sha256(f"{type(module).__module__}.{type(module).__qualname__}".encode())
@@ -115,7 +118,12 @@ def read_preset_json(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def preset_from_options(
-    preset_file=None, resize=None, crop=None, mean=None, std=None, interpolation=None
+    preset_file: str | os.PathLike | None = None,
+    resize: int | None = None,
+    crop: int | None = None,
+    mean: str | None = None,
+    std: str | None = None,
+    interpolation: str | None = None,
 ) -> PresetSpec | None:
     """The preset the options describe: each option overrides the JSON file, which overrides
     ImageNet's defaults (resize 256, crop 224, ImageNet mean/std, bilinear). None when none is given."""
@@ -138,7 +146,7 @@ def preset_from_options(
     return PresetSpec(**fields) if fields else None
 
 
-def as_preset(transforms):
+def as_preset(transforms: Any) -> Any:
     """``transforms`` as given to load(): a preset dict (the JSON form) becomes a :class:`PresetSpec`."""
     if isinstance(transforms, dict):
         unknown = sorted(set(transforms) - set(PRESET_FIELDS) - {"antialias"})
@@ -148,8 +156,96 @@ def as_preset(transforms):
     return transforms
 
 
+@dataclass(frozen=True)
+class ModelSpec:
+    """What to load, as one hashable value (in the manner of timm's ``PretrainedCfg``): ``model`` (a
+    torchvision name or an import path), ``weights`` (``none``: seeded random init; ``DEFAULT``, an enum
+    name or a checkpoint path), ``preset`` (None: the weights' own) and ``categories`` (None: the
+    weights' own). The defaults are the benchmark's: resnet18 with random weights."""
+
+    model: str = "resnet18"
+    weights: str = "none"
+    preset: PresetSpec | None = None
+    categories: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        # hashable whatever it was given: a path as text, a preset dict as a PresetSpec, a list as a tuple
+        object.__setattr__(self, "weights", "none" if self.weights is None else os.fspath(self.weights))
+        object.__setattr__(self, "preset", as_preset(self.preset))
+        if self.categories is not None:
+            object.__setattr__(self, "categories", tuple(self.categories))
+
+    @classmethod
+    def from_options(
+        cls,
+        model: str = "resnet18",
+        weights: str = "none",
+        *,
+        preset: str | os.PathLike | None = None,
+        resize: int | None = None,
+        crop: int | None = None,
+        mean: str | None = None,
+        std: str | None = None,
+        interpolation: str | None = None,
+        categories: str | os.PathLike | None = None,
+    ) -> ModelSpec:
+        """From command-line options: ``preset`` a preset JSON file (the others override its fields),
+        ``categories`` a file of names; a bad one is a ConfigError."""
+        names = read_categories(categories) if categories else None
+        return cls(
+            model,
+            weights,
+            preset_from_options(preset, resize, crop, mean, std, interpolation),
+            tuple(names) if names else None,
+        )
+
+    @property
+    def random_init(self) -> bool:
+        return self.weights.lower() in NO_WEIGHTS
+
+    @property
+    def preset_dict(self) -> dict[str, Any] | None:
+        """The preset as JSON data (None: the weights' own)."""
+        return self.preset.to_dict() if self.preset else None
+
+    def load_kwargs(self) -> dict[str, Any]:
+        """``load()``'s (and ``resolve()``'s) arguments besides the model."""
+        cats = list(self.categories) if self.categories else None
+        return {"weights": self.weights, "transforms": self.preset, "categories": cats}
+
+    def to_dict(self) -> dict[str, Any]:
+        """As JSON data (e.g. a request to a child process); :meth:`from_dict` reads it back."""
+        cats = list(self.categories) if self.categories else None
+        return {"model": self.model, "weights": self.weights, "preset": self.preset_dict, "categories": cats}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ModelSpec:
+        preset, cats = d.get("preset"), d.get("categories")
+        return cls(
+            d.get("model") or "resnet18",
+            d.get("weights") or "none",
+            as_preset(dict(preset)) if preset else None,
+            tuple(cats) if cats else None,
+        )
+
+    def cli_args(self, directory: str | os.PathLike) -> list[str]:
+        """As ``ipex-resnet`` options (``--model --weights [--preset FILE] [--categories FILE]``); the
+        preset and the categories are written as files into ``directory``."""
+        args = ["--model", self.model, "--weights", self.weights]
+        if self.preset:
+            path = Path(directory) / "preset.json"
+            path.write_text(json.dumps(self.preset_dict))
+            args += ["--preset", str(path)]
+        if self.categories:
+            path = Path(directory) / "categories.txt"
+            path.write_text("\n".join(self.categories) + "\n", encoding="utf-8")
+            args += ["--categories", str(path)]
+        return args
+
+
 __all__ = [
     "IMPORT_PATH",
+    "ModelSpec",
     "as_preset",
     "import_model",
     "is_import_path",

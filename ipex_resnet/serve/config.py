@@ -1,27 +1,33 @@
-"""Every option of ``ipex-resnet serve``, declared once: the dataclass field is the default, the
-validation, the ``--flag`` and its help text."""
+"""Every option of ``ipex-resnet serve``, declared once: the dataclass field (its
+:class:`~ipex_resnet.util.params.Param`, as ``ipex-resnet bench``'s options are declared) is the default,
+the limits, the ``--flag`` and its help text; a bad value is one line of ConfigError (a ValueError)."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
+from ipex_resnet.errors import ConfigError
 from ipex_resnet.imaging.decode import DEFAULT_MAX_PIXELS
+from ipex_resnet.util.params import Param, check_fields, param_field, param_of
 
 
 def _opt(
-    default,
+    default: Any,
     help: str,
     *,
     flag: str | None = None,
     minimum: float | None = None,
-    choices=None,
+    choices: tuple[str, ...] | None = None,
     group: str = "service",
-    type=None,
-):
-    meta = {"help": help, "flag": flag, "minimum": minimum, "choices": choices, "group": group, "type": type}
-    return field(default=default, metadata=meta)
+    type: Callable[[str], Any] | None = None,
+) -> Any:
+    """A field declared by its :class:`Param` (default, help, limits); ``flag``: another than ``--name``;
+    ``group``: where its ``--flag`` is listed (``internal``: none)."""
+    return param_field(Param(help, default, type, minimum=minimum, choices=choices), flag=flag, group=group)
 
 
 @dataclass
@@ -147,15 +153,10 @@ class ServeConfig:
     #: what --tune chose, for the ready line (set by the command, not a flag)
     tuned: str = _opt("", "", group="internal")
 
-    def __post_init__(self):
-        for f in dataclasses.fields(self):
-            lo, value = f.metadata["minimum"], getattr(self, f.name)
-            if lo is not None and value is not None and value < lo:
-                raise ValueError(f"{flag(f)} must be at least {lo:g}, got {value}")
-            if f.metadata["choices"] and value not in f.metadata["choices"]:
-                raise ValueError(f"{flag(f)} must be one of {', '.join(f.metadata['choices'])}, got {value!r}")
+    def __post_init__(self) -> None:
+        check_fields(self, flag)  # ConfigError (a ValueError): "--max-batch must be at least 1, got 0"
         if self.max_buffered_bytes < self.max_body_bytes:
-            raise ValueError(
+            raise ConfigError(
                 f"--max-buffered-bytes ({self.max_buffered_bytes}) must be at least --max-body-bytes "
                 f"({self.max_body_bytes}): otherwise a request of the largest allowed size could "
                 f"never be received"
@@ -163,7 +164,8 @@ class ServeConfig:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ServeConfig:
-        return cls(**{f.name: getattr(args, f.name, f.default) for f in dataclasses.fields(cls)})
+        values: dict[str, Any] = {f.name: getattr(args, f.name, f.default) for f in dataclasses.fields(cls)}
+        return cls(**values)
 
 
 def flag(f: dataclasses.Field) -> str:
@@ -175,21 +177,13 @@ def add_arguments(p: argparse.ArgumentParser, groups: dict[str, argparse._Argume
     for f in dataclasses.fields(ServeConfig):
         if f.metadata["group"] == "internal":
             continue
-        g = groups[f.metadata["group"]]
-        default = f.default
-        shown = (
-            ""
-            if default is None
-            else f" (default: {default:g})"
-            if isinstance(default, float)
-            else f" (default: {default})"
-        )
-        kw = {"dest": f.name, "default": default, "help": f.metadata["help"] + shown}
-        if isinstance(default, bool):  # off by default: --flag; on by default: --flag / --no-flag
-            g.add_argument(flag(f), action=argparse.BooleanOptionalAction if default else "store_true", **kw)
+        g, param = groups[f.metadata["group"]], param_of(f)
+        kw: dict[str, Any] = {"dest": f.name, "default": param.default, "help": param.help_text()}
+        if isinstance(param.default, bool):  # off by default: --flag; on by default: --flag / --no-flag
+            g.add_argument(flag(f), action=argparse.BooleanOptionalAction if param.default else "store_true", **kw)
             continue
-        kw["type"] = f.metadata["type"] or type(default)
+        kw["type"] = param.value_type
         kw["metavar"] = flag(f)[2:].upper().replace("-", "_")
-        if f.metadata["choices"]:
-            kw["choices"] = f.metadata["choices"]
+        if param.choices:
+            kw["choices"] = param.choices
         g.add_argument(flag(f), **kw)
