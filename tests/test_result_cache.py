@@ -118,6 +118,24 @@ def test_exact_hit_skips_inference_and_decoding(photo_bytes, monkeypatch):
     assert clf._runner.images == 3 and clf.result_cache.stats["hit"] == 3
 
 
+def test_the_flow_runs_misses_and_plain_tensors_and_stores_only_misses(photo_bytes):
+    """The one flow every caller uses: look up -> the caller runs what to_run picks -> store."""
+    from ipex_resnet.core.result_flow import Hit, Miss, ResultFlow, to_run
+
+    cache, clf = ResultCache("exact"), make_clf()
+    flow = ResultFlow(cache, clf)
+    miss = flow.look_up(photo_bytes[0], name="a", topk=3)
+    plain = clf.preprocess(photo_bytes[1])  # e.g. a tensor sent preprocessed: never looked up
+    assert isinstance(miss, Miss) and miss.key is not None and cache.stats["miss"] == 1
+    items = [miss, plain]
+    tops = clf.predict_tensors(to_run(items), topk=3)
+    assert flow.store(items, tops, 3) == tops == make_clf().predict(photo_bytes[:2], topk=3)
+    assert len(cache) == 1
+    hit = flow.look_up(photo_bytes[0], name="a", topk=3)
+    assert isinstance(hit, Hit) and hit.top == tops[0] and to_run([hit]) == []
+    assert flow.store([hit], [], 3) == [tops[0]]
+
+
 def test_exact_misses_a_reencoded_copy_and_perceptual_hits_it(photo_bytes):
     exact, perc = make_clf(cache="exact"), make_clf(cache="perceptual")
     copy = reencoded(photo_bytes[0])

@@ -19,11 +19,15 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
+from ipex_resnet.core.result_flow import ResultFlow, to_run
 from ipex_resnet.errors import ConfigError, ImageError
 from ipex_resnet.imaging import IMAGE_EXTENSIONS
 from ipex_resnet.util.cpus import available_cores
+
+if TYPE_CHECKING:
+    from ipex_resnet.core.classifier import Classifier
 
 
 def expand_inputs(items: Iterable[str]) -> list[str]:
@@ -98,7 +102,7 @@ Sink = Callable[[str, "list[dict] | None", "str | None"], None]
 
 
 def run(
-    clf,
+    clf: Classifier,
     inputs: Sequence[str],
     sink: Sink,
     *,
@@ -131,9 +135,8 @@ def run(
         dynamic_ncols=True,
         smoothing=0.05,
     )
-    batcher = _Batcher(clf, sink, summary, bar, topk=topk, batch_size=batch_size, flush=flush)
-    cache = getattr(clf, "result_cache", None)
-    work = _decoder(clf.preprocessor) if cache is None else _cached_decoder(clf, cache, topk)
+    work, flow = _decoder(clf, topk)
+    batcher = _Batcher(clf, flow, sink, summary, bar, topk=topk, batch_size=batch_size, flush=flush)
     try:
         with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="ipex-resnet-decode") as pool:
             if overlap:
@@ -146,12 +149,11 @@ def run(
     return summary
 
 
-def _check_settings(clf, batch_size: int, workers: int | None) -> int:
+def _check_settings(clf: Classifier, batch_size: int, workers: int | None) -> int:
     """Validate ``batch_size`` and ``workers``; return the decode thread count (default: :func:`default_workers`)."""
     if batch_size < 1:
         raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
-    threads = getattr(getattr(clf, "plan", None), "threads", 1)
-    workers = workers or default_workers(threads)
+    workers = workers or default_workers(clf.plan.threads)
     if workers < 1:
         raise ConfigError(f"workers must be at least 1, got {workers}")
     return workers
@@ -161,7 +163,7 @@ def _safe(step: Callable[[str], object]) -> Callable[[str], object]:
     """``step(name)``, with a bad input returned (not raised) as an :class:`ImageError` naming it: one
     bad input must not stop the run."""
 
-    def work(name: str):
+    def work(name: str) -> object:
         try:
             return step(name)
         except ImageError as exc:
@@ -172,79 +174,62 @@ def _safe(step: Callable[[str], object]) -> Callable[[str], object]:
     return work
 
 
-def _decoder(pre) -> Callable[[str], object]:
-    """The preprocessor, returning (not raising) an :class:`ImageError` for a bad input."""
-    return _safe(lambda name: pre(name, name=name))
-
-
-class _Hit:
-    """A result-cache hit: the input's top-k, no inference needed."""
-
-    __slots__ = ("top",)
-
-    def __init__(self, top):
-        self.top = top
-
-
-class _Keyed:
-    """A result-cache miss: the preprocessed array and the key its result is stored under."""
-
-    __slots__ = ("array", "key")
-
-    def __init__(self, array, key):
-        self.array, self.key = array, key
-
-
-def _cached_decoder(clf, cache, topk: int) -> Callable[[str], object]:
-    """Like :func:`_decoder`, through the classifier's result cache: a hit -> :class:`_Hit` (exact mode
-    reads the file but decodes nothing), a miss -> :class:`_Keyed`. A bad input is an ImageError, never stored."""
-    from ipex_resnet.core.result_cache import identity, key_for_input
-
-    ident = identity(clf)
-    pre = clf.preprocessor
-
-    def step(name: str):
-        key, src = key_for_input(cache, ident, name, name=name, max_pixels=pre.max_pixels, check=clf.hash_check(name))
-        top = cache.get(key, topk)
-        return _Hit(top) if top is not None else _Keyed(pre(src, name=name), key)
-
-    return _safe(step)
+def _decoder(clf: Classifier, topk: int) -> tuple[Callable[[str], object], ResultFlow | None]:
+    """The decode step, returning (not raising) an :class:`ImageError` for a bad input, and the result
+    cache's flow (None when the classifier has no cache). Through the cache, a hit is a
+    :class:`~ipex_resnet.core.result_flow.Hit` (exact mode reads the file but decodes nothing) and a
+    miss a :class:`~ipex_resnet.core.result_flow.Miss`; a bad input is never stored."""
+    cache = clf.result_cache
+    if cache is None:
+        pre = clf.preprocessor
+        return _safe(lambda name: pre(name, name=name)), None
+    flow = ResultFlow(cache, clf)
+    return _safe(lambda name: flow.look_up(name, name=name, topk=topk)), flow
 
 
 class _Batcher:
     """Collects decoded inputs and, per batch, runs the model and feeds the sink in input order."""
 
     def __init__(
-        self, clf, sink: Sink, summary: Summary, bar, *, topk: int, batch_size: int, flush: Callable[[], None] | None
-    ):
-        self.clf, self.sink, self.summary, self.bar = clf, sink, summary, bar
+        self,
+        clf: Classifier,
+        flow: ResultFlow | None,
+        sink: Sink,
+        summary: Summary,
+        bar: Any,
+        *,
+        topk: int,
+        batch_size: int,
+        flush: Callable[[], None] | None,
+    ) -> None:
+        self.clf, self.flow, self.sink, self.summary, self.bar = clf, flow, sink, summary, bar
         self.topk, self.batch_size, self.flush = topk, batch_size, flush
         self.pending: list[tuple[str, object]] = []
 
+    def _tops(self, items: list[object]) -> list[list[dict]]:
+        """The top-k of the decoded items: the misses (or all, without a cache) run as one batch."""
+        arrays = to_run(items)
+        tops = self.clf.predict_tensors(arrays, topk=self.topk, batch_size=self.batch_size) if arrays else []
+        return tops if self.flow is None else self.flow.store(items, tops, self.topk)
+
     def emit(self) -> None:
-        todo = [x for _, x in self.pending if not isinstance(x, (ImageError, _Hit))]
-        arrays = [x.array if isinstance(x, _Keyed) else x for x in todo]
-        tops = iter(self.clf.predict_tensors(arrays, topk=self.topk, batch_size=self.batch_size) if arrays else [])
+        tops = iter(self._tops([x for _, x in self.pending if not isinstance(x, ImageError)]))
         for name, x in self.pending:
             if isinstance(x, ImageError):
                 self.summary.failed += 1
                 self.sink(name, None, x.problem)
-                continue
-            self.summary.ok += 1
-            if isinstance(x, _Hit):
-                top = x.top
-            elif isinstance(x, _Keyed):
-                top = self.clf.result_cache.put(x.key, next(tops), self.topk)
             else:
-                top = next(tops)
-            self.sink(name, top, None)
+                self.summary.ok += 1
+                self.sink(name, next(tops), None)
         if self.flush:
             self.flush()
         self.bar.update(len(self.pending))
         self.pending.clear()
 
 
-def _run_alternating(pool, work, inputs: Sequence[str], batcher: _Batcher) -> None:
+def _run_alternating(
+    pool: concurrent.futures.Executor, work: Callable[[str], object], inputs: Sequence[str], batcher: _Batcher
+) -> None:
     """Decode a batch on all workers, then run it; repeat."""
     batch_size = batcher.batch_size
     for i in range(0, len(inputs), batch_size):
@@ -253,9 +238,15 @@ def _run_alternating(pool, work, inputs: Sequence[str], batcher: _Batcher) -> No
         batcher.emit()
 
 
-def _run_overlapped(pool, work, inputs: Sequence[str], batcher: _Batcher, window: int) -> None:
+def _run_overlapped(
+    pool: concurrent.futures.Executor,
+    work: Callable[[str], object],
+    inputs: Sequence[str],
+    batcher: _Batcher,
+    window: int,
+) -> None:
     """Keep up to ``window`` inputs decoding ahead, and run each batch as soon as it is decoded."""
-    queue: collections.deque = collections.deque()
+    queue: collections.deque[tuple[str, concurrent.futures.Future]] = collections.deque()
     it = iter(inputs)
     for name in it:
         queue.append((name, pool.submit(work, name)))
@@ -290,7 +281,7 @@ class JsonlSink:
 
 
 def classify_to_jsonl(
-    clf,
+    clf: Classifier,
     items: Sequence[str],
     out: str,
     *,

@@ -88,9 +88,10 @@ class Classifier:
 
         paths = batch.get("path")
         blobs = batch.get("bytes")
-        n = len(paths if paths is not None else blobs)
+        n = len(batch["path"] if paths is not None else batch["bytes"])  # a batch has one of the two
         names = [str(p) for p in paths] if paths is not None else [f"row {i}" for i in range(n)]
-        arrays, good, errors = [], [], [None] * n
+        arrays, good = [], []
+        errors: list[str | None] = [None] * n
         pre = self.clf.preprocessor
 
         def decode(i: int):

@@ -113,7 +113,7 @@ class RayServeSpec:
 
     def replicas_needed(self) -> int:
         """Replicas that must fit in the cluster at once (the fixed count, or autoscaling's minimum)."""
-        return self.min_replicas if self.autoscaling else self.replicas
+        return self.min_replicas if self.min_replicas is not None else self.replicas
 
     def deployment_options(self) -> dict:
         """Ray Serve's ``.options(...)`` for the deployment."""
@@ -127,7 +127,7 @@ class RayServeSpec:
             "health_check_timeout_s": max(30.0, cfg.stall_timeout_s),
         }
         if self.autoscaling:
-            auto = {"min_replicas": self.min_replicas, "max_replicas": self.max_replicas}
+            auto: dict[str, float | None] = {"min_replicas": self.min_replicas, "max_replicas": self.max_replicas}
             if self.target_ongoing_requests is not None:
                 auto["target_ongoing_requests"] = self.target_ongoing_requests
             opts["autoscaling_config"] = auto
@@ -155,7 +155,7 @@ class Replica:
     """One replica: ``ipex-resnet serve``'s app around a classifier loaded with ``replica_cpus`` threads.
     Its constructor returns once the model is loaded, warmed up and its batch capped by the target."""
 
-    async def __init__(self, spec: dict):
+    async def __init__(self, spec: dict):  # type: ignore[misc]  # Ray Serve awaits an async constructor
         from ipex_resnet.serve.app import create_app
         from ipex_resnet.serve.process import make_loader, setup_logging
 
@@ -166,9 +166,9 @@ class Replica:
         self._app = create_app(make_loader(model, cfg.max_pixels), cfg)
         svc = self._app.state.service
         try:
-            await asyncio.wrap_future(svc.start_loading())
+            await asyncio.wrap_future(svc.life.start_loading())
         except Exception as exc:
-            svc.report_load_error(exc)
+            svc.life.report_load_error(exc)
             raise RuntimeError(f"could not load the model: {svc.load_error}") from None
         self._service = svc
 
@@ -177,7 +177,7 @@ class Replica:
 
     async def check_health(self) -> None:
         """Ray's health check: the service's own (a failed load, or inference that makes no progress)."""
-        problem = self._service.health_problem()
+        problem = self._service.health.liveness()
         if problem is not None:
             raise RuntimeError(problem.message)
 

@@ -9,13 +9,23 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import os
-from collections.abc import Sequence
+import uuid
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ipex_resnet.core.policy import Plan
+from ipex_resnet.core.result_cache import Check, ResultCache
 from ipex_resnet.engines.base import Runner, is_torch_tensor
 from ipex_resnet.errors import ConfigError
+
+if TYPE_CHECKING:
+    from ipex_resnet.hardware.cpu import CPUInfo
+    from ipex_resnet.imaging import Preprocessor
+
+#: a numpy array or a torch tensor (torch is never imported here: a tensor in gives a tensor out)
+Tensor = Any
 
 
 class PlanWarning(UserWarning):
@@ -28,7 +38,7 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def topk_rows(logits: np.ndarray, k: int, label) -> list[list[dict]]:
+def topk_rows(logits: np.ndarray, k: int, label: Callable[[int], str]) -> list[list[dict]]:
     """Top-k ``{"label", "index", "score"}`` per row, best first; scores are softmax probabilities."""
     probs = softmax(np.asarray(logits, dtype=np.float32))
     k = min(k, probs.shape[1])
@@ -57,11 +67,11 @@ class Classifier:
         *,
         model_name: str,
         categories: Sequence[str],
-        preprocessor,
-        cpu,
+        preprocessor: Preprocessor,
+        cpu: CPUInfo | None,
         random_init: bool = False,
         artifact: dict | None = None,
-    ):
+    ) -> None:
         self._runner = runner
         self.plan = plan
         self.cpu = cpu
@@ -71,16 +81,19 @@ class Classifier:
         self.preprocessor = preprocessor
         #: where the compiled artifact came from: {"entry", "hit", "info"} (None when not cached)
         self.artifact = artifact
-        self._result_cache = None
+        #: this instance's own name in the result cache's identity (used when it is not a cached artifact:
+        #: equal plans may hold different weights)
+        self.instance_id = uuid.uuid4().hex
+        self._result_cache: ResultCache | None = None
 
     @property
-    def result_cache(self):
+    def result_cache(self) -> ResultCache | None:
         """The opt-in :class:`~ipex_resnet.core.result_cache.ResultCache` :meth:`predict` consults (None: off).
         Setting it adds a note to :attr:`plan` (``plan.describe()`` says it is on and how it is keyed)."""
         return self._result_cache
 
     @result_cache.setter
-    def result_cache(self, spec) -> None:
+    def result_cache(self, spec: str | bool | ResultCache | None) -> None:
         import dataclasses
 
         from ipex_resnet.core import result_cache
@@ -95,12 +108,12 @@ class Classifier:
     def __repr__(self) -> str:
         return f"Classifier({self.model_name}, backend={self.plan.backend}, precision={self.plan.precision})"
 
-    def __call__(self, batch):
+    def __call__(self, batch: Tensor) -> Tensor:
         """Float32 logits for a preprocessed NCHW float batch (numpy array or torch tensor, same kind out)."""
         return self._runner(self._checked(batch))
 
     @staticmethod
-    def _checked(batch):
+    def _checked(batch: Tensor) -> Tensor:
         shape = getattr(batch, "shape", None)
         if shape is None or len(shape) != 4 or shape[1] != 3:
             got = tuple(shape) if shape is not None else type(batch).__name__
@@ -111,7 +124,7 @@ class Classifier:
             raise ConfigError(f"expected a float tensor (normalized), got {dtype}")
         return batch
 
-    def submit(self, batch) -> concurrent.futures.Future:
+    def submit(self, batch: Tensor) -> concurrent.futures.Future:
         """Start :meth:`__call__` on the next free stream; the future holds the logits. Never blocks."""
         batch = self._checked(batch)
         submit = getattr(self._runner, "submit", None)
@@ -132,11 +145,11 @@ class Classifier:
         if close is not None:
             close()
 
-    def preprocess(self, image: object, *, name: str | None = None):
+    def preprocess(self, image: object, *, name: str | None = None) -> np.ndarray:
         """One image (path, bytes, file object, PIL, numpy, tensor) -> normalized 3xHxW float32 array."""
         return self.preprocessor(image, name=name)
 
-    def topk(self, logits, k: int = 5) -> list[list[dict]]:
+    def topk(self, logits: Tensor, k: int = 5) -> list[list[dict]]:
         if k < 1:
             raise ConfigError(f"topk must be at least 1, got {k}")
         if is_torch_tensor(logits):
@@ -159,43 +172,31 @@ class Classifier:
             images = [images]
         if topk < 1:
             raise ConfigError(f"topk must be at least 1, got {topk}")
-        if self._result_cache is not None:
-            return self._predict_cached(images, topk, batch_size)
+        cache = self._result_cache
+        if cache is not None:
+            return self._predict_cached(cache, images, topk, batch_size)
         arrays = [self.preprocess(img, name=describe_source(img, i)) for i, img in enumerate(images)]
         return self.predict_tensors(arrays, topk=topk, batch_size=batch_size)
 
-    def _predict_cached(self, images: Sequence[object], topk: int, batch_size: int) -> list[list[dict]]:
+    def _predict_cached(
+        self, cache: ResultCache, images: Sequence[object], topk: int, batch_size: int
+    ) -> list[list[dict]]:
         """:meth:`predict` through the result cache: hits skip inference (exact: decoding too); the
         misses are preprocessed, classified together and stored. A bad image raises before anything is stored."""
-        from ipex_resnet.core.result_cache import identity, key_for_input
+        from ipex_resnet.core.result_flow import ResultFlow, to_run
         from ipex_resnet.imaging import describe_source
 
-        cache = self._result_cache
-        ident = identity(self)
-        out: list[list[dict] | None] = [None] * len(images)
-        misses: list[tuple[int, object, np.ndarray]] = []
-        for i, img in enumerate(images):
-            name = describe_source(img, i)
-            key, src = key_for_input(
-                cache, ident, img, name=name, max_pixels=self.preprocessor.max_pixels, check=self.hash_check(name)
-            )
-            top = cache.get(key, topk)
-            if top is not None:
-                out[i] = top
-            else:
-                misses.append((i, key, self.preprocess(src, name=name)))
-        if misses:
-            tops = self.predict_tensors([a for _, _, a in misses], topk=topk, batch_size=batch_size)
-            for (i, key, _), top in zip(misses, tops):
-                out[i] = cache.put(key, top, topk)
-        return out
+        flow = ResultFlow(cache, self)
+        items = [flow.look_up(img, name=describe_source(img, i), topk=topk) for i, img in enumerate(images)]
+        todo = to_run(items)
+        tops = self.predict_tensors(todo, topk=topk, batch_size=batch_size) if todo else []
+        return flow.store(items, tops, topk)
 
-    def hash_check(self, name: str):
+    def hash_check(self, name: str) -> Check | None:
         """The preprocessor's header check (refuses what it would refuse) for the perceptual hash's decode."""
-        check = getattr(self.preprocessor, "_check_resized", None)
-        return check(name) if check is not None else None
+        return self.preprocessor._check_resized(name)  # imaging's only accessor for it (not yet public)
 
-    def predict_tensors(self, tensors: Sequence[object], topk: int = 5, batch_size: int = 32) -> list[list[dict]]:
+    def predict_tensors(self, tensors: Sequence[Tensor], topk: int = 5, batch_size: int = 32) -> list[list[dict]]:
         """Top-k for preprocessed 3xHxW images (numpy arrays or torch tensors)."""
         if batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, got {batch_size}")

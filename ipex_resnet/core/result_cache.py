@@ -24,11 +24,17 @@ import copy
 import hashlib
 import os
 import threading
-import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ipex_resnet.errors import ConfigError, ImageError
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from ipex_resnet.core.policy import Plan
+    from ipex_resnet.imaging import Preprocessor
 
 MODES = ("exact", "perceptual")
 DEFAULT_MAX_ENTRIES = 4096
@@ -43,7 +49,7 @@ THUMB_SHORT_SIDE = 64  # a JPEG is decoded at 1/2..1/8 scale while its short sid
 INSTALL_HINT = "pip install 'ipex_resnet[resultcache]'"
 
 
-def _imagehash():
+def _imagehash() -> Any:
     from ipex_resnet.util.deps import require
 
     return require("imagehash", f"the perceptual result cache needs imagehash: {INSTALL_HINT}")
@@ -67,26 +73,39 @@ class _Entry:
     phash: int | None
 
 
-def identity(clf) -> str:
+class Cacheable(Protocol):
+    """What :func:`identity` reads of a classifier (:class:`~ipex_resnet.core.classifier.Classifier`)."""
+
+    @property
+    def plan(self) -> Plan: ...
+
+    @property
+    def artifact(self) -> dict | None: ...
+
+    @property
+    def instance_id(self) -> str: ...
+
+    @property
+    def preprocessor(self) -> Preprocessor: ...
+
+    @property
+    def categories(self) -> Sequence[str]: ...
+
+
+def identity(clf: Cacheable) -> str:
     """A string that differs whenever results could: the artifact entry (its key names the model, every
     weight's hash, engine, precision, ISA and library versions) or, for a classifier built in memory,
-    its plan and the instance; plus the preprocessing (preset and fast/exact mode) and the labels."""
+    its plan and the instance (equal plans may hold different weights); plus the preprocessing (preset
+    and fast/exact mode) and the labels."""
     plan = clf.plan
-    art = getattr(clf, "artifact", None) or {}
+    art = clf.artifact or {}
     if art.get("entry"):
         who = f"artifact={os.path.basename(str(art['entry']).rstrip('/'))}"
     else:
-        token = getattr(clf, "_identity_token", None)
-        if token is None:  # not cached: equal plans may hold different weights; this instance only
-            token = uuid.uuid4().hex
-            try:
-                clf._identity_token = token
-            except AttributeError:
-                pass
-        who = f"instance={token}"
-    pre = getattr(clf, "preprocessor", None)
-    pre_id = f"{pre.describe()}|{getattr(pre, 'mode', '?')}" if pre is not None else "-"
-    cats = hashlib.sha256("\n".join(getattr(clf, "categories", ())).encode()).hexdigest()[:16]
+        who = f"instance={clf.instance_id}"
+    pre = clf.preprocessor
+    pre_id = f"{pre.describe()}|{pre.mode}"
+    cats = hashlib.sha256("\n".join(clf.categories).encode()).hexdigest()[:16]
     raw = "|".join(
         [
             who,
@@ -103,13 +122,16 @@ def identity(clf) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
-def perceptual_hash(image) -> int:
+def perceptual_hash(image: Image.Image) -> int:
     """The 64-bit perceptual hash (imagehash.phash) of a PIL image, as an int."""
     h = _imagehash().phash(image, hash_size=HASH_SIZE)
     return int("".join("1" if b else "0" for b in h.hash.flatten()), 2)
 
 
-def decode_for_hash(src, *, max_pixels: int, name: str, check=None):
+Check = Callable[[int, int], None]  # a header check: (width, height) -> raises ImageError to refuse
+
+
+def decode_for_hash(src: object, *, max_pixels: int, name: str, check: Check | None = None) -> Image.Image:
     """Decode ``src`` with the bounded decoder at the smallest JPEG scale a hash needs (ImageError on a
     bad image, as for classification)."""
     from ipex_resnet.imaging import decode
@@ -135,7 +157,7 @@ class ResultCache:
         max_entries: int = DEFAULT_MAX_ENTRIES,
         max_bytes: int = DEFAULT_MAX_BYTES,
         threshold: int = DEFAULT_THRESHOLD,
-    ):
+    ) -> None:
         mode = str(mode).lower()
         if mode not in MODES:
             raise ConfigError(f"result cache mode {mode!r} unknown; use {' or '.join(MODES)}")
@@ -178,13 +200,15 @@ class ResultCache:
                 fn(what)
 
     # -- keys -------------------------------------------------------------------------------------
-    def key_for_bytes(self, ident: str, data: bytes, *, name: str, max_pixels: int, check=None) -> Key:
+    def key_for_bytes(self, ident: str, data: bytes, *, name: str, max_pixels: int, check: Check | None = None) -> Key:
         """The key of an image given as bytes; perceptual mode decodes (ImageError propagates)."""
         if self.mode == "exact":
             return Key(ident, digest=hashlib.sha256(data).hexdigest())
         return Key(ident, phash=perceptual_hash(decode_for_hash(data, max_pixels=max_pixels, name=name, check=check)))
 
-    def key_for_image(self, ident: str, image, *, name: str, max_pixels: int, check=None) -> Key | None:
+    def key_for_image(
+        self, ident: str, image: Image.Image, *, name: str, max_pixels: int, check: Check | None = None
+    ) -> Key | None:
         """The key of a PIL image: perceptual mode only (exact mode has no bytes to hash: None)."""
         if self.mode == "exact":
             return None
@@ -258,7 +282,7 @@ class ResultCache:
             self._bytes = 0
 
 
-def make(spec, **kwargs) -> ResultCache | None:
+def make(spec: str | bool | ResultCache | None, **kwargs: Any) -> ResultCache | None:
     """``None``/``False``/``"off"`` -> None; ``"exact"``/``"perceptual"`` -> a new cache; a cache as is."""
     if spec is None or spec is False or (isinstance(spec, str) and spec.lower() in ("off", "none", "")):
         return None
@@ -269,7 +293,9 @@ def make(spec, **kwargs) -> ResultCache | None:
     raise ConfigError(f"result_cache must be 'exact', 'perceptual', 'off' or a ResultCache, got {spec!r}")
 
 
-def key_for_input(cache: ResultCache, ident: str, src, *, name: str, max_pixels: int, check=None):
+def key_for_input(
+    cache: ResultCache, ident: str, src: object, *, name: str, max_pixels: int, check: Check | None = None
+) -> tuple[Key | None, object]:
     """``(key, source to preprocess)`` for one input of ``Classifier.predict``: bytes and paths (read
     once) are keyed in both modes, PIL images in perceptual mode; anything else is not cached (key None).
     A decode error raises ImageError; an unreadable path is left to the preprocessor to report."""
@@ -297,6 +323,8 @@ def key_for_input(cache: ResultCache, ident: str, src, *, name: str, max_pixels:
 __all__ = [
     "DEFAULT_THRESHOLD",
     "MODES",
+    "Cacheable",
+    "Check",
     "ImageError",
     "Key",
     "ResultCache",

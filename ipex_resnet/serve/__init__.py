@@ -3,11 +3,13 @@ that hostile clients cannot hold, the Open Inference Protocol next to ``/v1``, P
 ``--workers N`` processes pinned to their own cores.
 
 Parts: :mod:`.config` (every option, once), :mod:`.handler` (the model side of a request: decode the
-image bytes, predict, encode the answer), :mod:`.app` (the service's state, the request pipeline and
-routes), :mod:`.oip` (``/v2``), :mod:`.limits`, :mod:`.budget` and :mod:`.connections` (admission and
-limits), :mod:`.requests` (what a request carries), :mod:`.batching`, :mod:`.metrics`, :mod:`.server`
-(uvicorn), :mod:`.process` (one server process), :mod:`.workers` (processes and pinning),
-:mod:`.errors` (typed errors -> status and code). The command line is :mod:`ipex_resnet.cli.serve`.
+image bytes, predict, encode the answer), :mod:`.service` (one process's service, made of
+:mod:`.lifecycle`, :mod:`.health`, :mod:`.admission`, :mod:`.pipeline` and :mod:`.rendering`), :mod:`.app`
+(the ``/v1`` and health routes), :mod:`.oip` (``/v2``), :mod:`.limits`, :mod:`.budget` and
+:mod:`.connections` (limits), :mod:`.requests` (what a request carries), :mod:`.batching`,
+:mod:`.metrics`, :mod:`.server` (uvicorn), :mod:`.process` (one server process), :mod:`.workers`
+(processes and pinning), :mod:`.errors` (typed errors, each with its status and code). The command line
+is :mod:`ipex_resnet.cli.serve`.
 """
 
 from __future__ import annotations
@@ -15,11 +17,15 @@ from __future__ import annotations
 from ipex_resnet.serve.config import ServeConfig
 
 
-def __getattr__(name: str):  # the app's parts, imported on first use (they need starlette and uvicorn)
-    if name in ("create_app", "Service"):
-        from ipex_resnet.serve import app
+def __getattr__(name: str) -> object:  # the app's parts, imported on first use (they need starlette and uvicorn)
+    if name == "create_app":
+        from ipex_resnet.serve.app import create_app
 
-        return getattr(app, name)
+        return create_app
+    if name == "Service":
+        from ipex_resnet.serve.service import Service
+
+        return Service
     if name == "Handler":
         from ipex_resnet.serve.handler import Handler
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import cast
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -85,7 +86,7 @@ class GuardedH11Protocol(H11Protocol):
     guard_refuse: bytes  # the 503 for a connection over the cap
     guard_too_slow: bytes  # the 408 for headers that did not arrive in time
 
-    def connection_made(self, transport):
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]  # as uvicorn declares it
         self.guard_raw = transport
         self.guard_timer: asyncio.TimerHandle | None = None
         self.guard_lingering, self.guard_discarded = False, 0
@@ -97,7 +98,7 @@ class GuardedH11Protocol(H11Protocol):
             self.guard_timer = asyncio.get_running_loop().call_later(stats.header_timeout_s, transport.close)
             return
         stats.open += 1
-        super().connection_made(_Transport(transport, self))
+        super().connection_made(cast(asyncio.Transport, _Transport(transport, self)))  # a proxy for the transport
         self.guard_arm()
 
     def guard_arm(self) -> None:

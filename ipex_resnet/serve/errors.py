@@ -89,6 +89,12 @@ class ClientGone(ServiceError):
     status, code = 499, "client_disconnected"
 
 
+class InternalError(ServiceError):
+    """A bug (any exception that is not a typed error): its message names only a reference to the server log."""
+
+    status, code = 500, "internal_error"
+
+
 class InferenceFailed(ServiceError):
     status, code = 500, "inference_failed"
 

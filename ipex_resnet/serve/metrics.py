@@ -33,9 +33,17 @@ def multiprocess_dir() -> str | None:
 class ServiceMetrics:
     """The series the HTTP service exports. Their names are a contract with dashboards and alerts: keep them."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.multiprocess = multiprocess_dir() is not None
-        r = self.registry = CollectorRegistry()
+        self.registry = CollectorRegistry()
+        # declared in this order, which is the order /metrics lists them in
+        self._declare_work(self.registry)
+        self._declare_admission(self.registry)
+        self._declare_model(self.registry)
+        self._declare_process(self.registry)
+
+    def _declare_work(self, r: CollectorRegistry) -> None:
+        """Requests answered and their latency; the micro-batches and the images in them."""
         p = PREFIX
         self.requests = Counter(
             p + "requests",
@@ -62,6 +70,10 @@ class ServiceMetrics:
         self.batch_size = Histogram(p + "batch_size", "Images per micro-batch.", buckets=BATCH_BUCKETS, registry=r)
         self.images = Counter(p + "images", "Images classified.", registry=r)
         self.failed_batches = Counter(p + "failed_batches", "Micro-batches whose inference raised.", registry=r)
+
+    def _declare_admission(self, r: CollectorRegistry) -> None:
+        """Refusals, connections, requests in flight, buffered bodies, queue depth, readiness."""
+        p = PREFIX
         self.rejected = Counter(
             p + "rejected", "Requests refused before inference, by reason.", ("reason",), registry=r
         )
@@ -96,6 +108,10 @@ class ServiceMetrics:
             registry=r,
             multiprocess_mode="livemin",
         )
+
+    def _declare_model(self, r: CollectorRegistry) -> None:
+        """The result cache and the model being served."""
+        p = PREFIX
         self.result_cache = Counter(
             p + "result_cache_events",
             "Result cache lookups and evictions, by event (hit, miss, eviction); only with --result-cache.",
@@ -112,6 +128,10 @@ class ServiceMetrics:
             registry=r,
             multiprocess_mode="livemax",
         )
+
+    def _declare_process(self, r: CollectorRegistry) -> None:
+        """Process metrics: per worker (multiprocess mode), or the standard collectors."""
+        p = PREFIX
         if self.multiprocess:
             self.workers = Gauge(p + "workers", "Worker processes alive.", registry=r, multiprocess_mode="livesum")
             self.workers.set(1)

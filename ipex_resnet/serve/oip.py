@@ -12,11 +12,20 @@ import base64
 import json
 import struct
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ipex_resnet.serve.errors import BadInferRequest, BadTensor, NotFound, TooManyPixels
+from ipex_resnet.serve.handler import Handler
 from ipex_resnet.serve.limits import read_body
+from ipex_resnet.serve.pipeline import Prepare
+from ipex_resnet.serve.rendering import route
+from ipex_resnet.serve.service import Service
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+    from starlette.responses import Response
 
 VERSION = "1"
 HEADER_LENGTH = "inference-header-content-length"
@@ -85,25 +94,30 @@ def _flatten(data) -> list:
 
 
 # -- requests -----------------------------------------------------------------------------------------
-def check_model(svc, name: str, version: str | None = None) -> None:
-    """Raise unless the service is ready and serves model ``name`` (version ``version``, if given)."""
-    problem = svc.readiness_problem()
+def check_model(svc: Service, name: str, version: str | None = None) -> Handler:
+    """The handler, unless the service is not ready or does not serve model ``name`` (version ``version``,
+    if given): then the error."""
+    problem = svc.health.readiness()
     if problem is not None:
         raise problem
-    if name != svc.info["model"] or version not in (None, "", VERSION):
+    handler = svc.life.loaded().handler
+    model = handler.info["model"]
+    if name != model or version not in (None, "", VERSION):
         raise NotFound(
             f"unknown model {name!r}"
             + (f" version {version!r}" if version else "")
-            + f"; this server serves {svc.info['model']!r} version {VERSION}"
+            + f"; this server serves {model!r} version {VERSION}"
         )
+    return handler
 
 
-def model_metadata(svc) -> dict:
-    c, h, w = svc.image_shape
+def model_metadata(handler: Handler, max_batch: int) -> dict:
+    c, h, w = handler.image_shape
+    info = handler.info
     return {
-        "name": svc.info["model"],
+        "name": info["model"],
         "versions": [VERSION],
-        "platform": f"pytorch_{svc.info['backend']}",
+        "platform": f"pytorch_{info['backend']}",
         "inputs": [
             {"name": "image", "datatype": "BYTES", "shape": [-1]},
             {"name": "tensor", "datatype": "FP32", "shape": [-1, c, h, w]},
@@ -113,7 +127,7 @@ def model_metadata(svc) -> dict:
             {"name": "scores", "datatype": "FP32", "shape": [-1, -1]},
             {"name": "indices", "datatype": "INT64", "shape": [-1, -1]},
         ],
-        "parameters": {"precision": svc.info["precision"], "max_batch": svc.cfg.max_batch},
+        "parameters": {"precision": info["precision"], "max_batch": max_batch},
     }
 
 
@@ -131,14 +145,17 @@ def _image_items(data, n: int) -> list[bytes]:
     return items
 
 
-def _tensor_batch(svc, data, dtype, shape: list[int]) -> np.ndarray:
-    """Input ``tensor``: preprocessed images, FP32 of shape [N, *image_shape], finite, within the pixel cap."""
+def _tensor_batch(
+    image_shape: tuple[int, int, int], max_pixels: int, data: Any, dtype: object, shape: list[int]
+) -> np.ndarray:
+    """Input ``tensor``: preprocessed images, FP32 of shape [N, *image_shape], finite, within the pixel cap
+    (``max_pixels`` per request)."""
     n = shape[0]
-    want = [n, *svc.image_shape]
+    want = [n, *image_shape]
     if dtype != "FP32" or shape != want:
         raise BadTensor(f"input 'tensor' must be FP32 of shape {want} (preprocessed images), got {dtype} {shape}")
-    if n * shape[2] * shape[3] > svc.cfg.max_request_pixels:
-        raise TooManyPixels(f"the request carries more than {svc.cfg.max_request_pixels / 1e6:.0f} MP")
+    if n * shape[2] * shape[3] > max_pixels:
+        raise TooManyPixels(f"the request carries more than {max_pixels / 1e6:.0f} MP")
     count = int(np.prod(want))
     if isinstance(data, bytes):
         if len(data) != 4 * count:
@@ -155,9 +172,9 @@ def _tensor_batch(svc, data, dtype, shape: list[int]) -> np.ndarray:
     return t
 
 
-def inputs_to_prepare(svc, doc: dict, binary: bytes, topk: int | None = None):
+def inputs_to_prepare(svc: Service, handler: Handler, doc: dict, binary: bytes, topk: int | None = None) -> Prepare:
     """Validate the single input and return ``prepare``, where ``await prepare()`` -> tensors (or, with
-    the result cache and ``topk``, cache hits and keyed tensors for images)."""
+    the result cache and ``topk``, result-cache hits and misses for images)."""
     if len(doc["inputs"]) != 1:
         raise BadInferRequest(f"send exactly one input ('image' or 'tensor'), got {len(doc['inputs'])}")
     inp = doc["inputs"][0]
@@ -172,21 +189,22 @@ def inputs_to_prepare(svc, doc: dict, binary: bytes, topk: int | None = None):
         if dtype != "BYTES" or shape not in ([n], [n, 1]):
             raise BadInferRequest(f"input 'image' must be BYTES of shape [N] or [N,1], got {dtype} {shape}")
         images = [(f"image[{i}]", b) for i, b in enumerate(_image_items(data, n))]
-        return lambda: svc.preprocess(images, topk)
+        return lambda: svc.pipeline.preprocess(images, topk)
     if name == "tensor":
-        t = _tensor_batch(svc, data, dtype, shape)
+        t = _tensor_batch(handler.image_shape, svc.cfg.max_request_pixels, data, dtype, shape)
 
-        async def prepare():
+        async def prepare() -> list[Any]:
             return list(t)
 
         return prepare
     raise BadInferRequest(f"unknown input {name!r}; this model takes 'image' (BYTES) or 'tensor' (FP32)")
 
 
-def requested_outputs(svc, doc: dict) -> tuple[list[tuple[str, bool, int | None]], int]:
-    """The outputs to send as (name, binary?, classification count or None), and the top-k to compute."""
+def requested_outputs(parse_topk: Callable[[Any], int], doc: dict) -> tuple[list[tuple[str, bool, int | None]], int]:
+    """The outputs to send as (name, binary?, classification count or None), and the top-k to compute
+    (``parse_topk``: the pipeline's check of a client's top-k)."""
     params = doc.get("parameters") or {}
-    k = svc.parse_topk(params.get("topk"))
+    k = parse_topk(params.get("topk"))
     default_binary = bool(params.get("binary_data_output", False))
     outs = doc.get("outputs")
     if not outs:
@@ -199,7 +217,7 @@ def requested_outputs(svc, doc: dict) -> tuple[list[tuple[str, bool, int | None]
         op = o.get("parameters") or {}
         cls = op.get("classification")
         if cls is not None:
-            k = max(k, svc.parse_topk(cls))
+            k = max(k, parse_topk(cls))
         chosen.append((oname, bool(op.get("binary_data", default_binary)), cls))
     return chosen, k
 
@@ -221,7 +239,7 @@ def _output(tops: list[list[dict]], oname: str, binary: bool, cls, k: int) -> tu
         dtype, get = COLUMNS[oname]
         rows = [[get(r) for r in top[:k]] for top in tops]
     flat = [v for row in rows for v in row]
-    out = {"name": oname, "datatype": dtype, "shape": [len(rows), len(rows[0]) if rows else 0]}
+    out: dict[str, Any] = {"name": oname, "datatype": dtype, "shape": [len(rows), len(rows[0]) if rows else 0]}
     if not binary:
         out["data"] = [v.decode() for v in flat] if dtype == "BYTES" else flat
         return out, None
@@ -234,7 +252,9 @@ def _output(tops: list[list[dict]], oname: str, binary: bool, cls, k: int) -> tu
     return out, raw
 
 
-def encode_response(model: str, tops: list[list[dict]], outputs, k: int, doc: dict):
+def encode_response(
+    model: str, tops: list[list[dict]], outputs: list[tuple[str, bool, int | None]], k: int, doc: dict
+) -> Response:
     """The inference response: JSON, or JSON then the binary outputs (binary tensor data extension)."""
     from starlette.responses import Response
 
@@ -258,7 +278,7 @@ def encode_response(model: str, tops: list[list[dict]], outputs, k: int, doc: di
 
 
 # -- routes -------------------------------------------------------------------------------------------
-async def server_metadata(request):
+async def server_metadata(request: Request) -> Response:
     from starlette.responses import JSONResponse
 
     from ipex_resnet.util.version import __version__
@@ -268,61 +288,54 @@ async def server_metadata(request):
     )
 
 
-def oip_routes(svc) -> list:
-    """The ``/v2`` routes of the service ``svc``."""
-    from starlette.requests import Request
+def oip_routes(svc: Service) -> list:
+    """The ``/v2`` routes of the service ``svc``. Errors are raised, and rendered in the protocol's format
+    by the app's exception handlers (:mod:`.rendering` knows the ``/v2`` paths)."""
     from starlette.responses import JSONResponse
-    from starlette.routing import Route
 
     cfg = svc.cfg
 
-    def fail(exc):
-        return svc.error_response(exc, oip=True)
+    async def live(request: Request) -> Response:
+        problem = svc.health.liveness()
+        if problem:
+            raise problem
+        return JSONResponse({"live": True})
 
-    async def live(request: Request):
-        problem = svc.health_problem()
-        return fail(problem) if problem else JSONResponse({"live": True})
+    async def ready(request: Request) -> Response:
+        problem = svc.health.readiness()
+        if problem:
+            raise problem
+        return JSONResponse({"ready": True})
 
-    async def ready(request: Request):
-        problem = svc.readiness_problem()
-        return fail(problem) if problem else JSONResponse({"ready": True})
+    def model(request: Request) -> Handler:
+        return check_model(svc, request.path_params["name"], request.path_params.get("version"))
 
-    def about_model(request: Request, body: Callable[[], dict]):
-        try:
-            check_model(svc, request.path_params["name"], request.path_params.get("version"))
-        except Exception as exc:
-            return fail(exc)
-        return JSONResponse(body())
+    async def metadata(request: Request) -> Response:
+        return JSONResponse(model_metadata(model(request), cfg.max_batch))
 
-    async def metadata(request: Request):
-        return about_model(request, lambda: model_metadata(svc))
+    async def model_ready(request: Request) -> Response:
+        return JSONResponse({"name": model(request).info["model"], "ready": True})
 
-    async def model_ready(request: Request):
-        return about_model(request, lambda: {"name": svc.info["model"], "ready": True})
-
-    async def infer(request: Request):
+    async def infer(request: Request) -> Response:
         with svc.bodies.hold() as held:  # the body's bytes count against the budget until this returns
-            try:
-                check_model(svc, request.path_params["name"], request.path_params.get("version"))
-                body = await read_body(request, cfg.max_body_bytes, cfg.body_timeout_s, held)
-                doc, binary = parse_request(body, request.headers.get(HEADER_LENGTH))
-                outputs, k = requested_outputs(svc, doc)
-                prepare = inputs_to_prepare(svc, doc, binary, k)
-                tops = await svc.run(request, prepare, k)
-                return encode_response(svc.info["model"], tops, outputs, k, doc)
-            except Exception as exc:
-                return fail(exc)
+            handler = model(request)
+            body = await read_body(request, cfg.max_body_bytes, cfg.body_timeout_s, held)
+            doc, binary = parse_request(body, request.headers.get(HEADER_LENGTH))
+            outputs, k = requested_outputs(svc.pipeline.parse_topk, doc)
+            prepare = inputs_to_prepare(svc, handler, doc, binary, k)
+            tops = await svc.pipeline.run(request, prepare, k)
+            return encode_response(handler.info["model"], tops, outputs, k, doc)
 
     routes = [
-        Route("/v2", server_metadata, methods=["GET"]),
-        Route("/v2/health/live", live, methods=["GET"]),
-        Route("/v2/health/ready", ready, methods=["GET"]),
+        route("/v2", server_metadata, methods=["GET"]),
+        route("/v2/health/live", live, methods=["GET"]),
+        route("/v2/health/ready", ready, methods=["GET"]),
     ]
     for base in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
         routes += [
-            Route(base, metadata, methods=["GET"]),
-            Route(base + "/ready", model_ready, methods=["GET"]),
-            Route(base + "/infer", infer, methods=["POST"]),
+            route(base, metadata, methods=["GET"]),
+            route(base + "/ready", model_ready, methods=["GET"]),
+            route(base + "/infer", infer, methods=["POST"]),
         ]
     return routes
 

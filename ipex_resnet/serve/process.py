@@ -70,7 +70,7 @@ def load_before_serving(svc) -> int | None:
     stop = threading.Event()
     old = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        loading = svc.start_loading()
+        loading = svc.life.start_loading()
         while not stop.is_set() and not loading.done():
             concurrent.futures.wait([loading], timeout=0.1)
         if stop.is_set():
@@ -78,7 +78,7 @@ def load_before_serving(svc) -> int | None:
                 exit_while_loading(0)
             return 0
         if loading.exception() is not None:
-            svc.report_load_error(loading.exception())
+            svc.life.report_load_error(loading.exception())
             return 2
         return None
     finally:

@@ -29,6 +29,7 @@ def content_kind(request) -> str:
 
 
 async def images_from(request, kind: str, body: bytes, max_files: int) -> list[tuple[str, bytes]]:
+    from starlette.datastructures import UploadFile
     from starlette.requests import Request
 
     if kind == "raw":
@@ -45,7 +46,7 @@ async def images_from(request, kind: str, body: bytes, max_files: int) -> list[t
         detail = getattr(exc, "detail", None) or getattr(exc, "message", None) or "malformed"
         raise BadMultipart(f"cannot parse the multipart body: {detail}") from None
     try:
-        files = [(v.filename or k, await v.read()) for k, v in form.multi_items() if hasattr(v, "read")]
+        files = [(v.filename or k, await v.read()) for k, v in form.multi_items() if isinstance(v, UploadFile)]
     finally:
         await form.close()
     if not files:

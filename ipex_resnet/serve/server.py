@@ -23,13 +23,14 @@ def make_server(app, cfg: ServeConfig):
     import uvicorn
 
     svc = app.state.service
+    life = svc.life
 
     class Server(uvicorn.Server):
         def handle_exit(self, sig, frame):
-            if svc.draining or cfg.drain_delay_s <= 0:
-                svc.draining = True
+            if life.draining or cfg.drain_delay_s <= 0:
+                life.draining = True
                 return super().handle_exit(sig, frame)
-            svc.draining = True  # readiness first; requests are still served during the delay
+            life.draining = True  # readiness first; requests are still served during the delay
             log.info("draining: /readyz answers 503; stopping in %g s", cfg.drain_delay_s)
             timer = threading.Timer(cfg.drain_delay_s, super().handle_exit, (sig, frame))
             timer.daemon = True
@@ -42,8 +43,9 @@ def make_server(app, cfg: ServeConfig):
         log_level=cfg.log_level,
         access_log=cfg.access_log,
         lifespan="on",
-        timeout_graceful_shutdown=cfg.graceful_timeout_s,
-        timeout_keep_alive=cfg.keepalive_timeout_s,
+        # uvicorn annotates these int but waits on them as seconds (asyncio): fractions work and are kept
+        timeout_graceful_shutdown=cfg.graceful_timeout_s,  # type: ignore[arg-type]
+        timeout_keep_alive=cfg.keepalive_timeout_s,  # type: ignore[arg-type]
         http=guarded_protocol(svc.connections),
         log_config=None,
     )
@@ -61,14 +63,14 @@ def serve(app, cfg: ServeConfig, sock: socket.socket | None = None) -> int:
         fatal["code"] = 2
         server.should_exit = True
 
-    svc.on_fatal = on_fatal
+    svc.life.on_fatal = on_fatal
     # uvicorn re-raises the signal it stopped on once it is done, to the handler that was installed
     # before it ran: with this one, a drained SIGTERM ends the process with status 0.
     signal.signal(signal.SIGTERM, lambda *a: None)
     server.run(sockets=[sock] if sock is not None else None)
     code = 2 if fatal["code"] == 0 and not server.started else fatal["code"]  # 2: could not bind, or
     # lifespan failed (uvicorn logged why)
-    loading = svc.load_thread
+    loading = svc.life.load_thread
     if loading is not None and loading.is_alive():
         exit_while_loading(code)
     return code
@@ -133,7 +135,7 @@ class ServerThread:
         return self
 
     def stop(self, timeout_s: float = 60.0) -> None:
-        self.state.draining = True
+        self.state.life.draining = True
         self.server.should_exit = True
         self.thread.join(timeout_s)
         self.sock.close()

@@ -72,7 +72,8 @@ def read_topology(allowed: set[int] | None = None) -> list[LogicalCPU]:
 
 def physical_cores(topology: list[LogicalCPU]) -> dict[int, list[int]]:
     """NUMA node -> one logical CPU (the first sibling) per physical core."""
-    seen, by_node = set(), {}
+    seen: set[tuple[int, int]] = set()
+    by_node: dict[int, list[int]] = {}
     for lc in sorted(topology, key=lambda x: x.cpu):
         if lc.core in seen:
             continue
@@ -150,7 +151,7 @@ def run_workers(
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir  # inherited by the workers
     ctx = multiprocessing.get_context("spawn")
     stopping = {"sig": None}
-    procs: dict[int, multiprocessing.Process] = {}
+    procs: dict[int, multiprocessing.process.BaseProcess] = {}
 
     def start(i: int):
         p = ctx.Process(
@@ -187,17 +188,8 @@ def run_workers(
                 log.error("worker %d (pid %s) died with exit status %s; restarting it", i, p.pid, p.exitcode)
                 start(i)
         sock.close()  # the workers hold their own copies; the port closes when the last one stops
-        deadline = time.monotonic() + stop_after_s
-        for p in procs.values():
-            p.join(max(0.0, deadline - time.monotonic()))
-        for p in procs.values():
-            if p.is_alive():
-                log.error("worker pid %s did not stop in time; killing it", p.pid)
-                p.kill()
-                p.join(5)
-            _mark_dead(p.pid)
-        if rc == 0 and any(p.exitcode not in (0, None) for p in procs.values()):
-            rc = max(rc, 1)
+        if _stop_workers(procs, stop_after_s) and rc == 0:
+            rc = 1
     finally:
         for s, h in old.items():
             signal.signal(s, h)
@@ -207,6 +199,21 @@ def run_workers(
         shutil.rmtree(metrics_dir, ignore_errors=True)
         os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
     return rc
+
+
+def _stop_workers(procs: dict[int, multiprocessing.process.BaseProcess], stop_after_s: float) -> bool:
+    """Wait for the stopping workers (``stop_after_s`` in all), kill any still running; True when one
+    ended with a failure status."""
+    deadline = time.monotonic() + stop_after_s
+    for p in procs.values():
+        p.join(max(0.0, deadline - time.monotonic()))
+    for p in procs.values():
+        if p.is_alive():
+            log.error("worker pid %s did not stop in time; killing it", p.pid)
+            p.kill()
+            p.join(5)
+        _mark_dead(p.pid)
+    return any(p.exitcode not in (0, None) for p in procs.values())
 
 
 def _mark_dead(pid: int | None) -> None:
