@@ -194,7 +194,7 @@ class Classifier:
 
     def hash_check(self, name: str) -> Check | None:
         """The preprocessor's header check (refuses what it would refuse) for the perceptual hash's decode."""
-        return self.preprocessor._check_resized(name)  # imaging's only accessor for it (not yet public)
+        return self.preprocessor.header_check(name)
 
     def predict_tensors(self, tensors: Sequence[Tensor], topk: int = 5, batch_size: int = 32) -> list[list[dict]]:
         """Top-k for preprocessed 3xHxW images (numpy arrays or torch tensors)."""

@@ -12,6 +12,7 @@ The default comes from ``IPEX_RESNET_PREPROCESS`` (``fast`` or ``exact``) when s
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import numpy as np
 from PIL import Image
@@ -119,7 +120,10 @@ class Preprocessor:
         )
 
     # -- header checks ------------------------------------------------------------------------------
-    def _check_resized(self, name: str):
+    def header_check(self, name: str) -> Callable[[int, int], None] | None:
+        """What to check of an image's declared size before its pixels are decoded (None: nothing): the
+        exact path refuses a size its preset would resize past ``max_resized_pixels``. Called by the
+        decoder, and by the result cache before it hashes an image."""
         spec = self.spec
         if self.mode == "fast" or spec is None:
             return None
@@ -169,14 +173,12 @@ class Preprocessor:
         if self.mode == "fast" and self.spec is not None and len(self.spec.resize_size) == 1:
             shrink = None if float("inf") == DRAFT_MARGIN else int(self.spec.resize_size[0] * DRAFT_MARGIN)
         try:
-            d = decode(
-                src, max_pixels=self.max_pixels, name=name, min_short_side=shrink, check=self._check_resized(name)
-            )
+            d = decode(src, max_pixels=self.max_pixels, name=name, min_short_side=shrink, check=self.header_check(name))
             return self._from_decoded(d.image, d.full_size, name)
         except _Redo:
             if hasattr(src, "seek"):
                 src.seek(0)
-            d = decode(src, max_pixels=self.max_pixels, name=name, check=self._check_resized(name))
+            d = decode(src, max_pixels=self.max_pixels, name=name, check=self.header_check(name))
             return self._exact(d.image, name)
 
 
