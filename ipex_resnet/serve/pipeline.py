@@ -71,8 +71,10 @@ class Pipeline:
         decoded) or a miss whose result :meth:`infer` stores."""
         loop = asyncio.get_running_loop()
         cfg = self.cfg
-        await loop.run_in_executor(self.pool, check_request_pixels, images, cfg.max_pixels, cfg.max_request_pixels)
         decode = self.life.loaded().handler.decode_request
+        if len(images) == 1:  # the common request: its checks and its decode in one trip to the pool
+            return [await loop.run_in_executor(self.pool, self._checked_decode, images, decode, topk)]
+        await loop.run_in_executor(self.pool, check_request_pixels, images, cfg.max_pixels, cfg.max_request_pixels)
         jobs = [loop.run_in_executor(self.pool, decode, n, d, topk) for n, d in images]
         try:
             return list(await asyncio.gather(*jobs))
@@ -80,6 +82,11 @@ class Pipeline:
             for j in jobs:
                 j.cancel()
             raise
+
+    def _checked_decode(self, images: list[tuple[str, bytes]], decode: Callable[..., Any], topk: int | None) -> Any:
+        check_request_pixels(images, self.cfg.max_pixels, self.cfg.max_request_pixels)
+        name, data = images[0]
+        return decode(name, data, topk)
 
     async def infer(self, items: Sequence[Any], topk: int) -> list[Top]:
         """Top-k per item: a result-cache hit as it is, the rest through the micro-batcher (a miss's
