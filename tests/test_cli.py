@@ -212,3 +212,34 @@ def test_compile_prebuilds_the_cache_then_classify_starts_warm(photos, tmp_path)
     assert out.returncode == 0 and json.loads(out.stdout)["backend"] == "onnxruntime"
     bad = cli("compile", "--backends", "tvm")
     assert bad.returncode == 2 and "unknown backend 'tvm'" in bad.stderr
+
+
+def test_model_options_are_one_model_spec(tmp_path):
+    """The model options parse into one ModelSpec; load()'s arguments and serve --tune's cache key come
+    from it, a bad one is a ConfigError."""
+    import argparse
+
+    from ipex_resnet.benchmarking import serve_tune
+    from ipex_resnet.cli.options import add_model_options, model_kwargs, model_spec
+    from ipex_resnet.errors import ConfigError
+    from ipex_resnet.models.spec import ModelSpec
+
+    p = argparse.ArgumentParser()
+    add_model_options(p)
+    assert model_spec(p.parse_args([])) == ModelSpec("resnet18", "DEFAULT")
+    cats = tmp_path / "cats.txt"
+    cats.write_text("cat\ndog\n")
+    args = p.parse_args(["--model", "pkg.mod:build", "--weights", "none", "--crop", "200", "--categories", str(cats)])
+    spec = model_spec(args)
+    assert (spec.model, spec.weights, spec.preset.crop_size, spec.categories) == (
+        "pkg.mod:build",
+        "none",
+        (200,),
+        ("cat", "dog"),
+    )
+    assert model_kwargs(args) == {"model": "pkg.mod:build", **spec.load_kwargs()}
+    key = serve_tune.key(spec, {"backend": "eager", "threads": 4}, 100.0, 8, 2)["model"]
+    assert key["model"] == "pkg.mod:build" and key["categories"] == ["cat", "dog"] and "threads" not in key
+    assert key["transforms"]["crop_size"] == [200]
+    with pytest.raises(ConfigError, match="--mean"):
+        model_spec(p.parse_args(["--mean", "1,2"]))

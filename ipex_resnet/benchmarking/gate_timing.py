@@ -83,30 +83,46 @@ def measure(
     }
     out: dict = {**method(rounds, processes), "batch_sizes": list(sizes), "per_process": []}
     t0 = time.perf_counter()
-    while True:
-        n = len(out["per_process"])
-        if n >= processes:
-            elapsed = time.perf_counter() - t0
-            if (
-                n >= MAX_PROCESSES
-                or elapsed * (n + 1) / n > budget_s
-                or more is None
-                or not more(process_ratios([c["fastest"] for c in out["per_process"]]))
-            ):
-                break
-            step(
-                f"gate timing: the noise leaves a check undecided; one more process ({n + 1}, up to "
-                f"{MAX_PROCESSES} within {budget_s:.0f} s)"
-            )
-        else:
-            step(
-                f"gate timing: fresh process {n + 1}/{processes} ({len(ours)} paths, >= {rounds} paired rounds, "
-                f"1 thread)"
-            )
+    while (line := _next_process(out["per_process"], len(ours), rounds, processes, t0, more, budget_s)) is not None:
+        step(line)
         child = _spawn(req, timeout)
         if "error" in child:
-            return {**out, "error": f"gate timing process {n + 1}: {child['error']}"}
+            return {**out, "error": f"gate timing process {len(out['per_process']) + 1}: {child['error']}"}
         out["per_process"].append(child)
+    return _summary(out, t0)
+
+
+def _next_process(
+    done: list[dict],
+    n_paths: int,
+    rounds: int,
+    processes: int,
+    t0: float,
+    more: Callable[[dict], bool] | None,
+    budget_s: float,
+) -> str | None:
+    """The progress line for one more process after those ``done``, or None when they are enough: the
+    ``processes`` asked for, then more only while ``more`` says the noise leaves a check undecided and the
+    next one fits ``MAX_PROCESSES`` and ``budget_s`` (at the mean time per process so far)."""
+    n = len(done)
+    if n < processes:
+        return f"gate timing: fresh process {n + 1}/{processes} ({n_paths} paths, >= {rounds} paired rounds, 1 thread)"
+    elapsed = time.perf_counter() - t0
+    if (
+        n >= MAX_PROCESSES
+        or elapsed * (n + 1) / n > budget_s
+        or more is None
+        or not more(process_ratios([c["fastest"] for c in done]))
+    ):
+        return None
+    return (
+        f"gate timing: the noise leaves a check undecided; one more process ({n + 1}, up to "
+        f"{MAX_PROCESSES} within {budget_s:.0f} s)"
+    )
+
+
+def _summary(out: dict, t0: float) -> dict:
+    """``out`` with its processes' ratios, their medians and noise, what they skipped, and the seconds."""
     per = process_ratios([c["fastest"] for c in out["per_process"]])
     out["processes"] = len(out["per_process"])
     out["process_ratios"] = per

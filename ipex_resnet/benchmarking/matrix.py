@@ -67,9 +67,6 @@ def matrix(
     None or why its INT8 flow cannot run) default to what is installed; tests inject them.
     """
     from ipex_resnet import engines
-    from ipex_resnet.benchmarking import peers as peer_registry
-    from ipex_resnet.core.policy import make_plan
-    from ipex_resnet.errors import IpexResnetError
 
     avail = engines.availability() if availability is None else availability
     names = [n for n in engines.names() if backends is None or n in backends]
@@ -77,8 +74,29 @@ def matrix(
     explicit = precisions is not None
     if precisions is None:
         precisions = ["fp32", "bf16"] + (["int8"] if any(v is None for v in int8.values()) else [])
-    paths: list[PathSpec] = []
     skipped: dict[str, str] = {}
+    paths = _engine_paths(cpu, names, precisions, explicit, avail, int8, emulated_bf16, skipped)
+    if PathSpec("eager", "fp32") not in paths:
+        paths.insert(0, PathSpec("eager", "fp32"))
+    paths += _peer_paths(cpu, precisions, peers, peer_availability, skipped)
+    return paths, skipped
+
+
+def _engine_paths(
+    cpu,
+    names: Sequence[str],
+    precisions: Sequence[str],
+    explicit: bool,
+    avail: Mapping[str, tuple[bool, str]],
+    int8: Mapping[str, str | None],
+    emulated_bf16: bool,
+    skipped: dict[str, str],
+) -> list[PathSpec]:
+    """Each engine of ``names`` at each of ``precisions`` that runs here; why not into ``skipped`` (a
+    precision the engine does not run here is skipped silently unless the user asked for it)."""
+    from ipex_resnet import engines
+
+    paths: list[PathSpec] = []
     for b in names:
         ok, why = avail.get(b, (False, "unknown engine"))
         supported = engines.get(b).precisions(cpu) if ok else ()
@@ -91,21 +109,46 @@ def matrix(
                 if explicit and b != "eager":
                     skipped[spec.name] = f"{b} runs {', '.join(supported)} on this CPU"
                 continue
-            why_not = int8.get(b) if p == "int8" else None
+            why_not = _plan_problem(cpu, b, p, avail, int8, emulated_bf16)
             if why_not:
                 skipped[spec.name] = why_not
-                continue
-            try:
-                plan = make_plan(cpu, b, p, 1, availability=avail, env={})
-            except IpexResnetError as exc:
-                skipped[spec.name] = str(exc)
-                continue
-            if plan.emulated_bf16 and not emulated_bf16:
-                skipped[spec.name] = "bf16 would be emulated on this CPU (no AVX512_BF16/AMX); ask for it explicitly"
-                continue
-            paths.append(spec)
-    if PathSpec("eager", "fp32") not in paths:
-        paths.insert(0, PathSpec("eager", "fp32"))
+            else:
+                paths.append(spec)
+    return paths
+
+
+def _plan_problem(
+    cpu, backend: str, precision: str, avail: Mapping, int8: Mapping[str, str | None], emulated_bf16: bool
+) -> str | None:
+    """Why ``backend`` cannot be a path at ``precision`` though it runs that precision here (its INT8 flow
+    is missing, no plan, or BF16 would be emulated unasked), or None."""
+    from ipex_resnet.core.policy import make_plan
+    from ipex_resnet.errors import IpexResnetError
+
+    why_not = int8.get(backend) if precision == "int8" else None
+    if why_not:
+        return why_not
+    try:
+        plan = make_plan(cpu, backend, precision, 1, availability=avail, env={})
+    except IpexResnetError as exc:
+        return str(exc)
+    if plan.emulated_bf16 and not emulated_bf16:
+        return "bf16 would be emulated on this CPU (no AVX512_BF16/AMX); ask for it explicitly"
+    return None
+
+
+def _peer_paths(
+    cpu,
+    precisions: Sequence[str],
+    peers: Sequence[str] | None,
+    peer_availability: Mapping[str, tuple[bool, str]] | None,
+    skipped: dict[str, str],
+) -> list[PathSpec]:
+    """The peer rows for ``peers`` (default: every engine with one) at ``precisions`` that run here; why
+    not into ``skipped``."""
+    from ipex_resnet.benchmarking import peers as peer_registry
+
+    paths: list[PathSpec] = []
     want_peers = peer_registry.engines_with_peers() if peers is None else tuple(peers)
     for row in peer_registry.rows():
         if row.engine not in want_peers or row.precision not in precisions:
@@ -118,7 +161,7 @@ def matrix(
             skipped[spec.name] = "no native BF16 on this CPU"
         else:
             paths.append(spec)
-    return paths, skipped
+    return paths
 
 
 __all__ = ["PathSpec", "REFERENCE", "int8_ready", "matrix"]

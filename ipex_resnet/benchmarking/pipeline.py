@@ -77,6 +77,50 @@ def input_costs(preprocessor, cases: dict[str, Sequence[bytes]], reps: int = 5) 
     return out
 
 
+def _as_files(images: Sequence[bytes | Path], directory: Path | None) -> list[str]:
+    """``images`` as file paths: bytes are written to ``directory`` first."""
+    files = []
+    for i, data in enumerate(images):
+        if isinstance(data, (bytes, bytearray)):
+            if directory is None:
+                raise ValueError("bulk_vs_model: images given as bytes need a directory to be written to")
+            directory.mkdir(parents=True, exist_ok=True)
+            path = directory / f"photo_{i:04d}.jpg"
+            path.write_bytes(data)
+            data = path
+        files.append(str(data))
+    return files
+
+
+def _decode_s(clf, files: list[str]) -> float:
+    """Seconds of one core that preprocessing costs per image (each distinct file once)."""
+    t0 = time.perf_counter()
+    for f in files:
+        clf.preprocessor(f)
+    return (time.perf_counter() - t0) / len(files)
+
+
+def _alternate(clf, inputs: list[str], x, sink, batch_size: int, chunk: int, run_kwargs: dict) -> dict:
+    """``bulk.run`` over ``inputs`` chunk by chunk, each chunk followed by as many model-only batches ``x``:
+    the seconds and images of each side, the failures, and the peak RSS."""
+    from ipex_resnet.apps import bulk
+    from ipex_resnet.benchmarking.memory import PeakRSS
+
+    bulk_s = model_s = 0.0
+    model_n = failed = 0
+    with PeakRSS() as mem:
+        for start in range(0, len(inputs), chunk):
+            part = inputs[start : start + chunk]
+            s = bulk.run(clf, part, sink, batch_size=batch_size, progress=False, **run_kwargs)
+            bulk_s, failed = bulk_s + s.seconds, failed + s.failed
+            t0 = time.perf_counter()
+            for _ in range(max(1, len(part) // batch_size)):
+                clf.topk(clf(x), 5)
+            model_s += time.perf_counter() - t0
+            model_n += max(1, len(part) // batch_size) * batch_size
+    return {"bulk_s": bulk_s, "model_s": model_s, "model_n": model_n, "failed": failed, "mem": mem}
+
+
 def bulk_vs_model(
     clf,
     images: Sequence[bytes | Path],
@@ -94,41 +138,16 @@ def bulk_vs_model(
     import numpy as np
 
     from ipex_resnet.apps import bulk
-    from ipex_resnet.benchmarking.memory import PeakRSS
 
-    files = []
-    for i, data in enumerate(images):
-        if isinstance(data, (bytes, bytearray)):
-            if directory is None:
-                raise ValueError("bulk_vs_model: images given as bytes need a directory to be written to")
-            directory.mkdir(parents=True, exist_ok=True)
-            path = directory / f"photo_{i:04d}.jpg"
-            path.write_bytes(data)
-            data = path
-        files.append(str(data))
+    files = _as_files(images, directory)
     inputs = [files[i % len(files)] for i in range(count)]
-    sink = sink or (lambda *a: None)
     x = np.stack([clf.preprocessor(f) for f in (files * batch_size)[:batch_size]])
     clf.topk(clf(x), 5)
-    t0 = time.perf_counter()
-    for f in files:  # one core, each distinct file once: the CPU time decoding costs per image
-        clf.preprocessor(f)
-    decode_s = (time.perf_counter() - t0) / len(files)
+    decode_s = _decode_s(clf, files)
     bulk.run(clf, inputs[:batch_size], lambda *a: None, batch_size=batch_size, progress=False, **run_kwargs)  # warm
-    bulk_s = model_s = 0.0
-    model_n = failed = 0
-    with PeakRSS() as mem:
-        for start in range(0, count, chunk):
-            part = inputs[start : start + chunk]
-            s = bulk.run(clf, part, sink, batch_size=batch_size, progress=False, **run_kwargs)
-            bulk_s, failed = bulk_s + s.seconds, failed + s.failed
-            t0 = time.perf_counter()
-            for _ in range(max(1, len(part) // batch_size)):
-                clf.topk(clf(x), 5)
-            model_s += time.perf_counter() - t0
-            model_n += max(1, len(part) // batch_size) * batch_size
+    m = _alternate(clf, inputs, x, sink or (lambda *a: None), batch_size, chunk, run_kwargs)
     threads, cores = clf.plan.threads, bulk.available_cores()
-    ips, model_ips = count / bulk_s, model_n / model_s
+    ips, model_ips = count / m["bulk_s"], m["model_n"] / m["model_s"]
     return {
         "path": f"{clf.plan.backend}/{clf.plan.precision}",
         "count": count,
@@ -143,10 +162,10 @@ def bulk_vs_model(
         "bound": min(1.0, cores / (threads + decode_s * model_ips)),
         "model_only_images_per_s": model_ips,
         "ratio": ips / model_ips,
-        "failed": failed,
-        "rss_before_run_mb": mem.before_mb,
-        "peak_rss_mb": mem.peak_mb,
-        "peak_delta_rss_mb": mem.delta_mb,
+        "failed": m["failed"],
+        "rss_before_run_mb": m["mem"].before_mb,
+        "peak_rss_mb": m["mem"].peak_mb,
+        "peak_delta_rss_mb": m["mem"].delta_mb,
     }
 
 

@@ -133,7 +133,14 @@ def targets(doc: Mapping) -> list[dict]:
         if ours and peer:
             name = "native stack: inductor/bf16 b1 latency vs openvino/bf16 peer"
             out.append(_target(name, mode, NATIVE_PAIR[0], ours, NATIVE_PAIR[1], peer, "<=", NATIVE_LATENCY_MAX, "ms"))
-    for engine, c in (doc.get("cold_start") or {}).items():
+    out += _cold_start_targets(doc.get("cold_start") or {})
+    return out + pipeline_targets(doc) + scenario_targets(doc.get("scenarios"))
+
+
+def _cold_start_targets(cold: Mapping[str, Mapping]) -> list[dict]:
+    """Per engine that started: its time to the first top-5, and its peak RSS where it has a target."""
+    out: list[dict] = []
+    for engine, c in cold.items():
         if "error" in c:
             continue
         out.append(
@@ -159,7 +166,7 @@ def targets(doc: Mapping) -> list[dict]:
                     "met": c["met_rss"],
                 }
             )
-    return out + pipeline_targets(doc) + scenario_targets(doc.get("scenarios"))
+    return out
 
 
 def describe_target(t: Mapping) -> str:
@@ -195,9 +202,8 @@ def _accuracy_cells(acc: Mapping | None) -> list[str]:
     return [f"{acc['top1']:.1%}", f"{acc['top5']:.1%}", "-" if drop is None else f"{drop:+.1f}"]
 
 
-def format_table(doc: Mapping) -> str:
-    bss = [b for b in doc["batch_sizes"] if b > 1]
-    bmax = max(doc["batch_sizes"])
+def _path_head(bss: list[int], bmax: int, with_accuracy: bool) -> list[str]:
+    """The path table's header: latency, throughput per batch size, alone, end to end, memory, ratios."""
     head = ["path", "p50 ms", "p90 ms", "p99 ms"] + [f"img/s b{b}" for b in bss]
     head += [
         "alone p50",
@@ -212,83 +218,101 @@ def format_table(doc: Mapping) -> str:
         "alone lat x peer",
         "alone thr x peer",
     ]
-    with_accuracy = any("accuracy" in r for r in doc["paths"].values())
-    head += ["top-1", "top-5", "drop pts"] if with_accuracy else []
-    rows = []
-    for name, r in doc["paths"].items():
-        lat = r["latency"].get("1", {})
-        e2e = r.get("end_to_end", {})
-        sp = r.get("speedup", {})
-        vi, va = sp.get("vs_best_peer_interleaved", {}), sp.get("vs_best_peer_alone", {})
-        rows.append(
-            [
-                name,
-                _f(lat.get("p50_ms")),
-                _f(lat.get("p90_ms")),
-                _f(lat.get("p99_ms")),
-                *[_f(r["throughput"].get(str(b))) for b in bss],
-                _f(latency(r, "alone")),
-                _f(throughput(r, bmax, "alone")),
-                _f(e2e.get("photo", {}).get("p50_ms")),
-                _f(e2e.get("1920x1080", {}).get("p50_ms")),
-                _f(r.get("load_delta_rss_mb"), 0),
-                _f(r.get("infer_delta_rss_mb"), 0),
-                _f(sp.get("vs_eager_fp32", {}).get(str(bmax)), 2),
-                _f(vi.get("latency_b1"), 2),
-                _f(vi.get(f"throughput_b{bmax}"), 2),
-                _f(va.get("latency_b1"), 2),
-                _f(va.get(f"throughput_b{bmax}"), 2),
-            ]
-            + (_accuracy_cells(r.get("accuracy")) if with_accuracy else [])
-        )
+    return head + (["top-1", "top-5", "drop pts"] if with_accuracy else [])
+
+
+def _path_row(name: str, r: Mapping[str, Any], bss: list[int], bmax: int, with_accuracy: bool) -> list[str]:
+    """One path's cells, in :func:`_path_head`'s order."""
+    lat = r["latency"].get("1", {})
+    e2e = r.get("end_to_end", {})
+    sp = r.get("speedup", {})
+    vi, va = sp.get("vs_best_peer_interleaved", {}), sp.get("vs_best_peer_alone", {})
+    return [
+        name,
+        _f(lat.get("p50_ms")),
+        _f(lat.get("p90_ms")),
+        _f(lat.get("p99_ms")),
+        *[_f(r["throughput"].get(str(b))) for b in bss],
+        _f(latency(r, "alone")),
+        _f(throughput(r, bmax, "alone")),
+        _f(e2e.get("photo", {}).get("p50_ms")),
+        _f(e2e.get("1920x1080", {}).get("p50_ms")),
+        _f(r.get("load_delta_rss_mb"), 0),
+        _f(r.get("infer_delta_rss_mb"), 0),
+        _f(sp.get("vs_eager_fp32", {}).get(str(bmax)), 2),
+        _f(vi.get("latency_b1"), 2),
+        _f(vi.get(f"throughput_b{bmax}"), 2),
+        _f(va.get("latency_b1"), 2),
+        _f(va.get(f"throughput_b{bmax}"), 2),
+    ] + (_accuracy_cells(r.get("accuracy")) if with_accuracy else [])
+
+
+def _title(doc: Mapping) -> str:
+    """The first line: the model, the CPU, the threads and the versions."""
     cpu = doc["cpu"]
     v = doc["versions"]
-    lines = [
+    return (
         f"{doc['model']} (crop {doc['inputs']['crop_size']}) on {cpu.get('model_name')} "
         f"({cpu.get('isa_level', '?')}), {doc['threads']['used']} threads, torch {v.get('torch')}"
         + (f", IPEX {v['intel_extension_for_pytorch']}" if v.get("intel_extension_for_pytorch") else "")
-    ]
-    lines += _grid(head, rows)
-    lines.append(
+    )
+
+
+def _path_lines(doc: Mapping) -> list[str]:
+    """The table of paths and its legend."""
+    bss = [b for b in doc["batch_sizes"] if b > 1]
+    bmax = max(doc["batch_sizes"])
+    with_accuracy = any("accuracy" in r for r in doc["paths"].values())
+    rows = [_path_row(name, r, bss, bmax, with_accuracy) for name, r in doc["paths"].items()]
+    return _grid(_path_head(bss, bmax, with_accuracy), rows) + [
         f"alone: the path by itself in a fresh process; x eager: img/s at b{bmax} vs eager/fp32; "
         f"x peer: vs the best peer at the same precision (lat: b1 p50 ratio, lower is better; "
         f"thr: b{bmax} img/s ratio, higher is better); RSS: MB added at peak (load; inference at b{bmax})"
-    )
+    ]
+
+
+def _cold_start_lines(cold: Mapping[str, Mapping]) -> list[str]:
+    """The cold-start table: one row per engine (its error, or its times, peak RSS and targets)."""
+    crow = []
+    for engine, c in cold.items():
+        if "error" in c:
+            crow.append([engine, "-", "-", "-", "-", c["error"][:60]])
+            continue
+        target = f"<= {c['target_s']:.1f} s" + (f", <= {c['target_rss_mb']:.0f} MB" if "target_rss_mb" in c else "")
+        met = c["met_time"] and c.get("met_rss", True)
+        crow.append(
+            [
+                engine,
+                _f(c["to_first_top5_s"], 2),
+                _f(c["to_exit_s"], 2),
+                _f(c["peak_rss_mb"], 0),
+                target,
+                "met" if met else "NOT met",
+            ]
+        )
+    return _grid(["cold start (classify, warm cache)", "to top-5 s", "to exit s", "peak RSS MB", "target", ""], crow)
+
+
+def _target_lines(doc: Mapping) -> list[str]:
+    """One line per target, a note when no peer ran, and the paths skipped."""
+    lines = [""] if doc.get("targets") else []
+    lines += [f"target [{t['mode']}] {describe_target(t)}" for t in doc.get("targets", [])]
+    if not any("(peer)" in str(t.get("peer")) for t in doc.get("targets", [])):
+        lines.append("targets: no peer ran, so the speed targets could not be checked")
+    return lines + [f"skipped {name}: {why}" for name, why in doc["skipped"].items()]
+
+
+def format_table(doc: Mapping) -> str:
+    """The report as text: the paths, cold start, the input pipeline, the scenarios and the targets."""
+    lines = [_title(doc)] + _path_lines(doc)
     cold = doc.get("cold_start") or {}
     if cold:
-        lines.append("")
-        crow = []
-        for engine, c in cold.items():
-            if "error" in c:
-                crow.append([engine, "-", "-", "-", "-", c["error"][:60]])
-                continue
-            target = f"<= {c['target_s']:.1f} s" + (f", <= {c['target_rss_mb']:.0f} MB" if "target_rss_mb" in c else "")
-            met = c["met_time"] and c.get("met_rss", True)
-            crow.append(
-                [
-                    engine,
-                    _f(c["to_first_top5_s"], 2),
-                    _f(c["to_exit_s"], 2),
-                    _f(c["peak_rss_mb"], 0),
-                    target,
-                    "met" if met else "NOT met",
-                ]
-            )
-        lines += _grid(
-            ["cold start (classify, warm cache)", "to top-5 s", "to exit s", "peak RSS MB", "target", ""], crow
-        )
+        lines += [""] + _cold_start_lines(cold)
     if doc.get("input_pipeline"):
         lines += [""] + format_costs(doc["input_pipeline"]) + streams_lines(doc["input_pipeline"].get("streams"))
     if doc.get("scenarios"):
         lines += [""] + scenario_lines(doc["scenarios"])
-    if doc.get("targets"):
-        lines.append("")
-    lines += [f"target [{t['mode']}] {describe_target(t)}" for t in doc.get("targets", [])]
-    if not any("(peer)" in str(t.get("peer")) for t in doc.get("targets", [])):
-        lines.append("targets: no peer ran, so the speed targets could not be checked")
-    for name, why in doc["skipped"].items():
-        lines.append(f"skipped {name}: {why}")
-    return "\n".join(lines)
+    return "\n".join(lines + _target_lines(doc))
 
 
 __all__ = [

@@ -54,13 +54,11 @@ def pick_path(results: dict, built: dict, wanted: str | None, bmax: int) -> str:
 
 def run_scenarios(s, built: dict, results: dict, jpegs: list[bytes], logs: Path, progress) -> dict:
     """Every scenario ``s.scenarios`` asks for, on one path; LoadGen's logs under ``logs``."""
-    import numpy as np
-
     bmax = max(s.batch_sizes)
     name = pick_path(results, built, s.scenario_path, bmax)
     b = built[name]
-    arrays = [b.classifier.preprocess(j) for j in jpegs]
-    n = len(arrays)
+    run_batch = _batch_runner(b, [b.classifier.preprocess(j) for j in jpegs])
+    n = len(jpegs)
     search: dict[str, Any] = {"resolution": 0.25, "max_runs": 4} if s.quick else {"resolution": 0.10, "max_runs": 10}
     out: dict = {
         "label": L.LABEL,
@@ -71,12 +69,32 @@ def run_scenarios(s, built: dict, results: dict, jpegs: list[bytes], logs: Path,
         "max_batch": bmax,
         "logs": str(logs),
     }
+    upper = _single_stream_offline(s, name, results[name], run_batch, n, logs, progress, out)
+    # outside --quick every Server run holds at least 1,000 samples: its p99 rests on ten of them or more
+    rs = L.RunSettings(s.scenario_budget, n, p99_ms=s.p99_ms, min_queries=1 if s.quick else 1000)
+    if "server" in s.scenarios:
+        _in_process_server(s, b, name, run_batch, jpegs, rs, logs, upper, search, progress, out)
+    _served_scenarios(s, b, name, jpegs, rs, logs, upper, search, progress, out)
+    _ratios(out)
+    return out
+
+
+def _batch_runner(b, arrays: list):
+    """The path's runner on a batch of the preprocessed ``arrays`` (by index), as the queued SUTs call it."""
+    import numpy as np
 
     def run_batch(idx: list[int]):
         return b.runner(np.stack([arrays[i] for i in idx]))
 
-    b1 = results[name]["latency"].get("1", {}).get("p50_ms") or 10.0
-    rate = results[name]["throughput"].get(str(bmax)) or 1e3 / b1
+    return run_batch
+
+
+def _single_stream_offline(s, name: str, measured: dict, run_batch, n: int, logs: Path, progress, out: dict) -> float:
+    """SingleStream and Offline (also when a Server scenario needs its rate) into ``out``; returns the
+    upper end of the Server searches (img/s): Offline's rate, else the report's, plus 5%."""
+    bmax = max(s.batch_sizes)
+    b1 = measured["latency"].get("1", {}).get("p50_ms") or 10.0
+    rate = measured["throughput"].get(str(bmax)) or 1e3 / b1
     if "single-stream" in s.scenarios:
         progress.step(f"LoadGen SingleStream: {name}")
         out["single_stream"] = _queued(
@@ -92,22 +110,36 @@ def run_scenarios(s, built: dict, results: dict, jpegs: list[bytes], logs: Path,
             run_batch, bmax, "offline", L.RunSettings(s.scenario_budget, n, expected_qps=rate * 1.5), logs
         )
         out["offline"]["vs_report_throughput"] = out["offline"]["samples_per_s"] / rate
-    upper = max(out.get("offline", {}).get("samples_per_s") or rate, 1.0) * 1.05
-    # outside --quick every Server run holds at least 1,000 samples: its p99 rests on ten of them or more
-    rs = L.RunSettings(s.scenario_budget, n, p99_ms=s.p99_ms, min_queries=1 if s.quick else 1000)
-    if "server" in s.scenarios:
-        progress.step(f"LoadGen Server (p99 <= {s.p99_ms:g} ms): {name}")
-        sut = L.QueuedSUT(run_batch, bmax)
-        try:
-            out["server"] = L.server_search(sut, rs, logs / "server", upper, **search)
-        finally:
-            sut.close()
-        progress.step(f"LoadGen Server decoding the JPEGs (p99 <= {s.p99_ms:g} ms): {name}")
-        sut = L.QueuedSUT(lambda xs: b.runner(np.stack(xs)), bmax, prepare=lambda i: b.classifier.preprocess(jpegs[i]))
-        try:
-            out["server_decode"] = L.server_search(sut, rs, logs / "server-decode", upper, **search)
-        finally:
-            sut.close()
+    return max(out.get("offline", {}).get("samples_per_s") or rate, 1.0) * 1.05
+
+
+def _in_process_server(
+    s, b, name: str, run_batch, jpegs: list[bytes], rs: L.RunSettings, logs: Path, upper: float, search, progress, out
+) -> None:
+    """Server in this process into ``out``: on the preprocessed images, then decoding the JPEGs."""
+    import numpy as np
+
+    bmax = max(s.batch_sizes)
+    progress.step(f"LoadGen Server (p99 <= {s.p99_ms:g} ms): {name}")
+    sut = L.QueuedSUT(run_batch, bmax)
+    try:
+        out["server"] = L.server_search(sut, rs, logs / "server", upper, **search)
+    finally:
+        sut.close()
+    progress.step(f"LoadGen Server decoding the JPEGs (p99 <= {s.p99_ms:g} ms): {name}")
+    sut = L.QueuedSUT(lambda xs: b.runner(np.stack(xs)), bmax, prepare=lambda i: b.classifier.preprocess(jpegs[i]))
+    try:
+        out["server_decode"] = L.server_search(sut, rs, logs / "server-decode", upper, **search)
+    finally:
+        sut.close()
+
+
+def _served_scenarios(
+    s, b, name: str, jpegs: list[bytes], rs: L.RunSettings, logs: Path, upper: float, search, progress, out
+) -> None:
+    """Server against each serving stack asked for (its own process over HTTP) into ``out``; one that fails
+    is recorded as its error."""
+    bmax = max(s.batch_sizes)
     served = {
         "service": ("the HTTP service", _service_command, "/v1/classify", raw_request),
         "peer": ("LitServe with the same engine", _peer_command, "/predict", _multipart_request),
@@ -137,8 +169,6 @@ def run_scenarios(s, built: dict, results: dict, jpegs: list[bytes], logs: Path,
                         observe=key == "service",
                     )
                 )
-    _ratios(out)
-    return out
 
 
 def _guarded(measure) -> dict:
@@ -372,83 +402,99 @@ SERVED_VS_PEER_MIN = 1.5
 ON_RAY_VS_SERVICE_MIN = 0.7  # what the distributed layer may cost on one box
 
 
+# (field, target name, minimum) of the served-capacity ratios, in the report's order
+_RATIO_TARGETS = (
+    ("served_vs_offline", "served capacity (p99 <= {bound:g} ms) / Offline", SERVED_VS_OFFLINE_MIN),
+    ("served_vs_server_decode", "served capacity / in-process Server decoding the same JPEGs", SERVED_VS_DECODE_MIN),
+    ("served_vs_peer", "served capacity / LitServe's, same engine", SERVED_VS_PEER_MIN),
+    ("served_vs_ray_serve", "served capacity / Ray Serve's, same engine", SERVED_VS_PEER_MIN),
+    ("ray_service_vs_service", "served capacity on Ray Serve / the service's (one box)", ON_RAY_VS_SERVICE_MIN),
+)
+
+
+def _scenario_target(sc: dict, name: str, value: float, op: str, limit: float, met: bool) -> dict:
+    return {
+        "name": f"{name} [{L.LABEL}]",
+        "mode": "loadgen",
+        "ours": sc["path"],
+        "ours_value": value,
+        "unit": "x",
+        "target": f"{op} {limit:.2f}",
+        "met": met,
+    }
+
+
 def scenario_targets(sc: dict | None) -> list[dict]:
     """The scenarios' targets that this run measured, each with its value and whether it is met."""
     if not sc or "error" in sc:
         return []
     out = []
-
-    def target(name: str, value: float, op: str, limit: float, met: bool) -> None:
-        out.append(
-            {
-                "name": f"{name} [{L.LABEL}]",
-                "mode": "loadgen",
-                "ours": sc["path"],
-                "ours_value": value,
-                "unit": "x",
-                "target": f"{op} {limit:.2f}",
-                "met": met,
-            }
-        )
-
     ratio = (sc.get("offline") or {}).get("vs_report_throughput")
     if ratio is not None:
-        target(
-            f"Offline img/s / the report's b{sc['max_batch']} img/s",
-            ratio,
-            "within +-",
-            OFFLINE_CONSISTENCY,
-            abs(ratio - 1) <= OFFLINE_CONSISTENCY,
+        out.append(
+            _scenario_target(
+                sc,
+                f"Offline img/s / the report's b{sc['max_batch']} img/s",
+                ratio,
+                "within +-",
+                OFFLINE_CONSISTENCY,
+                abs(ratio - 1) <= OFFLINE_CONSISTENCY,
+            )
         )
-    if "served_vs_offline" in sc:
-        target(
-            f"served capacity (p99 <= {sc['p99_ms_bound']:g} ms) / Offline",
-            sc["served_vs_offline"],
-            ">=",
-            SERVED_VS_OFFLINE_MIN,
-            sc["served_vs_offline"] >= SERVED_VS_OFFLINE_MIN,
-        )
-    if "served_vs_server_decode" in sc:
-        target(
-            "served capacity / in-process Server decoding the same JPEGs",
-            sc["served_vs_server_decode"],
-            ">=",
-            SERVED_VS_DECODE_MIN,
-            sc["served_vs_server_decode"] >= SERVED_VS_DECODE_MIN,
-        )
-    if "served_vs_peer" in sc:
-        target(
-            "served capacity / LitServe's, same engine",
-            sc["served_vs_peer"],
-            ">=",
-            SERVED_VS_PEER_MIN,
-            sc["served_vs_peer"] >= SERVED_VS_PEER_MIN,
-        )
-    if "served_vs_ray_serve" in sc:
-        target(
-            "served capacity / Ray Serve's, same engine",
-            sc["served_vs_ray_serve"],
-            ">=",
-            SERVED_VS_PEER_MIN,
-            sc["served_vs_ray_serve"] >= SERVED_VS_PEER_MIN,
-        )
-    if "ray_service_vs_service" in sc:
-        target(
-            "served capacity on Ray Serve / the service's (one box)",
-            sc["ray_service_vs_service"],
-            ">=",
-            ON_RAY_VS_SERVICE_MIN,
-            sc["ray_service_vs_service"] >= ON_RAY_VS_SERVICE_MIN,
-        )
+    for key, name, limit in _RATIO_TARGETS:
+        if key in sc:
+            name = name.format(bound=sc["p99_ms_bound"])
+            out.append(_scenario_target(sc, name, sc[key], ">=", limit, sc[key] >= limit))
     return out
+
+
+# (field, line) of the Server runs and of the ratios, in the report's order
+_SERVER_LINES = (
+    ("server", "Server, in process"),
+    ("server_decode", "Server, in process, decoding the JPEGs"),
+    ("service", "Server, HTTP service (served capacity)"),
+    ("peer", "Server, LitServe with the same engine"),
+    ("ray_serve", "Server, Ray Serve with the same engine"),
+    ("ray_service", "Server, our service on Ray Serve"),
+)
+_RATIO_LINES = (
+    ("served_vs_offline", "served capacity / Offline"),
+    ("served_vs_server_decode", "served capacity / in-process Server with decode"),
+    ("served_vs_peer", "served capacity / LitServe"),
+    ("served_vs_ray_serve", "served capacity / Ray Serve"),
+    ("ray_service_vs_service", "our service on Ray Serve / the service"),
+    ("ray_service_vs_ray_serve", "our service on Ray Serve / Ray Serve with @serve.batch"),
+)
+_RATIO_NOTES = {"ray_service_vs_ray_serve": " (our batcher vs Ray's, same engine)"}
+
+
+def _num(v: float | None, nd: int = 1) -> str:
+    return "-" if v is None else f"{v:.{nd}f}"
+
+
+def _server_lines(what: str, r: dict, bound: float) -> list[str]:
+    """One Server search: its capacity, where it failed, and what the service observed at each rate."""
+    if "error" in r:
+        return [f"  {what}: failed: {r['error']}"]
+    at = r.get("at_capacity") or {}
+    lo, hi = r.get("bracket") or (r["capacity_qps"], None)
+    lines = [
+        f"  {what}: {_num(r['capacity_qps'])} QPS with p99 <= {bound:g} ms "
+        f"(p99 there {_num(at.get('p99_ms'))} ms; "
+        f"{'fails at ' + _num(hi) + ' QPS' if hi is not None else 'no failing rate found'}, "
+        f"{len(r.get('tried', []))} runs)"
+    ]
+    for t in r.get("tried", []):
+        if t.get("observed"):
+            lines.append(
+                f"      at {_num(t['target_qps'])} QPS (p99 {_num(t.get('p99_ms'))} ms): "
+                f"{service_metrics.line(t['observed'])}"
+            )
+    return lines
 
 
 def scenario_lines(sc: dict) -> list[str]:
     """The scenarios' section of the text report."""
-
-    def f(v, nd=1):
-        return "-" if v is None else f"{v:.{nd}f}"
-
     if "error" in sc:
         return [f"{L.LABEL}: the scenarios failed: {sc['error']} (logs in {sc.get('logs')})"]
     lines = [
@@ -458,56 +504,19 @@ def scenario_lines(sc: dict) -> list[str]:
     if "single_stream" in sc:
         r = sc["single_stream"]
         lines.append(
-            f"  SingleStream: p90 {f(r['p90_ms'], 2)} ms, p50 {f(r['p50_ms'], 2)} ms"
+            f"  SingleStream: p90 {_num(r['p90_ms'], 2)} ms, p50 {_num(r['p50_ms'], 2)} ms"
             + ("" if r["valid"] else " (LoadGen: INVALID)")
         )
     if "offline" in sc:
         r = sc["offline"]
         lines.append(
-            f"  Offline: {f(r['samples_per_s'])} img/s (batches of {sc['max_batch']}; "
+            f"  Offline: {_num(r['samples_per_s'])} img/s (batches of {sc['max_batch']}; "
             f"{r['vs_report_throughput']:.2f}x the report's b{sc['max_batch']} throughput)"
         )
-    for key, what in (
-        ("server", "Server, in process"),
-        ("server_decode", "Server, in process, decoding the JPEGs"),
-        ("service", "Server, HTTP service (served capacity)"),
-        ("peer", "Server, LitServe with the same engine"),
-        ("ray_serve", "Server, Ray Serve with the same engine"),
-        ("ray_service", "Server, our service on Ray Serve"),
-    ):
-        if key in sc and "error" in sc[key]:
-            lines.append(f"  {what}: failed: {sc[key]['error']}")
-        elif key in sc:
-            r = sc[key]
-            at = r.get("at_capacity") or {}
-            lo, hi = r.get("bracket") or (r["capacity_qps"], None)
-            lines.append(
-                f"  {what}: {f(r['capacity_qps'])} QPS with p99 <= {sc['p99_ms_bound']:g} ms "
-                f"(p99 there {f(at.get('p99_ms'))} ms; "
-                f"{'fails at ' + f(hi) + ' QPS' if hi is not None else 'no failing rate found'}, "
-                f"{len(r.get('tried', []))} runs)"
-            )
-            for t in r.get("tried", []):
-                if t.get("observed"):
-                    lines.append(
-                        f"      at {f(t['target_qps'])} QPS (p99 {f(t.get('p99_ms'))} ms): "
-                        f"{service_metrics.line(t['observed'])}"
-                    )
-    if "served_vs_offline" in sc:
-        lines.append(f"  served capacity / Offline: {sc['served_vs_offline']:.2f}x")
-    if "served_vs_server_decode" in sc:
-        lines.append(f"  served capacity / in-process Server with decode: {sc['served_vs_server_decode']:.2f}x")
-    if "served_vs_peer" in sc:
-        lines.append(f"  served capacity / LitServe: {sc['served_vs_peer']:.2f}x")
-    if "served_vs_ray_serve" in sc:
-        lines.append(f"  served capacity / Ray Serve: {sc['served_vs_ray_serve']:.2f}x")
-    if "ray_service_vs_service" in sc:
-        lines.append(f"  our service on Ray Serve / the service: {sc['ray_service_vs_service']:.2f}x")
-    if "ray_service_vs_ray_serve" in sc:
-        lines.append(
-            f"  our service on Ray Serve / Ray Serve with @serve.batch: {sc['ray_service_vs_ray_serve']:.2f}x "
-            "(our batcher vs Ray's, same engine)"
-        )
+    for key, what in _SERVER_LINES:
+        if key in sc:
+            lines += _server_lines(what, sc[key], sc["p99_ms_bound"])
+    lines += [f"  {what}: {sc[key]:.2f}x{_RATIO_NOTES.get(key, '')}" for key, what in _RATIO_LINES if key in sc]
     return lines
 
 

@@ -7,8 +7,9 @@ real ``ipex-resnet serve`` on a free loopback port, driven by LoadGen's Server s
 photo-sized JPEGs: the highest Poisson rate whose p99 stays under the target, searched until a passing
 and a failing rate lie within :data:`RESOLUTION`. The micro-batch cap is the service's own (its
 latency-vs-batch curve). The choice is cached under the artifact cache root, keyed by the CPU, the
-engines' versions, the model spec as given (model, weights, preset, backend, precision, INT8 options)
-and the target: a changed model, engine, precision, CPU or target measures again.
+engines' versions, the model spec (:class:`~ipex_resnet.models.spec.ModelSpec`) with the backend,
+precision and INT8 options, and the target: a changed model, engine, precision, CPU or target measures
+again.
 """
 
 from __future__ import annotations
@@ -17,10 +18,14 @@ import dataclasses
 import json
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ipex_resnet.errors import ConfigError
+
+if TYPE_CHECKING:
+    from ipex_resnet.models.spec import ModelSpec
 
 RUN_S = 4.0  # seconds per LoadGen run, at least
 MIN_SAMPLES = 400  # per run: a p99 on 4 or more samples (3-s runs of ~270 samples misjudged 2 streams
@@ -75,11 +80,14 @@ def require_loadgen() -> None:
     L.lg()
 
 
-def key(model: dict, p99_ms: float, max_batch: int, cpus: int) -> dict:
+def key(spec: ModelSpec, options: Mapping[str, Any], p99_ms: float, max_batch: int, cpus: int) -> dict:
+    """The cache key of a choice: the CPU, the engines' versions, ``spec`` with the plan's ``options``
+    (backend, precision, streams, the INT8 options; not the threads, which the choice sets) and the target."""
     from ipex_resnet.benchmarking.machine import versions
     from ipex_resnet.hardware.cpu import probe
 
     cpu = probe(check_torch=False)
+    model = {"model": spec.model, **spec.load_kwargs(), **options}
     return {
         "schema": SCHEMA,
         "cpu": cpu.model_name,

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ipex_resnet.models.spec import ModelSpec
 
 
 def add_plan_options(p: argparse.ArgumentParser | argparse._ArgumentGroup, *, precision: bool = True) -> None:
@@ -69,7 +73,8 @@ def int8_kwargs(args: argparse.Namespace) -> dict:
 
 def add_model_options(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     """The model spec (--model, --weights, the preset, --categories), shared by every subcommand that
-    loads a model; :func:`model_kwargs` turns them into ``load()``'s arguments."""
+    loads a model; :func:`model_spec` turns them into a ``ModelSpec``, :func:`model_kwargs` into ``load()``'s
+    arguments."""
     p.add_argument(
         "--model",
         default="resnet18",
@@ -102,14 +107,26 @@ def add_model_options(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> N
     p.add_argument("--interpolation", default=None, help="preset: bilinear (default) | bicubic | nearest | ...")
 
 
-def model_kwargs(args: argparse.Namespace) -> dict:
-    """``load()``'s model arguments from the options of :func:`add_model_options` (bad ones: ConfigError)."""
-    from ipex_resnet.models.spec import preset_from_options, read_categories
+def model_spec(args: argparse.Namespace) -> ModelSpec:
+    """The :class:`~ipex_resnet.models.spec.ModelSpec` that the options of :func:`add_model_options`
+    describe (bad ones: ConfigError)."""
+    from ipex_resnet.models.spec import ModelSpec
 
-    preset = preset_from_options(args.preset, args.resize, args.crop, args.mean, args.std, args.interpolation)
-    return {
-        "model": args.model,
-        "weights": args.weights,
-        "transforms": preset,
-        "categories": read_categories(args.categories) if args.categories else None,
-    }
+    return ModelSpec.from_options(
+        args.model,
+        args.weights,
+        preset=args.preset,
+        resize=args.resize,
+        crop=args.crop,
+        mean=args.mean,
+        std=args.std,
+        interpolation=args.interpolation,
+        categories=args.categories,
+    )
+
+
+def model_kwargs(args: argparse.Namespace) -> dict:
+    """``load()``'s model arguments (the model and its :meth:`ModelSpec.load_kwargs`) from the options of
+    :func:`add_model_options` (bad ones: ConfigError)."""
+    spec = model_spec(args)
+    return {"model": spec.model, **spec.load_kwargs()}

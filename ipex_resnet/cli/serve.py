@@ -9,15 +9,19 @@ import json
 import os
 import sys
 import tempfile
+from typing import TYPE_CHECKING
 
 from ipex_resnet.benchmarking import serve_tune
 from ipex_resnet.cli import serve_ray
-from ipex_resnet.cli.options import add_model_options, add_plan_options, int8_kwargs, model_kwargs
+from ipex_resnet.cli.options import add_model_options, add_plan_options, int8_kwargs, model_spec
 from ipex_resnet.hardware.cpu import probe
 from ipex_resnet.serve import config
 from ipex_resnet.serve.config import ServeConfig
 from ipex_resnet.serve.process import bind, run_one, setup_logging
 from ipex_resnet.serve.workers import assign_cpus, default_workers, read_topology, run_workers
+
+if TYPE_CHECKING:
+    from ipex_resnet.models.spec import ModelSpec
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -35,14 +39,15 @@ def main(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     setup_logging(cfg.log_level)
-    model = {
-        **model_kwargs(args),
+    spec = model_spec(args)
+    plan = {
         **int8_kwargs(args),
         "backend": args.backend,
         "precision": args.precision,
         "threads": args.threads,
         "streams": args.streams,
     }
+    model = {"model": spec.model, **spec.load_kwargs(), **plan}
     if serve_ray.wanted(args):
         return serve_ray.main(args, cfg, model)
     topology = read_topology()
@@ -51,7 +56,7 @@ def main(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"error: cannot listen on {cfg.host}:{cfg.port}: {exc.strerror or exc}", file=sys.stderr)
         return 2
-    tuned = _tuned(args, cfg, model, topology) if cfg.tune else None
+    tuned = _tuned(args, cfg, spec, plan, topology) if cfg.tune else None
     if tuned is not None:
         best = tuned["best"]
         n, why = best["workers"], "--tune"
@@ -77,10 +82,10 @@ def main(args: argparse.Namespace) -> int:
     return run_workers(cfg_dict, model, cpu_sets, sock, cfg.drain_delay_s + cfg.graceful_timeout_s + 15)
 
 
-def _tuned(args: argparse.Namespace, cfg: ServeConfig, model: dict, topology) -> dict | None:
-    """``--tune``: the cached choice for this machine, model and target, or measure the candidates now
-    (each one this command run as a child on a free loopback port, with ``--no-tune``). None when the
-    user fixed everything it would choose."""
+def _tuned(args: argparse.Namespace, cfg: ServeConfig, spec: ModelSpec, plan: dict, topology) -> dict | None:
+    """``--tune``: the cached choice for this machine, model (``spec`` with the ``plan`` options) and
+    target, or measure the candidates now (each one this command run as a child on a free loopback port,
+    with ``--no-tune``). None when the user fixed everything it would choose."""
     from ipex_resnet.core.policy import requested_streams
     from ipex_resnet.errors import BackendUnavailable
 
@@ -94,7 +99,7 @@ def _tuned(args: argparse.Namespace, cfg: ServeConfig, model: dict, topology) ->
         return None
     cpus = len(topology)
     cands = serve_tune.candidates(cpus, cfg.workers, fixed_streams, args.threads)
-    key = serve_tune.key(model, cfg.p99_ms, cfg.max_batch, cpus)
+    key = serve_tune.key(spec, plan, cfg.p99_ms, cfg.max_batch, cpus)
     scratch = tempfile.mkdtemp(prefix="ipex_resnet_tune_args_")
 
     def command(c: serve_tune.Candidate) -> list[str]:
