@@ -100,6 +100,8 @@ def test_auto_within_a_budget_considers_int8(checkpoint, photos, monkeypatch):
     best = min((r["b1_ms"], n) for n, r in rows.items() if r.get("agrees"))[1]
     assert f"{clf.plan.backend}/{clf.plan.precision}" == (best if "/" in best else f"{best}/{rows[best]['precision']}")
     assert "within 100 point(s)" in clf.plan.reasons["backend"]
+    # the precision was measured, not asked for: the plan says so
+    assert clf.plan.reasons["precision"].startswith("auto, measured within the accuracy budget"), clf.plan.reasons
     # no budget: auto never picks int8, and no int8 candidate is built
     plain = ipex_resnet.load(model, weights=str(checkpoint))
     assert plain.plan.precision != "int8"

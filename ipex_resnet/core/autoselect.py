@@ -303,6 +303,19 @@ def choose(cpu, static_plan, model, weights, precision, threads, load_plan, budg
         f"{' (cached decision)' if cached else ''}: {record['why']}; {timings}"
     )
     reasons = {**plan.reasons, "backend": reason}
+    if budget is not None:  # the precision was measured too, not asked for
+        reasons["precision"] = _budget_precision_reason(plan, budget)
     return dataclasses.replace(
         plan, reasons=reasons, measured={"engines": record["engines"], "file": str(path), "cached": cached}
     )
+
+
+def _budget_precision_reason(plan: Plan, budget) -> str:
+    """Why ``plan.precision``, when auto measured it within an accuracy budget (make_plan was handed the
+    measured precision, and would call it "requested"); the hardware note make_plan found is kept."""
+    hardware = plan.reasons.get("precision", "").partition("; ")[2]
+    why = (
+        f"auto, measured within the accuracy budget ({budget.max_drop_pts:g} top-1 point(s) against eager fp32): "
+        f"{plan.backend}/{plan.precision} was the fastest path within it"
+    )
+    return why + (f"; {hardware}" if hardware else "")

@@ -27,9 +27,11 @@ def calibration_set(calibration):
     """The chosen calibration images and their fingerprint (read once per load), or None."""
     if calibration is None:
         return None
+    from ipex_resnet.core.digests import file_digests
     from ipex_resnet.quantization.calibration import collect
 
-    return collect(calibration)
+    with file_digests() as digest:  # each image hashed once per change, not once per load
+        return collect(calibration, file_digest=digest)
 
 
 def full_key(base_key: dict, cal_set, labelled_id: str | None = None) -> dict:
@@ -83,11 +85,13 @@ def labelled_set(labels, categories) -> tuple[list, str] | None:
     """``([(path, class index)], fingerprint)`` of the labelled images, or None without labels."""
     if labels is None:
         return None
+    from ipex_resnet.core.digests import file_digests
     from ipex_resnet.core.evaluate import read_labels
     from ipex_resnet.quantization.calibration import fingerprint
 
     samples = read_labels(labels, list(categories) if categories else None)
-    h = hashlib.sha256(fingerprint([str(p) for p, _ in samples]).encode())  # the images' bytes
+    with file_digests() as digest:  # the images' bytes, each hashed once per change
+        h = hashlib.sha256(fingerprint([str(p) for p, _ in samples], file_digest=digest).encode())
     h.update(",".join(str(i) for _, i in samples).encode())  # and their labels, in order
     return samples, h.hexdigest()[:16]
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ipex_resnet import engines
-from ipex_resnet.core.cache import file_sha256
+from ipex_resnet.core.digests import file_digests
 from ipex_resnet.core.policy import Plan
 from ipex_resnet.errors import WeightsError
 from ipex_resnet.hardware.cpu import probe
@@ -51,7 +51,8 @@ def _checkpoint_id(spec: str) -> str:
     p = Path(spec)
     if not p.is_file():
         raise WeightsError(f"checkpoint {spec!r} not found")
-    return "sha256:" + file_sha256(p)
+    with file_digests() as digest:  # a large checkpoint is read once per change, not once per load
+        return "sha256:" + digest(p)
 
 
 def artifact_key(

@@ -81,8 +81,15 @@ def _evenly(items: Sequence[Any], count: int) -> list[Any]:
     return [items[i] for i in idx]
 
 
-def collect(source: str | os.PathLike | Iterable[Any] | None, count: int = DEFAULT_COUNT) -> CalibrationSet:
-    """The calibration set from a folder or an iterable of images (at most ``count`` images)."""
+def collect(
+    source: str | os.PathLike | Iterable[Any] | None,
+    count: int = DEFAULT_COUNT,
+    *,
+    file_digest: Callable[[str | os.PathLike], str] | None = None,
+) -> CalibrationSet:
+    """The calibration set from a folder or an iterable of images (at most ``count`` images).
+    ``file_digest``: a file's SHA-256 (hex) by other means than reading it, e.g. a memo (see
+    :func:`fingerprint`)."""
     if count < 2:
         raise ConfigError(f"calibration needs at least 2 images (got count={count})")
     if source is None:
@@ -101,7 +108,7 @@ def collect(source: str | os.PathLike | Iterable[Any] | None, count: int = DEFAU
         what = f"{len(items):,} images given"
     if len(items) < 2:
         raise ConfigError(f"calibration needs at least 2 images, got {len(items)}; {HOW}")
-    return CalibrationSet(items=tuple(items), digest=fingerprint(items), source=what)
+    return CalibrationSet(items=tuple(items), digest=fingerprint(items, file_digest=file_digest), source=what)
 
 
 def _item_bytes(item: Any) -> bytes:
@@ -124,9 +131,15 @@ def _item_bytes(item: Any) -> bytes:
     return f"{arr.dtype}{arr.shape}".encode() + arr.tobytes()
 
 
-def fingerprint(items: Iterable[Any]) -> str:
-    """SHA-256 over the sorted per-image digests: independent of order and file names."""
-    digests = sorted(hashlib.sha256(_item_bytes(i)).hexdigest() for i in items)
+def fingerprint(items: Iterable[Any], *, file_digest: Callable[[str | os.PathLike], str] | None = None) -> str:
+    """SHA-256 over the sorted per-image digests: independent of order and file names. ``file_digest``
+    gives a file's SHA-256 (the same hex as hashing its bytes), e.g. from a memo, instead of reading it."""
+    digests = sorted(
+        file_digest(i)
+        if file_digest is not None and isinstance(i, (str, os.PathLike))
+        else hashlib.sha256(_item_bytes(i)).hexdigest()
+        for i in items
+    )
     h = hashlib.sha256()
     for d in digests:
         h.update(d.encode())
