@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import pickle
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -103,3 +106,30 @@ def test_user_module_drop_in(photos, checkpoint):
     named = ipex_resnet.load("resnet18", weights=str(checkpoint), backend="eager")
     assert mine.plan.model == "ResNet" and "user module" in mine.plan.weights
     assert mine.predict(photos[:3]) == named.predict(photos[:3])
+
+
+def test_the_eager_path_starts_without_torchdynamo(tmp_path):
+    """The eager path imports torchvision without TorchDynamo (torchvision's roi_align imports one of its
+    functions at import time: 1.8 s of a 4.5 s cold start), and everything that needs TorchDynamo later
+    still gets the real one: roi_align's own check, and torch.compile."""
+    code = (
+        "import sys, numpy as np, ipex_resnet\n"
+        "clf = ipex_resnet.load('resnet18', weights='none', backend='eager', precision='fp32', threads=1)\n"
+        "clf(np.zeros((1, 3, 224, 224), np.float32))\n"
+        "print('dynamo after load:', 'torch._dynamo' in sys.modules)\n"
+        "import torch, torchvision\n"
+        "rois = torchvision.ops.roi_align(torch.rand(1, 3, 8, 8), torch.tensor([[0.0, 0, 0, 4, 4]]), output_size=2)\n"
+        "print('roi_align:', tuple(rois.shape), sys.modules['torchvision.ops.roi_align'].is_compile_supported('cpu'))\n"
+        "print('dynamo:', hasattr(sys.modules['torch._dynamo'], 'optimize'))\n"
+        "print('compiled:', torch.compile(lambda a: a * 2, backend='eager')(torch.ones(2)).tolist())\n"
+    )
+    env = {**os.environ, "IPEX_RESNET_CACHE_DIR": str(tmp_path / "cache")}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert lines == [
+        "dynamo after load: False",
+        "roi_align: (1, 3, 2, 2) True",
+        "dynamo: True",
+        "compiled: [2.0, 2.0]",
+    ], done.stdout

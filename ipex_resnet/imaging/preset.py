@@ -97,6 +97,9 @@ class PresetSpec:
 
     def to_torchvision(self):
         """The equivalent torchvision preset (imports torchvision)."""
+        from ipex_resnet.util.torchvision_import import import_torchvision
+
+        import_torchvision()
         from torchvision.transforms import InterpolationMode
         from torchvision.transforms._presets import ImageClassification
 

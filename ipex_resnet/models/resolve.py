@@ -13,14 +13,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torchvision
-from torchvision.models import get_model, get_model_weights, list_models
-from torchvision.transforms._presets import ImageClassification
 
-from ipex_resnet.errors import ConfigError, WeightsError, first_line
-from ipex_resnet.imaging.preset import PresetSpec
-from ipex_resnet.models.spec import import_model, is_import_path
-from ipex_resnet.models.weights import NO_WEIGHTS, looks_like_path
+from ipex_resnet.util.torchvision_import import import_torchvision
+
+torchvision = import_torchvision()  # without torch._dynamo: 1.8 s of the eager path's cold start
+from torchvision.models import get_model, get_model_weights, list_models  # noqa: E402
+from torchvision.transforms._presets import ImageClassification  # noqa: E402
+
+from ipex_resnet.errors import ConfigError, WeightsError, first_line  # noqa: E402
+from ipex_resnet.imaging.preset import PresetSpec  # noqa: E402
+from ipex_resnet.models.spec import import_model, is_import_path  # noqa: E402
+from ipex_resnet.models.weights import NO_WEIGHTS, looks_like_path  # noqa: E402
 
 DOWNLOAD_TIMEOUT_S = 60.0
 RANDOM_INIT_LABEL = "none (random init: scores and labels are meaningless)"
