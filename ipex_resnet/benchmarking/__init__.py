@@ -19,6 +19,9 @@ gated          a bench run with its baseline: checked before, judged and saved a
 pytest_plugin  the ``ipex_resnet_bench`` fixture for users' own tests (entry point ``pytest11``)
 report         ratios, targets and the table; ``run``: the bench run; ``cli``: ``ipex-resnet bench``
 streams        the report's streams x threads row (batch-1 throughput with every stream busy)
+loadgen        MLCommons LoadGen: its settings, the queued SUT, the Server search
+scenarios      the LoadGen scenarios run: SingleStream, Offline, Server in process and against servers
+scenario_report  the scenarios' targets and their section of the text report
 service_metrics  the service's /metrics histograms before and after a served-scenario step
 serve_tune     ``ipex-resnet serve --tune``: candidate settings measured with LoadGen against the service
 compare        ``ipex-resnet compare``: reports side by side, cost per million images, a PNG chart

@@ -10,7 +10,7 @@ from typing import Any
 from ipex_resnet.benchmarking.fields import latency, throughput
 from ipex_resnet.benchmarking.matrix import REFERENCE
 from ipex_resnet.benchmarking.pipeline import format_costs, pipeline_targets
-from ipex_resnet.benchmarking.scenarios import scenario_lines, scenario_targets
+from ipex_resnet.benchmarking.scenario_report import scenario_lines, scenario_targets
 from ipex_resnet.benchmarking.streams import lines as streams_lines
 
 REPORT_SCHEMA = "ipex_resnet.bench/2"

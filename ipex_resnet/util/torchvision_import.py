@@ -8,6 +8,12 @@ stand-in for that one name in place, which imports the real one on its first cal
 stand-in as soon as torchvision is imported; anything that needs TorchDynamo later (torch.compile,
 Inductor's build) imports the real package as usual. Where that does not hold (a torchvision that reads
 more of TorchDynamo at import time, or TorchDynamo already imported), torchvision is imported the plain way.
+
+Threads: the stand-in sits in ``sys.modules`` for the length of torchvision's import (about 0.3 s, once per
+process). Callers of this function may race (the import system's own module locks order them); another
+thread that imports ``torch._dynamo`` itself inside that window would get the stand-in. Nothing in this
+package does that while torchvision is first imported; a program that starts torch.compile in one thread
+while it first loads an eager model in another should import torchvision first.
 """
 
 from __future__ import annotations
