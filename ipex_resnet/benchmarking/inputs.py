@@ -28,7 +28,8 @@ def resolved(model: ModelSpec) -> LoadedModel:
     by import path with its checkpoint), with the spec's preset and categories, built once per process."""
     from ipex_resnet.models.resolve import resolve
 
-    return resolve(model.model, **model.load_kwargs())
+    cats = list(model.categories) if model.categories else None
+    return resolve(model.model, model.weights, categories=cats, transforms=model.preset)
 
 
 def preset(model: ModelSpec) -> dict[str, Any] | None:

@@ -111,6 +111,7 @@ def _load_for_classify(args: argparse.Namespace, images: int | None):
             precision=args.precision,
             threads=args.threads,
             streams=args.streams,
+            model_id=kwargs.get("model_id"),
         )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

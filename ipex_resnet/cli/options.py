@@ -100,6 +100,14 @@ def add_model_options(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> N
         help="preprocessing preset file: {resize_size, crop_size, mean, std, interpolation} "
         "(default: the weights' own preset; ImageNet's 256/224 for your own model)",
     )
+    p.add_argument(
+        "--model-id",
+        default=None,
+        metavar="ID",
+        help="your own model's version, e.g. a git commit or a release tag: the compiled-artifact cache trusts "
+        "it instead of building the model to hash its weights, so a cached load runs none of your code. "
+        "Change it whenever the model's code or weights change (default: hash them on every load)",
+    )
     p.add_argument("--resize", type=int, default=None, metavar="N", help="preset: resize the short side to N")
     p.add_argument("--crop", type=int, default=None, metavar="N", help="preset: center crop NxN")
     p.add_argument("--mean", default=None, metavar="R,G,B", help="preset: per-channel mean (1 or 3 values)")
@@ -122,6 +130,7 @@ def model_spec(args: argparse.Namespace) -> ModelSpec:
         std=args.std,
         interpolation=args.interpolation,
         categories=args.categories,
+        model_id=args.model_id,
     )
 
 

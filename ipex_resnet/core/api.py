@@ -27,7 +27,7 @@ from ipex_resnet.errors import ConfigError
 from ipex_resnet.hardware import cpu as hardware
 from ipex_resnet.hardware.cpu import CPUInfo
 from ipex_resnet.imaging import DEFAULT_MAX_PIXELS
-from ipex_resnet.models.spec import as_preset, is_import_path
+from ipex_resnet.models.spec import as_preset, check_model_id, is_import_path
 from ipex_resnet.util.cpus import allowed_cpus
 
 if TYPE_CHECKING:
@@ -148,6 +148,7 @@ def load(
     accuracy_budget: float | None = None,
     result_cache: str | ResultCache | None = None,
     streams: int | str | None = "auto",
+    model_id: str | None = None,
 ) -> Classifier:
     """Probe the CPU, plan, build or reuse the compiled artifact, warm up.
 
@@ -179,12 +180,17 @@ def load(
 
     ``streams``: model calls at once, each on ``threads // streams`` cores (argument -> env
     ``IPEX_RESNET_STREAMS`` -> measured with the engine, else one). The classifier is thread-safe.
+
+    ``model_id`` (your own model only): its version, e.g. a git commit. The artifact cache trusts it
+    instead of building the model to hash its weights, so a cached load runs none of your code; a
+    different id (or checkpoint file) is another artifact. Change it whenever the code or weights do.
     """
     cpu = cpu or hardware.probe(check_torch=False)
     plan = plan_for(cpu, backend, precision, threads, streams)  # bad options fail before any weights are fetched
     use_cache = cache_enabled() if cache is None else bool(cache)
     if isinstance(model, str) and not is_import_path(model):
         model = model.lower()  # torchvision names are lower case; an import path is the user's spelling
+    model_id = check_model_id(model, model_id)
     req = Request(
         model=model,
         weights=weights,
@@ -197,6 +203,7 @@ def load(
         accept_accuracy=accept_accuracy,
         accuracy_gate=accuracy_gate,
         labels=labels,
+        model_id=model_id,
     )
     budget = None
     if accuracy_budget is not None and str(precision or "auto").lower() == "auto":
@@ -214,6 +221,7 @@ def load(
             lambda p: make_classifier(p, req, use_cache),
             budget=budget,
             streams=streams,
+            model_id=model_id,
         )
     results = make_result_cache(result_cache)  # a bad mode or a missing imagehash fails before any build
     clf = make_classifier(plan, req, use_cache)
@@ -232,6 +240,7 @@ def undecided_auto(
     threads: int | None = None,
     streams: int | str | None = "auto",
     cpu: CPUInfo | None = None,
+    model_id: str | None = None,
 ) -> Path | None:
     """Would :func:`load` with these arguments measure the engines first? The decision file it would
     write, or None (a decision is cached, the static rule is asked for, or the cache is off). Cheap: it
@@ -242,7 +251,7 @@ def undecided_auto(
     plan = plan_for(cpu, backend, precision, threads, streams)
     if isinstance(model, str) and not is_import_path(model):
         model = model.lower()
-    return autoselect.undecided(cpu, plan, model, weights, precision)
+    return autoselect.undecided(cpu, plan, model, weights, precision, model_id=check_model_id(model, model_id))
 
 
 __all__ = ["load", "optimize", "plan_for", "probe", "undecided_auto"]

@@ -45,7 +45,7 @@ def wanted(backend, measure: bool | None) -> bool:
     return os.environ.get(ENV_AUTO, "measure").strip().lower() != "static"
 
 
-def decision_key(cpu, model, weights, precision, threads_plan) -> dict:
+def decision_key(cpu, model, weights, precision, threads_plan, model_id=None) -> dict:
     libs = {d: dist_version(d) for d in ("torch", "intel-extension-for-pytorch", "openvino", "onnxruntime")}
     return {
         "cpu": cpu.model_name,
@@ -54,7 +54,7 @@ def decision_key(cpu, model, weights, precision, threads_plan) -> dict:
         "versions": libs,
         "available": sorted(n for n, (ok, _) in engines.availability().items() if ok),
         "model": model if isinstance(model, str) else type(model).__name__,
-        "weights": weights_id(model, weights),
+        "weights": weights_id(model, weights, model_id),
         "precision": str(precision or AUTO).lower(),
     }
 
@@ -248,25 +248,26 @@ def _read(path: Path, key: dict) -> dict | None:
     return record
 
 
-def _key(cpu, static_plan, model, weights, precision, budget) -> dict:
-    key = decision_key(cpu, model, weights, precision, static_plan)
+def _key(cpu, static_plan, model, weights, precision, budget, model_id=None) -> dict:
+    key = decision_key(cpu, model, weights, precision, static_plan, model_id)
     if budget is not None:
         key.update(budget_pts=budget.max_drop_pts, budget_images=budget.fingerprint)
     return key
 
 
-def undecided(cpu, static_plan, model, weights, precision, budget=None) -> Path | None:
+def undecided(cpu, static_plan, model, weights, precision, budget=None, model_id=None) -> Path | None:
     """The decision file :func:`choose` would measure and write, or None when this machine has one."""
-    key = _key(cpu, static_plan, model, weights, precision, budget)
+    key = _key(cpu, static_plan, model, weights, precision, budget, model_id)
     path = _path(key)
     return None if _read(path, key) is not None else path
 
 
-def choose(cpu, static_plan, model, weights, precision, threads, load_plan, budget=None, streams=AUTO):
+def choose(cpu, static_plan, model, weights, precision, threads, load_plan, budget=None, streams=AUTO, model_id=None):
     """The plan with the measured backend (measuring first if this machine has no decision yet).
     With an accuracy ``budget`` (:mod:`.budget`) INT8 competes too, within it. With ``streams`` auto,
-    the stream count is measured on the chosen engine too (:func:`measure_streams`)."""
-    key = _key(cpu, static_plan, model, weights, precision, budget)
+    the stream count is measured on the chosen engine too (:func:`measure_streams`). ``model_id``: the
+    version a user's model declares (it keys the decision in place of its weights' hash)."""
+    key = _key(cpu, static_plan, model, weights, precision, budget, model_id)
     path = _path(key)
     record = _read(path, key)
     cached = record is not None

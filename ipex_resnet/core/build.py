@@ -36,6 +36,7 @@ class Request:
     accept_accuracy: bool = False
     accuracy_gate: Any = None
     labels: Any = None  # labelled images (labels.csv folder or a folder per class): INT8's gate
+    model_id: str | None = None  # the version a user's model declares (models.spec.check_model_id)
 
     @property
     def name(self) -> str:
@@ -76,7 +77,10 @@ def _resolve(req: Request):
 def identify(req: Request):
     """``(weights id, resolved model or None)``. A model named by import path is built to be identified
     (what its callable returns, with any checkpoint applied, is hashed tensor by tensor, with the
-    source of its class); the built model is handed on so it is not built twice."""
+    source of its class); the built model is handed on so it is not built twice. A declared
+    ``model_id`` identifies it unbuilt: it is built only when its artifact is missing."""
+    if req.model_id is not None:
+        return weights_id(req.model, req.weights, req.model_id), None
     if is_import_path(req.model):
         loaded = _resolve(req)
         return weights_id(loaded.module, None), loaded

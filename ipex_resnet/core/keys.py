@@ -19,9 +19,13 @@ from ipex_resnet.util.deps import dist_version
 from ipex_resnet.util.version import __version__
 
 
-def weights_id(model, weights) -> str:
+def weights_id(model, weights, model_id: str | None = None) -> str:
     """What identifies the weights, without loading them: a file hash, a torchvision enum name, a
-    user module's parameter hash, or the seeded random init."""
+    user module's parameter hash, the version a user's model declares (``model_id``, with the hash of
+    any checkpoint given with it), or the seeded random init."""
+    if model_id is not None:
+        checkpoint = weights is not None and str(weights).lower() not in ("default", *NO_WEIGHTS)
+        return f"declared:{model_id}" + (f"+{_checkpoint_id(os.fspath(weights))}" if checkpoint else "")
     if not isinstance(model, str):
         import torch
 

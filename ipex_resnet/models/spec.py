@@ -25,6 +25,7 @@ _IDENT = r"[A-Za-z_]\w*"
 IMPORT_PATH = re.compile(rf"^{_IDENT}(\.{_IDENT})*:{_IDENT}(\.{_IDENT})*$")
 PRESET_FIELDS = ("resize_size", "crop_size", "mean", "std", "interpolation")
 MAX_CATEGORIES_BYTES = 16 * 2**20
+MAX_MODEL_ID_CHARS = 200
 
 
 def is_import_path(model: object) -> bool:
@@ -57,6 +58,25 @@ def import_model(path: str) -> Any:
     if not isinstance(built, torch.nn.Module):
         raise ConfigError(f"model {path!r} returned a {type(built).__name__}, not an nn.Module")
     return built
+
+
+def check_model_id(model: object, model_id: object) -> str | None:
+    """``model_id`` when it may name ``model``'s version, else ConfigError. A model id is the user's
+    promise that it changes whenever the model's code or its weights do: the artifact cache then
+    trusts it instead of building the model to hash its weights (so a cached load never runs the
+    user's code). Only a user's model takes one: a torchvision model is named by its name and weights."""
+    if model_id is None:
+        return None
+    if isinstance(model, str) and not is_import_path(model):
+        raise ConfigError(
+            f"--model-id names a version of your own model (an import path or an nn.Module); "
+            f"{model!r} is a torchvision model, named by its name and weights"
+        )
+    if not isinstance(model_id, str) or not model_id.strip():
+        raise ConfigError(f"--model-id must be a non-empty string, got {model_id!r}")
+    if len(model_id) > MAX_MODEL_ID_CHARS or not model_id.isprintable():
+        raise ConfigError(f"--model-id must be at most {MAX_MODEL_ID_CHARS} printable characters, got {model_id!r:.80}")
+    return model_id
 
 
 def source_id(module: object) -> str:
@@ -161,12 +181,15 @@ class ModelSpec:
     """What to load, as one hashable value (in the manner of timm's ``PretrainedCfg``): ``model`` (a
     torchvision name or an import path), ``weights`` (``none``: seeded random init; ``DEFAULT``, an enum
     name or a checkpoint path), ``preset`` (None: the weights' own) and ``categories`` (None: the
-    weights' own). The defaults are the benchmark's: resnet18 with random weights."""
+    weights' own) and ``model_id`` (a user's model only: the version it declares, see
+    :func:`check_model_id`; None: its weights are hashed). The defaults are the benchmark's: resnet18
+    with random weights."""
 
     model: str = "resnet18"
     weights: str = "none"
     preset: PresetSpec | None = None
     categories: tuple[str, ...] | None = None
+    model_id: str | None = None
 
     def __post_init__(self) -> None:
         # hashable whatever it was given: a path as text, a preset dict as a PresetSpec, a list as a tuple
@@ -174,6 +197,7 @@ class ModelSpec:
         object.__setattr__(self, "preset", as_preset(self.preset))
         if self.categories is not None:
             object.__setattr__(self, "categories", tuple(self.categories))
+        check_model_id(self.model, self.model_id)
 
     @classmethod
     def from_options(
@@ -188,6 +212,7 @@ class ModelSpec:
         std: str | None = None,
         interpolation: str | None = None,
         categories: str | os.PathLike | None = None,
+        model_id: str | None = None,
     ) -> ModelSpec:
         """From command-line options: ``preset`` a preset JSON file (the others override its fields),
         ``categories`` a file of names; a bad one is a ConfigError."""
@@ -197,6 +222,7 @@ class ModelSpec:
             weights,
             preset_from_options(preset, resize, crop, mean, std, interpolation),
             tuple(names) if names else None,
+            model_id,
         )
 
     @property
@@ -209,14 +235,16 @@ class ModelSpec:
         return self.preset.to_dict() if self.preset else None
 
     def load_kwargs(self) -> dict[str, Any]:
-        """``load()``'s (and ``resolve()``'s) arguments besides the model."""
+        """``load()``'s arguments besides the model (``model_id`` only when one is declared)."""
         cats = list(self.categories) if self.categories else None
-        return {"weights": self.weights, "transforms": self.preset, "categories": cats}
+        kwargs: dict[str, Any] = {"weights": self.weights, "transforms": self.preset, "categories": cats}
+        return {**kwargs, "model_id": self.model_id} if self.model_id else kwargs
 
     def to_dict(self) -> dict[str, Any]:
         """As JSON data (e.g. a request to a child process); :meth:`from_dict` reads it back."""
         cats = list(self.categories) if self.categories else None
-        return {"model": self.model, "weights": self.weights, "preset": self.preset_dict, "categories": cats}
+        d = {"model": self.model, "weights": self.weights, "preset": self.preset_dict, "categories": cats}
+        return {**d, "model_id": self.model_id} if self.model_id else d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ModelSpec:
@@ -226,10 +254,11 @@ class ModelSpec:
             d.get("weights") or "none",
             as_preset(dict(preset)) if preset else None,
             tuple(cats) if cats else None,
+            d.get("model_id"),
         )
 
     def cli_args(self, directory: str | os.PathLike) -> list[str]:
-        """As ``ipex-resnet`` options (``--model --weights [--preset FILE] [--categories FILE]``); the
+        """As ``ipex-resnet`` options (``--model --weights [--preset FILE] [--categories FILE] [--model-id ID]``); the
         preset and the categories are written as files into ``directory``."""
         args = ["--model", self.model, "--weights", self.weights]
         if self.preset:
@@ -240,6 +269,8 @@ class ModelSpec:
             path = Path(directory) / "categories.txt"
             path.write_text("\n".join(self.categories) + "\n", encoding="utf-8")
             args += ["--categories", str(path)]
+        if self.model_id:
+            args += ["--model-id", self.model_id]
         return args
 
 
@@ -247,6 +278,7 @@ __all__ = [
     "IMPORT_PATH",
     "ModelSpec",
     "as_preset",
+    "check_model_id",
     "import_model",
     "is_import_path",
     "preset_from_options",
