@@ -130,9 +130,9 @@ def test_http_sut_drives_the_real_service_and_counts_refusals(service, photos, t
     served: list[int] = []
     lock = threading.Lock()
 
-    def check(r) -> bool:
+    def check(body: bytes) -> bool:
         with lock:
-            served.append(len(r.json()["results"][0]["top"]))
+            served.append(len(json.loads(body)["results"][0]["top"]))
         return True
 
     sut = L.HttpSUT(service.url + "/v1/classify", lambda i: (images[i], {"content-type": "image/jpeg"}), check=check)

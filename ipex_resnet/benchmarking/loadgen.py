@@ -150,7 +150,10 @@ class QueuedSUT:
 class HttpSUT:
     """Each sample is one POST of its bytes to ``url`` (``request(index) -> (content, headers)``),
     sent from an asyncio loop on a thread; at most ``concurrency`` requests are in flight. An answer
-    that is not 200 with what ``check`` accepts counts as a failure."""
+    that is not 200 with a body ``check`` accepts counts as a failure.
+
+    The client is aiohttp's (its HTTP parser is C): on this machine's 2 cores it costs about 0.5-0.8 ms
+    of CPU per request against httpx's 1.5, CPU the server under test would otherwise lose."""
 
     def __init__(
         self,
@@ -158,12 +161,12 @@ class HttpSUT:
         request: Callable[[int], tuple[bytes, dict]],
         *,
         concurrency: int = 256,
-        check: Callable[[object], bool] = lambda r: True,
+        check: Callable[[bytes], bool] = lambda body: True,
         timeout_s: float = 60.0,
     ):
         import asyncio
 
-        import httpx
+        import aiohttp
 
         self.url, self.request, self.check = url, request, check
         self.stats = _Completions()
@@ -173,19 +176,24 @@ class HttpSUT:
 
         async def setup():
             self.sem = asyncio.Semaphore(concurrency)
-            limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-            self.client = httpx.AsyncClient(limits=limits, timeout=timeout_s)
+            self.client = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=concurrency), timeout=aiohttp.ClientTimeout(total=timeout_s)
+            )
 
         asyncio.run_coroutine_threadsafe(setup(), self.loop).result()
+
+    async def _post(self, index: int) -> tuple[int, bytes]:
+        content, headers = self.request(index)
+        async with self.client.post(self.url, data=content, headers=headers) as r:
+            return r.status, await r.read()
 
     async def _one(self, sample) -> None:
         error = None
         try:
-            content, headers = self.request(sample.index)
             async with self.sem:
-                r = await self.client.post(self.url, content=content, headers=headers)
-            if r.status_code != 200 or not self.check(r):
-                error = f"HTTP {r.status_code}: {r.text[:200]}"
+                status, body = await self._post(sample.index)
+            if status != 200 or not self.check(body):
+                error = f"HTTP {status}: {body[:200].decode(errors='replace')}"
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
         self.stats.complete([sample], error)
@@ -203,10 +211,9 @@ class HttpSUT:
             async def worker(k: int) -> None:
                 i = k
                 while loop.time() < end:
-                    content, headers = self.request(i % samples)
-                    r = await self.client.post(self.url, content=content, headers=headers)
-                    if r.status_code != 200:
-                        raise RuntimeError(f"{self.url} answered HTTP {r.status_code}: {r.text[:200]}")
+                    status, body = await self._post(i % samples)
+                    if status != 200:
+                        raise RuntimeError(f"{self.url} answered HTTP {status}: {body[:200].decode(errors='replace')}")
                     done[0] += 1
                     i += concurrency
 
@@ -227,7 +234,7 @@ class HttpSUT:
     def close(self) -> None:
         import asyncio
 
-        asyncio.run_coroutine_threadsafe(self.client.aclose(), self.loop).result(30)
+        asyncio.run_coroutine_threadsafe(self.client.close(), self.loop).result(30)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(30)
 

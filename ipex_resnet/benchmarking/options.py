@@ -527,7 +527,7 @@ def _scenario_settings(s: Settings, raw: Mapping[str, Any]) -> None:
     needs = {"mlperf_loadgen": "mlcommons-loadgen"}
     ray = {"ray-serve", "ray-service"} & set(s.scenarios)
     if {"service", "peer"} & set(s.scenarios) or ray:
-        needs["httpx"] = "httpx"
+        needs.update(httpx="httpx", aiohttp="aiohttp")
     if "peer" in s.scenarios:
         needs["litserve"] = "litserve"
     if ray and first_missing("ray.serve", "grpc", "fastapi"):  # Ray without its serve extra

@@ -146,7 +146,7 @@ def tune(
     from ipex_resnet.benchmarking import loadgen as L
 
     L.lg()  # LoadGen missing: one clear line before anything starts
-    for name in ("httpx", "httpcore"):  # the load generator's client logs every request at INFO
+    for name in ("httpx", "httpcore", "aiohttp"):  # HTTP clients that log every request at INFO
         logging.getLogger(name).setLevel(logging.WARNING)
     rows: list[dict] = []
     t0 = time.monotonic()
