@@ -3,8 +3,10 @@ reference logits that every optimized path is compared against."""
 
 from __future__ import annotations
 
+import atexit
 import csv
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -21,9 +23,12 @@ AGREEMENT_IMAGES = 16
 # CI sets this to the backends that must really run on its stack, so "skipped" cannot pass for "ran".
 REQUIRED_BACKENDS = {b for b in os.environ.get("IPEX_RESNET_REQUIRE_BACKENDS", "").split(",") if b}
 
-# The test session's own artifact cache (subprocesses inherit it), and the static backend rule unless
-# a test asks for measurement: measuring every engine on each auto load would cost minutes.
-os.environ.setdefault("IPEX_RESNET_CACHE_DIR", tempfile.mkdtemp(prefix="ipex_resnet_test_cache_"))
+# The test session's own artifact cache (subprocesses inherit it; removed when the session ends: a
+# session's compiled artifacts take about 1 GB), and the static backend rule unless a test asks for
+# measurement: measuring every engine on each auto load would cost minutes.
+if "IPEX_RESNET_CACHE_DIR" not in os.environ:
+    os.environ["IPEX_RESNET_CACHE_DIR"] = tempfile.mkdtemp(prefix="ipex_resnet_test_cache_")
+    atexit.register(shutil.rmtree, os.environ["IPEX_RESNET_CACHE_DIR"], ignore_errors=True)
 os.environ.setdefault("IPEX_RESNET_AUTO", "static")
 
 
