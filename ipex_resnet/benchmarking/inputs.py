@@ -28,8 +28,7 @@ def resolved(model: ModelSpec) -> LoadedModel:
     by import path with its checkpoint), with the spec's preset and categories, built once per process."""
     from ipex_resnet.models.resolve import resolve
 
-    cats = list(model.categories) if model.categories else None
-    return resolve(model.model, model.weights, categories=cats, transforms=model.preset)
+    return resolve(model.model, **model.resolve_kwargs())
 
 
 def preset(model: ModelSpec) -> dict[str, Any] | None:

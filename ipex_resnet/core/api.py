@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     import numpy as np
     import torch
 
+    from ipex_resnet.core.budget import Budget
     from ipex_resnet.core.result_cache import ResultCache
     from ipex_resnet.engines.streams import Streams
     from ipex_resnet.imaging import PresetSpec
@@ -211,24 +212,37 @@ def load(
         if accuracy_gate is None:
             req = dataclasses.replace(req, accuracy_gate=float(accuracy_budget))
     if autoselect.wanted(backend, measure) and use_cache:
-        plan = autoselect.choose(
-            cpu,
-            plan,
-            req.model,
-            weights,
-            precision,
-            threads,
-            lambda p: make_classifier(p, req, use_cache),
-            budget=budget,
-            streams=streams,
-            model_id=model_id,
-        )
+        plan = _measured_plan(plan, req, precision, threads, streams, budget)
     results = make_result_cache(result_cache)  # a bad mode or a missing imagehash fails before any build
     clf = make_classifier(plan, req, use_cache)
     _warn(clf.plan)
     if results is not None:
         clf.result_cache = results
     return clf
+
+
+def _measured_plan(
+    plan: Plan,
+    req: Request,
+    precision: str | None,
+    threads: int | None,
+    streams: int | str | None,
+    budget: Budget | None,
+) -> Plan:
+    """``plan`` with the engine (and, within an accuracy ``budget``, the precision) measured on this
+    machine, or read from its cached decision."""
+    return autoselect.choose(
+        req.cpu,
+        plan,
+        req.model,
+        req.weights,
+        precision,
+        threads,
+        lambda p: make_classifier(p, req, True),
+        budget=budget,
+        streams=streams,
+        model_id=req.model_id,
+    )
 
 
 def undecided_auto(

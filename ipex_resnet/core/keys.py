@@ -24,8 +24,7 @@ def weights_id(model, weights, model_id: str | None = None) -> str:
     user module's parameter hash, the version a user's model declares (``model_id``, with the hash of
     any checkpoint given with it), or the seeded random init."""
     if model_id is not None:
-        checkpoint = weights is not None and str(weights).lower() not in ("default", *NO_WEIGHTS)
-        return f"declared:{model_id}" + (f"+{_checkpoint_id(os.fspath(weights))}" if checkpoint else "")
+        return f"declared:{model_id}" + (f"+{_checkpoint_id(os.fspath(weights))}" if _checkpoint_given(weights) else "")
     if not isinstance(model, str):
         import torch
 
@@ -40,7 +39,7 @@ def weights_id(model, weights, model_id: str | None = None) -> str:
                 h.update(flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b"")
             else:  # extra state (get_extra_state) of any picklable kind
                 h.update(repr(v).encode())
-        if weights is not None and str(weights).lower() not in ("default", *NO_WEIGHTS):
+        if _checkpoint_given(weights):
             h.update(_checkpoint_id(os.fspath(weights)).encode())  # load() applies it to the module
         return "module:" + h.hexdigest()[:32]
     spec = "none" if weights is None else os.fspath(weights)
@@ -49,6 +48,11 @@ def weights_id(model, weights, model_id: str | None = None) -> str:
     if looks_like_path(spec):
         return _checkpoint_id(spec)
     return "torchvision:" + spec.upper()
+
+
+def _checkpoint_given(weights) -> bool:
+    """A user model's ``weights``: a checkpoint path, rather than its own (``DEFAULT``) or none."""
+    return weights is not None and str(weights).lower() not in ("default", *NO_WEIGHTS)
 
 
 def _checkpoint_id(spec: str) -> str:

@@ -234,10 +234,14 @@ class ModelSpec:
         """The preset as JSON data (None: the weights' own)."""
         return self.preset.to_dict() if self.preset else None
 
-    def load_kwargs(self) -> dict[str, Any]:
-        """``load()``'s arguments besides the model (``model_id`` only when one is declared)."""
+    def resolve_kwargs(self) -> dict[str, Any]:
+        """``resolve()``'s arguments besides the model."""
         cats = list(self.categories) if self.categories else None
-        kwargs: dict[str, Any] = {"weights": self.weights, "transforms": self.preset, "categories": cats}
+        return {"weights": self.weights, "transforms": self.preset, "categories": cats}
+
+    def load_kwargs(self) -> dict[str, Any]:
+        """``load()``'s arguments besides the model: :meth:`resolve_kwargs`, and ``model_id`` when one is declared."""
+        kwargs = self.resolve_kwargs()
         return {**kwargs, "model_id": self.model_id} if self.model_id else kwargs
 
     def to_dict(self) -> dict[str, Any]:
